@@ -1,0 +1,1 @@
+"""Stage 2: raw payloads into typed tables (built by the decoder issue)."""

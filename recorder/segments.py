@@ -1,0 +1,100 @@
+"""Publishing a sealed unit: its raw segment, gap rows and quarantined frames as Parquet.
+
+Runs on the writer thread. Names are derived from the unit alone, and an existing file is kept,
+so writing a unit again after a crash (recovery) completes it without rewriting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from recorder.session import Unit
+from schemas.archive import (
+    GAP_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_COLUMN_ENCODING,
+    RAW_ROW_GROUP_ROWS,
+    RAW_SCHEMA,
+    ZSTD_LEVEL,
+    ArchiveLayout,
+    date_partition,
+)
+from schemas.files import publish_parquet
+
+_RAW_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": ZSTD_LEVEL,
+    "use_dictionary": False,
+    "column_encoding": RAW_COLUMN_ENCODING,
+    "row_group_size": RAW_ROW_GROUP_ROWS,
+}
+_TABLE_OPTIONS = {"compression": "zstd"}
+
+
+def _int64(values) -> pa.Array:
+    return pa.array(values, pa.int64())
+
+
+def raw_table(unit: Unit, metadata: dict[str, str]) -> pa.Table:
+    columns = [
+        _int64(unit.seq),
+        _int64(unit.ts_ms),
+        _int64(unit.ingest_ts_us),
+        _int64(unit.publish_ts_us),
+        _int64(unit.recv_ts_us),
+        pa.array(unit.raw, pa.binary()),
+    ]
+    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA.with_metadata(metadata))
+
+
+def gap_table(unit: Unit) -> pa.Table:
+    rows = unit.gaps
+    return pa.Table.from_pydict(
+        {
+            "from_seq": [r.gap.from_seq for r in rows],
+            "to_seq": [r.gap.to_seq for r in rows],
+            "missing": [r.gap.missing for r in rows],
+            "cause": [str(r.gap.cause) for r in rows],
+            "detected_ts_us": [r.detected_ts_us for r in rows],
+            "before_ts_ms": [r.gap.before_ts_ms for r in rows],
+            "after_ts_ms": [r.after_ts_ms for r in rows],
+        },
+        schema=GAP_SCHEMA,
+    )
+
+
+def quarantine_table(rows: list) -> pa.Table:
+    return pa.Table.from_pydict(
+        {name: [getattr(r, name) for r in rows] for name in QUARANTINE_SCHEMA.names},
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def unit_files(
+    unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]
+) -> Iterator[tuple[Path, pa.Table, dict]]:
+    """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
+    if unit.raw:
+        path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)
+        yield path, raw_table(unit, metadata), _RAW_OPTIONS
+    if unit.gaps:
+        path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
+        yield path, gap_table(unit), _TABLE_OPTIONS
+    by_date: dict[str, list] = {}
+    for row in unit.quarantine:
+        by_date.setdefault(date_partition(row.recv_ts_us // 1000), []).append(row)
+    for date, rows in by_date.items():
+        path = layout.quarantine_dir / date / f"{unit.unit_id}.parquet"
+        yield path, quarantine_table(rows), _TABLE_OPTIONS
+
+
+def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]) -> list[Path]:
+    """Publish every file of ``unit``; returns those written now (not those already there)."""
+    return [
+        path
+        for path, table, options in unit_files(unit, layout, metadata)
+        if publish_parquet(table, path, **options)
+    ]

@@ -1,0 +1,228 @@
+"""Checking an archive against its contract, and listing its gaps.
+
+``verify`` reads every file in full, so a file that cannot be decompressed is found tonight
+rather than by next month's backtest. Memory is bounded by the largest file, not the archive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.archive import (
+    GAP_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_SCHEMA,
+    ArchiveLayout,
+    hour_partition,
+)
+from schemas.errors import ArchiveError
+
+Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    segments: int = 0
+    rows: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    gap_records: int = 0
+    missing: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class GapRecord:
+    from_seq: int
+    to_seq: int
+    missing: int
+    cause: str
+    detected_ts_us: int
+    before_ts_ms: int | None
+    after_ts_ms: int
+
+
+def open_layout(root: Path) -> ArchiveLayout:
+    if not root.is_dir():
+        raise ArchiveError(f"archive {root} does not exist or is not a directory")
+    return ArchiveLayout(root)
+
+
+def read_gaps(root: Path) -> list[GapRecord]:
+    """Every gap record, in seq order."""
+    layout = open_layout(root)
+    records = []
+    for path in layout.table_files(layout.gaps_dir):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
+        records += [GapRecord(**row) for row in rows]
+    records.sort(key=lambda g: (g.from_seq, g.to_seq))
+    return records
+
+
+def verify(root: Path) -> Report:
+    layout = open_layout(root)
+    report = Report()
+    for path in layout.stray_raw_files():
+        report.problems.append(
+            f"{path}: not named raw/date=*/hour=*/<first_seq>-<last_seq>.parquet"
+        )
+    present = _check_segments(layout, report)
+    gaps = _check_gap_files(layout, report)
+    _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
+    _compare_gaps(present, gaps, report)
+    if layout.temporary_files():
+        report.notes.append("temporary files present: a write is in progress or was interrupted")
+    if any(layout.spool_dir.glob("*.wal")):
+        report.notes.append(
+            "spool files present: a recorder is running, or the next one will "
+            "recover them into segments"
+        )
+    return report
+
+
+def _schema_problem(path: Path, actual: pa.Schema, expected: pa.Schema) -> str | None:
+    if actual.remove_metadata().equals(expected.remove_metadata()):
+        return None
+    return f"{path}: schema is [{_describe(actual)}], expected [{_describe(expected)}]"
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
+
+
+def _read(path: Path, report: Report) -> pa.Table | None:
+    try:
+        return pq.read_table(path)
+    except Exception as exc:
+        report.problems.append(f"{path}: does not read: {exc}")
+        return None
+
+
+def _check_segments(layout: ArchiveLayout, report: Report) -> Ranges:
+    """Check each raw file; returns the seq ranges the archive holds."""
+    present: Ranges = []
+    for segment in layout.segments():
+        path = segment.path
+        table = _read(path, report)
+        if table is None:
+            continue
+        problem = _schema_problem(path, table.schema, RAW_SCHEMA)
+        if problem:
+            report.problems.append(problem)
+            continue
+        report.segments += 1
+        report.rows += table.num_rows
+        seqs = table.column("seq").combine_chunks()
+        if table.num_rows == 0:
+            report.problems.append(f"{path}: has no rows")
+            continue
+        first, last = seqs[0].as_py(), seqs[-1].as_py()
+        if (first, last) != (segment.first_seq, segment.last_seq):
+            report.problems.append(f"{path}: holds seqs {first}-{last}, not those its name says")
+        steps = pc.pairwise_diff(seqs)
+        if table.num_rows > 1 and pc.min(steps).as_py() <= 0:
+            report.problems.append(
+                f"{path}: seqs are not strictly increasing (unsorted or duplicated)"
+            )
+            continue
+        hours = pc.divide(table.column("ts_ms"), 3_600_000)
+        partition = (path.parent.parent.name, path.parent.name)
+        low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
+        if hour_partition(low) != partition or hour_partition(high) != partition:
+            report.problems.append(
+                f"{path}: holds ts_ms outside its partition {'/'.join(partition)}"
+            )
+        if present and first <= present[-1][1]:
+            report.problems.append(f"{path}: seqs {first}-{last} overlap another segment")
+            continue
+        present += _runs(seqs, steps)
+    if present:
+        report.first_seq, report.last_seq = present[0][0], present[-1][1]
+    return present
+
+
+def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
+    """Consecutive runs of seqs in one sorted file."""
+    # steps[i] is seqs[i] - seqs[i - 1] (null at 0): a step above 1 starts a new run at i.
+    breaks = pc.indices_nonzero(pc.fill_null(pc.greater(steps, 1), False)).to_pylist()
+    bounds = [0, *breaks, len(seqs)]
+    return [(seqs[lo].as_py(), seqs[hi - 1].as_py()) for lo, hi in pairwise(bounds)]
+
+
+def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
+    gaps: Ranges = []
+    for path in layout.table_files(layout.gaps_dir):
+        table = _read(path, report)
+        if table is None:
+            continue
+        problem = _schema_problem(path, table.schema, GAP_SCHEMA)
+        if problem:
+            report.problems.append(problem)
+            continue
+        for row in table.to_pylist():
+            lo, hi = row["from_seq"], row["to_seq"]
+            if lo > hi or row["missing"] != hi - lo + 1:
+                report.problems.append(f"{path}: gap record {lo}-{hi} is inconsistent")
+                continue
+            gaps.append((lo, hi))
+            report.gap_records += 1
+    gaps.sort()
+    for (_, hi), (lo, _) in pairwise(gaps):
+        if lo <= hi:
+            report.problems.append(f"gap records overlap at seq {lo}")
+    return gaps
+
+
+def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
+    for path in layout.table_files(table_dir):
+        table = _read(path, report)
+        if table is not None:
+            problem = _schema_problem(path, table.schema, schema)
+            if problem:
+                report.problems.append(problem)
+
+
+def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:
+    missing = [(a[1] + 1, b[0] - 1) for a, b in pairwise(present)]
+    missing = [(lo, hi) for lo, hi in missing if lo <= hi]
+    report.missing = sum(hi - lo + 1 for lo, hi in missing)
+    for lo, hi in _subtract(missing, gaps):
+        report.problems.append(f"seqs {lo}-{hi} are missing and no gap record says so")
+    for lo, hi in _subtract(gaps, missing):
+        report.problems.append(
+            f"gap records say seqs {lo}-{hi} are missing, but the archive "
+            "holds them or they lie outside its range"
+        )
+
+
+def _subtract(ranges: Ranges, minus: Ranges) -> Ranges:
+    """The parts of ``ranges`` not covered by ``minus`` (both sorted by start)."""
+    result: Ranges = []
+    j = 0
+    for lo, hi in ranges:
+        while j < len(minus) and minus[j][1] < lo:
+            j += 1
+        k = j
+        start = lo
+        while k < len(minus) and minus[k][0] <= hi:
+            if minus[k][0] > start:
+                result.append((start, minus[k][0] - 1))
+            start = max(start, minus[k][1] + 1)
+            k += 1
+        if start <= hi:
+            result.append((start, hi))
+    return result

@@ -1,0 +1,219 @@
+"""The ``replica`` command: thin click wrappers over the Python API.
+
+Only this module reads the environment, installs log handlers and signal handlers, and turns
+errors into exit codes (see ``schemas.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from recorder import __version__
+from recorder.recorder import Recorder, RecorderConfig
+from recorder.verify import read_gaps, verify
+from replica.options import Duration, UtcTime, api_key_from
+from schemas.errors import ReplicaError, UsageError
+
+log = logging.getLogger("replica")
+
+ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+class ReplicaGroup(click.Group):
+    """Turns a ``ReplicaError`` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ReplicaError as exc:
+            click.echo(f"replica: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+@click.group(cls=ReplicaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="replica")
+def cli() -> None:
+    """Archive and replay Hyperliquid replica commands from the Disk-Sync feed."""
+    _configure_logging()
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    default="REPLICA_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the API key (instead of the environment).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["header", "query"]),
+    default="header",
+    show_default=True,
+    help="Send the key as the x-api-key header, or as ?api_key= (which proxies may log).",
+)
+@click.option("--duration", type=Duration(), help="Stop cleanly after this long: 90s, 15m, 24h.")
+@click.option("--until", type=UtcTime(), help="Stop cleanly at this time: 2026-11-22T00:00Z.")
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seal a segment at least this often.",
+)
+@click.option(
+    "--segment-rows",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="Seal a segment when it holds this many commands.",
+)
+@click.option(
+    "--status-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Log a status line this often.",
+)
+@click.pass_context
+def record(
+    ctx: click.Context,
+    url: str,
+    archive: Path,
+    api_key_env: str,
+    api_key_file: Path | None,
+    auth: str,
+    duration,
+    until,
+    segment_seconds: float,
+    segment_rows: int,
+    status_seconds: float,
+) -> None:
+    """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
+
+    SIGTERM or SIGINT, --duration and --until end the run cleanly (exit 0). Exit codes:
+    1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
+    recorder. The last line on stdout is a JSON summary of the run.
+    """
+    env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
+    api_key = api_key_from(api_key_env, env_explicit, api_key_file)
+    now = datetime.now(UTC)
+    ends = [end for end in (duration and now + duration, until) if end is not None]
+    if until is not None and until <= now:
+        raise UsageError(f"--until {until.isoformat()} is already past")
+    config = RecorderConfig(
+        url=url,
+        archive=archive,
+        api_key=api_key,
+        auth=auth,
+        segment_seconds=segment_seconds,
+        segment_rows=segment_rows,
+        status_seconds=status_seconds,
+        deadline=min(ends) if ends else None,
+    )
+    ctx.exit(asyncio.run(_record(Recorder(config), api_key)))
+
+
+async def _record(recorder: Recorder, api_key: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, recorder.stop, signal.Signals(signum).name)
+    try:
+        summary = await recorder.run()
+    except ReplicaError as exc:
+        click.echo(f"replica: error: {exc}", err=True)
+        summary = recorder.summary()
+    except Exception:
+        text = traceback.format_exc()
+        click.echo(text.replace(api_key, "***") if api_key else text, err=True, nl=False)
+        summary = recorder.summary()
+        summary.ended_by, summary.exit_code = "unexpected error", 1
+    click.echo(summary.to_json())
+    return summary.exit_code
+
+
+@cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def gaps(archive: Path, as_json: bool) -> None:
+    """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
+    records = read_gaps(archive)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in records]))
+        return
+    if not records:
+        click.echo("no gaps")
+        return
+    click.echo(f"{'from_seq':>20} {'to_seq':>20} {'missing':>10}  {'cause':<9}  detected (UTC)")
+    for gap in records:
+        detected = datetime.fromtimestamp(gap.detected_ts_us / 1e6, UTC)
+        click.echo(
+            f"{gap.from_seq:>20} {gap.to_seq:>20} {gap.missing:>10}  {gap.cause:<9}  "
+            f"{detected:%Y-%m-%d %H:%M:%S}"
+        )
+    click.echo(f"{len(records)} gaps, {sum(g.missing for g in records)} seqs missing")
+
+
+@cli.command(name="verify")
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.pass_context
+def verify_command(ctx: click.Context, archive: Path) -> None:
+    """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
+    gap records agree with the data. Prints each problem; exits 1 if there is any."""
+    report = verify(archive)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    span = f"seqs {report.first_seq}-{report.last_seq}" if report.rows else "no commands"
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(
+        f"{report.segments} segments, {report.rows} commands, {span}, "
+        f"{report.gap_records} gap records ({report.missing} seqs missing): {verdict}"
+    )
+    ctx.exit(0 if report.ok else 1)
+
+
+@cli.command()
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default="replica-demo"
+)
+def demo(directory: Path) -> None:
+    """Record the bundled fixture feed from a local server into DIRECTORY: no key, no network."""
+    from replica.demo import run_demo
+
+    asyncio.run(run_demo(directory, click.echo))
+
+
+def main() -> None:
+    cli(prog_name="replica")

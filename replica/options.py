@@ -1,0 +1,74 @@
+"""Command-line value types: durations, UTC times, and where an API key comes from."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from schemas.errors import UsageError
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = value.strip().lower()
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(
+                f"{value!r} is not a duration; use e.g. 90s, 15m, 24h, 1d or 1h30m", param, ctx
+            )
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be longer than zero", param, ctx)
+        return timedelta(seconds=seconds)
+
+
+class UtcTime(click.ParamType):
+    name = "time"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time such as 2026-11-22T00:00Z", param, ctx)
+        if moment.tzinfo is None:
+            self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
+        return moment.astimezone(UTC)
+
+
+def api_key_from(env_name: str, env_explicit: bool, key_file: Path | None) -> str | None:
+    """The API key, read from a file or the environment, never from the command line.
+
+    Without a key the recorder connects unauthenticated, which suits a loopback replay; the
+    live feed then refuses it and the error says how to give one.
+    """
+    if key_file is not None:
+        if env_explicit:
+            raise UsageError("give the API key by --api-key-file or --api-key-env, not both")
+        mode = key_file.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            click.echo(
+                f"replica: warning: {key_file} is readable by other users; chmod 600 {key_file}",
+                err=True,
+            )
+        key = key_file.read_text(encoding="utf-8").strip()
+        if not key:
+            raise UsageError(f"API key file {key_file} is empty")
+        return key
+    key = os.environ.get(env_name, "").strip()
+    if env_explicit and not key:
+        raise UsageError(f"environment variable {env_name} (from --api-key-env) is not set")
+    return key or None

@@ -1,0 +1,1 @@
+"""The contracts every stage shares: archive layout, Arrow schemas, errors."""

@@ -1,0 +1,166 @@
+"""Where an archive keeps each table, and the Arrow schema of every file in it.
+
+This is a contract: DuckDB users glob these paths and later stages read these columns, so a change
+here is a change of the archive format.
+
+    ARCHIVE/
+      raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour of ts_ms
+      gaps/date=YYYY-MM-DD/<unit>.parquet                         missing seq ranges
+      quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
+      spool/<unit>.wal                                            write-ahead log, unsealed frames
+      .lock                                                       held by the running recorder
+
+Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
+name only once complete (see ``schemas.files``); temporary files start with a dot and end in
+``.tmp``, so ``*.parquet`` globs never see them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+SEQ_DIGITS = 20
+MS_PER_HOUR = 3_600_000
+# Year 9999: beyond it a timestamp cannot name a date partition.
+MAX_TS_MS = 253_402_300_799_999
+
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("ts_ms", pa.int64(), nullable=False),
+        pa.field("ingest_ts_us", pa.int64(), nullable=False),
+        pa.field("publish_ts_us", pa.int64(), nullable=False),
+        pa.field("recv_ts_us", pa.int64(), nullable=False),
+        pa.field("raw", pa.binary(), nullable=False),
+    ]
+)
+
+GAP_SCHEMA = pa.schema(
+    [
+        pa.field("from_seq", pa.int64(), nullable=False),
+        pa.field("to_seq", pa.int64(), nullable=False),
+        pa.field("missing", pa.int64(), nullable=False),
+        pa.field("cause", pa.string(), nullable=False),
+        pa.field("detected_ts_us", pa.int64(), nullable=False),
+        # ts_ms of the last command before the gap: unknown only when the archive had none.
+        pa.field("before_ts_ms", pa.int64(), nullable=True),
+        pa.field("after_ts_ms", pa.int64(), nullable=False),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("recv_ts_us", pa.int64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("seq", pa.int64(), nullable=True),
+        pa.field("frame", pa.string(), nullable=False),
+        pa.field("frame_bytes", pa.int64(), nullable=False),
+    ]
+)
+
+# Why these encodings: seqs and timestamps rise by small steps, which delta packing stores in a
+# few bits; DELTA_LENGTH_BYTE_ARRAY lays the payloads end to end, so zstd sees one long stream
+# much like a plain zstd of the concatenated payloads.
+RAW_COLUMN_ENCODING = {
+    "seq": "DELTA_BINARY_PACKED",
+    "ts_ms": "DELTA_BINARY_PACKED",
+    "ingest_ts_us": "DELTA_BINARY_PACKED",
+    "publish_ts_us": "DELTA_BINARY_PACKED",
+    "recv_ts_us": "DELTA_BINARY_PACKED",
+    "raw": "DELTA_LENGTH_BYTE_ARRAY",
+}
+ZSTD_LEVEL = 9
+RAW_ROW_GROUP_ROWS = 131_072
+
+_SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
+
+
+def hour_of(ts_ms: int) -> int:
+    """The UTC hour a timestamp falls in, counted from the epoch: the unit of raw partitioning."""
+    return ts_ms // MS_PER_HOUR
+
+
+def date_partition(ts_ms: int) -> str:
+    return "date=" + datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def hour_partition(hour: int) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(hour * 3600, UTC)
+    return moment.strftime("date=%Y-%m-%d"), moment.strftime("hour=%H")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One raw Parquet file, described by its path alone."""
+
+    path: Path
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class ArchiveLayout:
+    root: Path
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def gaps_dir(self) -> Path:
+        return self.root / "gaps"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def segment_path(self, first_seq: int, last_seq: int, hour: int) -> Path:
+        date, hh = hour_partition(hour)
+        name = f"{first_seq:0{SEQ_DIGITS}d}-{last_seq:0{SEQ_DIGITS}d}.parquet"
+        return self.raw_dir / date / hh / name
+
+    def unit_path(self, table_dir: Path, ts_ms: int, unit_id: str) -> Path:
+        """A gap or quarantine file: named by the unit that wrote it, dated by its rows."""
+        return table_dir / date_partition(ts_ms) / f"{unit_id}.parquet"
+
+    def segments(self) -> list[Segment]:
+        """Every raw segment, in seq order; files whose names do not parse are not segments."""
+        found = []
+        for path in self.raw_dir.glob("date=*/hour=*/*.parquet"):
+            match = _SEGMENT_NAME.match(path.name)
+            if match:
+                found.append(Segment(path, int(match[1]), int(match[2])))
+        found.sort(key=lambda s: (s.first_seq, s.last_seq))
+        return found
+
+    def stray_raw_files(self) -> list[Path]:
+        """Parquet files under raw/ that are not named like segments (for ``verify``)."""
+        return sorted(
+            path
+            for path in self.raw_dir.glob("**/*.parquet")
+            if not _SEGMENT_NAME.match(path.name) or path.parent.parent.parent != self.raw_dir
+        )
+
+    def table_files(self, table_dir: Path) -> list[Path]:
+        return sorted(table_dir.glob("date=*/*.parquet"))
+
+    def temporary_files(self) -> list[Path]:
+        return sorted(
+            path
+            for table_dir in (self.raw_dir, self.gaps_dir, self.quarantine_dir)
+            for path in table_dir.glob("**/.*.tmp")
+        )

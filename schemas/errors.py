@@ -1,0 +1,28 @@
+"""The one exception tree of replica; the CLI turns ``exit_code`` into the process status.
+
+ReplicaError             anything replica refuses to do, with a message that says why (exit 1)
+├── UsageError           a bad argument: a URL, a duration, a time, a path (exit 2)
+├── ArchiveError         an archive cannot be used as asked (exit 1)
+│   └── ArchiveLocked    another recorder holds the archive (exit 4)
+└── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
+"""
+
+
+class ReplicaError(Exception):
+    exit_code = 1
+
+
+class UsageError(ReplicaError):
+    exit_code = 2
+
+
+class ArchiveError(ReplicaError):
+    pass
+
+
+class ArchiveLocked(ArchiveError):
+    exit_code = 4
+
+
+class AuthRefused(ReplicaError):
+    exit_code = 3
