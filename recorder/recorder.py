@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from recorder import __version__
 from recorder.feedurl import check_url, is_loopback, public_url, with_api_key
 from recorder.lock import ArchiveLock
+from recorder.redact import RedactingLogger, redact
 from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
 from recorder.segments import publish_unit
 from recorder.session import FeedSession, RecentPayloads, SpoolAppend, SpoolClose, SpoolOpen, Unit
@@ -330,7 +331,10 @@ class Recorder:
             code = exc.rcvd.code if exc.rcvd else None
             why = f"closed with code {code}" if code else "connection dropped"
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            code, why = None, f"cannot connect: {self._redact(str(exc)) or type(exc).__name__}"
+            code, why = (
+                None,
+                f"cannot connect: {redact(str(exc), self.config.api_key) or type(exc).__name__}",
+            )
         finally:
             self._ws = None
         healthy = session.stats.appended > appended_before
@@ -351,11 +355,8 @@ class Recorder:
             ping_timeout=config.ping_timeout,
             max_size=MAX_FRAME_BYTES,
             proxy=None if is_loopback(urlsplit(url).hostname or "") else True,
+            logger=RedactingLogger(logging.getLogger("websockets.client"), config.api_key),
         )
-
-    def _redact(self, text: str) -> str:
-        key = self.config.api_key
-        return text.replace(key, "***") if key else text
 
     # ---- maintenance: spool flushes, time seals, errors, status -------------------------------
 

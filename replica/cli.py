@@ -22,6 +22,7 @@ from click.core import ParameterSource
 
 from recorder import __version__
 from recorder.recorder import Recorder, RecorderConfig
+from recorder.redact import redact
 from recorder.verify import read_gaps, verify
 from replica.options import Duration, UtcTime, api_key_from
 from schemas.errors import ReplicaError, UsageError
@@ -154,8 +155,7 @@ async def _record(recorder: Recorder, api_key: str | None) -> int:
         click.echo(f"replica: error: {exc}", err=True)
         summary = recorder.summary()
     except Exception:
-        text = traceback.format_exc()
-        click.echo(text.replace(api_key, "***") if api_key else text, err=True, nl=False)
+        click.echo(redact(traceback.format_exc(), api_key), err=True, nl=False)
         summary = recorder.summary()
         summary.ended_by, summary.exit_code = "unexpected error", 1
     click.echo(summary.to_json())

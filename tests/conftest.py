@@ -1,0 +1,63 @@
+"""Shared helpers: run an in-process Recorder against a loopback feed until a condition holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from recorder.policy import BackoffPolicy
+from recorder.recorder import Recorder, RecorderConfig, Summary
+from schemas.archive import ArchiveLayout
+
+FAST_BACKOFF = BackoffPolicy(initial=0.05, cap=0.2, jitter=0.0)
+PATIENCE_S = 20.0  # a guard against hanging, never a performance expectation
+
+
+def record(
+    url: str, archive: Path, until: Callable[[Recorder], bool], **config
+) -> tuple[Summary, Recorder]:
+    """Record until ``until(recorder)`` holds (or the run ends by itself); returns the summary.
+
+    Errors from ``run()`` propagate, with the recorder attached as ``exc.recorder``.
+    """
+    config.setdefault("backoff", FAST_BACKOFF)
+    recorder = Recorder(RecorderConfig(url=url, archive=archive, **config))
+
+    async def main() -> Summary:
+        task = asyncio.create_task(recorder.run())
+        deadline = time.monotonic() + PATIENCE_S
+        while not task.done() and not until(recorder):
+            if time.monotonic() > deadline:
+                recorder.stop()
+                raise AssertionError("the recorder did not reach the expected state in time")
+            await asyncio.sleep(0.01)
+        recorder.stop()
+        return await task
+
+    try:
+        return asyncio.run(main()), recorder
+    except Exception as exc:
+        exc.recorder = recorder
+        raise
+
+
+def reached(seq: int) -> Callable[[Recorder], bool]:
+    return lambda recorder: recorder.last_seq is not None and recorder.last_seq >= seq
+
+
+def raw_rows(archive: Path) -> list[dict]:
+    rows = []
+    for segment in ArchiveLayout(archive).segments():
+        rows += pq.read_table(segment.path).to_pylist()
+    return rows
+
+
+def table_rows(directory: Path) -> list[dict]:
+    rows = []
+    for path in sorted(directory.glob("date=*/*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
