@@ -26,8 +26,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from recorder import __version__
 from recorder.feedurl import check_url, is_loopback, public_url, with_api_key
 from recorder.lock import ArchiveLock
-from recorder.redact import RedactingLogger, redact
 from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
+from recorder.redact import RedactingLogger, redact
 from recorder.segments import publish_unit
 from recorder.session import FeedSession, RecentPayloads, SpoolAppend, SpoolClose, SpoolOpen, Unit
 from recorder.spool import SpoolWriter

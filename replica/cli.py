@@ -33,11 +33,14 @@ ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 class ReplicaGroup(click.Group):
-    """Turns a ``ReplicaError`` into one line on stderr and its exit code."""
+    """Turns a bad argument or a ``ReplicaError`` into one line on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            click.echo(f"replica: error: {exc.format_message()}", err=True)
+            ctx.exit(UsageError.exit_code)
         except ReplicaError as exc:
             click.echo(f"replica: error: {exc}", err=True)
             ctx.exit(exc.exit_code)

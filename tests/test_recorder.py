@@ -205,9 +205,8 @@ def test_query_auth_sends_the_key_in_the_url_with_a_warning(
 
 
 def test_a_wrong_key_is_refused(tmp_path: Path) -> None:
-    with ScriptedFeed(api_key="right") as feed:
-        with pytest.raises(AuthRefused, match="HTTP 401"):
-            record(feed.url, tmp_path, lambda r: False, api_key="wrong")
+    with ScriptedFeed(api_key="right") as feed, pytest.raises(AuthRefused, match="HTTP 401"):
+        record(feed.url, tmp_path, lambda r: False, api_key="wrong")
 
 
 def test_restart_resumes_after_the_last_seq_and_records_the_downtime(tmp_path: Path) -> None:

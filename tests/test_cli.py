@@ -1,0 +1,228 @@
+"""``replica`` as a cron job runs it: real subprocesses, exit codes, stdout and stderr.
+
+Covers usage errors (one line, exit 2), authentication refused (3), a held archive (4), clean
+ends by SIGTERM, --duration and --until (0), the status line and JSON summary, the key file,
+``gaps`` and ``verify`` (including the problems verify must find), and the documented --help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from recorder.lock import ArchiveLock
+from schemas.archive import ArchiveLayout
+from tests.conftest import PATIENCE_S, reached, record
+from tests.feedserver import Live, Reject, ScriptedFeed, Send
+
+SECRET = "ak_live_CLI_SECRET_42"
+
+
+def replica(*args: str | Path, env: dict | None = None, timeout: float = 60):
+    return subprocess.run(
+        [sys.executable, "-m", "replica", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def start_recording(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "replica", "record", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def summary_of(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ws://example.com/", "A"], "plaintext ws://; use wss://"),
+        (["http://127.0.0.1:9/", "A"], "must be ws://HOST or wss://HOST"),
+        ([f"wss://feed.example/?api_key={SECRET}", "A"], "must not carry api_key"),
+        (["wss://user:pw@feed.example/", "A"], "must not carry credentials"),
+        (["ws://127.0.0.1:9", "A", "--duration", "5x"], "'5x' is not a duration"),
+        (["ws://127.0.0.1:9", "A", "--duration", "0s"], "must be longer than zero"),
+        (["ws://127.0.0.1:9", "A", "--until", "2020-01-01T00:00Z"], "is already past"),
+        (["ws://127.0.0.1:9", "A", "--until", "2030-01-01T00:00"], "has no time zone"),
+        (["ws://127.0.0.1:9", "A", "--until", "tomorrow"], "not an ISO 8601 time"),
+        (["ws://127.0.0.1:9", "A", "--api-key-env", "REPLICA_TEST_UNSET"], "is not set"),
+        (["ws://127.0.0.1:9", "A", "--auth", "query"], "needs an API key"),
+        (["ws://127.0.0.1:9", "A", "--segment-rows", "0"], "--segment-rows"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = replica("record", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.startswith("replica: error: ") and result.stderr.count("\n") == 1
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_refused_key_exits_3_with_a_summary_and_no_secret(tmp_path: Path) -> None:
+    with ScriptedFeed([Reject(401)]) as feed:
+        result = replica("record", feed.url, tmp_path / "a", env={"REPLICA_API_KEY": SECRET})
+        assert feed.seen.headers[0]["x-api-key"] == SECRET
+    assert result.returncode == 3
+    assert "authentication was refused" in result.stderr and "HTTP 401" in result.stderr
+    summary = summary_of(result.stdout)
+    assert (summary["exit_code"], summary["ended_by"]) == (3, "AuthRefused")
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_held_archive_exits_4(tmp_path: Path) -> None:
+    lock = ArchiveLock(ArchiveLayout(tmp_path).lock_path)
+    lock.acquire()
+    try:
+        result = replica("record", "ws://127.0.0.1:9", tmp_path)
+    finally:
+        lock.release()
+    assert result.returncode == 4
+    assert f"held by another recorder (pid {os.getpid()})" in result.stderr
+
+
+def test_sigterm_seals_everything_and_exits_0(tmp_path: Path) -> None:
+    archive = tmp_path / "a"
+    with ScriptedFeed([Live(rate=1000)]) as feed:
+        proc = start_recording(
+            feed.url, archive, "--status-seconds", "0.1", "--segment-seconds", "0.3"
+        )
+        layout = ArchiveLayout(archive)
+        spool = layout.spool_dir
+        wait_for(lambda: layout.segments(), "a sealed segment")
+        wait_for(lambda: sum(p.stat().st_size for p in spool.glob("*.wal")) > 2000, "frames")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 0, stderr
+    summary = summary_of(stdout)
+    assert summary["ended_by"] == "SIGTERM" and summary["appended"] > 0
+    assert "msg/s | last seq" in stderr
+    assert not list(spool.glob("*.wal")), "nothing left unsealed"
+    assert replica("verify", archive).returncode == 0
+
+
+@pytest.mark.parametrize("window", ["duration", "until"])
+def test_a_cron_window_ends_the_run_cleanly(tmp_path: Path, window: str) -> None:
+    end = (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    args = ["--duration", "1s"] if window == "duration" else ["--until", end]
+    with ScriptedFeed([Live(rate=500)]) as feed:
+        result = replica("record", feed.url, tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result.stdout)
+    assert summary["ended_by"] == "deadline" and summary["appended"] > 0
+    assert summary["last_seq"] - summary["first_seq"] + 1 == summary["appended"]
+
+
+def test_the_key_file_is_used_and_a_loose_one_is_warned_about(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET + "\n")
+    key_file.chmod(0o644)
+    with ScriptedFeed([Send.cmds(0, 4)], api_key=SECRET) as feed:
+        result = replica(
+            "record", feed.url, tmp_path / "a", "--api-key-file", key_file, "--duration", "1s"
+        )
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result.stdout)["appended"] == 5
+    assert "readable by other users" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_gaps_lists_missing_ranges_as_a_table_and_as_json(tmp_path: Path) -> None:
+    with ScriptedFeed([Send.cmds(0, 9), Send.cmds(15, 19), Send.cmds(30, 30)]) as feed:
+        record(feed.url, tmp_path, reached(30))
+    table = replica("gaps", tmp_path)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["from_seq", "to_seq", "missing", "cause"]
+    assert lines[1].split()[:4] == ["10", "14", "5", "jump"]
+    assert lines[-1] == "2 gaps, 15 seqs missing"
+    gaps = json.loads(replica("gaps", tmp_path, "--json").stdout)
+    assert [(g["from_seq"], g["to_seq"], g["cause"]) for g in gaps] == [
+        (10, 14, "jump"),
+        (20, 29, "jump"),
+    ]
+
+
+def test_verify_passes_a_good_archive_and_names_every_problem(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    with ScriptedFeed([Send.cmds(0, 9), Send.cmds(15, 39)]) as feed:
+        record(feed.url, good, reached(39), segment_rows=10)
+    result = replica("verify", good)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().endswith("1 gap records (5 seqs missing): ok")
+
+    def broken(name: str) -> Path:
+        return Path(shutil.copytree(good, tmp_path / name))
+
+    segments = ArchiveLayout(good).segments()
+    truncated = broken("truncated")
+    victim = truncated / segments[1].path.relative_to(good)
+    victim.write_bytes(victim.read_bytes()[:100])
+    no_gaps = broken("no_gaps")
+    shutil.rmtree(no_gaps / "gaps")
+    overlapping = broken("overlapping")
+    shutil.copy(
+        overlapping / segments[1].path.relative_to(good),
+        overlapping
+        / segments[1]
+        .path.relative_to(good)
+        .with_name(f"{segments[1].first_seq + 1:020d}-{segments[1].last_seq:020d}.parquet"),
+    )
+    for archive, problem in [
+        (truncated, "does not read"),
+        (no_gaps, "seqs 10-14 are missing and no gap record says so"),
+        (overlapping, "not those its name says"),
+        (overlapping, "overlap another segment"),
+    ]:
+        result = replica("verify", archive)
+        assert result.returncode == 1, (archive, result.stdout)
+        assert problem in result.stdout
+
+
+def test_verify_and_gaps_name_a_missing_archive(tmp_path: Path) -> None:
+    for command in ("verify", "gaps"):
+        result = replica(command, tmp_path / "nope")
+        assert result.returncode == 2
+        assert "does not exist" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_help_documents_every_record_option() -> None:
+    result = replica("record", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--api-key-env",
+        "--api-key-file",
+        "--auth",
+        "--duration",
+        "--until",
+        "--segment-seconds",
+        "--segment-rows",
+        "--status-seconds",
+    ):
+        assert option in result.stdout
+    assert "3 authentication refused" in " ".join(result.stdout.split())
+    assert {"record", "gaps", "verify", "demo"} <= set(replica("--help").stdout.split())
