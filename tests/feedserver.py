@@ -137,10 +137,14 @@ class ScriptedFeed:
             status = self._next_script()[0].status
             self.seen.ended_at.append(time.monotonic())
             return connection.respond(HTTPStatus(status), "rejected by script\n")
-        if self._api_key is not None and request.headers.get("x-api-key") != self._api_key:
-            if f"api_key={self._api_key}" not in request.path:
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "bad key\n")
-        return None
+        key = self._api_key
+        if (
+            key is None
+            or request.headers.get("x-api-key") == key
+            or f"api_key={key}" in request.path
+        ):
+            return None
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "bad key\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.seen.connected_at.append(time.monotonic())
