@@ -43,6 +43,8 @@ def parse_frame(frame: str | bytes) -> Command | Connected:
         msg = json.loads(frame)
     except ValueError as exc:
         raise BadFrame("not_json", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise BadFrame("not_json", "JSON nested too deeply to parse") from None
     if type(msg) is not dict:
         raise BadFrame("not_object", f"a JSON {type(msg).__name__}, not an object")
     kind = msg.get("type")

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
 MAX_FRAME_BYTES = 64 * 2**20
 _BACKLOG_WARN_UNITS = 2
+_BACKLOG_WARN_SPOOL_WRITES = 20  # about a second of flushes not yet on disk
 _BACKLOG_WARN_EVERY_S = 30.0
 
 
@@ -412,11 +413,17 @@ class Recorder:
                     ) from exc
                 if queue is self._writes:
                     self._files_written += future.result()
-        backlog = len(self._writes)
+        units, flushes = len(self._writes), len(self._spool_writes)
         now = time.monotonic()
-        if backlog > _BACKLOG_WARN_UNITS and now - self._backlog_warned > _BACKLOG_WARN_EVERY_S:
+        behind = units > _BACKLOG_WARN_UNITS or flushes > _BACKLOG_WARN_SPOOL_WRITES
+        if behind and now - self._backlog_warned > _BACKLOG_WARN_EVERY_S:
             self._backlog_warned = now
-            log.warning("the segment writer is %d units behind; still reading the feed", backlog)
+            log.warning(
+                "the disk is falling behind (%d segments to write, %d spool flushes pending); "
+                "still reading the feed",
+                units,
+                flushes,
+            )
 
     def _log_status(self) -> None:
         stats = self._session.stats

@@ -272,6 +272,6 @@ class FeedSession:
         if isinstance(frame, str):
             text, size = frame[:FRAME_TEXT_CAP], len(frame.encode("utf-8", "surrogatepass"))
         else:
-            text, size = "0x" + frame[: FRAME_TEXT_CAP // 2].hex(), len(frame)
+            text, size = "0x" + frame[: (FRAME_TEXT_CAP - 2) // 2].hex(), len(frame)
         self._unit.quarantine.append(QuarantineRow(recv_us, kind, reason, seq, text, size))
         self.stats.quarantined += 1
