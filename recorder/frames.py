@@ -2,18 +2,27 @@
 
 Pure functions of the frame text. Anything that is not exactly what the feed documents raises
 ``BadFrame`` with a short ``kind`` (for grouping in SQL) and a one-line ``reason``.
+
+Frames are decoded with msgspec against typed structs: it parses, checks every type and range
+in one pass in C, and names the offending field, at less than half the cost of ``json.loads``
+plus Python checks, on the recorder's hottest path.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
-from typing import NamedTuple
+import re
+from typing import Annotated, NamedTuple
+
+import msgspec
 
 from schemas.archive import MAX_TS_MS
 
 INT64_MAX = 2**63 - 1
-_COMMAND_INTS = ("seq", "ts_ms", "ingest_ts_us", "publish_ts_us")
+
+Int64 = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+TsMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_TS_MS)]
 
 
 class BadFrame(Exception):
@@ -36,65 +45,72 @@ class Connected(NamedTuple):
     ts_ms: int
 
 
+class _ReplicaCmd(msgspec.Struct, tag_field="type", tag="replica_cmd", gc=False):
+    seq: Int64
+    raw_hex: str
+    ts_ms: TsMs
+    ingest_ts_us: Int64
+    publish_ts_us: Int64
+
+
+class _Connected(msgspec.Struct, tag_field="type", tag="connected", gc=False):
+    feed: str
+    ts_ms: int
+
+
+_decode = msgspec.json.Decoder(_ReplicaCmd | _Connected).decode
+_new_command = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+
 def parse_frame(frame: str | bytes) -> Command | Connected:
     if not isinstance(frame, str):
         raise BadFrame("binary", f"binary frame of {len(frame)} bytes; the feed sends JSON text")
     try:
-        msg = json.loads(frame)
-    except ValueError as exc:
+        msg = _decode(frame)
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc)) from None
+    except (msgspec.DecodeError, UnicodeError) as exc:
         raise BadFrame("not_json", f"not JSON: {exc}") from None
     except RecursionError:
         raise BadFrame("not_json", "JSON nested too deeply to parse") from None
-    if type(msg) is not dict:
-        raise BadFrame("not_object", f"a JSON {type(msg).__name__}, not an object")
-    kind = msg.get("type")
-    if kind == "replica_cmd":
-        return _command(msg)
-    if kind == "connected":
-        feed, ts_ms = msg.get("feed"), msg.get("ts_ms")
-        if type(feed) is not str or type(ts_ms) is not int:
-            raise BadFrame("bad_field", "connected frame needs a string feed and an integer ts_ms")
-        return Connected(feed, ts_ms)
-    if kind is None:
-        raise BadFrame("missing_field", "frame has no 'type'")
-    raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
-
-
-def _command(msg: dict) -> Command:
+    if type(msg) is _Connected:
+        return Connected(msg.feed, msg.ts_ms)
     try:
-        seq, raw_hex = msg["seq"], msg["raw_hex"]
-        ts_ms, ingest, publish = msg["ts_ms"], msg["ingest_ts_us"], msg["publish_ts_us"]
-    except KeyError as exc:
-        raise BadFrame("missing_field", f"replica_cmd has no {exc.args[0]!r}") from None
-    if not (
-        type(seq) is int
-        and type(ts_ms) is int
-        and type(ingest) is int
-        and type(publish) is int
-        and 0 <= seq <= INT64_MAX
-        and 0 <= ts_ms <= MAX_TS_MS
-        and 0 <= ingest <= INT64_MAX
-        and 0 <= publish <= INT64_MAX
-    ):
-        raise _bad_int(msg)
-    if type(raw_hex) is not str:
-        raise BadFrame("bad_field", f"raw_hex is a {type(raw_hex).__name__}, not a string")
-    try:
-        raw = binascii.unhexlify(raw_hex)
+        raw = binascii.unhexlify(msg.raw_hex)
     except (binascii.Error, ValueError):
-        raise _bad_hex(raw_hex) from None
-    return Command(seq, ts_ms, ingest, publish, raw)
+        raise _bad_hex(msg.raw_hex) from None
+    return _new_command(Command, (msg.seq, msg.ts_ms, msg.ingest_ts_us, msg.publish_ts_us, raw))
 
 
-def _bad_int(msg: dict) -> BadFrame:
-    for name in _COMMAND_INTS:
-        value = msg[name]
-        if type(value) is not int:
-            return BadFrame("bad_field", f"{name} is {json.dumps(value)[:40]}, not an integer")
-        limit = MAX_TS_MS if name == "ts_ms" else INT64_MAX
-        if not 0 <= value <= limit:
-            return BadFrame("out_of_range", f"{name} {value} is outside 0..{limit}")
-    raise AssertionError("called only for a frame with a bad integer")
+def command_frame(cmd: Command) -> str:
+    """The feed frame that carries ``cmd``, in the documented field order."""
+    return json.dumps(
+        {
+            "type": "replica_cmd",
+            "seq": cmd.seq,
+            "raw_hex": cmd.raw.hex(),
+            "ts_ms": cmd.ts_ms,
+            "ingest_ts_us": cmd.ingest_ts_us,
+            "publish_ts_us": cmd.publish_ts_us,
+        },
+        separators=(",", ":"),
+    )
+
+
+_KINDS = (
+    (re.compile(r"^Object missing required field"), "missing_field"),
+    (re.compile(r" - at `\$\.type`$"), "unknown_type"),
+    (re.compile(r"^Expected `object`, got"), "not_object"),
+    (re.compile(r"^Expected `int` (>=|<=)"), "out_of_range"),
+)
+
+
+def _invalid(message: str) -> BadFrame:
+    """A frame that is JSON but not a documented frame; msgspec's message names the field."""
+    for pattern, kind in _KINDS:
+        if pattern.search(message):
+            return BadFrame(kind, message.replace("`$.", "`").replace("`$`", "frame"))
+    return BadFrame("bad_field", message.replace("`$.", "`"))
 
 
 def _bad_hex(raw_hex: str) -> BadFrame:

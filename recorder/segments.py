@@ -6,7 +6,9 @@ so writing a unit again after a crash (recovery) completes it without rewriting 
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,8 +36,17 @@ _RAW_OPTIONS = {
 _TABLE_OPTIONS = {"compression": "zstd"}
 
 
-def _int64(values) -> pa.Array:
-    return pa.array(values, pa.int64())
+def _int64(values: array) -> pa.Array:
+    """Wraps the session's array without copying it."""
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def _binary(payloads: list[bytes]) -> pa.Array:
+    offsets = array("i", accumulate(map(len, payloads), initial=0))
+    data = b"".join(payloads)
+    return pa.Array.from_buffers(
+        pa.binary(), len(payloads), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def raw_table(unit: Unit, metadata: dict[str, str]) -> pa.Table:
@@ -45,7 +56,7 @@ def raw_table(unit: Unit, metadata: dict[str, str]) -> pa.Table:
         _int64(unit.ingest_ts_us),
         _int64(unit.publish_ts_us),
         _int64(unit.recv_ts_us),
-        pa.array(unit.raw, pa.binary()),
+        _binary(unit.raw),
     ]
     return pa.Table.from_arrays(columns, schema=RAW_SCHEMA.with_metadata(metadata))
 

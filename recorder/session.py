@@ -4,7 +4,8 @@ A *unit* is what one spool file holds and one seal publishes: the commands of at
 hour (one raw segment), plus the gaps and quarantined frames seen meanwhile. Every frame is put
 on the spool of the unit that is open when it arrives, after any seal it causes, so a spool file
 replayed from its header state reproduces its unit exactly: that is how recovery stays
-idempotent.
+idempotent. A command is spooled decoded (its payload as bytes, not hex): everything the
+archive keeps of it, at half the size, and recovery need not parse it again.
 
 The I/O layer feeds ``connection_opened``/``receive``/``tick`` and drains ``take_spool_ops`` and
 ``take_sealed``; it never decides anything itself.
@@ -17,14 +18,17 @@ import secrets
 from array import array
 from dataclasses import dataclass, field
 
-from recorder.frames import BadFrame, Command, parse_frame
+from recorder.frames import BadFrame, Command, command_frame, parse_frame
 from recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
-from schemas.archive import hour_of
+from schemas.archive import MS_PER_HOUR
 
 FRAME_TEXT_CAP = 65_536
+# Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
+MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 
-# A spool record: (recv_ts_us, frame); a frame of None marks a new connection.
-SpoolRecord = tuple[int, "str | bytes | None"]
+# A spool record: (recv_ts_us, item). The item is a decoded Command, the text (or bytes) of any
+# other frame, or None for a new connection.
+SpoolRecord = tuple[int, "Command | str | bytes | None"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Unit:
     raw: list[bytes] = field(default_factory=list)
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
+    payload_bytes: int = 0
     records: int = 0  # spool records, so that a unit with nothing in it is never sealed
 
     @property
@@ -165,42 +170,61 @@ class FeedSession:
             self._spool(recv_us, frame)
             self._quarantine(recv_us, bad.kind, bad.reason, None, frame)
             return
-        if type(cmd) is not Command:  # the connected greeting: nothing to archive
+        if type(cmd) is Command:
+            self._command(cmd, recv_us)
+        else:  # the connected greeting: nothing to archive
             self._spool(recv_us, frame)
-            return
+
+    def replay(self, records: list[SpoolRecord]) -> None:
+        """Feed spooled records back in, as recovery does."""
+        for recv_us, item in records:
+            if item is None:
+                self.connection_opened(recv_us)
+            elif type(item) is Command:
+                self.stats.frames += 1
+                self._command(item, recv_us)
+            else:
+                self.receive(item, recv_us)
+
+    def _command(self, cmd: Command, recv_us: int) -> None:
+        # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
+        seq, ts_ms, _, publish_ts_us, raw = cmd
         unit = self._unit
         last = self.tracker.state.last_seq
         if (
             unit.raw
-            and (last is None or cmd.seq > last)
+            and (last is None or seq > last)
             and (
-                hour_of(cmd.ts_ms) != unit.hour
+                ts_ms // MS_PER_HOUR != unit.hour
                 or len(unit.raw) >= self._segment_rows
+                or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
             )
         ):
             unit = self.seal(recv_us)
-        self._spool(recv_us, frame)
-        verdict = self.tracker.observe(cmd.seq, cmd.ts_ms)
-        if verdict is DUPLICATE:
-            self._duplicate(cmd, frame, recv_us)
-            return
+        self._records.append((recv_us, cmd))
+        unit.records += 1
+        verdict = self.tracker.observe(seq, ts_ms)
         if verdict is not APPEND:
-            self._gap(verdict, recv_us, cmd.ts_ms)
+            if verdict is DUPLICATE:
+                self._duplicate(cmd, recv_us)
+                return
+            self._gap(verdict, recv_us, ts_ms)
         if not unit.raw:
-            unit.hour = hour_of(cmd.ts_ms)
-        unit.seq.append(cmd.seq)
-        unit.ts_ms.append(cmd.ts_ms)
-        unit.ingest_ts_us.append(cmd.ingest_ts_us)
-        unit.publish_ts_us.append(cmd.publish_ts_us)
+            unit.hour = ts_ms // MS_PER_HOUR
+        unit.seq.append(seq)
+        unit.ts_ms.append(ts_ms)
+        unit.ingest_ts_us.append(cmd[2])
+        unit.publish_ts_us.append(publish_ts_us)
         unit.recv_ts_us.append(recv_us)
-        unit.raw.append(cmd.raw)
-        self._recent.remember(cmd.seq, cmd.raw)
+        unit.raw.append(raw)
+        unit.payload_bytes += len(raw)
+        self._recent.remember(seq, raw)
         stats = self.stats
         stats.appended += 1
-        stats.last_lag_us = recv_us - cmd.publish_ts_us
+        stats.last_lag_us = recv_us - publish_ts_us
         if stats.first_seq is None:
-            stats.first_seq = cmd.seq
+            stats.first_seq = seq
 
     def tick(self, now_us: int) -> None:
         """Seal a unit that has aged past ``segment_us`` even when the feed is quiet."""
@@ -240,8 +264,8 @@ class FeedSession:
         self._ops.append(SpoolOpen(unit_id, header))
         return Unit(unit_id, now_us)
 
-    def _spool(self, recv_us: int, frame: str | bytes | None) -> None:
-        self._records.append((recv_us, frame))
+    def _spool(self, recv_us: int, item: Command | str | bytes | None) -> None:
+        self._records.append((recv_us, item))
         self._unit.records += 1
 
     def _flush_records(self) -> None:
@@ -249,7 +273,7 @@ class FeedSession:
             self._ops.append(SpoolAppend(self._unit.unit_id, self._records))
             self._records = []
 
-    def _duplicate(self, cmd: Command, frame: str | bytes, recv_us: int) -> None:
+    def _duplicate(self, cmd: Command, recv_us: int) -> None:
         self.stats.duplicates += 1
         archived = self._recent.lookup(cmd.seq)
         if archived is not None and archived != cmd.raw:
@@ -259,7 +283,7 @@ class FeedSession:
                 f"{len(archived)} bytes sha256 {hashlib.sha256(archived).hexdigest()[:16]}, "
                 f"this frame {len(cmd.raw)} bytes sha256 {hashlib.sha256(cmd.raw).hexdigest()[:16]}"
             )
-            self._quarantine(recv_us, "conflict", reason, cmd.seq, frame)
+            self._quarantine(recv_us, "conflict", reason, cmd.seq, command_frame(cmd))
 
     def _gap(self, gap: Gap, recv_us: int, after_ts_ms: int) -> None:
         self._unit.gaps.append(GapRow(gap, recv_us, after_ts_ms))

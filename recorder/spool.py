@@ -5,8 +5,9 @@ One file per unit, ``spool/<unit>.wal``, a sequence of chunks::
     kind (1 byte) | body length (u32 LE) | crc32 of body (u32 LE) | body
 
 ``H`` is the JSON header (unit id and the seq tracker's state when the unit opened); ``R`` is a
-zstandard frame of a batch of records, written and flushed together. A crash can leave only a
-torn last chunk, which the length and checksum reveal; everything before it is intact.
+zstandard frame of a batch of records (see ``encode_records``), written and flushed together.
+A crash can leave only a torn last chunk, which the length and checksum reveal; everything
+before it is intact.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import BinaryIO
 
 import zstandard
 
+from recorder.frames import Command
 from recorder.session import SpoolRecord
 
 _CHUNK_HEAD = struct.Struct("<cII")
 _COUNT = struct.Struct("<I")
 HEADER, RECORDS = b"H", b"R"
-_TEXT, _BINARY, _CONNECT = 0, 1, 2
+_TEXT, _BINARY, _CONNECT, _COMMAND = 0, 1, 2, 3
 SUFFIX = ".wal"
 
 
@@ -52,47 +54,76 @@ def decode_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
 
 
 def encode_records(records: list[SpoolRecord], compressor: zstandard.ZstdCompressor) -> bytes:
-    times = array("q")
-    sizes = array("I")
-    kinds = bytearray()
-    blobs = []
-    for recv_us, frame in records:
-        times.append(recv_us)
-        if frame is None:
-            kinds.append(_CONNECT)
-            sizes.append(0)
-            continue
-        if isinstance(frame, str):
-            kinds.append(_TEXT)
-            frame = frame.encode("utf-8", "surrogatepass")
-        else:
-            kinds.append(_BINARY)
-        sizes.append(len(frame))
-        blobs.append(frame)
-    body = b"".join(
-        (_COUNT.pack(len(records)), times.tobytes(), sizes.tobytes(), bytes(kinds), *blobs)
-    )
+    """One batch, columnar: count; each record's time, kind and blob size; each command's seq,
+    ts_ms, ingest_ts_us and publish_ts_us as four columns; then the blobs (payloads, frame
+    texts) end to end. A batch of commands only, the usual case, is transposed in C."""
+    times = array("q", [recv_us for recv_us, _ in records])
+    items = [item for _, item in records]
+    commands = [item for item in items if type(item) is Command]
+    columns = list(zip(*commands, strict=True)) or [()] * 5
+    if len(commands) == len(items):
+        kinds, blobs = bytes([_COMMAND]) * len(items), columns[4]
+    else:
+        kinds, blobs = _kinds_and_blobs(items)
+    ints = [array("q", column) for column in columns[:4]]
+    sizes = array("I", map(len, blobs))
+    body = b"".join((_COUNT.pack(len(records)), times, kinds, sizes, *ints, *blobs))
     return compressor.compress(body)
 
 
+def _kinds_and_blobs(items: list) -> tuple[bytes, list[bytes]]:
+    kinds = bytearray()
+    blobs = []
+    for item in items:
+        if type(item) is Command:
+            kinds.append(_COMMAND)
+            blobs.append(item.raw)
+        elif item is None:
+            kinds.append(_CONNECT)
+            blobs.append(b"")
+        elif isinstance(item, str):
+            kinds.append(_TEXT)
+            blobs.append(item.encode("utf-8", "surrogatepass"))
+        else:
+            kinds.append(_BINARY)
+            blobs.append(item)
+    return bytes(kinds), blobs
+
+
+def _array(typecode: str, view: memoryview) -> array:
+    values = array(typecode)
+    values.frombytes(view)
+    return values
+
+
 def decode_records(chunk: bytes) -> list[SpoolRecord]:
-    body = zstandard.ZstdDecompressor().decompress(chunk)
+    body = memoryview(zstandard.ZstdDecompressor().decompress(chunk))
     (count,) = _COUNT.unpack_from(body)
     pos = _COUNT.size
-    times = array("q", body[pos : pos + 8 * count])
+    times = _array("q", body[pos : pos + 8 * count])
     pos += 8 * count
-    sizes = array("I", body[pos : pos + 4 * count])
-    pos += 4 * count
-    kinds = body[pos : pos + count]
+    kinds = bytes(body[pos : pos + count])
     pos += count
+    sizes = _array("I", body[pos : pos + 4 * count])
+    pos += 4 * count
+    commands = kinds.count(_COMMAND)
+    ints = []
+    for _ in range(4):
+        ints.append(_array("q", body[pos : pos + 8 * commands]))
+        pos += 8 * commands
+    fields = zip(*ints, strict=True)
     records: list[SpoolRecord] = []
     for recv_us, size, kind in zip(times, sizes, kinds, strict=True):
-        if kind == _CONNECT:
-            records.append((recv_us, None))
-            continue
-        blob = body[pos : pos + size]
+        blob = bytes(body[pos : pos + size])
         pos += size
-        records.append((recv_us, blob.decode("utf-8", "surrogatepass") if kind == _TEXT else blob))
+        if kind == _COMMAND:
+            records.append((recv_us, Command(*next(fields), blob)))
+        elif kind == _CONNECT:
+            records.append((recv_us, None))
+        elif kind == _TEXT:
+            records.append((recv_us, blob.decode("utf-8", "surrogatepass")))
+        else:
+            records.append((recv_us, blob))
     return records
 
 

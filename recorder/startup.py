@@ -75,11 +75,7 @@ def recover_spools(
                 recent=recent,
                 unit_id=header["unit"],
             )
-            for recv_us, frame in contents.records:
-                if frame is None:
-                    session.connection_opened(recv_us)
-                else:
-                    session.receive(frame, recv_us)
+            session.replay(contents.records)
             session.seal(header["opened_us"])
             for unit in session.take_sealed():
                 recovery.files += publish_unit(unit, layout, metadata)

@@ -7,6 +7,7 @@ errors into exit codes (see ``schemas.errors``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -145,7 +146,16 @@ def record(
         status_seconds=status_seconds,
         deadline=min(ends) if ends else None,
     )
+    _tune_garbage_collector()
     ctx.exit(asyncio.run(_record(Recorder(config), api_key)))
+
+
+def _tune_garbage_collector() -> None:
+    """The receive path allocates a few short-lived, acyclic objects per frame; collecting the
+    young generation every 700 allocations costs the recorder about a tenth of its throughput.
+    Process-wide, so the CLI decides it, not the library."""
+    gc.freeze()  # what start-up imported is never garbage: keep full collections off it
+    gc.set_threshold(10_000, 10, 10)
 
 
 async def _record(recorder: Recorder, api_key: str | None) -> int:

@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from recorder.frames import BadFrame, Command, parse_frame
+from recorder.frames import Command
 from recorder.spool import leftover_spools, read_spool
 from recorder.verify import read_gaps, verify
 from schemas.archive import ArchiveLayout
@@ -25,16 +25,13 @@ RECORD_ARGS = ("--segment-seconds", "0.25", "--segment-rows", "500", "--status-s
 
 
 def spooled_seqs(layout: ArchiveLayout) -> set[int]:
-    seqs = set()
-    for path in leftover_spools(layout.spool_dir):
-        for _, frame in read_spool(path).records:
-            try:
-                cmd = parse_frame(frame) if frame is not None else None
-            except BadFrame:
-                continue
-            if type(cmd) is Command:
-                seqs.add(cmd.seq)
-    return seqs
+    """Commands are spooled decoded; other records are frame texts or connection markers."""
+    return {
+        item.seq
+        for path in leftover_spools(layout.spool_dir)
+        for _, item in read_spool(path).records
+        if type(item) is Command
+    }
 
 
 def spool_bytes(layout: ArchiveLayout) -> int:

@@ -64,12 +64,18 @@ def test_connected_greeting():
 
 
 @pytest.mark.parametrize(
-    "fields", [{"feed": 7, "ts_ms": 1}, {"feed": "x", "ts_ms": 1.0}, {"feed": "x"}, {"ts_ms": 1}]
+    ("fields", "kind", "name"),
+    [
+        ({"feed": 7, "ts_ms": 1}, "bad_field", "feed"),
+        ({"feed": "x", "ts_ms": 1.0}, "bad_field", "ts_ms"),
+        ({"feed": "x"}, "missing_field", "ts_ms"),
+        ({"ts_ms": 1}, "missing_field", "feed"),
+    ],
 )
-def test_connected_greeting_with_bad_fields(fields):
+def test_connected_greeting_with_bad_fields(fields, kind, name):
     error = bad(json.dumps({"type": "connected", **fields}))
-    assert error.kind == "bad_field"
-    assert "feed" in error.reason and "ts_ms" in error.reason
+    assert error.kind == kind
+    assert error.reason.endswith(f"`{name}`")
 
 
 def test_binary_frame():
@@ -87,7 +93,7 @@ def test_not_json(text):
 
 @pytest.mark.parametrize(
     ("text", "name"),
-    [("[1, 2]", "list"), ('"replica_cmd"', "str"), ("42", "int"), ("null", "NoneType")],
+    [("[1, 2]", "array"), ('"replica_cmd"', "str"), ("42", "int"), ("null", "null")],
 )
 def test_json_that_is_not_an_object(text, name):
     error = bad(text)
@@ -97,14 +103,14 @@ def test_json_that_is_not_an_object(text, name):
 
 def test_missing_type():
     error = bad(json.dumps({"seq": 1}))
-    assert (error.kind, error.reason) == ("missing_field", "frame has no 'type'")
+    assert (error.kind, error.reason) == ("missing_field", "Object missing required field `type`")
 
 
 @pytest.mark.parametrize("kind", ["heartbeat", "", 7, ["replica_cmd"]])
 def test_unknown_type(kind):
     error = bad(json.dumps({"type": kind}))
     assert error.kind == "unknown_type"
-    assert repr(kind) in error.reason
+    assert error.reason.endswith("at `type`")
 
 
 @pytest.mark.parametrize("name", [*INT_FIELDS, "raw_hex"])
@@ -113,7 +119,7 @@ def test_each_missing_command_field(name):
     del frame[name]
     error = bad(json.dumps(frame))
     assert error.kind == "missing_field"
-    assert error.reason == f"replica_cmd has no {name!r}"
+    assert error.reason == f"Object missing required field `{name}`"
 
 
 @pytest.mark.parametrize("name", INT_FIELDS)
@@ -121,40 +127,41 @@ def test_each_missing_command_field(name):
 def test_ill_typed_integer_field(name, value):
     error = bad(json.dumps(command(**{name: value})))
     assert error.kind == "bad_field"
-    assert error.reason.startswith(f"{name} is ")
-    assert "not an integer" in error.reason
+    assert error.reason.startswith("Expected `int`, got `")
+    assert error.reason.endswith(f" - at `{name}`")
 
 
 @pytest.mark.parametrize("value", [1234, None, True, ["00"]])
 def test_raw_hex_not_a_string(value):
     error = bad(json.dumps(command(raw_hex=value)))
     assert error.kind == "bad_field"
-    assert error.reason == f"raw_hex is a {type(value).__name__}, not a string"
+    assert error.reason.startswith("Expected `str`, got `")
+    assert error.reason.endswith(" - at `raw_hex`")
 
 
 @pytest.mark.parametrize("name", INT_FIELDS)
 def test_negative_integer_field(name):
     error = bad(json.dumps(command(**{name: -1})))
     assert error.kind == "out_of_range"
-    assert error.reason.startswith(f"{name} -1 is outside 0..")
+    assert error.reason == f"Expected `int` >= 0 - at `{name}`"
 
 
 @pytest.mark.parametrize("name", ["seq", "ingest_ts_us", "publish_ts_us"])
 def test_integer_field_beyond_int64(name):
     error = bad(json.dumps(command(**{name: INT64_MAX + 1})))
     assert error.kind == "out_of_range"
-    assert error.reason == f"{name} {INT64_MAX + 1} is outside 0..{INT64_MAX}"
+    assert error.reason == f"Expected `int` <= {INT64_MAX} - at `{name}`"
 
 
 def test_ts_ms_beyond_year_9999():
     error = bad(json.dumps(command(ts_ms=MAX_TS_MS + 1)))
     assert error.kind == "out_of_range"
-    assert error.reason == f"ts_ms {MAX_TS_MS + 1} is outside 0..{MAX_TS_MS}"
+    assert error.reason == f"Expected `int` <= {MAX_TS_MS} - at `ts_ms`"
 
 
-def test_first_bad_integer_in_field_order_is_reported():
+def test_first_bad_field_in_the_frame_is_reported():
     error = bad(json.dumps(command(seq=-1, ts_ms="x")))
-    assert error.reason.startswith("seq -1")
+    assert error.reason == "Expected `int` >= 0 - at `seq`"
 
 
 def test_odd_length_hex():
@@ -174,7 +181,7 @@ def test_non_hex_character(raw_hex, char):
 
 @pytest.mark.parametrize("opener", ["[", '{"a":'])
 def test_deeply_nested_json_is_a_bad_frame(opener):
-    assert bad(opener * 100_000).kind == "not_json"
+    assert bad(opener * 100_000).kind in ("not_json", "not_object")
 
 
 @PROPERTY

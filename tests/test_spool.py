@@ -17,6 +17,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.frames import Command
 from recorder.spool import (
     HEADER,
     RECORDS,
@@ -33,8 +34,10 @@ PROPERTY = settings(max_examples=200, deadline=None, database=None)
 HEAD_SIZE = 9  # kind (1) + length (4) + crc32 (4)
 
 any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates included
+int64 = st.integers(-(2**63), 2**63 - 1)
+commands = st.builds(Command, int64, int64, int64, int64, st.binary())
 records = st.lists(
-    st.tuples(st.integers(-(2**63), 2**63 - 1), st.one_of(any_text, st.binary(), st.none())),
+    st.tuples(int64, st.one_of(commands, any_text, st.binary(), st.none())),
     max_size=20,
 )
 

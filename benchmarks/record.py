@@ -1,0 +1,240 @@
+"""Benchmark: how fast ``replica record`` keeps up with the feed, and how small its archive is.
+
+Throughput is reported as a ratio against a bare ``websockets`` client that only receives and
+counts frames, measured in the same run on the same frames, because these machines are shared
+and noisy: an absolute msgs/s threshold would flap with the neighbours, while the ratio says how
+much the recorder's own work (parsing, spooling, fsync, Parquet) costs on top of the WebSocket
+stack it cannot avoid. Targets: recorder/bare >= 0.7 and archive/zstd-3-of-payloads <= 1.15.
+
+Each measured client gets a fresh feed server in its own process (so it does not share the
+client's GIL) that sends the ``connected`` frame and then N realistic pre-encoded frames from
+``fixtures.make_feed`` as fast as the client reads them, then a ping. msgs/s is N divided by the
+server's time from the first frame to the pong: the pong proves the client has read every frame
+(the time until the last send completed would flatter a slow client, since loopback socket
+buffers hold tens of MB). Then the server closes with 1000 and only greets any reconnection.
+The bare client and the real ``replica record`` CLI alternate three times each; the best run of
+each counts.
+
+    python benchmarks/record.py [--commands N | --quick]
+
+Targets are informational: the exit status is 0 unless a run itself fails (for instance the
+recorder did not append exactly N commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zstandard
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fixtures.make_feed import feed_frames  # noqa: E402
+
+RUNS = 3
+TIMEOUT_S = 600.0
+THROUGHPUT_TARGET = 0.7
+SIZE_TARGET = 1.15
+
+
+# ---- the feed server (runs in a child process) ---------------------------------------------
+
+
+def serve_one_connection(frames_path: str, report) -> None:
+    """Child process: serve the frames to one client; report the port, then the send time."""
+    frames = Path(frames_path).read_bytes().splitlines()  # sent as text frames, pre-encoded
+    asyncio.run(_serve(frames, report))
+
+
+async def _serve(frames: list[bytes], report) -> None:
+    finished = asyncio.Event()
+
+    async def handle(ws: ServerConnection) -> None:
+        hello = {"type": "connected", "feed": "disk-sync", "ts_ms": time.time_ns() // 10**6}
+        await ws.send(json.dumps(hello))
+        if finished.is_set():  # a recorder reconnecting after our 1000: nothing more to send
+            await ws.wait_closed()
+            return
+        start = time.perf_counter()
+        for frame in frames:
+            await ws.send(frame, text=True)
+        await (await ws.ping())  # the pong comes back once the client has read every frame
+        report.send(("read", time.perf_counter() - start))
+        finished.set()
+        await ws.close(1000)
+
+    async with serve(handle, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        report.send(("port", server.sockets[0].getsockname()[1]))
+        await finished.wait()
+        await asyncio.sleep(0.5)  # let the close handshake finish
+
+
+def start_feed_server(frames_path: Path):
+    """A fresh server process; returns (process, pipe end, port)."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    process = ctx.Process(target=serve_one_connection, args=(str(frames_path), theirs), daemon=True)
+    process.start()
+    theirs.close()
+    return process, ours, expect(ours, "port")
+
+
+def expect(pipe, kind: str):
+    if not pipe.poll(TIMEOUT_S):
+        raise RuntimeError(f"feed server sent no {kind!r} within {TIMEOUT_S:.0f} s")
+    got, value = pipe.recv()
+    if got != kind:
+        raise RuntimeError(f"feed server sent {got!r}, expected {kind!r}")
+    return value
+
+
+def stop_feed_server(process) -> None:
+    process.join(30)
+    if process.exitcode != 0:
+        process.kill()
+        raise RuntimeError(f"feed server exited with {process.exitcode}")
+
+
+# ---- the two measured clients ---------------------------------------------------------------
+
+
+async def _count_frames(port: int) -> int:
+    async with connect(f"ws://127.0.0.1:{port}", max_size=2**30) as ws:
+        await ws.recv()  # the connected frame
+        count = 0
+        async for _ in ws:
+            count += 1
+        return count
+
+
+def measure_bare_client(frames_path: Path, n: int) -> float:
+    """msgs/s of a client that only receives and counts."""
+    process, pipe, port = start_feed_server(frames_path)
+    count = asyncio.run(_count_frames(port))
+    read_s = expect(pipe, "read")
+    stop_feed_server(process)
+    if count != n:
+        raise RuntimeError(f"the bare client counted {count} of {n} frames")
+    return n / read_s
+
+
+def measure_recorder(frames_path: Path, n: int, archive: Path) -> float:
+    """msgs/s of the real ``replica record`` CLI; fails unless it appended exactly n."""
+    process, pipe, port = start_feed_server(frames_path)
+    recorder = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replica",
+            "record",
+            f"ws://127.0.0.1:{port}",
+            archive,
+            "--status-seconds",
+            "3600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_s = expect(pipe, "read")
+        recorder.send_signal(signal.SIGTERM)
+        out, err = recorder.communicate(timeout=TIMEOUT_S)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+    stop_feed_server(process)
+    lines = out.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines else {}
+    if recorder.returncode != 0 or summary.get("appended") != n:
+        raise RuntimeError(
+            f"recorder exited {recorder.returncode}, appended {summary.get('appended')} of {n}\n"
+            f"stdout: {out}\nstderr: {err}"
+        )
+    return n / read_s
+
+
+# ---- sizes ----------------------------------------------------------------------------------
+
+
+def archive_raw_bytes(archive: Path) -> tuple[int, int]:
+    """(bytes of the raw Parquet segments, number of segment files)."""
+    files = list((archive / "raw").rglob("*.parquet"))
+    return sum(f.stat().st_size for f in files), len(files)
+
+
+def zstd3_payload_bytes(frames: list[str]) -> int:
+    """zstd level 3 of all payloads concatenated: what a plain compressed dump would cost."""
+    payloads = b"".join(bytes.fromhex(json.loads(f)["raw_hex"]) for f in frames)
+    return len(zstandard.ZstdCompressor(level=3).compress(payloads))
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--commands", type=int, default=200_000, metavar="N")
+    parser.add_argument("--quick", action="store_true", help="N = 20,000 (smoke test)")
+    args = parser.parse_args()
+    n = 20_000 if args.quick else args.commands
+    began = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="replica-bench-") as tmp:
+        frames = [json.dumps(f, separators=(",", ":")) for f in feed_frames(n)]
+        frames_path = Path(tmp) / "frames.jsonl"
+        frames_path.write_text("\n".join(frames) + "\n", encoding="utf-8")
+        json_bytes = sum(len(f) for f in frames)
+        zstd3 = zstd3_payload_bytes(frames)
+        print(f"{n:,} commands, built in {time.perf_counter() - began:.1f} s")
+
+        bare, recorded = [], []
+        for run in range(1, RUNS + 1):
+            bare.append(measure_bare_client(frames_path, n))
+            print(f"run {run} bare     {bare[-1]:>9,.0f} msgs/s")
+            archive = Path(tmp) / f"archive-{run}"
+            recorded.append(
+                (measure_recorder(frames_path, n, archive), *archive_raw_bytes(archive))
+            )
+            print(f"run {run} recorder {recorded[-1][0]:>9,.0f} msgs/s")
+
+    bare_best = max(bare)
+    rec_best, archive_bytes, segments = max(recorded)
+    throughput = rec_best / bare_best
+    vs_zstd3 = archive_bytes / zstd3
+    rows = [
+        ("bare client msgs/s", f"{bare_best:,.0f}", ""),
+        ("replica record msgs/s", f"{rec_best:,.0f}", ""),
+        ("ratio recorder/bare", f"{throughput:.3f}", f">= {THROUGHPUT_TARGET}"),
+        ("archive raw/ B/command", f"{archive_bytes / n:.1f}", f"{segments} segment files"),
+        ("JSON frames B/command", f"{json_bytes / n:.1f}", ""),
+        ("zstd-3 payloads B/command", f"{zstd3 / n:.1f}", ""),
+        ("ratio archive/zstd-3", f"{vs_zstd3:.3f}", f"<= {SIZE_TARGET}"),
+        ("ratio archive/JSON", f"{archive_bytes / json_bytes:.3f}", ""),
+    ]
+    print()
+    for name, value, note in rows:
+        print(f"{name:<28}{value:>12}   {note}".rstrip())
+    print(f"{verdict(throughput >= THROUGHPUT_TARGET)} throughput recorder/bare {throughput:.3f}")
+    print(f"{verdict(vs_zstd3 <= SIZE_TARGET)} size archive/zstd-3 {vs_zstd3:.3f}")
+    print(f"total {time.perf_counter() - began:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
