@@ -57,6 +57,9 @@ class RecorderConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     ping_interval: float = 30.0
     ping_timeout: float = 10.0
+    # How long to wait for the peer's close frame before dropping the connection: a dead peer
+    # never sends one, and every second spent waiting is feed not recorded.
+    close_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         check_url(self.url)
@@ -243,7 +246,12 @@ class Recorder:
 
     def _prepare_archive(self):
         layout = self._layout
-        layout.root.mkdir(parents=True, exist_ok=True)
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+            for table_dir in (layout.raw_dir, layout.gaps_dir, layout.quarantine_dir):
+                table_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
         remove_temporary_files(layout)
         recent = RecentPayloads()
         archived_tail(layout, recent)
@@ -354,6 +362,7 @@ class Recorder:
             user_agent_header=f"replica/{__version__}",
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            close_timeout=config.close_timeout,
             max_size=MAX_FRAME_BYTES,
             proxy=None if is_loopback(urlsplit(url).hostname or "") else True,
             logger=RedactingLogger(logging.getLogger("websockets.client"), config.api_key),

@@ -80,7 +80,12 @@ class Pause:
     seconds: float
 
 
-Step = Send | Close | Drop | Reject | Live | Pause
+@dataclass(frozen=True)
+class Freeze:
+    """Stop reading from the socket and never answer again: a peer that silently died."""
+
+
+Step = Send | Close | Drop | Reject | Live | Pause | Freeze
 
 
 @dataclass
@@ -125,7 +130,9 @@ class ScriptedFeed:
         return int((time.monotonic() - self._started) * rate)
 
     async def _serve(self):
-        return await serve(self._handle, "127.0.0.1", 0, process_request=self._upgrade)
+        return await serve(
+            self._handle, "127.0.0.1", 0, process_request=self._upgrade, close_timeout=1
+        )
 
     def _next_script(self) -> list[Step]:
         return self._scripts.pop(0) if self._scripts else []
@@ -162,6 +169,10 @@ class ScriptedFeed:
                     return
                 elif isinstance(step, Pause):
                     await asyncio.sleep(step.seconds)
+                elif isinstance(step, Freeze):
+                    ws.transport.pause_reading()
+                    await ws.wait_closed()
+                    return
                 elif isinstance(step, Live):
                     await self._stream_live(ws, step.rate)
             await ws.wait_closed()

@@ -105,7 +105,8 @@ def test_a_held_archive_exits_4(tmp_path: Path) -> None:
     assert f"held by another recorder (pid {os.getpid()})" in result.stderr
 
 
-def test_sigterm_seals_everything_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_seals_everything_and_exits_0(tmp_path: Path, signum: signal.Signals) -> None:
     archive = tmp_path / "a"
     with ScriptedFeed([Live(rate=1000)]) as feed:
         proc = start_recording(
@@ -115,11 +116,11 @@ def test_sigterm_seals_everything_and_exits_0(tmp_path: Path) -> None:
         spool = layout.spool_dir
         wait_for(lambda: layout.segments(), "a sealed segment")
         wait_for(lambda: sum(p.stat().st_size for p in spool.glob("*.wal")) > 2000, "frames")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 0, stderr
     summary = summary_of(stdout)
-    assert summary["ended_by"] == "SIGTERM" and summary["appended"] > 0
+    assert summary["ended_by"] == signum.name and summary["appended"] > 0
     assert "msg/s | last seq" in stderr
     assert not list(spool.glob("*.wal")), "nothing left unsealed"
     assert replica("verify", archive).returncode == 0
@@ -201,6 +202,43 @@ def test_verify_passes_a_good_archive_and_names_every_problem(tmp_path: Path) ->
         result = replica("verify", archive)
         assert result.returncode == 1, (archive, result.stdout)
         assert problem in result.stdout
+
+
+def test_an_unusable_archive_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "raw").write_text("a file where a directory belongs")
+    result = replica("record", "ws://127.0.0.1:9", tmp_path, "--duration", "1s")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"replica: error: cannot use the archive {tmp_path}")
+    assert summary_of(result.stdout)["ended_by"] == "ArchiveError"
+
+
+def test_demo_runs_as_the_readme_says(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "replica", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "recorded 3000 new commands" in result.stdout
+    assert "gap: seqs 482911500-482911504 missing (5, cause jump)" in result.stdout
+    assert "verify: 2 segments, 3000 commands, ok" in result.stdout
+    assert "2026-11-21  00  1281" in result.stdout
+    assert replica("verify", tmp_path / "replica-demo").returncode == 0
+
+
+def test_the_record_benchmark_runs(tmp_path: Path) -> None:
+    """Keeps benchmarks/record.py working; its ratios are read by people, never asserted."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "record.py"
+    result = subprocess.run(
+        [sys.executable, script, "--commands", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratio recorder/bare" in result.stdout and "ratio archive/zstd-3" in result.stdout
 
 
 def test_verify_and_gaps_name_a_missing_archive(tmp_path: Path) -> None:

@@ -19,7 +19,17 @@ from recorder.verify import read_gaps, verify
 from schemas.archive import ArchiveLayout
 from schemas.errors import ArchiveLocked, AuthRefused
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, table_rows
-from tests.feedserver import BASE_TS_MS, Close, Drop, Reject, ScriptedFeed, Send, frame, payload
+from tests.feedserver import (
+    BASE_TS_MS,
+    Close,
+    Drop,
+    Freeze,
+    Reject,
+    ScriptedFeed,
+    Send,
+    frame,
+    payload,
+)
 
 
 def assert_verified(archive: Path) -> None:
@@ -141,6 +151,14 @@ def test_errors_and_empty_connections_back_off_before_reconnecting(tmp_path: Pat
     assert summary.connections == 2
     assert seen.connected_at[1] - seen.ended_at[0] >= 0.05, "backed off (FAST_BACKOFF.initial)"
     assert_verified(tmp_path)
+
+
+def test_a_silently_dead_peer_is_detected_by_ping_and_left(tmp_path: Path) -> None:
+    with ScriptedFeed([Send.cmds(0, 4), Freeze()], [Send.cmds(5, 9)]) as feed:
+        summary, _ = record(
+            feed.url, tmp_path, reached(9), ping_interval=0.1, ping_timeout=0.1, close_timeout=0.1
+        )
+    assert summary.connections == 2 and summary.appended == 10
 
 
 def test_backoff_grows_while_connections_keep_failing(tmp_path: Path) -> None:
