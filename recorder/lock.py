@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas.errors import ArchiveLocked
+from schemas.errors import ArchiveError, ArchiveLocked
 
 
 class ArchiveLock:
@@ -16,8 +16,11 @@ class ArchiveLock:
         self._file: BinaryIO | None = None
 
     def acquire(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        lock_file = open(self._path, "a+b")  # noqa: SIM115 - held until release()
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self._path, "a+b")  # noqa: SIM115 - held until release()
+        except OSError as exc:
+            raise ArchiveError(f"cannot use the archive {self._path.parent}: {exc}") from exc
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -29,7 +29,15 @@ from recorder.lock import ArchiveLock
 from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
 from recorder.redact import RedactingLogger, redact
 from recorder.segments import publish_unit
-from recorder.session import FeedSession, RecentPayloads, SpoolAppend, SpoolClose, SpoolOpen, Unit
+from recorder.session import (
+    FeedSession,
+    RecentPayloads,
+    SessionStats,
+    SpoolAppend,
+    SpoolClose,
+    SpoolOpen,
+    Unit,
+)
 from recorder.spool import SpoolWriter
 from recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from schemas.archive import ArchiveLayout
@@ -180,7 +188,7 @@ class Recorder:
         return self.summary()
 
     def summary(self) -> Summary:
-        stats = self._session.stats if self._session else None
+        stats = self._session.stats if self._session else SessionStats()
         failure = self._failure
         return Summary(
             archive=str(self._layout.root),
@@ -189,16 +197,16 @@ class Recorder:
             ended=_iso(self._ended or time.time()),
             ended_by=type(failure).__name__ if failure else (self._stop_reason or "stop"),
             exit_code=failure.exit_code if failure else 0,
-            frames=stats.frames if stats else 0,
-            appended=stats.appended if stats else 0,
-            first_seq=stats.first_seq if stats else None,
+            frames=stats.frames,
+            appended=stats.appended,
+            first_seq=stats.first_seq,
             last_seq=self.last_seq,
-            duplicates=stats.duplicates if stats else 0,
-            conflicts=stats.conflicts if stats else 0,
-            quarantined=stats.quarantined if stats else 0,
-            gaps=stats.gaps if stats else 0,
-            missing=stats.missing if stats else 0,
-            connections=stats.connections if stats else 0,
+            duplicates=stats.duplicates,
+            conflicts=stats.conflicts,
+            quarantined=stats.quarantined,
+            gaps=stats.gaps,
+            missing=stats.missing,
+            connections=stats.connections,
             files_written=self._files_written,
             recovered_frames=self._recovered_frames,
             error=str(failure) if failure else None,
@@ -221,10 +229,9 @@ class Recorder:
             segment_rows=config.segment_rows,
             segment_us=int(config.segment_seconds * 1e6),
         )
-        spool = SpoolWriter(self._layout.spool_dir)
-        spool_thread = ThreadPoolExecutor(1, "replica-spool")
-        writer_thread = ThreadPoolExecutor(1, "replica-writer")
-        self._spool, self._spool_thread, self._writer_thread = spool, spool_thread, writer_thread
+        self._spool = SpoolWriter(self._layout.spool_dir)
+        self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
+        self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
         loop = asyncio.get_running_loop()
         deadline = None
         if config.deadline is not None:
@@ -233,6 +240,7 @@ class Recorder:
         self._status_at = time.monotonic()
         self._next_status = self._status_at + config.status_seconds
         ticker = asyncio.create_task(self._tick_forever())
+        ticker.add_done_callback(self._ticker_ended)
         try:
             self._pump()
             await self._connect_until_stopped()
@@ -254,7 +262,7 @@ class Recorder:
             raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
         remove_temporary_files(layout)
         recent = RecentPayloads()
-        archived_tail(layout, recent)
+        archived_tail(layout, recent)  # seeds duplicate checks for the recovery's replay
         recovery = recover_spools(layout, recent, self._metadata)
         if recovery.spools:
             log.info(
@@ -374,6 +382,14 @@ class Recorder:
         while True:
             await asyncio.sleep(MAINTENANCE_US / 1e6)
             self._maintain(_now_us())
+
+    def _ticker_ended(self, ticker: asyncio.Task) -> None:
+        """Without the ticker a quiet feed's frames would sit unflushed: end the run instead."""
+        if not ticker.cancelled() and ticker.exception() is not None:
+            self._failure = ReplicaError(
+                f"the recorder's maintenance failed: {ticker.exception()!r}"
+            )
+            self.stop("error")
 
     def _maintain(self, now_us: int) -> None:
         self._next_maintenance = now_us + MAINTENANCE_US

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from schemas.archive import (
     GAP_SCHEMA,
+    MS_PER_HOUR,
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
     ArchiveLayout,
@@ -94,22 +95,23 @@ def verify(root: Path) -> Report:
     return report
 
 
-def _schema_problem(path: Path, actual: pa.Schema, expected: pa.Schema) -> str | None:
-    if actual.remove_metadata().equals(expected.remove_metadata()):
-        return None
-    return f"{path}: schema is [{_describe(actual)}], expected [{_describe(expected)}]"
-
-
 def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
 
 
-def _read(path: Path, report: Report) -> pa.Table | None:
+def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
+    """The whole file, if it reads and has ``schema``; otherwise None, with the problem noted."""
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except Exception as exc:
         report.problems.append(f"{path}: does not read: {exc}")
         return None
+    if not table.schema.remove_metadata().equals(schema.remove_metadata()):
+        report.problems.append(
+            f"{path}: schema is [{_describe(table.schema)}], expected [{_describe(schema)}]"
+        )
+        return None
+    return table
 
 
 def _check_segments(layout: ArchiveLayout, report: Report) -> Ranges:
@@ -117,12 +119,8 @@ def _check_segments(layout: ArchiveLayout, report: Report) -> Ranges:
     present: Ranges = []
     for segment in layout.segments():
         path = segment.path
-        table = _read(path, report)
+        table = _read(path, RAW_SCHEMA, report)
         if table is None:
-            continue
-        problem = _schema_problem(path, table.schema, RAW_SCHEMA)
-        if problem:
-            report.problems.append(problem)
             continue
         report.segments += 1
         report.rows += table.num_rows
@@ -139,7 +137,7 @@ def _check_segments(layout: ArchiveLayout, report: Report) -> Ranges:
                 f"{path}: seqs are not strictly increasing (unsorted or duplicated)"
             )
             continue
-        hours = pc.divide(table.column("ts_ms"), 3_600_000)
+        hours = pc.divide(table.column("ts_ms"), MS_PER_HOUR)
         partition = (path.parent.parent.name, path.parent.name)
         low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
         if hour_partition(low) != partition or hour_partition(high) != partition:
@@ -166,12 +164,8 @@ def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
 def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
     gaps: Ranges = []
     for path in layout.table_files(layout.gaps_dir):
-        table = _read(path, report)
+        table = _read(path, GAP_SCHEMA, report)
         if table is None:
-            continue
-        problem = _schema_problem(path, table.schema, GAP_SCHEMA)
-        if problem:
-            report.problems.append(problem)
             continue
         for row in table.to_pylist():
             lo, hi = row["from_seq"], row["to_seq"]
@@ -189,11 +183,7 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
 
 def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
     for path in layout.table_files(table_dir):
-        table = _read(path, report)
-        if table is not None:
-            problem = _schema_problem(path, table.schema, schema)
-            if problem:
-                report.problems.append(problem)
+        _read(path, schema, report)
 
 
 def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:

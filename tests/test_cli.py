@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from recorder.lock import ArchiveLock
@@ -193,8 +194,16 @@ def test_verify_passes_a_good_archive_and_names_every_problem(tmp_path: Path) ->
         .path.relative_to(good)
         .with_name(f"{segments[1].first_seq + 1:020d}-{segments[1].last_seq:020d}.parquet"),
     )
+    wrong_schema = broken("wrong_schema")
+    victim = wrong_schema / segments[0].path.relative_to(good)
+    pq.write_table(pq.read_table(victim).drop_columns(["recv_ts_us"]), victim)
+    bad_quarantine = broken("bad_quarantine")
+    (bad_quarantine / "quarantine" / "date=2026-11-20").mkdir(parents=True)
+    (bad_quarantine / "quarantine" / "date=2026-11-20" / "x.parquet").write_text("not parquet")
     for archive, problem in [
         (truncated, "does not read"),
+        (wrong_schema, "schema is [seq int64 not null, ts_ms int64 not null, ingest_ts_us"),
+        (bad_quarantine, "x.parquet: does not read"),
         (no_gaps, "seqs 10-14 are missing and no gap record says so"),
         (overlapping, "not those its name says"),
         (overlapping, "overlap another segment"),
