@@ -187,14 +187,23 @@ def gaps(archive: Path, as_json: bool) -> None:
     if not records:
         click.echo("no gaps")
         return
-    click.echo(f"{'from_seq':>20} {'to_seq':>20} {'missing':>10}  {'cause':<9}  detected (UTC)")
+    click.echo(
+        f"{'from_seq':>20} {'to_seq':>20} {'missing':>10}  {'cause':<9}  "
+        "between (ts_ms, UTC)                              detected (UTC)"
+    )
     for gap in records:
-        detected = datetime.fromtimestamp(gap.detected_ts_us / 1e6, UTC)
+        between = f"{_utc_ms(gap.before_ts_ms)} and {_utc_ms(gap.after_ts_ms)}"
         click.echo(
             f"{gap.from_seq:>20} {gap.to_seq:>20} {gap.missing:>10}  {gap.cause:<9}  "
-            f"{detected:%Y-%m-%d %H:%M:%S}"
+            f"{between:<48}  {_utc_ms(gap.detected_ts_us // 1000)}"
         )
     click.echo(f"{len(records)} gaps, {sum(g.missing for g in records)} seqs missing")
+
+
+def _utc_ms(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "?"
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 @cli.command(name="verify")

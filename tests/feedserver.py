@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -97,9 +98,12 @@ class Seen:
 
 
 class ScriptedFeed:
-    def __init__(self, *scripts: list[Step], api_key: str | None = None) -> None:
+    def __init__(
+        self, *scripts: list[Step], api_key: str | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._scripts = list(scripts)
         self._api_key = api_key
+        self._tls = tls
         self.seen = Seen()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -108,7 +112,7 @@ class ScriptedFeed:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self._tls else 'ws'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ScriptedFeed:
         self._thread.start()
@@ -131,7 +135,12 @@ class ScriptedFeed:
 
     async def _serve(self):
         return await serve(
-            self._handle, "127.0.0.1", 0, process_request=self._upgrade, close_timeout=1
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._upgrade,
+            close_timeout=1,
+            ssl=self._tls,
         )
 
     def _next_script(self) -> list[Step]:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -139,6 +140,48 @@ def test_a_cron_window_ends_the_run_cleanly(tmp_path: Path, window: str) -> None
     assert summary["last_seq"] - summary["first_seq"] + 1 == summary["appended"]
 
 
+def test_wss_feed_with_header_auth_over_tls(tmp_path: Path) -> None:
+    """The live feed is wss:// only: a self-signed certificate stands in for its CA."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with ScriptedFeed([Send.cmds(0, 4)], api_key=SECRET, tls=tls) as feed:
+        assert feed.url.startswith("wss://")
+        env = {"REPLICA_API_KEY": SECRET, "SSL_CERT_FILE": str(cert)}
+        result = replica("record", feed.url, tmp_path / "a", "--duration", "1s", env=env)
+        untrusted = replica(
+            "record", feed.url, tmp_path / "b", "--duration", "1s", env={"REPLICA_API_KEY": SECRET}
+        )
+    assert result.returncode == 0, result.stderr
+    assert summary_of(result.stdout)["appended"] == 5
+    assert summary_of(untrusted.stdout)["appended"] == 0
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, "an unverified peer is refused"
+
+
 def test_the_key_file_is_used_and_a_loose_one_is_warned_about(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(SECRET + "\n")
@@ -161,6 +204,7 @@ def test_gaps_lists_missing_ranges_as_a_table_and_as_json(tmp_path: Path) -> Non
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["from_seq", "to_seq", "missing", "cause"]
     assert lines[1].split()[:4] == ["10", "14", "5", "jump"]
+    assert "2026-11-20 00:00:00.090 and 2026-11-20 00:00:00.150" in lines[1]
     assert lines[-1] == "2 gaps, 15 seqs missing"
     gaps = json.loads(replica("gaps", tmp_path, "--json").stdout)
     assert [(g["from_seq"], g["to_seq"], g["cause"]) for g in gaps] == [
