@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recorder.session import Unit
+from recorder.session import QuarantineRow, Unit
 from schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -22,7 +22,6 @@ from schemas.archive import (
     RAW_SCHEMA,
     ZSTD_LEVEL,
     ArchiveLayout,
-    date_partition,
 )
 from schemas.files import publish_parquet
 
@@ -77,7 +76,7 @@ def gap_table(unit: Unit) -> pa.Table:
     )
 
 
-def quarantine_table(rows: list) -> pa.Table:
+def quarantine_table(rows: list[QuarantineRow]) -> pa.Table:
     return pa.Table.from_pydict(
         {name: [getattr(r, name) for r in rows] for name in QUARANTINE_SCHEMA.names},
         schema=QUARANTINE_SCHEMA,
@@ -94,11 +93,11 @@ def unit_files(
     if unit.gaps:
         path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
         yield path, gap_table(unit), _TABLE_OPTIONS
-    by_date: dict[str, list] = {}
+    by_path: dict[Path, list[QuarantineRow]] = {}
     for row in unit.quarantine:
-        by_date.setdefault(date_partition(row.recv_ts_us // 1000), []).append(row)
-    for date, rows in by_date.items():
-        path = layout.quarantine_dir / date / f"{unit.unit_id}.parquet"
+        path = layout.unit_path(layout.quarantine_dir, row.recv_ts_us // 1000, unit.unit_id)
+        by_path.setdefault(path, []).append(row)
+    for path, rows in by_path.items():
         yield path, quarantine_table(rows), _TABLE_OPTIONS
 
 

@@ -99,6 +99,7 @@ class RecentPayloads:
     def __init__(self, size: int = 8192) -> None:
         if size & (size - 1):
             raise ValueError("size must be a power of two")
+        self.size = size
         self._mask = size - 1
         self._seqs = [-1] * size
         self._raws: list[bytes | None] = [None] * size

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recorder.segments import publish_unit
@@ -43,16 +44,25 @@ def archived_tail(layout: ArchiveLayout, recent: RecentPayloads) -> TrackerState
         return TrackerState()
     last = segments[-1]
     try:
-        table = pq.read_table(last.path, columns=["seq", "ts_ms", "raw"])
+        table = _last_rows(last.path, recent.size)
     except Exception as exc:
         raise ArchiveError(
             f"cannot read the last segment {last.path}: {exc}; run 'replica verify'"
         ) from exc
     seqs = table.column("seq").to_pylist()
-    raws = table.column("raw").to_pylist()
-    for seq, raw in zip(seqs[-8192:], raws[-8192:], strict=True):
+    for seq, raw in zip(seqs, table.column("raw").to_pylist(), strict=True):
         recent.remember(seq, raw)
     return TrackerState(seqs[-1], table.column("ts_ms")[-1].as_py(), Cause.RESTART)
+
+
+def _last_rows(path: Path, rows: int) -> pa.Table:
+    """At least the last ``rows`` rows, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    first, held = parquet.num_row_groups, 0
+    while first > 0 and held < rows:
+        first -= 1
+        held += parquet.metadata.row_group(first).num_rows
+    return parquet.read_row_groups(range(first, parquet.num_row_groups), ["seq", "ts_ms", "raw"])
 
 
 def recover_spools(
