@@ -75,7 +75,7 @@ RAW_COLUMN_ENCODING = {
     "recv_ts_us": "DELTA_BINARY_PACKED",
     "raw": "DELTA_LENGTH_BYTE_ARRAY",
 }
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 6
 RAW_ROW_GROUP_ROWS = 131_072
 
 _SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
