@@ -107,10 +107,9 @@ _KINDS = (
 
 def _invalid(message: str) -> BadFrame:
     """A frame that is JSON but not a documented frame; msgspec's message names the field."""
-    for pattern, kind in _KINDS:
-        if pattern.search(message):
-            return BadFrame(kind, message.replace("`$.", "`").replace("`$`", "frame"))
-    return BadFrame("bad_field", message.replace("`$.", "`"))
+    reason = message.replace("`$.", "`").replace("`$`", "frame")
+    kind = next((kind for pattern, kind in _KINDS if pattern.search(message)), "bad_field")
+    return BadFrame(kind, reason)
 
 
 def _bad_hex(raw_hex: str) -> BadFrame:

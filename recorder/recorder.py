@@ -262,7 +262,7 @@ class Recorder:
             raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
         remove_temporary_files(layout)
         recent = RecentPayloads()
-        archived_tail(layout, recent)  # seeds duplicate checks for the recovery's replay
+        state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery
         recovery = recover_spools(layout, recent, self._metadata)
         if recovery.spools:
             log.info(
@@ -273,7 +273,8 @@ class Recorder:
             )
         self._recovered_frames = recovery.frames
         self._files_written += len(recovery.files)
-        state = archived_tail(layout, recent)
+        if recovery.files:  # the recovery moved the archive's end
+            state = archived_tail(layout, recent)
         if state.last_seq is not None:
             log.info("resuming %s after seq %d", layout.root, state.last_seq)
         return state, recent

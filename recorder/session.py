@@ -189,7 +189,7 @@ class FeedSession:
 
     def _command(self, cmd: Command, recv_us: int) -> None:
         # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
-        seq, ts_ms, _, publish_ts_us, raw = cmd
+        seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
         unit = self._unit
         last = self.tracker.state.last_seq
         if (
@@ -215,7 +215,7 @@ class FeedSession:
             unit.hour = ts_ms // MS_PER_HOUR
         unit.seq.append(seq)
         unit.ts_ms.append(ts_ms)
-        unit.ingest_ts_us.append(cmd[2])
+        unit.ingest_ts_us.append(ingest_ts_us)
         unit.publish_ts_us.append(publish_ts_us)
         unit.recv_ts_us.append(recv_us)
         unit.raw.append(raw)
