@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,19 @@ def publish_parquet(table: pa.Table, path: Path, **write_options: Any) -> bool:
     """
     if path.exists():
         return False
+    _write_atomically(table, path, os.rename, write_options)
+    return True
+
+
+def replace_parquet(table: pa.Table, path: Path, **write_options: Any) -> None:
+    """Write ``table`` to ``path`` like ``publish_parquet``, atomically replacing a file already
+    there: for derived files (decoded tables), which a newer decoder rewrites."""
+    _write_atomically(table, path, os.replace, write_options)
+
+
+def _write_atomically(
+    table: pa.Table, path: Path, move: Callable[[Path, Path], None], write_options: dict
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -35,9 +49,8 @@ def publish_parquet(table: pa.Table, path: Path, **write_options: Any) -> bool:
             pq.write_table(table, sink, **write_options)
             sink.flush()
             os.fsync(sink.fileno())
-        os.rename(tmp, path)
+        move(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return True
