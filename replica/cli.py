@@ -21,11 +21,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from decoder.archive import MessageSpec, decode_archive
 from recorder import __version__
 from recorder.recorder import Recorder, RecorderConfig
 from recorder.redact import redact
 from recorder.verify import read_gaps, verify
 from replica.options import Duration, UtcTime, api_key_from
+from replica.progress import ProgressBar
 from schemas.errors import ReplicaError, UsageError
 
 log = logging.getLogger("replica")
@@ -224,6 +226,60 @@ def verify_command(ctx: click.Context, archive: Path) -> None:
         f"{report.gap_records} gap records ({report.missing} seqs missing): {verdict}"
     )
     ctx.exit(0 if report.ok else 1)
+
+
+@cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Decode this many segments at once, each in its own process.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none without a terminal).")
+@click.option(
+    "--schema",
+    "descriptor_set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Parse protobuf payloads with a message of this FileDescriptorSet instead of v1.",
+)
+@click.option("--message", metavar="NAME", help="The --schema message, fully qualified.")
+@click.pass_context
+def decode(
+    ctx: click.Context,
+    archive: Path,
+    jobs: int,
+    quiet: bool,
+    descriptor_set: Path | None,
+    message: str | None,
+) -> None:
+    """Decode ARCHIVE's raw payloads into typed tables under ARCHIVE/decoded/.
+
+    Only segments that are new, or were decoded by another decoder version or schema, are
+    decoded; running it again changes nothing. Exits 1 if a segment could not be decoded.
+    """
+    if (descriptor_set is None) != (message is None):
+        raise UsageError("--schema and --message go together")
+    progress = ProgressBar(enabled=not quiet and sys.stderr.isatty(), label="decoding")
+    summary = decode_archive(
+        archive,
+        MessageSpec(descriptor_set, message),
+        jobs=jobs,
+        on_start=progress.start,
+        on_segment=lambda _segment: progress.advance(),
+    )
+    progress.finish()
+    for failure in summary.failed:
+        click.echo(f"replica: error: {failure}", err=True)
+    click.echo(
+        f"decoded {summary.decoded} of {summary.segments} segments "
+        f"({summary.segments - summary.decoded - len(summary.failed)} already up to date, "
+        f"{len(summary.failed)} failed)"
+    )
+    for table, rows in sorted(summary.rows.items()):
+        click.echo(f"  {table:<14} {rows:>12,} rows")
+    ctx.exit(1 if summary.failed else 0)
 
 
 @cli.command()

@@ -1,0 +1,186 @@
+"""Decoding an archive's raw segments into its decoded tables: the decoder's I/O edge.
+
+A segment counts as decoded when its ``_segments`` file exists and names the running decoder
+version and the segment's size, so a nightly run decodes only what is new or what an older
+decoder wrote, and a second run does nothing. Each output file is replaced atomically and the
+``_segments`` file is written last: a run killed halfway leaves every file whole, and the next
+run redoes the segment it was in.
+
+Decoded files of a raw segment that no longer exists are left alone: whoever removed the raw
+file (a compaction, or a retention policy that keeps only decoded tables) knows whether they are
+still wanted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from decoder.core import Decoder
+from decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
+from schemas.archive import ArchiveLayout, Segment
+from schemas.decoded import (
+    DECODED_DIR,
+    DECODED_ZSTD_LEVEL,
+    DECODER_KEY,
+    SEGMENTS_SCHEMA,
+    SEGMENTS_TABLE,
+    SOURCE_KEY,
+    decoded_path,
+)
+from schemas.files import replace_parquet
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """How to get the payload message in any process: a descriptor set and a message name, or
+    neither for contract v1."""
+
+    descriptor_set: Path | None = None
+    name: str | None = None
+
+    def load(self) -> PayloadMessage:
+        if self.descriptor_set is None or self.name is None:
+            return contract_v1()
+        return from_descriptor_set(self.descriptor_set, self.name)
+
+
+@dataclass
+class DecodeSummary:
+    segments: int = 0  # raw segments in the archive
+    decoded: int = 0  # of which decoded by this run
+    rows: Counter[str] = field(default_factory=Counter)  # rows written by this run, per table
+    failed: list[str] = field(default_factory=list)  # one line per segment that did not decode
+
+    def to_dict(self) -> dict:
+        return {
+            "segments": self.segments,
+            "decoded": self.decoded,
+            "up_to_date": self.segments - self.decoded - len(self.failed),
+            "rows": dict(sorted(self.rows.items())),
+            "failed": self.failed,
+        }
+
+
+def _source(segment: Segment) -> bytes:
+    return f"{segment.path.stat().st_size}:{segment.path.name}".encode()
+
+
+def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
+    marker = decoded_path(root, SEGMENTS_TABLE, segment)
+    try:
+        metadata = pq.read_schema(marker).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return metadata.get(DECODER_KEY) == version and metadata.get(SOURCE_KEY) == _source(segment)
+
+
+def pending_segments(root: Path, decoder_version: str) -> tuple[int, list[Segment]]:
+    """How many raw segments the archive has, and those not decoded by this version."""
+    segments = ArchiveLayout(root).segments()
+    version = decoder_version.encode()
+    return len(segments), [s for s in segments if not _is_current(root, s, version)]
+
+
+def _stale_outputs(root: Path, segment: Segment, keep: set[str]) -> Iterator[Path]:
+    top = root / DECODED_DIR
+    for table_dir in top.iterdir() if top.is_dir() else ():
+        if table_dir.name not in keep:
+            path = decoded_path(root, table_dir.name, segment)
+            if path.exists():
+                yield path
+
+
+def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, int]:
+    """Decode one raw segment into its decoded files; returns rows written per table."""
+    raw = pq.read_table(segment.path, columns=["seq", "ts_ms", "raw"])
+    tables = decoder.decode(
+        raw.column("seq").to_pylist(),
+        raw.column("ts_ms").to_pylist(),
+        raw.column("raw").to_pylist(),
+    )
+    del raw
+    metadata = {DECODER_KEY: decoder.version.encode(), SOURCE_KEY: _source(segment)}
+    options = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
+    for name, table in tables.items():
+        replace_parquet(
+            table.replace_schema_metadata(metadata), decoded_path(root, name, segment), **options
+        )
+    for path in _stale_outputs(root, segment, {SEGMENTS_TABLE, *tables}):
+        path.unlink()
+    rows = {name: table.num_rows for name, table in sorted(tables.items())}
+    marker = pa.table(
+        {"table": list(rows), "rows": list(rows.values())}, schema=SEGMENTS_SCHEMA
+    ).replace_schema_metadata(metadata)
+    replace_parquet(marker, decoded_path(root, SEGMENTS_TABLE, segment), **options)
+    return rows
+
+
+_worker_decoder: Decoder | None = None
+
+
+def _start_worker(spec: MessageSpec) -> None:
+    global _worker_decoder
+    _worker_decoder = Decoder(spec.load())
+
+
+def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
+    assert _worker_decoder is not None
+    return decode_segment(root, segment, _worker_decoder)
+
+
+def decode_archive(
+    root: Path,
+    spec: MessageSpec | None = None,
+    *,
+    jobs: int = 1,
+    on_start: Callable[[int], None] | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
+) -> DecodeSummary:
+    """Decode every raw segment of ``root`` that is new or was decoded by another version.
+
+    ``jobs`` > 1 decodes that many segments at once, each in its own process; memory stays
+    bounded by a few segments whatever the archive's size. ``on_start`` gets the number of
+    segments to decode, ``on_segment`` each one as it is done.
+    """
+    spec = spec or MessageSpec()
+    decoder = Decoder(spec.load())
+    summary = DecodeSummary()
+    summary.segments, pending = pending_segments(root, decoder.version)
+    if on_start is not None:
+        on_start(len(pending))
+
+    def done(segment: Segment, rows: dict[str, int] | None, error: Exception | None) -> None:
+        if error is not None:
+            summary.failed.append(f"{segment.path}: {type(error).__name__}: {error}")
+        else:
+            summary.decoded += 1
+            summary.rows.update(rows or {})
+        if on_segment is not None:
+            on_segment(segment)
+
+    if jobs <= 1 or len(pending) <= 1:
+        for segment in pending:
+            try:
+                done(segment, decode_segment(root, segment, decoder), None)
+            except (OSError, pa.ArrowException) as exc:
+                done(segment, None, exc)
+        return summary
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(jobs, len(pending)), mp_context=context, initializer=_start_worker, initargs=(spec,)
+    ) as pool:
+        futures = {pool.submit(_decode_in_worker, root, s): s for s in pending}
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is not None and not isinstance(error, OSError | pa.ArrowException):
+                raise error
+            done(futures[future], None if error else future.result(), error)
+    return summary
