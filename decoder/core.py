@@ -8,9 +8,9 @@ payload raises and none is dropped.
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from decoder.messages import PayloadMessage, contract_v1
 from decoder.node import NotABlock, decode_block
-from decoder.protobuf import KEY_FIELDS, CommandPlan
+from decoder.protobuf import KEY_FIELDS, TIME_FIELD, CommandPlan
 from schemas.archive import MAX_TS_MS
 from schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
 from schemas.errors import UsageError
@@ -27,6 +27,9 @@ from schemas.errors import UsageError
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.
 DECODER_VERSION = "1"
+# Payloads parsed and read column by column together. Keeping a few thousand messages alive,
+# not a whole segment's, keeps their memory in cache: a third faster than one big batch.
+CHUNK = 1024
 
 
 class SchemaConflict(UsageError):
@@ -50,10 +53,7 @@ def _merge(table: str, fields: list[pa.Field], more: Sequence[pa.Field]) -> None
 def _fact_schemas(plan: CommandPlan) -> dict[str, list[pa.Field]]:
     tables: dict[str, list[pa.Field]] = {}
     for fact in plan.kinds.values():
-        if fact.table not in tables:
-            tables[fact.table] = [*KEY_FIELDS]
-            _merge(fact.table, tables[fact.table], plan.envelope.fields)
-        _merge(fact.table, tables[fact.table], fact.fields)
+        _merge(fact.table, tables.setdefault(fact.table, [*KEY_FIELDS]), fact.fields)
     return tables
 
 
@@ -63,12 +63,13 @@ _V1_FACT_SCHEMAS = _fact_schemas(CommandPlan(contract_v1().descriptor))
 
 
 class _TableColumns:
-    """Column lists of one table, filled a batch or a row at a time."""
+    """One table's rows as they come: Arrow columns for a kind of protobuf fact in one chunk of
+    payloads, dicts for the rows of node blocks."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-        self.rows = 0
+        self._batches: list[pa.RecordBatch] = []
+        self._pending: list[dict[str, Any]] = []
         self._last_key = (-1, -1)
         self._in_order = True
 
@@ -76,28 +77,31 @@ class _TableColumns:
         self._in_order = self._in_order and first_key > self._last_key
         self._last_key = last_key
 
-    def extend(self, values: dict[str, list[Any]], n: int) -> None:
-        """Add ``n`` rows, already in (seq, idx) order, as columns."""
-        for name, column in self.columns.items():
-            given = values.get(name)
-            column.extend(itertools.repeat(None, n) if given is None else given)
-        self.rows += n
-        seq, idx = values["seq"], values["idx"]
-        self._follows((seq[0], idx[0]), (seq[-1], idx[-1]))
+    def _flush(self) -> None:
+        if self._pending:
+            self._batches.append(pa.RecordBatch.from_pylist(self._pending, schema=self.schema))
+            self._pending = []
+
+    def extend(self, columns: dict[str, pa.Array], rows: int) -> None:
+        """Add ``rows`` rows, already in (seq, idx) order."""
+        if not rows:
+            return
+        self._flush()
+        arrays = [columns.get(f.name) or pa.nulls(rows, f.type) for f in self.schema]
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        seq, idx = columns["seq"], columns["idx"]
+        self._follows((seq[0].as_py(), idx[0].as_py()), (seq[-1].as_py(), idx[-1].as_py()))
 
     def append(self, row: dict[str, Any]) -> None:
-        for name, column in self.columns.items():
-            column.append(row.get(name))
-        self.rows += 1
+        self._pending.append(row)
         key = (row["seq"], row["idx"])
         self._follows(key, key)
 
     def table(self) -> pa.Table:
-        arrays = [pa.array(self.columns[f.name], f.type) for f in self.schema]
-        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        self._flush()
+        table = pa.Table.from_batches(self._batches, schema=self.schema)
         if not self._in_order:
-            order = pc.sort_indices(table, [("seq", "ascending"), ("idx", "ascending")])
-            table = table.take(order)
+            table = table.take(pc.sort_indices(table, [("seq", "ascending"), ("idx", "ascending")]))
         return table
 
 
@@ -136,52 +140,55 @@ class Decoder:
             row = {"seq": seqs[i], "idx": 0, "time_ms": ts_ms[i], "reason": reason}
             table("undecoded").append(row | {"size": len(payloads[i])})
 
-        commands: dict[str, list[Any]] = defaultdict(list)
-        positions: dict[str, list[int]] = defaultdict(list)
-        parse, oneof, time_of = self._parse, self._plan.oneof, self._plan.time_of
-        for i, payload in enumerate(payloads):
-            if payload[:1] == b"{":
-                self._add_block(i, seqs[i], payload, table, undecoded)
-                continue
-            try:
-                command = parse(payload)
-            except DecodeError as exc:
-                undecoded(i, f"protobuf: {exc}")
-                continue
-            kind = command.WhichOneof(oneof) if oneof else next(iter(self._plan.kinds))
-            if kind is None:
-                undecoded(i, "empty payload" if not payload else "protobuf: no command kind set")
-            elif time_of is not None and time_of(command) > MAX_TS_MS:
-                undecoded(i, f"protobuf: time_ms {time_of(command)} is beyond the year 9999")
-            else:
-                commands[kind].append(command)
-                positions[kind].append(i)
-        for kind, batch in commands.items():
-            self._add_facts(kind, batch, positions[kind], seqs, ts_ms, table)
+        parse, oneof = self._parse, self._plan.oneof
+        time_of = attrgetter(TIME_FIELD) if self._plan.has_time else None
+        only_kind = next(iter(self._plan.kinds))
+        for start in range(0, len(payloads), CHUNK):
+            commands: dict[str, list[Any]] = defaultdict(list)
+            positions: dict[str, list[int]] = defaultdict(list)
+            for i in range(start, min(start + CHUNK, len(payloads))):
+                payload = payloads[i]
+                if payload[:1] == b"{":
+                    self._add_block(i, seqs[i], payload, table, undecoded)
+                    continue
+                try:
+                    command = parse(payload)
+                except DecodeError as exc:
+                    undecoded(i, f"protobuf: {exc}")
+                    continue
+                kind = command.WhichOneof(oneof) if oneof else only_kind
+                if kind is None:
+                    undecoded(
+                        i, "empty payload" if not payload else "protobuf: no command kind set"
+                    )
+                else:
+                    commands[kind].append(command)
+                    positions[kind].append(i)
+            for kind, batch in commands.items():
+                batch_positions = positions[kind]
+                if time_of is not None and max(map(time_of, batch)) > MAX_TS_MS:
+                    batch, batch_positions = self._drop_far_future(
+                        batch, batch_positions, time_of, undecoded
+                    )
+                self._add_facts(kind, batch, batch_positions, seqs, ts_ms, table)
         return {name: columns.table() for name, columns in tables.items()}
 
+    @staticmethod
+    def _drop_far_future(batch, positions, time_of, undecoded) -> tuple[list, list]:
+        """Commands whose own time no date partition can hold are undecoded, not rows."""
+        kept: tuple[list, list] = ([], [])
+        for command, i in zip(batch, positions, strict=True):
+            if time_of(command) > MAX_TS_MS:
+                undecoded(i, f"protobuf: time_ms {time_of(command)} is beyond the year 9999")
+            else:
+                kept[0].append(command)
+                kept[1].append(i)
+        return kept
+
     def _add_facts(self, kind, batch, positions, seqs, ts_ms, table) -> None:
-        plan = self._plan
-        fact = plan.kinds[kind]
-        rows = fact.rows(batch)
-        seq_col = [seqs[p] for p in positions]
-        if plan.time_of is None:
-            time_col = [ts_ms[p] for p in positions]
-        else:
-            time_col = [
-                t or ts_ms[p] for t, p in zip(map(plan.time_of, batch), positions, strict=True)
-            ]
-        envelope = plan.envelope.read(batch)
-        owners = rows.owners
-        if len(owners) != len(batch):
-            seq_col = [seq_col[o] for o in owners]
-            time_col = [time_col[o] for o in owners]
-            envelope = [[column[o] for o in owners] for column in envelope]
-        n = len(owners)
-        values = {"seq": seq_col, "idx": rows.idx, "time_ms": time_col, "kind": [kind] * n}
-        values.update(zip((f.name for f in plan.envelope.fields), envelope, strict=True))
-        values.update(zip((f.name for f in fact.fields), rows.columns, strict=True))
-        table(fact.table).extend(values, n)
+        fact = self._plan.kinds[kind]
+        rows = fact.read(batch, positions, seqs, ts_ms)
+        table(fact.table).extend(rows.columns, rows.rows)
 
     @staticmethod
     def _add_block(i, seq, payload, table, undecoded) -> None:
