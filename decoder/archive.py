@@ -13,6 +13,7 @@ still wanted.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -127,8 +128,12 @@ _worker_decoder: Decoder | None = None
 
 
 def _start_worker(spec: MessageSpec) -> None:
+    """Runs in each worker process, which exists only to decode: its garbage collector is
+    tuned as the CLI tunes the main process's."""
     global _worker_decoder
     _worker_decoder = Decoder(spec.load())
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
