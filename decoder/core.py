@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 
 from decoder.messages import PayloadMessage, contract_v1
-from decoder.node import NotABlock, decode_block
+from decoder.node import NodeColumns, NotABlock
 from decoder.protobuf import KEY_FIELDS, TIME_FIELD, CommandPlan
 from schemas.archive import MAX_TS_MS
 from schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
@@ -140,6 +140,7 @@ class Decoder:
             row = {"seq": seqs[i], "idx": 0, "time_ms": ts_ms[i], "reason": reason}
             table("undecoded").append(row | {"size": len(payloads[i])})
 
+        node = NodeColumns()
         parse, oneof = self._parse, self._plan.oneof
         time_of = attrgetter(TIME_FIELD) if self._plan.has_time else None
         only_kind = next(iter(self._plan.kinds))
@@ -149,7 +150,10 @@ class Decoder:
             for i in range(start, min(start + CHUNK, len(payloads))):
                 payload = payloads[i]
                 if payload[:1] == b"{":
-                    self._add_block(i, seqs[i], payload, table, undecoded)
+                    try:
+                        node.add(seqs[i], payload)
+                    except NotABlock as exc:
+                        undecoded(i, str(exc))
                     continue
                 try:
                     command = parse(payload)
@@ -171,6 +175,7 @@ class Decoder:
                         batch, batch_positions, time_of, undecoded
                     )
                 self._add_facts(kind, batch, batch_positions, seqs, ts_ms, table)
+        self._add_node_rows(node, table)
         return {name: columns.table() for name, columns in tables.items()}
 
     @staticmethod
@@ -190,19 +195,19 @@ class Decoder:
         rows = fact.read(batch, positions, seqs, ts_ms)
         table(fact.table).extend(rows.columns, rows.rows)
 
-    @staticmethod
-    def _add_block(i, seq, payload, table, undecoded) -> None:
-        try:
-            rows = decode_block(payload)
-        except NotABlock as exc:
-            undecoded(i, str(exc))
-            return
-        for name, table_rows in rows.items():
-            for row in table_rows:
-                row["seq"] = seq
-                if name == "undecoded":
-                    row["size"] = len(payload)
-                table(name).append(row)
+    def _add_node_rows(self, node: NodeColumns, table) -> None:
+        for name, names, rows in node.tables():
+            if rows:
+                schema = self.schemas[name]
+                arrays = {
+                    c: pa.array(values, schema.field(c).type)
+                    for c, values in zip(names, zip(*rows, strict=True), strict=True)
+                }
+                table(name).extend(arrays, len(rows))
+        if node.undecoded:
+            batch = pa.RecordBatch.from_pylist(node.undecoded, schema=self.schemas["undecoded"])
+            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+            table("undecoded").extend(columns, batch.num_rows)
 
     def decode_one(self, seq: int, ts_ms: int, payload: bytes) -> dict[str, list[dict[str, Any]]]:
         """One payload's rows, by table, as Python dicts."""

@@ -2,16 +2,20 @@
 
 The node writes a block as ``{"abci_block": {...}, "resps": null | {"Full": [...]}}``: bundles of
 signed actions, and per bundle the node's responses, one per action. Every action becomes a row
-of ``actions`` with its JSON kept whole; the actions that carry a fact the protobuf contract also
-carries (orders, cancels, oracle prices, withdrawals, deposits) also become rows of that fact's
-table, under the same column names, so a table holds the same fact whichever form it came from.
+of ``actions`` with its JSON kept whole, byte for byte; the actions that carry a fact the
+protobuf contract also carries (orders, cancels, oracle prices, withdrawals, deposits) also
+become rows of that fact's table, under the same column names, so a table holds the same fact
+whichever form it came from.
 
 Prices and sizes are decimal strings in the node's JSON; they become float64 like the protobuf
 doubles (the exact strings stay in ``actions.action``). Optional fields are sometimes absent and
 sometimes null, and both read as null.
 
-An action whose fields are not what its type promises does not spoil its block: it becomes an
-``undecoded`` row naming the action, and the rest of the block decodes.
+The block's frame is decoded by msgspec into typed structs in one C pass, leaving each action
+and response as raw JSON; only the actions that carry a fact are parsed further. A block whose
+frame is not what the node writes is not a block (``NotABlock``); an action whose fields are
+not what its type promises does not spoil its block: it becomes an ``undecoded`` row naming the
+action, and the rest of the block decodes.
 """
 
 from __future__ import annotations
@@ -19,68 +23,78 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 Row = dict[str, Any]
-Rows = dict[str, list[Row]]
 
-_decode_json = msgspec.json.Decoder().decode
-_encode_json = msgspec.json.Encoder().encode
-_U32 = 1 << 32
-_U64 = 1 << 64
+U64 = Annotated[int, msgspec.Meta(ge=0)]  # msgspec already refuses anything beyond 2**64 - 1
+
+
+# Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
+_NULL = msgspec.Raw(b"null")
 
 
 class NotABlock(ValueError):
     """The payload is not a node block; the message says why."""
 
 
-# --- field readers: strict, so a wrong type is an error here rather than in Arrow -----------
+# --- the block's frame, as the node writes it --------------------------------------------------
 
 
-def _int(value: Any, limit: int = _U64) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"expected an integer, got {value!r}")
-    number = int(value)
-    if not 0 <= number < limit:
-        raise ValueError(f"{number} is out of range")
-    return number
+class _SignedAction(msgspec.Struct):
+    action: msgspec.Raw
+    nonce: U64 | None = None
+    vaultAddress: str | None = None  # the node's names
+    expiresAfter: U64 | None = None
 
 
-def _u32(value: Any) -> int | None:
-    return _int(value, _U32)
+class _Bundle(msgspec.Struct):
+    signed_actions: list[_SignedAction]
+    broadcaster: str | None = None
+    broadcaster_nonce: U64 | None = None
 
 
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected a decimal, got {value!r}")
-    return float(value)
+class _AbciBlock(msgspec.Struct):
+    time: str
+    signed_action_bundles: list[tuple[str, _Bundle]]
+    round: U64 | None = None
+    parent_round: U64 | None = None
+    proposer: str | None = None
+    hardfork: msgspec.Raw = _NULL
 
 
-def _bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise TypeError(f"expected true or false, got {value!r}")
+class _Result(msgspec.Struct):
+    status: str | None = None
+    response: msgspec.Raw = _NULL
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise TypeError(f"expected a string, got {value!r}")
+class _Response(msgspec.Struct):
+    user: str | None = None
+    res: _Result | None = None
 
 
-def _address(value: Any) -> str | None:
-    text = _text(value)
-    return text.lower() if text else None
+class _Responses(msgspec.Struct):
+    Full: list[tuple[str, list[_Response]]]
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else _encode_json(value).decode()
+class _Block(msgspec.Struct):
+    abci_block: _AbciBlock
+    resps: _Responses | None = None
+
+
+class _ActionType(msgspec.Struct):
+    type: str
+
+
+_decode_block = msgspec.json.Decoder(_Block).decode
+_decode_type = msgspec.json.Decoder(_ActionType).decode
+
+
+def _text(raw: msgspec.Raw) -> str | None:
+    text = bytes(raw).decode()
+    return None if text == "null" else text
 
 
 @lru_cache(maxsize=4096)
@@ -99,111 +113,233 @@ def block_time_ns(text: str) -> int:
     return time_ns
 
 
-# --- facts carried by actions ---------------------------------------------------------------
+# --- facts carried by actions: typed structs decoded in C -----------------------------------
+# ``strict=False`` lets a decimal string decode as a float (and a numeric string as an int), as
+# the node writes prices and sizes.
+
+U32 = Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]
+Float = float | None
 
 
-def _order(order: dict[str, Any], oid: Any) -> Row:
-    kind = order.get("t") or {}
-    limit, trigger = kind.get("limit"), kind.get("trigger")
-    tif = _text(limit.get("tif")) if limit else None
-    return {
-        "asset": _u32(order["a"]),
-        "is_buy": _bool(order["b"]),
-        "px": _float(order["p"]),
-        "sz": _float(order["s"]),
-        "reduce_only": _bool(order.get("r")),
-        "tif": tif.upper() if tif else None,
-        "trigger_px": _float(trigger.get("triggerPx")) if trigger else None,
-        "trigger_is_market": _bool(trigger.get("isMarket")) if trigger else None,
-        "trigger_take_profit": (trigger.get("tpsl") == "tp") if trigger else None,
-        "cloid": _address(order.get("c")),
-        "oid": _int(oid),
-    }
+class _Limit(msgspec.Struct):
+    tif: str | None = None
 
 
-def _status_oid(status: Any) -> Any:
+class _TriggerSpec(msgspec.Struct):
+    triggerPx: Float = None  # the node's names
+    isMarket: bool | None = None
+    tpsl: str | None = None
+
+
+class _OrderType(msgspec.Struct):
+    limit: _Limit | None = None
+    trigger: _TriggerSpec | None = None
+
+
+class _Order(msgspec.Struct):
+    a: U32
+    b: bool
+    p: float
+    s: float
+    r: bool | None = None
+    t: _OrderType | None = None
+    c: str | None = None
+
+
+class _OrderAction(msgspec.Struct):
+    orders: list[_Order]
+
+
+class _Modify(msgspec.Struct):
+    order: _Order
+    oid: U64 | str | None = None  # an oid, or the order's cloid
+
+
+class _ModifyAction(msgspec.Struct):
+    modifies: list[_Modify]
+
+
+class _Cancel(msgspec.Struct):
+    a: U32
+    o: U64
+
+
+class _CancelAction(msgspec.Struct):
+    cancels: list[_Cancel]
+
+
+class _CancelByCloid(msgspec.Struct):
+    asset: U32
+    cloid: str
+
+
+class _CancelByCloidAction(msgspec.Struct):
+    cancels: list[_CancelByCloid]
+
+
+class _OracleAction(msgspec.Struct):
+    pxs: list[list[Float] | Float]  # per asset: the oracle price, or [oracle, mark], or null
+
+
+class _Withdrawal(msgspec.Struct):
+    destination: str
+    amount: float
+    time: U64 | None = None
+
+
+class _Deposit(msgspec.Struct):
+    user: str | None = None
+    usd: Float = None
+    ethTxHash: str | None = None
+
+
+class _Transfer(msgspec.Struct):
+    destination: str | None = None
+    vaultAddress: str | None = None
+    token: str | None = None
+    amount: Float = None
+    usd: Float = None
+    time: U64 | None = None
+    nonce: U64 | None = None
+
+
+class _OrderStatuses(msgspec.Struct):
+    statuses: list[Any] = []
+
+
+class _OrderResponse(msgspec.Struct):
+    data: _OrderStatuses | None = None
+
+
+def _decoder(struct: type) -> Callable[[bytes], Any]:
+    return msgspec.json.Decoder(struct, strict=False).decode
+
+
+_decode_orders = _decoder(_OrderAction)
+_decode_modify = _decoder(_Modify)
+_decode_modifies = _decoder(_ModifyAction)
+_decode_cancels = _decoder(_CancelAction)
+_decode_cancels_by_cloid = _decoder(_CancelByCloidAction)
+_decode_oracle = _decoder(_OracleAction)
+_decode_withdrawal = _decoder(_Withdrawal)
+_decode_deposit = _decoder(_Deposit)
+_decode_transfer = _decoder(_Transfer)
+_decode_order_response = msgspec.json.Decoder(_OrderResponse | str | None).decode
+
+
+def _lower(text: str | None) -> str | None:
+    return text.lower() if text else None
+
+
+def _order(order: _Order, oid: Any) -> tuple:
+    """An orders row's fact columns (see FACT_COLUMNS)."""
+    kind = order.t
+    limit = kind.limit if kind is not None else None
+    trigger = kind.trigger if kind is not None else None
+    tif = limit.tif.upper() if limit is not None and limit.tif else None
+    if trigger is None:
+        return (order.a, order.b, order.p, order.s, order.r, tif, None, None, None,
+                _lower(order.c), oid)  # fmt: skip
+    return (order.a, order.b, order.p, order.s, order.r, tif, trigger.triggerPx,
+            trigger.isMarket, trigger.tpsl == "tp" if trigger.tpsl else None, _lower(order.c),
+            oid)  # fmt: skip
+
+
+def _status_oid(status: Any) -> int | None:
     """The oid the node gave an order, from a ``resting`` or ``filled`` status."""
     if isinstance(status, dict):
         for outcome in status.values():
-            if isinstance(outcome, dict) and "oid" in outcome:
-                return outcome["oid"]
+            if isinstance(outcome, dict):
+                oid = outcome.get("oid")
+                if isinstance(oid, int) and 0 <= oid < 1 << 64:
+                    return oid
     return None
 
 
-def _statuses(response: Any) -> list[Any]:
-    if isinstance(response, dict):
-        data = response.get("data")
-        if isinstance(data, dict) and isinstance(data.get("statuses"), list):
-            return data["statuses"]
-    return []
+Facts = Iterator[tuple[str, tuple]]
 
 
-Facts = Iterator[tuple[str, Row]]
-
-
-def _orders(action: dict, user: str | None, response: Any) -> Facts:
-    statuses = _statuses(response)
-    for i, order in enumerate(action["orders"]):
+def _orders(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    statuses: list[Any] = []
+    try:
+        parsed = _decode_order_response(response)
+    except msgspec.DecodeError:  # an unexpected response costs the oids, not the orders
+        parsed = None
+    if isinstance(parsed, _OrderResponse) and parsed.data is not None:
+        statuses = parsed.data.statuses
+    for i, order in enumerate(_decode_orders(action).orders):
         yield "orders", _order(order, _status_oid(statuses[i]) if i < len(statuses) else None)
 
 
-def _modify(action: dict, user: str | None, response: Any) -> Facts:
-    yield "orders", _order(action["order"], action.get("oid"))
+def _oid(value: int | str | None) -> int | None:
+    return value if isinstance(value, int) else None
 
 
-def _batch_modify(action: dict, user: str | None, response: Any) -> Facts:
-    for modify in action["modifies"]:
-        yield "orders", _order(modify["order"], modify.get("oid"))
+def _modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    modify = _decode_modify(action)
+    yield "orders", _order(modify.order, _oid(modify.oid))
 
 
-def _cancels(action: dict, user: str | None, response: Any) -> Facts:
-    for cancel in action["cancels"]:
-        yield "cancels", {"asset": _u32(cancel["a"]), "oid": _int(cancel["o"]), "cloid": None}
+def _batch_modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    for modify in _decode_modifies(action).modifies:
+        yield "orders", _order(modify.order, _oid(modify.oid))
 
 
-def _cancels_by_cloid(action: dict, user: str | None, response: Any) -> Facts:
-    for cancel in action["cancels"]:
-        row = {"asset": _u32(cancel["asset"]), "oid": None, "cloid": _address(cancel["cloid"])}
-        yield "cancels", row
+def _cancels(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    for cancel in _decode_cancels(action).cancels:
+        yield "cancels", (cancel.a, cancel.o, None)
 
 
-def _oracle(action: dict, user: str | None, response: Any) -> Facts:
-    """``pxs`` holds, per asset index, the oracle price (or ``[oracle, mark]``), or null."""
-    for asset, px in enumerate(action["pxs"]):
-        oracle = px[0] if isinstance(px, list) and px else px
+def _cancels_by_cloid(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    for cancel in _decode_cancels_by_cloid(action).cancels:
+        yield "cancels", (cancel.asset, None, _lower(cancel.cloid))
+
+
+def _oracle(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    for asset, px in enumerate(_decode_oracle(action).pxs):
+        oracle = (px[0] if px else None) if isinstance(px, list) else px
         if oracle is not None:
-            yield "oracle", {"validator": user, "asset": asset, "px": _float(oracle)}
+            yield "oracle", (user, asset, oracle)
 
 
-def _withdrawal(action: dict, user: str | None, response: Any) -> Facts:
-    row = {
-        "destination": _address(action["destination"]),
-        "amount_usd": _float(action["amount"]),
-        "nonce": _int(action.get("time")),
-    }
-    yield "withdrawals", row
+def _withdrawal(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    withdrawal = _decode_withdrawal(action)
+    yield "withdrawals", (_lower(withdrawal.destination), withdrawal.amount, withdrawal.time)
 
 
-def _deposit(action: dict, user: str | None, response: Any) -> Facts:
-    row = {
-        "depositor": _address(action.get("user")),
-        "amount_usd": _float(action.get("usd")),
-        "eth_tx_hash": _address(action.get("ethTxHash")),
-    }
-    yield "deposits", row
+def _deposit(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    deposit = _decode_deposit(action)
+    yield "deposits", (_lower(deposit.user), deposit.usd, _lower(deposit.ethTxHash))
 
 
-def _transfer(action: dict, user: str | None, response: Any) -> Facts:
-    row = {
-        "destination": _address(action.get("destination") or action.get("vaultAddress")),
-        "token": _text(action.get("token")),
-        "amount": _float(action.get("amount", action.get("usd"))),
-        "nonce": _int(action.get("time") or action.get("nonce")),
-    }
-    yield "transfers", row
+def _transfer(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    transfer = _decode_transfer(action)
+    yield (
+        "transfers",
+        (
+            _lower(transfer.destination or transfer.vaultAddress),
+            transfer.token,
+            transfer.amount if transfer.amount is not None else transfer.usd,
+            transfer.time if transfer.time is not None else transfer.nonce,
+        ),
+    )
 
 
-FACTS_OF_ACTION: dict[str, Callable[[dict, str | None, Any], Facts]] = {
+# The columns each handler's tuples fill, after seq, idx, time_ms, kind, block and user.
+FACT_COLUMNS = {
+    "orders": (
+        "asset", "is_buy", "px", "sz", "reduce_only", "tif", "trigger_px", "trigger_is_market",
+        "trigger_take_profit", "cloid", "oid",
+    ),
+    "cancels": ("asset", "oid", "cloid"),
+    "oracle": ("validator", "asset", "px"),
+    "withdrawals": ("destination", "amount_usd", "nonce"),
+    "deposits": ("depositor", "amount_usd", "eth_tx_hash"),
+    "transfers": ("destination", "token", "amount", "nonce"),
+}  # fmt: skip
+FACT_KEYS = ("seq", "idx", "time_ms", "kind", "block", "user")
+
+FACTS_OF_ACTION: dict[str, Callable[[bytes, str | None, msgspec.Raw], Facts]] = {
     "order": _orders,
     "modify": _modify,
     "batchModify": _batch_modify,
@@ -219,119 +355,97 @@ FACTS_OF_ACTION: dict[str, Callable[[dict, str | None, Any], Facts]] = {
 }
 
 
-# --- the block -------------------------------------------------------------------------------
-
-
-def _responses(resps: Any) -> dict[str, list[Any]]:
-    """Each bundle's responses by bundle hash (they align one-to-one with its actions)."""
-    if resps is None:
-        return {}
-    if not isinstance(resps, dict) or not isinstance(resps.get("Full"), list):
-        raise NotABlock('node block: resps is neither null nor {"Full": [...]}')
-    return {bundle_hash: results for bundle_hash, results in resps["Full"]}
-
-
-def decode_block(payload: bytes) -> Rows:
-    """Rows, by table, for one node block; each row without its ``seq``.
-
-    Raises ``NotABlock`` when the payload is not JSON or not a block; one bad action only adds
-    an ``undecoded`` row."""
-    try:
-        doc = _decode_json(payload)
-    except msgspec.DecodeError as exc:
-        raise NotABlock(f"not JSON: {exc}") from None
-    try:
-        return _block_rows(doc)
-    except NotABlock:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise NotABlock(f"node block: {_describe(exc)}") from None
-
-
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
-    return f"{type(exc).__name__}: {exc}"
+    return str(exc) if isinstance(exc, msgspec.DecodeError) else f"{type(exc).__name__}: {exc}"
 
 
-def _block_rows(doc: Any) -> Rows:
-    if not isinstance(doc, dict) or not isinstance(doc.get("abci_block"), dict):
-        raise NotABlock("JSON but not a node block (no abci_block object)")
-    block = doc["abci_block"]
-    time_ns = block_time_ns(block["time"])
-    time_ms = time_ns // 1_000_000
-    round_ = _int(block.get("round"))
-    responses = _responses(doc.get("resps"))
-    rows: Rows = {"blocks": [], "actions": [], "undecoded": []}
-    counts = {"bundles": 0, "actions": 0}
-    for bundle_hash, bundle in block["signed_action_bundles"]:
-        counts["bundles"] += 1
-        results = responses.get(bundle_hash, [])
-        broadcaster = _address(bundle.get("broadcaster"))
-        broadcaster_nonce = _int(bundle.get("broadcaster_nonce"))
-        for position, signed in enumerate(bundle["signed_actions"]):
-            idx = counts["actions"]
-            counts["actions"] += 1
-            result = results[position] if position < len(results) else None
-            try:
-                action_row, facts = _action_rows(signed, result)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-                kind = signed.get("action", {}).get("type") if isinstance(signed, dict) else None
-                reason = f"node action {idx} ({kind}): {_describe(exc)}"
-                rows["undecoded"].append({"idx": idx, "time_ms": time_ms, "reason": reason})
-                continue
-            action_row |= {
-                "idx": idx,
-                "time_ms": time_ms,
-                "block": round_,
-                "bundle_hash": _address(bundle_hash),
-                "broadcaster": broadcaster,
-                "broadcaster_nonce": broadcaster_nonce,
-            }
-            rows["actions"].append(action_row)
-            kind, user = action_row["kind"], action_row["user"]
-            for table, fact in facts:
-                fact |= {"time_ms": time_ms, "kind": kind, "block": round_, "user": user}
-                rows.setdefault(table, []).append(fact)
-    rows["blocks"].append(
-        {
-            "idx": 0,
-            "time_ms": time_ms,
-            "block": round_,
-            "time_ns": time_ns,
-            "parent_round": _int(block.get("parent_round")),
-            "proposer": _address(block.get("proposer")),
-            "hardfork": _json_text(block.get("hardfork")),
-            "has_responses": bool(responses),
-            **counts,
-        }
-    )
-    for table_rows in rows.values():
-        if table_rows and "idx" not in table_rows[0]:
-            for idx, row in enumerate(table_rows):
-                row["idx"] = idx
-    return rows
+# --- blocks into columns ------------------------------------------------------------------------
+
+BLOCK_COLUMNS = (
+    "seq", "idx", "time_ms", "block", "time_ns", "parent_round", "proposer", "hardfork",
+    "bundles", "actions", "has_responses",
+)  # fmt: skip
+ACTION_COLUMNS = (
+    "seq", "idx", "time_ms", "kind", "block", "bundle_hash", "broadcaster", "broadcaster_nonce",
+    "nonce", "vault", "expires_after", "user", "status", "response", "action",
+)  # fmt: skip
 
 
-def _action_rows(signed: dict, result: Any) -> tuple[Row, list[tuple[str, Row]]]:
-    action = signed["action"]
-    kind = _text(action["type"])
-    user = status = response = None
-    if isinstance(result, dict):
-        user = _address(result.get("user"))
-        res = result.get("res")
-        if isinstance(res, dict):
-            status, response = _text(res.get("status")), res.get("response")
-    row = {
-        "kind": kind,
-        "nonce": _int(signed.get("nonce")),
-        "vault": _address(signed.get("vaultAddress")),
-        "expires_after": _int(signed.get("expiresAfter")),
-        "user": user,
-        "status": status,
-        "response": _json_text(response),
-        "action": _json_text(action),
-    }
-    handler = FACTS_OF_ACTION.get(kind) if kind is not None else None
-    facts = list(handler(action, user, response)) if handler is not None else []
-    return row, facts
+class NodeColumns:
+    """The rows of the node blocks of a batch, per table, each a tuple of the table's columns
+    (``BLOCK_COLUMNS``, ``ACTION_COLUMNS``, ``FACT_KEYS`` + ``FACT_COLUMNS``): one append per
+    row, and one ``zip`` turns a table's rows into its columns."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple] = []
+        self.actions: list[tuple] = []
+        self.facts: dict[str, list[tuple]] = {}
+        self.undecoded: list[Row] = []
+
+    def add(self, seq: int, payload: bytes) -> None:
+        """Add one block's rows; raises ``NotABlock`` (adding nothing) if it is not one."""
+        try:
+            block = _decode_block(payload)
+        except msgspec.DecodeError as exc:
+            reason = str(exc)
+            if reason.startswith("Object missing required field `abci_block`"):
+                raise NotABlock("JSON but not a node block (no abci_block)") from None
+            raise NotABlock(f"node block: {reason}") from None
+        abci = block.abci_block
+        try:
+            time_ns = block_time_ns(abci.time)
+        except ValueError as exc:
+            raise NotABlock(f"node block: {exc}") from None
+        time_ms = time_ns // 1_000_000
+        round_ = abci.round
+        responses = dict(block.resps.Full) if block.resps is not None else {}
+        add_action = self.actions.append
+        idx = 0
+        fact_counts: dict[str, int] = {}
+        for bundle_hash, bundle in abci.signed_action_bundles:
+            results = responses.get(bundle_hash, ())
+            hash_text = bundle_hash.lower()
+            broadcaster = _lower(bundle.broadcaster)
+            for position, signed in enumerate(bundle.signed_actions):
+                user = status = None
+                response = _NULL
+                if position < len(results):
+                    result = results[position]
+                    user = _lower(result.user)
+                    if result.res is not None:
+                        status, response = result.res.status, result.res.response
+                action = bytes(signed.action)
+                try:
+                    kind = _decode_type(action).type
+                    handler = FACTS_OF_ACTION.get(kind)
+                    facts = list(handler(action, user, response)) if handler is not None else ()
+                except msgspec.DecodeError as exc:
+                    reason = f"node action {idx}: {_describe(exc)}"
+                    self.undecoded.append(
+                        {"seq": seq, "idx": idx, "time_ms": time_ms, "reason": reason}
+                        | {"size": len(payload)}
+                    )
+                    idx += 1
+                    continue
+                add_action(
+                    (seq, idx, time_ms, kind, round_, hash_text, broadcaster,
+                     bundle.broadcaster_nonce, signed.nonce, _lower(signed.vaultAddress),
+                     signed.expiresAfter, user, status, _text(response), action.decode())
+                )  # fmt: skip
+                for table, values in facts:
+                    fact_idx = fact_counts.get(table, 0)
+                    fact_counts[table] = fact_idx + 1
+                    keys = (seq, fact_idx, time_ms, kind, round_, user)
+                    self.facts.setdefault(table, []).append(keys + values)
+                idx += 1
+        self.blocks.append(
+            (seq, 0, time_ms, round_, time_ns, abci.parent_round, _lower(abci.proposer),
+             _text(abci.hardfork), len(abci.signed_action_bundles), idx, bool(responses))
+        )  # fmt: skip
+
+    def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
+        """Each table's name, columns and rows."""
+        yield "blocks", BLOCK_COLUMNS, self.blocks
+        yield "actions", ACTION_COLUMNS, self.actions
+        for table, rows in self.facts.items():
+            yield table, FACT_KEYS + FACT_COLUMNS[table], rows
