@@ -176,7 +176,8 @@ class Decoder:
                     )
                 self._add_facts(kind, batch, batch_positions, seqs, ts_ms, table)
         self._add_node_rows(node, table)
-        return {name: columns.table() for name, columns in tables.items()}
+        decoded = {name: columns.table() for name, columns in tables.items()}
+        return {name: rows for name, rows in decoded.items() if rows.num_rows}
 
     @staticmethod
     def _drop_far_future(batch, positions, time_of, undecoded) -> tuple[list, list]:

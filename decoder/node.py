@@ -29,11 +29,12 @@ import msgspec
 
 Row = dict[str, Any]
 
-U64 = Annotated[int, msgspec.Meta(ge=0)]  # msgspec already refuses anything beyond 2**64 - 1
-
-
+# Integers bound for uint64 columns. msgspec takes no bound beyond int64, and no real round,
+# nonce or oid comes near it.
 # Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
 _NULL = msgspec.Raw(b"null")
+
+U64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
 
 
 class NotABlock(ValueError):
@@ -44,10 +45,19 @@ class NotABlock(ValueError):
 
 
 class _SignedAction(msgspec.Struct):
+    """The fields beside the action are checked with it (``_SignedFields``), so that a bad one
+    costs that action only."""
+
     action: msgspec.Raw
-    nonce: U64 | None = None
-    vaultAddress: str | None = None  # the node's names
-    expiresAfter: U64 | None = None
+    nonce: msgspec.Raw = _NULL
+    vaultAddress: msgspec.Raw = _NULL  # the node's names
+    expiresAfter: msgspec.Raw = _NULL
+
+
+class _SignedFields(msgspec.Struct, array_like=True):
+    nonce: U64 | None
+    vault: str | None
+    expires_after: U64 | None
 
 
 class _Bundle(msgspec.Struct):
@@ -90,6 +100,7 @@ class _ActionType(msgspec.Struct):
 
 _decode_block = msgspec.json.Decoder(_Block).decode
 _decode_type = msgspec.json.Decoder(_ActionType).decode
+_decode_signed_fields = msgspec.json.Decoder(_SignedFields).decode
 
 
 def _text(raw: msgspec.Raw) -> str | None:
@@ -195,12 +206,16 @@ class _Deposit(msgspec.Struct):
 
 class _Transfer(msgspec.Struct):
     destination: str | None = None
-    vaultAddress: str | None = None
     token: str | None = None
     amount: Float = None
-    usd: Float = None
     time: U64 | None = None
     nonce: U64 | None = None
+
+
+class _VaultTransfer(msgspec.Struct):
+    vaultAddress: str
+    isDeposit: bool
+    usd: int
 
 
 class _OrderStatuses(msgspec.Struct):
@@ -224,6 +239,7 @@ _decode_oracle = _decoder(_OracleAction)
 _decode_withdrawal = _decoder(_Withdrawal)
 _decode_deposit = _decoder(_Deposit)
 _decode_transfer = _decoder(_Transfer)
+_decode_vault_transfer = _decoder(_VaultTransfer)
 _decode_order_response = msgspec.json.Decoder(_OrderResponse | str | None).decode
 
 
@@ -314,15 +330,15 @@ def _deposit(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
 
 def _transfer(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
     transfer = _decode_transfer(action)
-    yield (
-        "transfers",
-        (
-            _lower(transfer.destination or transfer.vaultAddress),
-            transfer.token,
-            transfer.amount if transfer.amount is not None else transfer.usd,
-            transfer.time if transfer.time is not None else transfer.nonce,
-        ),
-    )
+    nonce = transfer.time if transfer.time is not None else transfer.nonce
+    yield "transfers", (_lower(transfer.destination), transfer.token, transfer.amount, nonce)
+
+
+def _vault_transfer(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    """``usd`` is in millionths of a dollar; a withdrawal from the vault goes to the user."""
+    transfer = _decode_vault_transfer(action)
+    destination = _lower(transfer.vaultAddress) if transfer.isDeposit else user
+    yield "transfers", (destination, None, transfer.usd / 1e6, None)
 
 
 # The columns each handler's tuples fill, after seq, idx, time_ms, kind, block and user.
@@ -351,12 +367,34 @@ FACTS_OF_ACTION: dict[str, Callable[[bytes, str | None, msgspec.Raw], Facts]] = 
     "usdSend": _transfer,
     "spotSend": _transfer,
     "usdClassTransfer": _transfer,
-    "vaultTransfer": _transfer,
+    "vaultTransfer": _vault_transfer,
 }
 
 
 def _describe(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, msgspec.DecodeError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "a string is not UTF-8"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
+
+
+def _action_rows(
+    signed: _SignedAction, user: str | None, status: str | None, response: msgspec.Raw
+) -> tuple[tuple, list[tuple[str, tuple]]]:
+    """An action's own columns (kind, then nonce to action, as in ACTION_COLUMNS) and its facts.
+    A rejected action (status "err") placed nothing, so it has no facts."""
+    action = bytes(signed.action)
+    kind = _decode_type(action).type
+    fields = _decode_signed_fields(
+        b"[" + bytes(signed.nonce) + b"," + bytes(signed.vaultAddress) + b","
+        + bytes(signed.expiresAfter) + b"]"
+    )  # fmt: skip
+    handler = FACTS_OF_ACTION.get(kind) if status != "err" else None
+    facts = list(handler(action, user, response)) if handler is not None else []
+    row = (kind, fields.nonce, _lower(fields.vault), fields.expires_after, user, status,
+           _text(response), action.decode())  # fmt: skip
+    return row, facts
 
 
 # --- blocks into columns ------------------------------------------------------------------------
@@ -386,14 +424,19 @@ class NodeColumns:
         """Add one block's rows; raises ``NotABlock`` (adding nothing) if it is not one."""
         try:
             block = _decode_block(payload)
-        except msgspec.DecodeError as exc:
-            reason = str(exc)
-            if reason.startswith("Object missing required field `abci_block`"):
-                raise NotABlock("JSON but not a node block (no abci_block)") from None
-            raise NotABlock(f"node block: {reason}") from None
-        abci = block.abci_block
-        try:
+            abci = block.abci_block
             time_ns = block_time_ns(abci.time)
+            hardfork = _text(abci.hardfork)
+        except msgspec.ValidationError as exc:
+            if str(exc).startswith("Object missing required field `abci_block`"):
+                raise NotABlock("JSON but not a node block (no abci_block)") from None
+            raise NotABlock(f"node block: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise NotABlock(f"not JSON: {exc}") from None
+        except UnicodeDecodeError:
+            raise NotABlock("node block: a string is not UTF-8") from None
+        except RecursionError:
+            raise NotABlock("node block: nested too deeply") from None
         except ValueError as exc:
             raise NotABlock(f"node block: {exc}") from None
         time_ms = time_ns // 1_000_000
@@ -414,12 +457,9 @@ class NodeColumns:
                     user = _lower(result.user)
                     if result.res is not None:
                         status, response = result.res.status, result.res.response
-                action = bytes(signed.action)
                 try:
-                    kind = _decode_type(action).type
-                    handler = FACTS_OF_ACTION.get(kind)
-                    facts = list(handler(action, user, response)) if handler is not None else ()
-                except msgspec.DecodeError as exc:
+                    row, facts = _action_rows(signed, user, status, response)
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                     reason = f"node action {idx}: {_describe(exc)}"
                     self.undecoded.append(
                         {"seq": seq, "idx": idx, "time_ms": time_ms, "reason": reason}
@@ -427,11 +467,9 @@ class NodeColumns:
                     )
                     idx += 1
                     continue
-                add_action(
-                    (seq, idx, time_ms, kind, round_, hash_text, broadcaster,
-                     bundle.broadcaster_nonce, signed.nonce, _lower(signed.vaultAddress),
-                     signed.expiresAfter, user, status, _text(response), action.decode())
-                )  # fmt: skip
+                add_action((seq, idx, time_ms, row[0], round_, hash_text, broadcaster,
+                            bundle.broadcaster_nonce, *row[1:]))  # fmt: skip
+                kind = row[0]
                 for table, values in facts:
                     fact_idx = fact_counts.get(table, 0)
                     fact_counts[table] = fact_idx + 1
@@ -440,7 +478,7 @@ class NodeColumns:
                 idx += 1
         self.blocks.append(
             (seq, 0, time_ms, round_, time_ns, abci.parent_round, _lower(abci.proposer),
-             _text(abci.hardfork), len(abci.signed_action_bundles), idx, bool(responses))
+             hardfork, len(abci.signed_action_bundles), idx, bool(responses))
         )  # fmt: skip
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
