@@ -1,0 +1,567 @@
+"""Benchmark: how fast ``replica decode`` turns an archive's payloads into typed tables.
+
+Throughput is reported as ratios against baselines measured in the same run on the same payloads,
+because these machines are shared and noisy: an absolute cmds/s threshold would flap with the
+neighbours, while a ratio says what the decoder's generic, descriptor-driven mapping costs over
+the best that pure Python can do with the same parser.
+
+Protobuf payloads (contract v1), every one of them read back from the archive's Parquet so all
+three see identical bytes:
+
+  (a) a bare ``ReplicaCommand.FromString`` loop: the floor, parsing and nothing else;
+  (b) a hand-written loop for the v1 schema: parse, ``WhichOneof``, then append every field of
+      the same rows and columns ``replica decode`` produces (keys and envelope included,
+      repeated funding rates, oracle prices and cancel_all assets one row per element) to
+      Python lists, bytes and enums as they come and nothing converted to Arrow: the practical
+      limit for pure Python;
+  (c) the real ``replica decode ARCHIVE --quiet`` CLI in a subprocess, timed end to end: process
+      start-up, reading Parquet, decoding and writing every decoded table.
+
+Target (c)/(b) >= 0.7. Node JSON blocks: ``replica decode`` against a bare ``json.loads`` loop
+that walks every action of every bundle, target >= 0.7 as well. For information only:
+``decode_archive`` in this process (no start-up) and the CLI on an empty archive (start-up alone).
+
+Everything runs on one core: this process pins itself before it spawns anything, and the CLI is
+also started under ``taskset`` when there is one. The archives are written as the recorder seals
+them (RAW_SCHEMA, its encodings and zstd level, hive paths from ``ArchiveLayout``), from seeded
+``fixtures.make_feed`` payloads spread over three UTC hours, so each is a few segments split at
+hour boundaries and at most 500,000 rows. Each measurement is taken three times, interleaved,
+and the best counts.
+
+    python benchmarks/decode.py [--commands N] [--profile]
+
+Targets are informational: the exit status is 0 unless a run itself fails (the CLI exits non-zero
+or (b) does not produce the row counts ``replica decode`` wrote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from decoder.archive import decode_archive  # noqa: E402
+from decoder.core import Decoder  # noqa: E402
+from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
+from schemas.archive import (  # noqa: E402
+    MS_PER_HOUR,
+    RAW_COLUMN_ENCODING,
+    RAW_ROW_GROUP_ROWS,
+    RAW_SCHEMA,
+    ZSTD_LEVEL,
+    ArchiveLayout,
+    hour_of,
+)
+from schemas.decoded import DECODED_DIR  # noqa: E402
+from schemas.files import publish_parquet  # noqa: E402
+from schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand  # noqa: E402
+
+RUNS = 3
+TIMEOUT_S = 600.0
+TARGET = 0.7
+SEGMENT_ROWS = 500_000  # the recorder's --segment-rows default
+ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segments
+NODE_SHARE = 0.15  # node blocks per protobuf command, as in the fixture feed
+FIRST_ROUND = 990_612_480
+
+# Written as the recorder writes raw segments (recorder.segments).
+RAW_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": ZSTD_LEVEL,
+    "use_dictionary": False,
+    "column_encoding": RAW_COLUMN_ENCODING,
+    "row_group_size": RAW_ROW_GROUP_ROWS,
+}
+RAW_METADATA = {"replica.recorder": "benchmark", "replica.source": "benchmarks/decode.py"}
+
+
+# ---- the archives -------------------------------------------------------------------------
+
+
+def build_archive(
+    root: Path, count: int, seed: int, payload: Callable[[random.Random, int, int], bytes]
+) -> int:
+    """Write ``count`` payloads as raw segments under ``root``; returns the number of segments.
+
+    ``payload(rng, ts_ms, i)`` makes the i-th payload. Timestamps rise by random steps from the
+    top of an hour over ARCHIVE_HOURS hours; a segment is sealed at each UTC hour boundary and at
+    SEGMENT_ROWS rows, like the recorder's."""
+    rng = random.Random(seed)
+    layout = ArchiveLayout(root)
+    step = max(2, 2 * ARCHIVE_HOURS * MS_PER_HOUR // count)
+    ts_ms = hour_of(START_TS_MS) * MS_PER_HOUR
+    segments = 0
+    rows: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
+
+    def seal() -> None:
+        nonlocal segments
+        seqs = rows["seq"]
+        path = layout.segment_path(seqs[0], seqs[-1], hour_of(rows["ts_ms"][0]))
+        table = pa.Table.from_pydict(rows, schema=RAW_SCHEMA.with_metadata(RAW_METADATA))
+        publish_parquet(table, path, **RAW_OPTIONS)
+        segments += 1
+        for column in rows.values():
+            column.clear()
+
+    for i in range(count):
+        if rows["seq"] and (
+            len(rows["seq"]) == SEGMENT_ROWS or hour_of(ts_ms) != hour_of(rows["ts_ms"][0])
+        ):
+            seal()
+        ingest_ts_us = ts_ms * 1000 + rng.randint(150, 900)
+        publish_ts_us = ingest_ts_us + rng.randint(4, 60)
+        rows["seq"].append(START_SEQ + i)
+        rows["ts_ms"].append(ts_ms)
+        rows["ingest_ts_us"].append(ingest_ts_us)
+        rows["publish_ts_us"].append(publish_ts_us)
+        rows["recv_ts_us"].append(publish_ts_us + rng.randint(100, 400))
+        rows["raw"].append(payload(rng, ts_ms, i))
+        ts_ms += rng.randint(1, step - 1)
+    if rows["seq"]:
+        seal()
+    return segments
+
+
+def read_archive(root: Path) -> tuple[list[int], list[int], list[bytes]]:
+    """seq, ts_ms and payload of every raw row, in seq order, as the decoder reads them."""
+    seqs: list[int] = []
+    ts_ms: list[int] = []
+    payloads: list[bytes] = []
+    for segment in ArchiveLayout(root).segments():
+        raw = pq.read_table(segment.path, columns=["seq", "ts_ms", "raw"])
+        seqs += raw.column("seq").to_pylist()
+        ts_ms += raw.column("ts_ms").to_pylist()
+        payloads += raw.column("raw").to_pylist()
+    return seqs, ts_ms, payloads
+
+
+# ---- (a) and (b): the protobuf baselines ----------------------------------------------------
+
+
+def bare_parse(seqs: list[int], ts_ms: list[int], payloads: list[bytes]) -> int:
+    parse = ReplicaCommand.FromString
+    for payload in payloads:
+        parse(payload)
+    return len(payloads)
+
+
+class Columns:
+    """One table's columns as Python lists, and their bound ``append`` methods."""
+
+    def __init__(self, names: str) -> None:
+        self.columns: dict[str, list] = {name: [] for name in names.split()}
+        self.appends = tuple(column.append for column in self.columns.values())
+
+    @property
+    def rows(self) -> int:
+        return len(self.columns["seq"])
+
+
+KEYS = "seq idx time_ms kind block user "
+# The columns (b) fills: those of the tables ``replica decode`` writes for v1 commands, checked
+# against the decoder's schemas before anything is timed.
+HAND_COLUMNS = {
+    "orders": KEYS + "asset is_buy px sz reduce_only tif trigger_px trigger_is_market "
+    "trigger_take_profit cloid oid",
+    "cancels": KEYS + "asset oid cloid",
+    "fills": KEYS + "asset px sz taker_side maker taker maker_oid taker_oid tid fee",
+    "liquidations": KEYS + "asset liquidated_user is_long sz mark_px insurance_fund_delta",
+    "funding": KEYS + "asset rate premium",
+    "oracle": KEYS + "validator asset px",
+    "withdrawals": KEYS + "destination amount_usd nonce",
+    "deposits": KEYS + "depositor amount_usd eth_tx_hash",
+    "undecoded": "seq idx time_ms reason size",
+}
+
+
+def check_hand_columns() -> None:
+    """(b) must fill every column the decoder writes, or it is not the same work."""
+    schemas = Decoder().schemas
+    for table, names in HAND_COLUMNS.items():
+        if names.split() != schemas[table].names:
+            raise RuntimeError(
+                f"(b) fills {table} with {names.split()}, the decoder writes "
+                f"{schemas[table].names}: update HAND_COLUMNS and hand_written()"
+            )
+
+
+def hand_written(seqs: list[int], ts_ms: list[int], payloads: list[bytes]) -> dict[str, int]:
+    """Every field of every v1 command into per-column lists: rows per table."""
+    tables = {table: Columns(names) for table, names in HAND_COLUMNS.items()}
+    orders, cancels, fills = tables["orders"], tables["cancels"], tables["fills"]
+    liquidations, funding, oracle = tables["liquidations"], tables["funding"], tables["oracle"]
+    withdrawals, deposits = tables["withdrawals"], tables["deposits"]
+    undecoded = tables["undecoded"]
+    o_seq, o_idx, o_time, o_kind, o_block, o_user = orders.appends[:6]
+    o_asset, o_is_buy, o_px, o_sz, o_reduce, o_tif = orders.appends[6:12]
+    o_trigger_px, o_trigger_market, o_trigger_tp, o_cloid, o_oid = orders.appends[12:]
+    c_seq, c_idx, c_time, c_kind, c_block, c_user = cancels.appends[:6]
+    c_asset, c_oid, c_cloid = cancels.appends[6:]
+    f_seq, f_idx, f_time, f_kind, f_block, f_user = fills.appends[:6]
+    f_asset, f_px, f_sz, f_side, f_maker, f_taker = fills.appends[6:12]
+    f_maker_oid, f_taker_oid, f_tid, f_fee = fills.appends[12:]
+    l_seq, l_idx, l_time, l_kind, l_block, l_user = liquidations.appends[:6]
+    l_asset, l_liquidated, l_is_long, l_sz, l_mark, l_insurance = liquidations.appends[6:]
+    r_seq, r_idx, r_time, r_kind, r_block, r_user = funding.appends[:6]
+    r_asset, r_rate, r_premium = funding.appends[6:]
+    p_seq, p_idx, p_time, p_kind, p_block, p_user = oracle.appends[:6]
+    p_validator, p_asset, p_px = oracle.appends[6:]
+    w_seq, w_idx, w_time, w_kind, w_block, w_user = withdrawals.appends[:6]
+    w_destination, w_amount, w_nonce = withdrawals.appends[6:]
+    d_seq, d_idx, d_time, d_kind, d_block, d_user = deposits.appends[:6]
+    d_depositor, d_amount, d_hash = deposits.appends[6:]
+    u_seq, u_idx, u_time, u_reason, u_size = undecoded.appends
+
+    parse = ReplicaCommand.FromString
+    for seq, ts, payload in zip(seqs, ts_ms, payloads, strict=True):
+        command = parse(payload)
+        kind = command.WhichOneof("kind")
+        time_ms = command.time_ms or ts
+        block = command.block
+        user = command.user
+        if kind == "order":
+            m = command.order
+            o_seq(seq)
+            o_idx(0)
+            o_time(time_ms)
+            o_kind(kind)
+            o_block(block)
+            o_user(user)
+            o_asset(m.asset)
+            o_is_buy(m.is_buy)
+            o_px(m.px)
+            o_sz(m.sz)
+            o_reduce(m.reduce_only)
+            o_tif(m.tif)
+            if m.HasField("trigger"):
+                trigger = m.trigger
+                o_trigger_px(trigger.trigger_px)
+                o_trigger_market(trigger.is_market)
+                o_trigger_tp(trigger.take_profit)
+            else:
+                o_trigger_px(None)
+                o_trigger_market(None)
+                o_trigger_tp(None)
+            o_cloid(m.cloid)
+            o_oid(m.oid)
+        elif kind == "cancel":
+            m = command.cancel
+            c_seq(seq)
+            c_idx(0)
+            c_time(time_ms)
+            c_kind(kind)
+            c_block(block)
+            c_user(user)
+            c_asset(m.asset)
+            c_oid(m.oid if m.HasField("oid") else None)
+            c_cloid(m.cloid)
+        elif kind == "fill":
+            m = command.fill
+            f_seq(seq)
+            f_idx(0)
+            f_time(time_ms)
+            f_kind(kind)
+            f_block(block)
+            f_user(user)
+            f_asset(m.asset)
+            f_px(m.px)
+            f_sz(m.sz)
+            f_side(m.taker_side)
+            f_maker(m.maker)
+            f_taker(m.taker)
+            f_maker_oid(m.maker_oid)
+            f_taker_oid(m.taker_oid)
+            f_tid(m.tid)
+            f_fee(m.fee)
+        elif kind == "cancel_all":
+            assets = command.cancel_all.assets or [None]  # an empty one is still a row
+            for idx, asset in enumerate(assets):
+                c_seq(seq)
+                c_idx(idx)
+                c_time(time_ms)
+                c_kind(kind)
+                c_block(block)
+                c_user(user)
+                c_asset(asset)
+                c_oid(None)
+                c_cloid(None)
+        elif kind == "oracle":
+            m = command.oracle
+            validator = m.validator
+            for idx, price in enumerate(m.prices):
+                p_seq(seq)
+                p_idx(idx)
+                p_time(time_ms)
+                p_kind(kind)
+                p_block(block)
+                p_user(user)
+                p_validator(validator)
+                p_asset(price.asset)
+                p_px(price.px)
+        elif kind == "funding":
+            for idx, rate in enumerate(command.funding.rates):
+                r_seq(seq)
+                r_idx(idx)
+                r_time(time_ms)
+                r_kind(kind)
+                r_block(block)
+                r_user(user)
+                r_asset(rate.asset)
+                r_rate(rate.rate)
+                r_premium(rate.premium)
+        elif kind == "liquidation":
+            m = command.liquidation
+            l_seq(seq)
+            l_idx(0)
+            l_time(time_ms)
+            l_kind(kind)
+            l_block(block)
+            l_user(user)
+            l_asset(m.asset)
+            l_liquidated(m.liquidated_user)
+            l_is_long(m.is_long)
+            l_sz(m.sz)
+            l_mark(m.mark_px)
+            l_insurance(m.insurance_fund_delta)
+        elif kind == "withdrawal":
+            m = command.withdrawal
+            w_seq(seq)
+            w_idx(0)
+            w_time(time_ms)
+            w_kind(kind)
+            w_block(block)
+            w_user(user)
+            w_destination(m.destination)
+            w_amount(m.amount_usd)
+            w_nonce(m.nonce)
+        elif kind == "deposit":
+            m = command.deposit
+            d_seq(seq)
+            d_idx(0)
+            d_time(time_ms)
+            d_kind(kind)
+            d_block(block)
+            d_user(user)
+            d_depositor(m.depositor)
+            d_amount(m.amount_usd)
+            d_hash(m.eth_tx_hash)
+        else:
+            u_seq(seq)
+            u_idx(0)
+            u_time(ts)
+            u_reason("no kind")
+            u_size(len(payload))
+    return {name: table.rows for name, table in tables.items() if table.rows}
+
+
+# ---- the node JSON baseline -----------------------------------------------------------------
+
+
+def json_walk(seqs: list[int], ts_ms: list[int], payloads: list[bytes]) -> int:
+    """``json.loads`` each block and touch every action's type and items; returns actions."""
+    loads = json.loads
+    actions = 0
+    for payload in payloads:
+        doc = loads(payload)
+        for _bundle_hash, bundle in doc["abci_block"]["signed_action_bundles"]:
+            for signed in bundle["signed_actions"]:
+                action = signed["action"]
+                action["type"]
+                for _key, _value in action.items():
+                    pass
+                actions += 1
+    return actions
+
+
+# ---- (c): replica decode --------------------------------------------------------------------
+
+
+def pin_to_one_core() -> int | None:
+    """Pin this process, and so every child, to one core; returns it (None if unsupported)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def cli_command(archive: Path, core: int | None) -> list[str]:
+    command = [sys.executable, "-m", "replica", "decode", str(archive), "--quiet"]
+    taskset = shutil.which("taskset")
+    if core is not None and taskset:
+        command = [taskset, "-c", str(core), *command]
+    return command
+
+
+def forget_decoded(archive: Path) -> None:
+    shutil.rmtree(archive / DECODED_DIR, ignore_errors=True)
+
+
+def run_cli(archive: Path, segments: int, core: int | None) -> float:
+    """Seconds for the real ``replica decode`` to decode every segment of ``archive``."""
+    forget_decoded(archive)
+    command = cli_command(archive, core)
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    seconds = time.perf_counter() - start
+    expected = f"decoded {segments} of {segments} segments"
+    if result.returncode != 0 or not result.stdout.startswith(expected):
+        raise RuntimeError(
+            f"{' '.join(command)} exited {result.returncode}, expected {expected!r}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}"
+        )
+    return seconds
+
+
+def run_in_process(archive: Path, segments: int) -> tuple[float, dict[str, int]]:
+    """Seconds for ``decode_archive`` here (no start-up), and the rows it wrote per table."""
+    forget_decoded(archive)
+    start = time.perf_counter()
+    summary = decode_archive(archive)
+    seconds = time.perf_counter() - start
+    if summary.decoded != segments or summary.failed:
+        raise RuntimeError(f"decode_archive: {summary.to_dict()}")
+    return seconds, dict(summary.rows)
+
+
+def timed(function: Callable, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def profile_decode(archive: Path, top: int = 25) -> str:
+    forget_decoded(archive)
+    profiler = cProfile.Profile()
+    profiler.runcall(decode_archive, archive)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--commands",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="protobuf commands (default 200,000); node blocks are 15%% of that",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile of decode_archive over the protobuf archive",
+    )
+    args = parser.parse_args()
+    if args.commands < 1:
+        parser.error(f"--commands must be at least 1, was {args.commands}")
+    n = args.commands
+    m = max(1, round(n * NODE_SHARE))
+    began = time.perf_counter()
+    check_hand_columns()
+    core = pin_to_one_core()
+    print(f"pinned to core {core}" if core is not None else "not pinned: no sched_setaffinity")
+
+    with tempfile.TemporaryDirectory(prefix="replica-bench-decode-") as tmp:
+        pb_archive, node_archive, empty = (Path(tmp) / d for d in ("pb", "node", "empty"))
+        pb_segments = build_archive(pb_archive, n, 11, lambda rng, ts, i: protobuf_command(rng, ts))
+        node_segments = build_archive(
+            node_archive, m, 13, lambda rng, ts, i: node_block(rng, ts, FIRST_ROUND + i)
+        )
+        ArchiveLayout(empty).raw_dir.mkdir(parents=True)
+        pb = read_archive(pb_archive)
+        node = read_archive(node_archive)
+        pb_bytes, node_bytes = sum(map(len, pb[2])), sum(map(len, node[2]))
+        print(
+            f"{n:,} protobuf commands ({pb_bytes / n:.0f} B each) in {pb_segments} segments, "
+            f"{m:,} node blocks ({node_bytes / m:.0f} B each) in {node_segments} segments, "
+            f"built in {time.perf_counter() - began:.1f} s"
+        )
+
+        best: dict[str, float] = {}
+        for run in range(1, RUNS + 1):
+            this: dict[str, float] = {}
+            this["a"], _ = timed(bare_parse, *pb)
+            this["b"], hand_rows = timed(hand_written, *pb)
+            this["c"] = run_cli(pb_archive, pb_segments, core)
+            this["c_in"], pb_rows = run_in_process(pb_archive, pb_segments)
+            if hand_rows != pb_rows:
+                raise RuntimeError(f"(b) made rows {hand_rows}, replica decode {pb_rows}")
+            this["json"], actions = timed(json_walk, *node)
+            this["node"] = run_cli(node_archive, node_segments, core)
+            this["node_in"], node_rows = run_in_process(node_archive, node_segments)
+            if node_rows.get("actions", 0) + node_rows.get("undecoded", 0) != actions:
+                raise RuntimeError(f"json.loads walked {actions} actions, decode made {node_rows}")
+            this["startup"] = run_cli(empty, 0, core)
+            for name, seconds in this.items():
+                best[name] = min(seconds, best.get(name, float("inf")))
+            print(
+                f"run {run} cmds/s  (a) {n / this['a']:>9,.0f}  (b) {n / this['b']:>8,.0f}  "
+                f"(c) {n / this['c']:>7,.0f}  json.loads {m / this['json']:>7,.0f}  "
+                f"node {m / this['node']:>6,.0f}"
+            )
+        profile = profile_decode(pb_archive) if args.profile else None
+
+    pb_ratio = best["b"] / best["c"]
+    node_ratio = best["json"] / best["node"]
+    target = f">= {TARGET} of (b)"
+    rows = [
+        (f"protobuf, {sum(pb_rows.values()):,} decoded rows", n, "", "", ""),
+        ("(a) FromString loop", n, best["a"], best["b"] / best["a"], ""),
+        ("(b) hand-written loop", n, best["b"], 1.0, "baseline"),
+        ("(c) replica decode (CLI)", n, best["c"], pb_ratio, target),
+        ("    decode_archive in-process", n, best["c_in"], best["b"] / best["c_in"], ""),
+        (f"node JSON, {sum(node_rows.values()):,} decoded rows", m, "", "", ""),
+        ("json.loads walk", m, best["json"], 1.0, "baseline"),
+        ("replica decode (CLI)", m, best["node"], node_ratio, f">= {TARGET} of json.loads"),
+        ("    decode_archive in-process", m, best["node_in"], best["json"] / best["node_in"], ""),
+    ]
+    print()
+    print(f"{'':<32}{'commands':>10}{'seconds':>10}{'cmds/s':>12}{'ratio':>8}   target")
+    for name, count, seconds, ratio, note in rows:
+        if seconds == "":
+            print(f"{name} from {count:,} payloads")
+            continue
+        print(
+            f"{name:<32}{count:>10,}{seconds:>10.3f}{count / seconds:>12,.0f}{ratio:>8.3f}   "
+            f"{note}".rstrip()
+        )
+    print(f"{'replica decode, empty archive':<32}{'':>10}{best['startup']:>10.3f}   start-up alone")
+    print(f"ratio (b)/(a) hand-written/FromString {best['a'] / best['b']:.3f}")
+    print(f"ratio (c)/(a) decode/FromString {best['a'] / best['c']:.3f}")
+    print(f"{verdict(pb_ratio >= TARGET)} ratio protobuf decode/hand-written {pb_ratio:.3f}")
+    print(f"{verdict(node_ratio >= TARGET)} ratio node decode/json.loads {node_ratio:.3f}")
+    print(f"total {time.perf_counter() - began:.1f} s")
+    if profile is not None:
+        print()
+        print("cProfile of decode_archive over the protobuf archive, top 25 by tottime:")
+        print(profile)
+
+
+if __name__ == "__main__":
+    main()
