@@ -8,28 +8,21 @@ payload raises and none is dropped.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from google.protobuf.message import DecodeError
 
 from decoder.messages import PayloadMessage, contract_v1
 from decoder.node import NodeColumns, NotABlock
-from decoder.protobuf import KEY_FIELDS, TIME_FIELD, CommandPlan
-from schemas.archive import MAX_TS_MS
+from decoder.protobuf import KEY_FIELDS, CommandPlan
 from schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
 from schemas.errors import UsageError
 
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.
 DECODER_VERSION = "1"
-# Payloads parsed and read column by column together. Keeping a few thousand messages alive,
-# not a whole segment's, keeps their memory in cache: a third faster than one big batch.
-CHUNK = 1024
 
 
 class SchemaConflict(UsageError):
@@ -59,7 +52,7 @@ def _fact_schemas(plan: CommandPlan) -> dict[str, list[pa.Field]]:
 
 # Node blocks carry the v1 facts under the v1 column names, whatever message protobuf payloads
 # are parsed as.
-_V1_FACT_SCHEMAS = _fact_schemas(CommandPlan(contract_v1().descriptor))
+_V1_FACT_SCHEMAS = _fact_schemas(CommandPlan(contract_v1().cls))
 
 
 class _TableColumns:
@@ -111,8 +104,7 @@ class Decoder:
     def __init__(self, message: PayloadMessage | None = None) -> None:
         self.message = message or contract_v1()
         self.version = f"{DECODER_VERSION}+{self.message.fingerprint}"
-        self._parse = self.message.cls.FromString
-        self._plan = CommandPlan(self.message.descriptor)
+        self._plan = CommandPlan(self.message.cls)
         self.schemas = self._table_schemas()
 
     def _table_schemas(self) -> dict[str, pa.Schema]:
@@ -140,61 +132,20 @@ class Decoder:
             row = {"seq": seqs[i], "idx": 0, "time_ms": ts_ms[i], "reason": reason}
             table("undecoded").append(row | {"size": len(payloads[i])})
 
+        facts, failed, blocks = self._plan.read(payloads, seqs, ts_ms)
+        for i, reason in failed:
+            undecoded(i, reason)
+        for kind, rows in facts.items():
+            table(self._plan.kinds[kind].table).extend(rows.columns, rows.rows)
         node = NodeColumns()
-        parse, oneof = self._parse, self._plan.oneof
-        time_of = attrgetter(TIME_FIELD) if self._plan.has_time else None
-        only_kind = next(iter(self._plan.kinds))
-        for start in range(0, len(payloads), CHUNK):
-            commands: dict[str, list[Any]] = defaultdict(list)
-            positions: dict[str, list[int]] = defaultdict(list)
-            for i in range(start, min(start + CHUNK, len(payloads))):
-                payload = payloads[i]
-                if payload[:1] == b"{":
-                    try:
-                        node.add(seqs[i], payload)
-                    except NotABlock as exc:
-                        undecoded(i, str(exc))
-                    continue
-                try:
-                    command = parse(payload)
-                except DecodeError as exc:
-                    undecoded(i, f"protobuf: {exc}")
-                    continue
-                kind = command.WhichOneof(oneof) if oneof else only_kind
-                if kind is None:
-                    undecoded(
-                        i, "empty payload" if not payload else "protobuf: no command kind set"
-                    )
-                else:
-                    commands[kind].append(command)
-                    positions[kind].append(i)
-            for kind, batch in commands.items():
-                batch_positions = positions[kind]
-                if time_of is not None and max(map(time_of, batch)) > MAX_TS_MS:
-                    batch, batch_positions = self._drop_far_future(
-                        batch, batch_positions, time_of, undecoded
-                    )
-                self._add_facts(kind, batch, batch_positions, seqs, ts_ms, table)
+        for i in blocks:
+            try:
+                node.add(seqs[i], payloads[i])
+            except NotABlock as exc:
+                undecoded(i, str(exc))
         self._add_node_rows(node, table)
         decoded = {name: columns.table() for name, columns in tables.items()}
         return {name: rows for name, rows in decoded.items() if rows.num_rows}
-
-    @staticmethod
-    def _drop_far_future(batch, positions, time_of, undecoded) -> tuple[list, list]:
-        """Commands whose own time no date partition can hold are undecoded, not rows."""
-        kept: tuple[list, list] = ([], [])
-        for command, i in zip(batch, positions, strict=True):
-            if time_of(command) > MAX_TS_MS:
-                undecoded(i, f"protobuf: time_ms {time_of(command)} is beyond the year 9999")
-            else:
-                kept[0].append(command)
-                kept[1].append(i)
-        return kept
-
-    def _add_facts(self, kind, batch, positions, seqs, ts_ms, table) -> None:
-        fact = self._plan.kinds[kind]
-        rows = fact.read(batch, positions, seqs, ts_ms)
-        table(fact.table).extend(rows.columns, rows.rows)
 
     def _add_node_rows(self, node: NodeColumns, table) -> None:
         for name, names, rows in node.tables():

@@ -32,7 +32,9 @@ from typing import Any
 import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
+
+from schemas.archive import MAX_TS_MS
 
 # The v1 oneof members whose table is not simply named after them.
 TABLE_OF_KIND = {
@@ -167,9 +169,20 @@ class _Source:
                     get = f"({get} if {var}.HasField({field.name!r}) else None)"
                 self.scalar(indent, name, field, get)
 
-    def add(self, indent: int, values: Sequence[str], first: int = 0) -> None:
+    def add(self, indent: int, buffer: str, first: int, values: Sequence[str]) -> None:
+        """Append ``values`` to ``buffer``'s columns from number ``first`` on."""
         for i, local in enumerate(values, start=first):
-            self.line(indent, f"add{i}({local})")
+            self.line(indent, f"{buffer}_{i}({local})")
+
+
+@dataclass(frozen=True)
+class FactBuffer:
+    """A kind's rows so far: its columns as lists; for an expanded fact, each element row's
+    owner (the index of its fact's row in ``columns``) and idx."""
+
+    columns: list[list[Any]]
+    owners: list[int]
+    idx: list[int]
 
 
 @dataclass(frozen=True)
@@ -185,87 +198,85 @@ class FactPlan:
     fields, then those of the repeated field it is expanded by, if any. A fact expanded by a
     repeated field reads its own fields once, and Arrow repeats them for each element."""
 
-    def __init__(
-        self,
-        kind: str,
-        table: str,
-        command: Descriptor,
-        member: FieldDescriptor | None,
-        envelope_skip: tuple[str, ...],
-    ) -> None:
+    def __init__(self, kind: str, table: str, member: FieldDescriptor | None) -> None:
         self.kind = kind
         self.table = table
-        source = _Source()
-        source.line(0, "def read(commands, positions, seqs, ts_ms, columns, owners, idx):")
-        source.line(1, "")  # binds the adders, once their number is known
-        source.line(1, "for row, (command, position) in enumerate(zip(commands, positions)):")
-        time = f"{_get('command', TIME_FIELD)} or " if TIME_FIELD in command.fields_by_name else ""
-        source.values += ["seqs[position]", f"{time}ts_ms[position]"]
-        source.message(2, "command", command, "", envelope_skip)
-        expanded: FieldDescriptor | None = None
+        self._member = member
+        self.fields: list[pa.Field] = []
+        self._types: list[pa.DataType] = []
+        self._parents = 0
+        self._expanded = False
+
+    def emit(
+        self, source: _Source, indent: int, buffer: str, command: Descriptor, envelope: int
+    ) -> None:
+        """Source that adds a command's rows to ``buffer``; the command is in ``command``, its
+        envelope already read into the first ``envelope`` of ``source.values``."""
+        keys_and_envelope = ["seq", "time_ms", *source.values[:envelope]]
+        envelope_fields = source.fields[:envelope]
+        first_field = len(source.fields)
+        first_value = len(source.values)
+        member, expanded = self._member, None
         if member is not None and member.message_type is None:  # a scalar member: one column
-            source.scalar(2, member.name, member, _get("command", member.name))
+            source.scalar(indent, member.name, member, _get("command", member.name))
         else:
             if member is None:
                 fact, var, skip = command, "command", (TIME_FIELD,)
             else:
                 fact, var, skip = member.message_type, "fact", ()
-                source.line(2, f"fact = {_get('command', member.name)}")
+                source.line(indent, f"fact = {_get('command', member.name)}")
             repeated = [f for f in fact.fields if f.is_repeated]
             if len(repeated) == 1:
                 expanded = repeated[0]
                 skip = (*skip, expanded.name)
-            source.message(2, var, fact, "", skip)
-        self._parents = len(source.values)
-        source.add(2, source.values)
+            source.message(indent, var, fact, "", skip)
+        parents = keys_and_envelope + source.values[first_value:]
+        self._parents = len(parents)
         if expanded is not None:
-            self._expand(source, var, expanded)
-        adders = ", ".join(f"add{i}" for i in range(len(source.values)))
-        source.lines[1] = f"    {adders}, = [c.append for c in columns]"
-        self.fields = source.fields
-        self._types = [pa.int64(), pa.int64(), *(f.type for f in source.fields)]
+            source.line(indent, f"row = len({buffer}.columns[0])")
+        source.add(indent, buffer, 0, parents)
+        if expanded is not None:
+            self._emit_elements(source, indent, buffer, var, expanded)
+        self.fields = envelope_fields + source.fields[first_field:]
+        self._types = [pa.int64(), pa.int64(), *(f.type for f in self.fields)]
         self._expanded = expanded is not None
-        self.source = "\n".join(source.lines)
-        exec(compile(self.source, f"<row reader for {kind}>", "exec"), source.namespace)
-        self._read = source.namespace["read"]
+        del source.fields[first_field:]
+        del source.values[first_value:]
 
-    def _expand(self, source: _Source, var: str, field: FieldDescriptor) -> None:
+    def _emit_elements(
+        self, source: _Source, indent: int, buffer: str, var: str, field: FieldDescriptor
+    ) -> None:
         """One row per element of ``field``, and one with null element columns when it is empty:
         a fact is never dropped for having no elements."""
         first = len(source.values)
-        source.line(2, f"elements = {_get(var, field.name)}")
-        source.line(2, "if elements:")
-        source.line(3, "owners.extend([row] * len(elements))")
-        source.line(3, "idx.extend(range(len(elements)))")
-        source.line(3, "for element in elements:")
+        source.line(indent, f"elements = {_get(var, field.name)}")
+        source.line(indent, "if elements:")
+        source.line(indent + 1, f"{buffer}.owners.extend([row] * len(elements))")
+        source.line(indent + 1, f"{buffer}.idx.extend(range(len(elements)))")
+        source.line(indent + 1, "for element in elements:")
         if field.message_type is not None:
-            source.message(4, "element", field.message_type, "", ())
+            source.message(indent + 2, "element", field.message_type, "", ())
         else:
-            source.scalar(4, _singular(field.name), field, "element")
-        source.add(4, source.values[first:], first)
-        source.line(2, "else:")
-        source.line(3, "owners.append(row)")
-        source.line(3, "idx.append(0)")
-        source.add(3, ["None"] * (len(source.values) - first), first)
+            source.scalar(indent + 2, _singular(field.name), field, "element")
+        source.add(indent + 2, buffer, self._parents, source.values[first:])
+        source.line(indent, "else:")
+        source.line(indent + 1, f"{buffer}.owners.append(row)")
+        source.line(indent + 1, f"{buffer}.idx.append(0)")
+        source.add(indent + 1, buffer, self._parents, ["None"] * (len(source.values) - first))
 
-    def read(
-        self,
-        commands: Sequence[Message],
-        positions: Sequence[int],
-        seqs: Sequence[int],
-        ts_ms: Sequence[int],
-    ) -> FactRows:
-        """Rows for ``commands``, which sit at ``positions`` of a batch with these seqs."""
-        columns: list[list[Any]] = [[] for _ in self._types]
-        owners: list[int] = []
-        idx: list[int] = []
-        self._read(commands, positions, seqs, ts_ms, columns, owners, idx)
-        arrays = [pa.array(c, t) for c, t in zip(columns, self._types, strict=True)]
+    def buffer(self) -> FactBuffer:
+        return FactBuffer([[] for _ in self._types], [], [])
+
+    def rows(self, buffer: FactBuffer) -> FactRows:
+        """The buffered rows as Arrow arrays, converted once: each ``pa.array`` call costs
+        some microseconds on top of its values."""
+        arrays = [pa.array(c, t) for c, t in zip(buffer.columns, self._types, strict=True)]
         if self._expanded:
-            take = pa.array(owners, pa.int32())
+            take = pa.array(buffer.owners, pa.int32())
             arrays[: self._parents] = [a.take(take) for a in arrays[: self._parents]]
+            idx = buffer.idx
         else:
-            idx = [0] * len(commands)
+            idx = [0] * len(buffer.columns[0])
         rows = len(idx)
         names = ["seq", "time_ms", *(f.name for f in self.fields)]
         values = dict(zip(names, arrays, strict=True))
@@ -279,24 +290,84 @@ def _snake_case(name: str) -> str:
 
 
 class CommandPlan:
-    """The plan for a whole command message: a FactPlan per kind of fact.
+    """The plan for a whole command message: a FactPlan per kind of fact, and one generated
+    function that parses payloads and adds each command's rows to its kind's buffer.
 
     The kinds are the members of the message's first oneof; its other fields are an envelope
     carried by every row. A message without a oneof is one kind of fact, in a table named
-    after the message."""
+    after the message. The function takes the payloads that are not JSON; it returns nothing
+    and reports each payload it cannot decode in ``undecoded`` as (position, reason)."""
 
-    def __init__(self, descriptor: Descriptor) -> None:
+    def __init__(self, message: type[Message]) -> None:
+        descriptor = message.DESCRIPTOR
         self.descriptor = descriptor
-        self.oneof = descriptor.oneofs[0].name if descriptor.oneofs else None
-        self.has_time = TIME_FIELD in descriptor.fields_by_name
-        if self.oneof is None:
+        oneof = descriptor.oneofs[0] if descriptor.oneofs else None
+        if oneof is None:
             name = _snake_case(descriptor.name)
-            skip = tuple(descriptor.fields_by_name)
-            self.kinds = {name: FactPlan(name, name, descriptor, None, skip)}
+            self.kinds = {name: FactPlan(name, name, None)}
+            envelope_skip = tuple(descriptor.fields_by_name)
         else:
-            members = descriptor.oneofs[0].fields
-            skip = (*(f.name for f in members), TIME_FIELD)
             self.kinds = {
-                f.name: FactPlan(f.name, TABLE_OF_KIND.get(f.name, f.name), descriptor, f, skip)
-                for f in members
+                f.name: FactPlan(f.name, TABLE_OF_KIND.get(f.name, f.name), f) for f in oneof.fields
             }
+            envelope_skip = (*(f.name for f in oneof.fields), TIME_FIELD)
+        source = _Source()
+        source.namespace |= {"parse": message.FromString, "DecodeError": DecodeError}
+        source.namespace |= {"MAX_TS_MS": MAX_TS_MS}
+        source.line(0, "def read(payloads, seqs, ts_ms, buffers, undecoded, blocks):")
+        for i in range(len(self.kinds)):
+            source.line(1, f"b{i} = buffers[{i}]")
+            source.line(1, "")  # binds b{i}'s adders, once their number is known
+        source.line(1, "for position, payload in enumerate(payloads):")
+        source.line(2, "if payload[:1] == b'{':  # a node block: never a protobuf message")
+        source.line(3, "blocks.append(position)")
+        source.line(3, "continue")
+        source.line(2, "try:")
+        source.line(3, "command = parse(payload)")
+        source.line(2, "except DecodeError as exc:")
+        source.line(3, "undecoded.append((position, f'protobuf: {exc}'))")
+        source.line(3, "continue")
+        source.line(2, "seq = seqs[position]")
+        if TIME_FIELD in descriptor.fields_by_name:
+            source.line(2, f"time_ms = {_get('command', TIME_FIELD)}")
+            source.line(2, "if time_ms > MAX_TS_MS:")
+            message = "protobuf: time_ms {time_ms} is beyond the year 9999"
+            source.line(3, f"undecoded.append((position, f{message!r}))")
+            source.line(3, "continue")
+            source.line(2, "time_ms = time_ms or ts_ms[position]")
+        else:
+            source.line(2, "time_ms = ts_ms[position]")
+        source.message(2, "command", descriptor, "", envelope_skip)
+        envelope = len(source.values)
+        if oneof is None:
+            next(iter(self.kinds.values())).emit(source, 2, "b0", descriptor, envelope)
+        else:
+            source.line(2, f"kind = command.WhichOneof({oneof.name!r})")
+            for i, (kind, fact) in enumerate(self.kinds.items()):
+                source.line(2, f"{'if' if i == 0 else 'elif'} kind == {kind!r}:")
+                fact.emit(source, 3, f"b{i}", descriptor, envelope)
+            source.line(2, "else:")
+            reason = "'empty payload' if not payload else 'protobuf: no command kind set'"
+            source.line(3, f"undecoded.append((position, {reason}))")
+        for i, fact in enumerate(self.kinds.values()):
+            adders = ", ".join(f"b{i}_{n}" for n in range(len(fact.buffer().columns)))
+            source.lines[2 + 2 * i] = f"    {adders}, = [c.append for c in b{i}.columns]"
+        self.source = "\n".join(source.lines)
+        exec(compile(self.source, f"<reader of {descriptor.full_name}>", "exec"), source.namespace)
+        self._read = source.namespace["read"]
+
+    def read(
+        self, payloads: Sequence[bytes], seqs: Sequence[int], ts_ms: Sequence[int]
+    ) -> tuple[dict[str, FactRows], list[tuple[int, str]], list[int]]:
+        """Rows by kind of the protobuf payloads; the positions of those that did not decode,
+        with the reason; and the positions of the JSON payloads, left to the node decoder."""
+        buffers = [fact.buffer() for fact in self.kinds.values()]
+        undecoded: list[tuple[int, str]] = []
+        blocks: list[int] = []
+        self._read(payloads, seqs, ts_ms, buffers, undecoded, blocks)
+        rows = {
+            kind: fact.rows(buffer)
+            for (kind, fact), buffer in zip(self.kinds.items(), buffers, strict=True)
+            if buffer.columns[0]
+        }
+        return rows, undecoded, blocks
