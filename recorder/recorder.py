@@ -27,7 +27,6 @@ from recorder import __version__
 from recorder.feedurl import check_url, is_loopback, public_url, with_api_key
 from recorder.lock import ArchiveLock
 from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
-from recorder.redact import RedactingLogger, redact
 from recorder.segments import publish_unit
 from recorder.session import (
     FeedSession,
@@ -42,6 +41,7 @@ from recorder.spool import SpoolWriter
 from recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from schemas.archive import ArchiveLayout
 from schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
+from schemas.redact import RedactingLogger, redact
 
 log = logging.getLogger(__name__)
 
