@@ -2,40 +2,79 @@
 against it by changing the URL.
 
 The upgrade checks the API key (``x-api-key`` header or ``api_key`` query) and answers 401 when
-it is wrong; an accepted connection gets the ``connected`` frame, then whatever frames its
-source yields. Like the live feed it never ends a connection on its own when the source is
-exhausted: it stays open and idle until the client leaves.
+it is wrong, then asks the frame source for this request's frames; a source that refuses the
+request (a ``UsageError``, such as a bad query parameter) gets it answered with 400 and the
+reason. An accepted connection gets the ``connected`` frame, then its frames. Like the live
+feed the server never ends a connection when its frames run out: it stays open and idle until
+the client leaves.
+
+If the archive fails under a replay (a file that no longer reads), the connection is closed
+with 1011, as the feed does on an unexpected server error, and the reason is logged.
+
+Like the live feed, it closes a client that cannot keep up with 1013 rather than skip frames:
+a client is too slow when one send stays blocked for ``slow_client_timeout`` seconds because
+the client has stopped reading (the socket buffers and websockets' write buffer are full). A
+client that reads again finds every frame sent before the close, then the close frame.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-import json
-import time
-from collections.abc import AsyncIterator, Callable
+import logging
+import weakref
+from collections.abc import AsyncGenerator, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-FrameSource = Callable[[Request], AsyncIterator[str]]
+from replay.frames import command_frame, connected_frame
+from replay.query import parse_query
+from replay.records import ReplayGap
+from replay.selection import Selection
+from replay.stream import Replay
+from schemas.archive import ArchiveLayout
+from schemas.errors import ReplicaError, UsageError
+from schemas.redact import RedactingLogger
 
+log = logging.getLogger(__name__)
 
-def connected_frame() -> str:
-    return json.dumps({"type": "connected", "feed": "disk-sync", "ts_ms": time.time_ns() // 10**6})
+FrameSource = Callable[[Request], AsyncGenerator[str, None]]
+SLOW_CLIENT_TIMEOUT_S = 5.0
+_CLOSE_TIMEOUT_S = 10.0  # for the close handshake of a client too slow to read the close frame
 
 
 class DiskSyncServer:
-    def __init__(self, source: FrameSource, *, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        api_key: str | None = None,
+        slow_client_timeout: float = SLOW_CLIENT_TIMEOUT_S,
+    ) -> None:
         self._source = source
         self._api_key = api_key
+        self._slow_client_timeout = slow_client_timeout
         self._server: Server | None = None
+        self._frames: weakref.WeakKeyDictionary[ServerConnection, AsyncGenerator[str, None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start listening; returns the port (useful with port 0)."""
         self._server = await serve(
-            self._handle, host, port, process_request=self._check_key, compression=None
+            self._handle,
+            host,
+            port,
+            process_request=self._upgrade,
+            compression=None,
+            close_timeout=_CLOSE_TIMEOUT_S,
+            logger=RedactingLogger(logging.getLogger("websockets.server"), self._api_key),
         )
         return self._server.sockets[0].getsockname()[1]
 
@@ -44,18 +83,116 @@ class DiskSyncServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def _check_key(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not self._key_accepted(request):
+            log.info("%s: refused (401): invalid or missing API key", _peer(connection))
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing API key\n")
+        try:
+            self._frames[connection] = self._source(request)
+        except UsageError as exc:
+            log.info("%s: refused (400): %s", _peer(connection), exc)
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        return None
+
+    def _key_accepted(self, request: Request) -> bool:
         if self._api_key is None:
-            return None
+            return True
         given = request.headers.get("x-api-key")
         if given is None:
             given = next(iter(parse_qs(urlsplit(request.path).query).get("api_key", [])), None)
-        if given is not None and hmac.compare_digest(given.encode(), self._api_key.encode()):
-            return None
-        return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing API key\n")
+        return given is not None and hmac.compare_digest(given.encode(), self._api_key.encode())
 
     async def _handle(self, connection: ServerConnection) -> None:
-        await connection.send(connected_frame())
-        async for frame in self._source(connection.request):
-            await connection.send(frame)
-        await connection.wait_closed()
+        peer = _peer(connection)
+        watch = _SendWatch()
+        watchdog = asyncio.create_task(self._close_if_stalled(connection, peer, watch))
+        try:
+            async with contextlib.aclosing(self._frames.pop(connection)) as frames:
+                await connection.send(connected_frame())
+                async for frame in frames:
+                    watch.sending = True
+                    await connection.send(frame)
+                    watch.sending = False
+                    watch.sent += 1
+            await connection.wait_closed()
+        except ConnectionClosed:
+            pass
+        except ReplicaError as exc:  # the archive failed under this replay: say so, like the feed
+            log.error("%s: replay failed: %s", peer, exc)
+            await connection.close(CloseCode.INTERNAL_ERROR, "replay failed; see the server log")
+        finally:
+            watchdog.cancel()
+            log.info("%s: connection ended after %d frames", peer, watch.sent)
+
+    async def _close_if_stalled(
+        self, connection: ServerConnection, peer: str, watch: _SendWatch
+    ) -> None:
+        """Closes with 1013 once the same send has been blocked for the slow-client timeout,
+        checked every quarter of it: a send seen blocked at five ticks in a row has been blocked
+        for more than four, so the client gets between 1 and 1.25 times the timeout."""
+        tick = self._slow_client_timeout / 4
+        stalled_ticks, last_sent = 0, -1
+        while stalled_ticks < 5:
+            await asyncio.sleep(tick)
+            stalled = watch.sending and watch.sent == last_sent
+            stalled_ticks = stalled_ticks + 1 if stalled else 0
+            last_sent = watch.sent
+        log.warning(
+            "%s: client too slow: a send was blocked for %.1f s; closing with 1013",
+            peer,
+            self._slow_client_timeout,
+        )
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await connection.close(CloseCode.TRY_AGAIN_LATER, "client too slow; reconnect")
+        except TimeoutError:
+            connection.transport.abort()  # it never read again: drop it
+
+
+def _peer(connection: ServerConnection) -> str:
+    host, port, *_ = connection.remote_address
+    return f"{host}:{port}"
+
+
+class _SendWatch:
+    """What the send loop is doing, for the watchdog: costs two stores and an add per frame."""
+
+    __slots__ = ("sending", "sent")
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.sent = 0
+
+
+def archive_frames(layout: ArchiveLayout, default_speed: float | None) -> FrameSource:
+    """A source that gives each connection its own replay of the archive, selected and paced
+    by its query string (see ``replay.query``); ``default_speed`` when it names no speed."""
+
+    def frames(request: Request) -> AsyncGenerator[str, None]:
+        query = parse_query(urlsplit(request.path).query, default_speed)
+        replay = Replay(layout, query.selection, speed=query.speed)
+        log.info("new replay: %s at speed %s", _describe(query.selection), query.speed or "max")
+        return _replayed_frames(replay)
+
+    return frames
+
+
+async def _replayed_frames(replay: Replay) -> AsyncGenerator[str, None]:
+    async with contextlib.aclosing(aiter(replay)) as items:
+        async for item in items:
+            if type(item) is not ReplayGap:  # the client sees a gap's seq jump, as on the feed
+                yield command_frame(item)
+
+
+def _describe(selection: Selection) -> str:
+    parts = [
+        f"{name} {value}"
+        for name, value in (
+            ("from_seq", selection.from_seq),
+            ("to_seq", selection.to_seq),
+            ("start_ms", selection.start_ms),
+            ("end_ms", selection.end_ms),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "the whole archive"

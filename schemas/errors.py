@@ -3,7 +3,8 @@
 ReplicaError             anything replica refuses to do, with a message that says why (exit 1)
 ├── UsageError           a bad argument: a URL, a duration, a time, a path (exit 2)
 ├── ArchiveError         an archive cannot be used as asked (exit 1)
-│   └── ArchiveLocked    another recorder holds the archive (exit 4)
+│   ├── ArchiveLocked    another recorder holds the archive (exit 4)
+│   └── GapInRange       a replay asked to fail on gaps met one (exit 1)
 └── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
 """
 
@@ -22,6 +23,14 @@ class ArchiveError(ReplicaError):
 
 class ArchiveLocked(ArchiveError):
     exit_code = 4
+
+
+class GapInRange(ArchiveError):
+    """Raised with ``fail_on_gap`` at the gap's place in the stream; ``gap`` says which."""
+
+    def __init__(self, message: str, gap: object) -> None:
+        super().__init__(message)
+        self.gap = gap
 
 
 class AuthRefused(ReplicaError):

@@ -1,0 +1,131 @@
+"""Reading the archive for a replay: lazily, segment by segment, row group by row group.
+
+Segments come in seq order (``ArchiveLayout.segments``). Whole segments are skipped by the seqs
+in their names and the UTC hour in their path, row groups by their Parquet statistics, and no
+more than one batch of rows is held at a time, so memory stays flat whether the range is a
+minute or a month. Segments are listed when reading starts: one a recorder seals later is not
+seen by a replay already under way.
+
+Data skipped only because its times lie outside the time range is still present in the
+archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seqs as held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from replay.selection import Selection
+from schemas.archive import MS_PER_HOUR, RAW_SCHEMA, ArchiveLayout, Segment
+from schemas.errors import ArchiveError
+
+RAW_COLUMNS = RAW_SCHEMA.names
+_SEQ, _TS_MS = RAW_COLUMNS.index("seq"), RAW_COLUMNS.index("ts_ms")
+
+
+class SkippedSpan(NamedTuple):
+    """Seqs the archive holds between first_seq and last_seq, not read (times out of range)."""
+
+    first_seq: int
+    last_seq: int
+
+
+def read_selected(
+    layout: ArchiveLayout, selection: Selection, batch_rows: int
+) -> Iterator[pa.RecordBatch | SkippedSpan]:
+    """Batches of raw rows (all columns, seq-sorted) within the seq range, in seq order.
+
+    Rows are not filtered by time (see ``Selection.time_mask``); whole row groups and segments
+    out of the time range are skipped and reported as ``SkippedSpan``.
+    """
+    for segment in layout.segments():
+        if selection.to_seq is not None and segment.first_seq > selection.to_seq:
+            return
+        if not selection.holds_seqs(segment.first_seq, segment.last_seq):
+            continue
+        hour = _partition_hour(segment)
+        if hour is not None and not selection.holds_times(
+            hour * MS_PER_HOUR, (hour + 1) * MS_PER_HOUR - 1
+        ):
+            yield SkippedSpan(*selection.clip(segment.first_seq, segment.last_seq))
+            continue
+        yield from _read_segment(segment, selection, batch_rows)
+
+
+def _partition_hour(segment: Segment) -> int | None:
+    """The UTC hour (since the epoch) of the partition a segment is filed under, if it parses."""
+    date, hour = segment.path.parent.parent.name, segment.path.parent.name
+    try:
+        moment = datetime.strptime(f"{date}/{hour}", "date=%Y-%m-%d/hour=%H").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(moment.timestamp()) // 3600
+
+
+def _open(segment: Segment) -> pq.ParquetFile:
+    try:
+        parquet = pq.ParquetFile(segment.path)
+    except Exception as exc:
+        raise ArchiveError(f"cannot read segment {segment.path}: {exc}") from exc
+    schema = parquet.schema_arrow
+    for field in RAW_SCHEMA:
+        found = schema.field(field.name) if field.name in schema.names else None
+        if found is None or found.type != field.type:
+            raise ArchiveError(
+                f"segment {segment.path} has no {field.type} column {field.name}; "
+                "replica verify names every problem"
+            )
+    return parquet
+
+
+def _min_max(group: pq.RowGroupMetaData, column: int) -> tuple[int, int] | None:
+    stats = group.column(column).statistics
+    if stats is None or not stats.has_min_max:
+        return None
+    return stats.min, stats.max
+
+
+def _read_segment(
+    segment: Segment, selection: Selection, batch_rows: int
+) -> Iterator[pa.RecordBatch | SkippedSpan]:
+    parquet = _open(segment)
+    metadata = parquet.metadata
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        seqs, times = _min_max(group, _SEQ), _min_max(group, _TS_MS)
+        if seqs is not None:
+            if selection.to_seq is not None and seqs[0] > selection.to_seq:
+                return
+            if not selection.holds_seqs(*seqs):
+                continue
+            if times is not None and not selection.holds_times(*times):
+                yield SkippedSpan(*selection.clip(*seqs))
+                continue
+        try:
+            for batch in parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[index], columns=RAW_COLUMNS, use_threads=False
+            ):
+                selected = selection.seq_slice(batch)
+                if selected.num_rows:
+                    yield selected
+                if selected.num_rows < batch.num_rows and selection.beyond(batch.column(0)[-1]):
+                    return
+        except (OSError, pa.ArrowException) as exc:
+            raise ArchiveError(f"cannot read segment {segment.path}: {exc}") from exc
+
+
+def recorded_gaps(layout: ArchiveLayout) -> list[tuple[int, int, str]]:
+    """(from_seq, to_seq, cause) of every gap record, sorted: small, read whole."""
+    gaps = []
+    for path in layout.table_files(layout.gaps_dir):
+        try:
+            table = pq.read_table(path, columns=["from_seq", "to_seq", "cause"])
+        except Exception as exc:
+            raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
+        gaps += zip(*(table.column(name).to_pylist() for name in table.column_names), strict=True)
+    gaps.sort()
+    return gaps

@@ -1,0 +1,281 @@
+"""``Replay``: an archive's commands in seq order, at the pace asked, by ``for`` or ``async for``.
+
+Each iteration is a fresh replay of the same selection: same commands, same gaps, same
+schedule. Parquet batches are read one ahead on a worker thread (pyarrow decodes without the
+GIL), so decompression overlaps emitting and waiting. Everything that holds the GIL (gap
+tracking, turning columns into Python lists, the schedule) runs on the consuming thread, in
+slices when paced: Python on a worker thread would delay a due command by up to the
+interpreter's 5 ms switch interval, a slice only by its own few tens of microseconds, and the
+next slice is prepared during a wait whenever one is long enough. At speed max, ``for``
+converts whole batches and a command costs a tuple and nothing else: no per-command function
+call, no clock reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import chain, islice, repeat
+from typing import Any, NamedTuple, TypeVar
+
+import pyarrow as pa
+
+from replay.gaps import GapCauses, GapTracker
+from replay.pacing import Pacer
+from replay.reader import RAW_COLUMNS, SkippedSpan, read_selected, recorded_gaps
+from replay.records import ReplayGap, ReplayRecord
+from replay.schedule import Schedule, check_clock, check_speed
+from replay.selection import Selection
+from schemas.archive import ArchiveLayout
+from schemas.errors import GapInRange, UsageError
+
+# Rows per Parquet batch: enough that per-batch costs vanish.
+BATCH_ROWS = 8192
+# Rows turned into Python objects at a time when paced: a slice is a stall for whatever is due
+# meanwhile, 15 to 50 us for 32 rows (the more, the colder an idle wait has left the CPU's
+# caches), which at speed 10 of a busy feed is the spacing of a command or two.
+PACED_SLICE_ROWS = 32
+# ... and by ``async for`` at speed max: about 0.3 ms during which a server's event loop serves
+# no one else. ``for`` at speed max converts whole batches.
+ASYNC_SLICE_ROWS = 1024
+# When paced, the next slice is prepared during the first wait at least this long, so that its
+# cost falls in idle time rather than on the command due after the slice ends.
+_PREPARE_S = 0.0002
+
+_new_record = partial(tuple.__new__, ReplayRecord)  # builds the tuple in C, no __new__ call
+T = TypeVar("T")
+
+
+class _Chunk(NamedTuple):
+    columns: list[Any]  # the raw columns as lists, then the scheduled offsets
+    gaps: list[tuple[int, list[ReplayGap]]]  # (i, gaps): report before the chunk's i-th record
+
+
+class Replay:
+    def __init__(
+        self,
+        layout: ArchiveLayout,
+        selection: Selection,
+        *,
+        speed: float | None = None,
+        clock: str = "ts_ms",
+        precise: bool = False,
+        fail_on_gap: bool = False,
+        transform: Callable[[ReplayRecord], Any] | None = None,
+        pacer: Pacer | None = None,
+    ) -> None:
+        """``transform`` turns each record into what is yielded instead (gaps pass as they
+        are); at paced speeds it runs before the wait, so its cost does not make a command
+        late. ``pacer`` stands in for the monotonic clock (tests use a virtual one)."""
+        self.layout = layout
+        self.selection = selection
+        self.speed = check_speed(speed)
+        self.clock = check_clock(clock)
+        if precise and self.speed is None:
+            raise UsageError("precise pacing needs a speed; at speed max nothing waits")
+        self.fail_on_gap = fail_on_gap
+        self._transform = transform
+        self._pacer = pacer or Pacer(precise=precise)
+        self.started_at: float | None = None  # monotonic time of the latest iteration's start
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._emit() if self.speed is None else self._emit_paced()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._emit_async()
+
+    # ---- emitting: at once, or each record when due -----------------------------------------
+
+    def _emit(self) -> Iterator[Any]:
+        self.started_at = self._pacer.now()
+        for chunk in self._chunks(_Slicer(self, BATCH_ROWS)):
+            yield from self._items(chunk, self._transform)
+
+    def _emit_paced(self) -> Iterator[Any]:
+        now, wait, transform = self._pacer.now, self._pacer.wait_until, self._transform
+        chunks = self._chunks(_Slicer(self, PACED_SLICE_ROWS))
+        self.started_at = start = None
+        upcoming = _pull(chunks)
+        while upcoming is not None:
+            chunk, upcoming = _unwrap(upcoming), _LATER
+            if start is None:
+                self.started_at = start = now()
+            for item in self._items(chunk, None):
+                if type(item) is ReplayGap:
+                    yield item
+                    continue
+                due = start + item.scheduled_s
+                out = item if transform is None else transform(item)
+                if upcoming is _LATER and due - now() > _PREPARE_S:
+                    upcoming = _pull(chunks)
+                if now() < due:
+                    wait(due)
+                yield out
+            if upcoming is _LATER:
+                upcoming = _pull(chunks)
+
+    async def _emit_async(self) -> AsyncIterator[Any]:
+        now, wait, transform = self._pacer.now, self._pacer.wait_until_async, self._transform
+        paced = self.speed is not None
+        chunks = self._chunks_async(_Slicer(self, PACED_SLICE_ROWS if paced else ASYNC_SLICE_ROWS))
+        if not paced:
+            self.started_at = now()
+            async for chunk in chunks:
+                for item in self._items(chunk, transform):
+                    yield item
+            return
+        self.started_at = start = None
+        upcoming = await _pull_async(chunks)
+        while upcoming is not None:
+            chunk, upcoming = _unwrap(upcoming), _LATER
+            if start is None:
+                self.started_at = start = now()
+            for item in self._items(chunk, None):
+                if type(item) is ReplayGap:
+                    yield item
+                    continue
+                due = start + item.scheduled_s
+                out = item if transform is None else transform(item)
+                if upcoming is _LATER and due - now() > _PREPARE_S:
+                    upcoming = await _pull_async(chunks)
+                if now() < due:
+                    await wait(due)
+                yield out
+            if upcoming is _LATER:
+                upcoming = await _pull_async(chunks)
+
+    # ---- chunks into records and gaps --------------------------------------------------------
+
+    def _batches(self) -> Iterator[pa.RecordBatch | SkippedSpan]:
+        return read_selected(self.layout, self.selection, BATCH_ROWS)
+
+    def _chunks(self, slicer: _Slicer) -> Iterator[_Chunk]:
+        for batch in chain(_read_ahead(self._batches()), [None]):
+            yield from slicer.chunks(batch)
+
+    async def _chunks_async(self, slicer: _Slicer) -> AsyncIterator[_Chunk]:
+        async for batch in _read_ahead_async(self._batches()):
+            for chunk in slicer.chunks(batch):
+                yield chunk
+
+    def _items(self, chunk: _Chunk, transform: Callable | None) -> Iterator[Any]:
+        records: Iterator[Any] = map(_new_record, zip(*chunk.columns, strict=False))
+        if transform is not None:
+            records = map(transform, records)
+        return self._interleave(records, chunk.gaps) if chunk.gaps else records
+
+    def _interleave(self, records: Iterator[Any], gaps: list) -> Iterator[Any]:
+        done = 0
+        for at, found in gaps:
+            yield from islice(records, at - done)
+            done = at
+            for gap in found:
+                if self.fail_on_gap:
+                    raise GapInRange(
+                        f"archive {self.layout.root} is missing seqs {gap.from_seq}-{gap.to_seq} "
+                        f"inside the replayed range ({gap.missing} seqs, cause "
+                        f"{gap.cause or 'unknown'})",
+                        gap,
+                    )
+                yield gap
+        yield from records
+
+
+class _Failed(NamedTuple):
+    """A failure to get the next chunk, raised where that chunk would have started."""
+
+    error: Exception
+
+
+_LATER = object()  # the next chunk is not prepared yet
+
+
+def _pull(chunks: Iterator[_Chunk]) -> _Chunk | _Failed | None:
+    try:
+        return next(chunks, None)
+    except Exception as exc:
+        return _Failed(exc)
+
+
+async def _pull_async(chunks: AsyncIterator[_Chunk]) -> _Chunk | _Failed | None:
+    try:
+        return await anext(chunks, None)
+    except Exception as exc:
+        return _Failed(exc)
+
+
+def _unwrap(pulled: _Chunk | _Failed) -> _Chunk:
+    if type(pulled) is _Failed:
+        raise pulled.error
+    return pulled
+
+
+class _Slicer:
+    """One iteration's state: turns batches into chunks of Python values with gaps placed."""
+
+    def __init__(self, replay: Replay, slice_rows: int) -> None:
+        selection = replay.selection
+        self._selection = selection
+        self._slice_rows = slice_rows
+        self._tracker = GapTracker(selection.from_seq, selection.to_seq)
+        self._causes = GapCauses(partial(recorded_gaps, replay.layout))
+        self._schedule = None if replay.speed is None else Schedule(replay.speed, replay.clock)
+        self._clock_column = RAW_COLUMNS.index(replay.clock)
+
+    def chunks(self, batch: pa.RecordBatch | SkippedSpan | None) -> Iterator[_Chunk]:
+        """The chunks of a batch; None, after the last batch, gives the gaps at the end."""
+        if batch is None:
+            gaps = self._tracker.finish()
+            if gaps:
+                yield _Chunk([[]], [(0, self._gaps(gaps))])
+            return
+        if type(batch) is SkippedSpan:
+            self._tracker.skipped(*batch)
+            return
+        selection, schedule = self._selection, self._schedule
+        kept = selection.time_mask(batch.column(1)) if selection.by_time else None
+        placed = self._tracker.held(batch.column(0), kept)
+        if kept is not None:
+            batch = batch.filter(kept)
+        rows, step = batch.num_rows, self._slice_rows
+        for low in range(0, rows, step):
+            part = batch if rows <= step else batch.slice(low, step)
+            columns: list[Any] = [column.to_pylist() for column in part.columns]
+            columns.append(
+                schedule.offsets(columns[self._clock_column]) if schedule else repeat(None)
+            )
+            gaps = [(at - low, self._gaps(found)) for at, found in placed if low <= at < low + step]
+            yield _Chunk(columns, gaps)
+
+    def _gaps(self, found: list[tuple[int, int]]) -> list[ReplayGap]:
+        return [
+            ReplayGap(low, high, high - low + 1, self._causes.cause(low, high))
+            for low, high in found
+        ]
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one produced on a worker thread while the caller uses this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-reader") as worker:
+        ahead = worker.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = worker.submit(next, items, None)
+            yield item
+
+
+async def _read_ahead_async(items: Iterator[T]) -> AsyncIterator[T | None]:
+    """``_read_ahead`` for asyncio, then None: the event loop runs while the worker reads.
+
+    The read is handed to the executor at once, not from a task: a consumer that never
+    suspends (a precise wait spins) would otherwise start it only when it needs the result."""
+    loop = asyncio.get_running_loop()
+    ahead = loop.run_in_executor(None, next, items, None)
+    try:
+        while (item := await ahead) is not None:
+            ahead = loop.run_in_executor(None, next, items, None)
+            yield item
+    finally:
+        ahead.cancel()
+    yield None
