@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -24,11 +25,18 @@ from click.core import ParameterSource
 from decoder.archive import MessageSpec, decode_archive
 from recorder import __version__
 from recorder.recorder import Recorder, RecorderConfig
-from recorder.redact import redact
 from recorder.verify import read_gaps, verify
-from replica.options import Duration, UtcTime, api_key_from
+from replay.digest import CommandDigest
+from replay.frames import command_frame
+from replay.records import ReplayGap
+from replay.schedule import CLOCKS
+from replay.server import DiskSyncServer, archive_frames
+from replay.stream import Replay
+from replica.archive import open as open_archive
+from replica.options import Duration, Speed, UtcTime, api_key_from
 from replica.progress import ProgressBar
 from schemas.errors import ReplicaError, UsageError
+from schemas.redact import redact
 
 log = logging.getLogger("replica")
 
@@ -153,9 +161,9 @@ def record(
 
 
 def _tune_garbage_collector() -> None:
-    """The receive path allocates a few short-lived, acyclic objects per frame; collecting the
-    young generation every 700 allocations costs the recorder about a tenth of its throughput.
-    Process-wide, so the CLI decides it, not the library."""
+    """Recording and decoding allocate a few short-lived, acyclic objects per command;
+    collecting the young generation every 700 allocations costs each about a tenth of its
+    throughput. Process-wide, so the CLI decides it, not the library."""
     gc.freeze()  # what start-up imported is never garbage: keep full collections off it
     gc.set_threshold(10_000, 10, 10)
 
@@ -208,12 +216,36 @@ def _utc_ms(ts_ms: int | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+_RANGE_OPTIONS = (
+    click.option("--from-seq", type=click.IntRange(min=0), help="First seq (inclusive)."),
+    click.option("--to-seq", type=click.IntRange(min=0), help="Last seq (inclusive)."),
+    click.option("--start", type=UtcTime(), help="Only commands with ts_ms from this time."),
+    click.option("--end", type=UtcTime(), help="Only commands with ts_ms before this time."),
+)
+
+
+def _range_options(command):
+    """The selection options of ``replay`` and ``verify --digest``, with the same meaning."""
+    for option in reversed(_RANGE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command(name="verify")
 @click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--digest",
+    is_flag=True,
+    help="If the archive is sound, also print the SHA-256 that 'replica replay --digest' prints "
+    "for the same range.",
+)
+@_range_options
 @click.pass_context
-def verify_command(ctx: click.Context, archive: Path) -> None:
+def verify_command(ctx: click.Context, archive: Path, digest: bool, **selection) -> None:
     """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
     gap records agree with the data. Prints each problem; exits 1 if there is any."""
+    if not digest and any(value is not None for value in selection.values()):
+        raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
     report = verify(archive)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
@@ -225,7 +257,163 @@ def verify_command(ctx: click.Context, archive: Path) -> None:
         f"{report.segments} segments, {report.rows} commands, {span}, "
         f"{report.gap_records} gap records ({report.missing} seqs missing): {verdict}"
     )
+    if digest and report.ok:
+        click.echo(_digest_line(open_archive(archive).replay(**selection), warn=False))
     ctx.exit(0 if report.ok else 1)
+
+
+@cli.command(name="replay")
+@click.argument("archive", type=ARCHIVE_DIR)
+@_range_options
+@click.option(
+    "--speed",
+    type=Speed(),
+    default="max",
+    show_default=True,
+    help="1 re-creates the original spacing, 10 compresses it tenfold, max never waits.",
+)
+@click.option(
+    "--clock",
+    type=click.Choice(list(CLOCKS)),
+    default="ts_ms",
+    show_default=True,
+    help="The timestamp whose spacing the pace follows.",
+)
+@click.option(
+    "--precise",
+    is_flag=True,
+    help="Spin through the last stretch before each command instead of sleeping: timing within "
+    "tens of microseconds, at the cost of a busy core.",
+)
+@click.option("--fail-on-gap", is_flag=True, help="Stop with exit 1 at a gap in the range.")
+@click.option(
+    "--digest",
+    is_flag=True,
+    help="Print only the SHA-256 of the replayed commands (see README), not the frames.",
+)
+def replay_command(
+    archive: Path,
+    speed: float | None,
+    clock: str,
+    precise: bool,
+    fail_on_gap: bool,
+    digest: bool,
+    **selection,
+) -> None:
+    """Write ARCHIVE's commands to stdout in seq order, one replica_cmd frame of the feed per
+    line, as JSON text identical on every run.
+
+    Seqs are inclusive at both ends; --start and --end select ts_ms from --start up to but not
+    including --end. Each gap in the range is a warning on stderr (an error with
+    --fail-on-gap). At a speed other than max, every frame is flushed when it is due.
+    """
+    replay = open_archive(archive).replay(
+        speed=speed, clock=clock, precise=precise, fail_on_gap=fail_on_gap, **selection
+    )
+    if digest:
+        click.echo(_digest_line(replay, warn=True))
+    else:
+        _write_frames(replay, flush_each=speed is not None)
+
+
+def _warn_gap(gap: ReplayGap) -> None:
+    click.echo(
+        f"replica: warning: seqs {gap.from_seq}-{gap.to_seq} are missing "
+        f"({gap.missing} seqs, cause {gap.cause or 'unknown'})",
+        err=True,
+    )
+
+
+def _digest_line(replay: Replay, *, warn: bool) -> str:
+    digest = CommandDigest()
+    for item in replay:
+        if type(item) is ReplayGap:
+            if warn:
+                _warn_gap(item)
+        else:
+            digest.update(item.seq, item.raw)
+    return f"sha256:{digest.hexdigest()} {digest.commands} commands"
+
+
+def _write_frames(replay: Replay, *, flush_each: bool) -> None:
+    out = sys.stdout
+    try:
+        try:
+            for item in replay:
+                if type(item) is ReplayGap:
+                    out.flush()
+                    _warn_gap(item)
+                    continue
+                out.write(command_frame(item) + "\n")
+                if flush_each:
+                    out.flush()
+        finally:
+            out.flush()
+    except BrokenPipeError:
+        # The reader left (``| head``): that ends the replay, and is no error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+@cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    required=True,
+    help="Port to listen on; 0 picks a free one (the URL logged on stderr names it).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    help="Accept only clients presenting the key in this environment variable (x-api-key "
+    "header or api_key query). Without this or --api-key-file, no key is checked.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the key clients must present (instead of the environment).",
+)
+def serve(
+    archive: Path, port: int, host: str, api_key_env: str | None, api_key_file: Path | None
+) -> None:
+    """Serve ARCHIVE over the Disk-Sync WebSocket protocol until SIGINT or SIGTERM.
+
+    Each connection is its own replay, chosen by its URL's query string: from_seq, to_seq,
+    start, end (as for 'replica replay') and speed (a number or max; 1 if not given), e.g.
+    ws://127.0.0.1:PORT/?from_seq=482910000&speed=10. A bad parameter is answered with HTTP
+    400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
+    """
+    api_key = None
+    if api_key_env is not None or api_key_file is not None:
+        api_key = api_key_from(api_key_env or "", api_key_env is not None, api_key_file)
+    source = archive_frames(open_archive(archive).layout, default_speed=1.0)
+    server = DiskSyncServer(source, api_key=api_key)
+    asyncio.run(_serve(server, host, port, archive, checks_key=api_key is not None))
+
+
+async def _serve(
+    server: DiskSyncServer, host: str, port: int, archive: Path, checks_key: bool
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        port = await server.start(host, port)
+    except OSError as exc:
+        raise ReplicaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "serving %s at ws://%s:%d (%s) until SIGINT or SIGTERM",
+        archive,
+        shown,
+        port,
+        "clients must present the API key" if checks_key else "no API key checked",
+    )
+    await stop.wait()
+    log.info("stopping: closing connections")
+    await server.close()
 
 
 @cli.command()
@@ -262,6 +450,7 @@ def decode(
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
     progress = ProgressBar(enabled=not quiet and sys.stderr.isatty(), label="decoding")
+    _tune_garbage_collector()
     summary = decode_archive(
         archive,
         MessageSpec(descriptor_set, message),

@@ -1,4 +1,4 @@
-"""Command-line value types: durations, UTC times, and where an API key comes from."""
+"""Command-line value types: durations, UTC times, speeds, and where an API key comes from."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from replay.schedule import parse_speed
 from schemas.errors import UsageError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -47,6 +48,20 @@ class UtcTime(click.ParamType):
         if moment.tzinfo is None:
             self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
         return moment.astimezone(UTC)
+
+
+class Speed(click.ParamType):
+    """A replay's pace: a number above zero (1 is the original), or ``max`` (None)."""
+
+    name = "speed"
+
+    def convert(self, value, param, ctx) -> float | None:
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            return parse_speed(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def api_key_from(env_name: str, env_explicit: bool, key_file: Path | None) -> str | None:
