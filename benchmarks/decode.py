@@ -62,10 +62,8 @@ from decoder.core import Decoder  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
 from schemas.archive import (  # noqa: E402
     MS_PER_HOUR,
-    RAW_COLUMN_ENCODING,
-    RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
-    ZSTD_LEVEL,
+    RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
 )
@@ -81,14 +79,6 @@ ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segment
 NODE_SHARE = 0.15  # node blocks per protobuf command, as in the fixture feed
 FIRST_ROUND = 990_612_480
 
-# Written as the recorder writes raw segments (recorder.segments).
-RAW_OPTIONS = {
-    "compression": "zstd",
-    "compression_level": ZSTD_LEVEL,
-    "use_dictionary": False,
-    "column_encoding": RAW_COLUMN_ENCODING,
-    "row_group_size": RAW_ROW_GROUP_ROWS,
-}
 RAW_METADATA = {"replica.recorder": "benchmark", "replica.source": "benchmarks/decode.py"}
 
 
@@ -115,7 +105,7 @@ def build_archive(
         seqs = rows["seq"]
         path = layout.segment_path(seqs[0], seqs[-1], hour_of(rows["ts_ms"][0]))
         table = pa.Table.from_pydict(rows, schema=RAW_SCHEMA.with_metadata(RAW_METADATA))
-        publish_parquet(table, path, **RAW_OPTIONS)
+        publish_parquet(table, path, **RAW_WRITE_OPTIONS)
         segments += 1
         for column in rows.values():
             column.clear()

@@ -53,10 +53,8 @@ from fixtures.make_feed import START_SEQ, START_TS_MS, feed_frames  # noqa: E402
 from replay.frames import command_frame  # noqa: E402
 from replay.schedule import Schedule  # noqa: E402
 from schemas.archive import (  # noqa: E402
-    RAW_COLUMN_ENCODING,
-    RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
-    ZSTD_LEVEL,
+    RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
 )
@@ -97,15 +95,7 @@ def build_archive(root: Path, n: int) -> None:
             last -= 1
         path = layout.segment_path(START_SEQ + first, START_SEQ + last - 1, hour)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            table.slice(first, last - first),
-            path,
-            compression="zstd",
-            compression_level=ZSTD_LEVEL,
-            use_dictionary=False,
-            column_encoding=RAW_COLUMN_ENCODING,
-            row_group_size=RAW_ROW_GROUP_ROWS,
-        )
+        pq.write_table(table.slice(first, last - first), path, **RAW_WRITE_OPTIONS)
         first = last
 
 

@@ -17,21 +17,12 @@ from recorder.session import QuarantineRow, Unit
 from schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
-    RAW_COLUMN_ENCODING,
-    RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
-    ZSTD_LEVEL,
+    RAW_WRITE_OPTIONS,
     ArchiveLayout,
 )
 from schemas.files import publish_parquet
 
-_RAW_OPTIONS = {
-    "compression": "zstd",
-    "compression_level": ZSTD_LEVEL,
-    "use_dictionary": False,
-    "column_encoding": RAW_COLUMN_ENCODING,
-    "row_group_size": RAW_ROW_GROUP_ROWS,
-}
 _TABLE_OPTIONS = {"compression": "zstd"}
 
 
@@ -89,7 +80,7 @@ def unit_files(
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
         path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)
-        yield path, raw_table(unit, metadata), _RAW_OPTIONS
+        yield path, raw_table(unit, metadata), RAW_WRITE_OPTIONS
     if unit.gaps:
         path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
         yield path, gap_table(unit), _TABLE_OPTIONS

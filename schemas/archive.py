@@ -77,6 +77,14 @@ RAW_COLUMN_ENCODING = {
 }
 ZSTD_LEVEL = 6
 RAW_ROW_GROUP_ROWS = 131_072
+# How every raw segment is written (``pq.write_table`` options).
+RAW_WRITE_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": ZSTD_LEVEL,
+    "use_dictionary": False,
+    "column_encoding": RAW_COLUMN_ENCODING,
+    "row_group_size": RAW_ROW_GROUP_ROWS,
+}
 
 _SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
 

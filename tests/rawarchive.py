@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from schemas.archive import (
-    RAW_COLUMN_ENCODING,
-    RAW_SCHEMA,
-    ArchiveLayout,
-    Segment,
-    hour_of,
-)
+from schemas.archive import RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout, Segment, hour_of
 from schemas.files import publish_parquet
 
 FEED = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
@@ -53,28 +47,32 @@ def payload_rows(payloads: list[bytes], start_seq: int = 1000, start_ts_ms: int 
     ]
 
 
-def write_segment(root: Path, rows: list[dict]) -> Segment:
-    """One raw segment holding ``rows`` (sorted, one UTC hour), named as the recorder names it."""
+def write_segment(root: Path, rows: list[dict], row_group_rows: int | None = None) -> Segment:
+    """One raw segment holding ``rows`` (sorted, one UTC hour), written and named as the
+    recorder writes and names it, with smaller row groups if asked."""
     table = pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+    options = dict(RAW_WRITE_OPTIONS)
+    if row_group_rows is not None:
+        options["row_group_size"] = row_group_rows
     path = ArchiveLayout(root).segment_path(
         rows[0]["seq"], rows[-1]["seq"], hour_of(rows[0]["ts_ms"])
     )
-    publish_parquet(
-        table, path, compression="zstd", use_dictionary=False, column_encoding=RAW_COLUMN_ENCODING
-    )
+    publish_parquet(table, path, **options)
     return Segment(path, rows[0]["seq"], rows[-1]["seq"])
 
 
-def write_archive(root: Path, rows: list[dict], per_segment: int = 1000) -> list[Segment]:
+def write_archive(
+    root: Path, rows: list[dict], per_segment: int = 1000, row_group_rows: int | None = None
+) -> list[Segment]:
     """Segments of at most ``per_segment`` rows, split at UTC hours like the recorder's."""
     segments, chunk = [], []
     for row in rows:
         if chunk and (
             len(chunk) == per_segment or hour_of(row["ts_ms"]) != hour_of(chunk[0]["ts_ms"])
         ):
-            segments.append(write_segment(root, chunk))
+            segments.append(write_segment(root, chunk, row_group_rows))
             chunk = []
         chunk.append(row)
     if chunk:
-        segments.append(write_segment(root, chunk))
+        segments.append(write_segment(root, chunk, row_group_rows))
     return segments

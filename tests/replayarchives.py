@@ -12,14 +12,12 @@ import pyarrow.parquet as pq
 
 from schemas.archive import (
     GAP_SCHEMA,
-    RAW_COLUMN_ENCODING,
     RAW_SCHEMA,
-    ZSTD_LEVEL,
     ArchiveLayout,
-    hour_of,
 )
 from tests.conftest import reached, record
 from tests.feedserver import ScriptedFeed, Send
+from tests.rawarchive import write_archive
 
 FEED = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
 FEED_LINES = FEED.read_text(encoding="utf-8").splitlines()
@@ -54,35 +52,11 @@ def rows_for(seqs: list[int], ts_ms: list[int] | None = None, size: int = 16) ->
 def write_segments(
     archive: Path, rows: list[dict], *, per_segment: int = 1000, row_group_rows: int = 100
 ) -> list[Path]:
-    """Segments as the recorder writes them (same encodings, split at UTC hours), with small
-    row groups so that tests can see them skipped."""
-    layout, paths, chunk = ArchiveLayout(archive), [], []
-
-    def seal() -> None:
-        path = layout.segment_path(chunk[0]["seq"], chunk[-1]["seq"], hour_of(chunk[0]["ts_ms"]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            pa.Table.from_pylist(chunk, schema=RAW_SCHEMA),
-            path,
-            compression="zstd",
-            compression_level=ZSTD_LEVEL,
-            use_dictionary=False,
-            column_encoding=RAW_COLUMN_ENCODING,
-            row_group_size=row_group_rows,
-        )
-        paths.append(path)
-
-    for row in rows:
-        if chunk and (
-            len(chunk) == per_segment or hour_of(row["ts_ms"]) != hour_of(chunk[0]["ts_ms"])
-        ):
-            seal()
-            chunk = []
-        chunk.append(row)
-    if chunk:
-        seal()
-    layout.raw_dir.mkdir(parents=True, exist_ok=True)
-    return paths
+    """Segments as the recorder writes them, with small row groups so that tests can see them
+    skipped."""
+    segments = write_archive(archive, rows, per_segment, row_group_rows)
+    ArchiveLayout(archive).raw_dir.mkdir(parents=True, exist_ok=True)
+    return [segment.path for segment in segments]
 
 
 def write_gap_records(archive: Path, gaps: list[tuple[int, int, str]]) -> None:
