@@ -1,9 +1,13 @@
 """replica: archive and replay Hyperliquid replica commands from the Disk-Sync feed.
 
-The Python API is the CLI's engine: ``Recorder`` runs inside any asyncio program, and
+The Python API is the CLI's engine: ``Recorder`` runs inside any asyncio program,
+``decode(ARCHIVE)`` writes the decoded tables (``Decoder`` decodes payloads in memory), and
 ``open(ARCHIVE).replay(...)`` gives the archived commands back for ``for`` or ``async for``.
 """
 
+from decoder.archive import DecodeSummary, MessageSpec
+from decoder.archive import decode_archive as decode
+from decoder.core import Decoder
 from recorder import __version__
 from recorder.policy import BackoffPolicy
 from recorder.recorder import Recorder, RecorderConfig, Summary
@@ -26,9 +30,12 @@ __all__ = [
     "ArchiveLocked",
     "AuthRefused",
     "BackoffPolicy",
+    "DecodeSummary",
     "DecodedCommand",
+    "Decoder",
     "GapInRange",
     "GapRecord",
+    "MessageSpec",
     "Recorder",
     "RecorderConfig",
     "Replay",
@@ -39,6 +46,7 @@ __all__ = [
     "Summary",
     "UsageError",
     "__version__",
+    "decode",
     "open",
     "read_gaps",
     "verify",
