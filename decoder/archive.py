@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from decoder.core import Decoder
 from decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
-from schemas.archive import ArchiveLayout, Segment
+from schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
 from schemas.decoded import (
     DECODED_DIR,
     DECODED_ZSTD_LEVEL,
@@ -36,7 +36,10 @@ from schemas.decoded import (
     SOURCE_KEY,
     decoded_path,
 )
-from schemas.files import replace_parquet
+from schemas.files import ReplacingParquetWriter, replace_parquet
+
+# Raw rows decoded at a time: one row group of the recorder's segments.
+BATCH_ROWS = RAW_ROW_GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -100,28 +103,39 @@ def _stale_outputs(root: Path, segment: Segment, keep: set[str]) -> Iterator[Pat
 
 
 def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, int]:
-    """Decode one raw segment into its decoded files; returns rows written per table."""
-    raw = pq.read_table(segment.path, columns=["seq", "ts_ms", "raw"])
-    tables = decoder.decode(
-        raw.column("seq").to_pylist(),
-        raw.column("ts_ms").to_pylist(),
-        raw.column("raw").to_pylist(),
-    )
-    del raw
+    """Decode one raw segment into its decoded files; returns rows written per table.
+
+    The segment is read and decoded a batch of rows at a time and each table written as it
+    comes, so memory is bounded by a batch, not by the segment."""
     metadata = {DECODER_KEY: decoder.version.encode(), SOURCE_KEY: _source(segment)}
     options = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
-    for name, table in tables.items():
-        replace_parquet(
-            table.replace_schema_metadata(metadata), decoded_path(root, name, segment), **options
-        )
-    for path in _stale_outputs(root, segment, {SEGMENTS_TABLE, *tables}):
+    writers: dict[str, ReplacingParquetWriter] = {}
+    rows: Counter[str] = Counter()
+    try:
+        raw = pq.ParquetFile(segment.path)
+        for batch in raw.iter_batches(BATCH_ROWS, columns=["seq", "ts_ms", "raw"]):
+            seqs, ts_ms, payloads = (column.to_pylist() for column in batch.columns)
+            for name, table in decoder.decode(seqs, ts_ms, payloads).items():
+                if name not in writers:
+                    path = decoded_path(root, name, segment)
+                    schema = decoder.schemas[name].with_metadata(metadata)
+                    writers[name] = ReplacingParquetWriter(path, schema, **options)
+                writers[name].write(table)
+                rows[name] += table.num_rows
+        for writer in writers.values():
+            writer.commit()
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    for path in _stale_outputs(root, segment, {SEGMENTS_TABLE, *writers}):
         path.unlink()
-    rows = {name: table.num_rows for name, table in sorted(tables.items())}
+    counts = dict(sorted(rows.items()))
     marker = pa.table(
-        {"table": list(rows), "rows": list(rows.values())}, schema=SEGMENTS_SCHEMA
+        {"table": list(counts), "rows": list(counts.values())}, schema=SEGMENTS_SCHEMA
     ).replace_schema_metadata(metadata)
     replace_parquet(marker, decoded_path(root, SEGMENTS_TABLE, segment), **options)
-    return rows
+    return counts
 
 
 _worker_decoder: Decoder | None = None

@@ -54,3 +54,37 @@ def _write_atomically(
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+class ReplacingParquetWriter:
+    """A Parquet file written a table at a time under a temporary name and moved over ``path``
+    by ``commit()``, so readers see the old file or the whole new one, and a large output never
+    has to be in memory at once. ``discard()`` removes the temporary file instead."""
+
+    def __init__(self, path: Path, schema: pa.Schema, **write_options: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._sink = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit or discard
+        try:
+            self._writer = pq.ParquetWriter(self._sink, schema, **write_options)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def commit(self) -> None:
+        self._writer.close()
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self._sink.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        if hasattr(self, "_writer"):
+            self._writer.close()
+        self._sink.close()
+        self._tmp.unlink(missing_ok=True)

@@ -223,3 +223,20 @@ def test_progress_bar_only_on_a_terminal(archive: Path):
     for path in (archive / "decoded" / SEGMENTS_TABLE).rglob("*.parquet"):
         path.unlink()
     assert stderr_on_tty("--quiet") == b""
+
+
+def test_a_segment_decoded_in_small_batches_gives_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Memory is bounded by a batch of rows: outputs are written a batch at a time, and must
+    not depend on where the batches fall."""
+    whole, batched = tmp_path / "whole", tmp_path / "batched"
+    for root in (whole, batched):
+        write_archive(root, feed_rows(), per_segment=3000)
+    decode_archive(whole)
+    monkeypatch.setattr("decoder.archive.BATCH_ROWS", 97)
+    decode_archive(batched)
+    for path in sorted((whole / "decoded").rglob("*.parquet")):
+        twin = batched / path.relative_to(whole)
+        assert pq.read_table(twin) == pq.read_table(path), path.relative_to(whole)
+    assert not list(batched.rglob("*.tmp"))
