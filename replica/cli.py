@@ -425,7 +425,9 @@ async def _serve(
     show_default=True,
     help="Decode this many segments at once, each in its own process.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar (there is none without a terminal).")
+@click.option(
+    "--quiet", is_flag=True, help="Print only errors: no progress bar, no summary (for cron)."
+)
 @click.option(
     "--schema",
     "descriptor_set",
@@ -445,7 +447,8 @@ def decode(
     """Decode ARCHIVE's raw payloads into typed tables under ARCHIVE/decoded/.
 
     Only segments that are new, or were decoded by another decoder version or schema, are
-    decoded; running it again changes nothing. Exits 1 if a segment could not be decoded.
+    decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
+    rows per table. Exits 1 if a segment could not be decoded (the others are decoded).
     """
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
@@ -461,13 +464,14 @@ def decode(
     progress.finish()
     for failure in summary.failed:
         click.echo(f"replica: error: {failure}", err=True)
-    click.echo(
-        f"decoded {summary.decoded} of {summary.segments} segments "
-        f"({summary.segments - summary.decoded - len(summary.failed)} already up to date, "
-        f"{len(summary.failed)} failed)"
-    )
-    for table, rows in sorted(summary.rows.items()):
-        click.echo(f"  {table:<14} {rows:>12,} rows")
+    if not quiet:
+        click.echo(
+            f"decoded {summary.decoded} of {summary.segments} segments "
+            f"({summary.segments - summary.decoded - len(summary.failed)} already up to date, "
+            f"{len(summary.failed)} failed)"
+        )
+        for table, rows in sorted(summary.rows.items()):
+            click.echo(f"  {table:<14} {rows:>12,} rows")
     ctx.exit(1 if summary.failed else 0)
 
 

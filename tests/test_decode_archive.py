@@ -169,8 +169,10 @@ def test_cli_summarises_in_cron_and_a_broken_segment_fails_alone(archive: Path):
     )
     assert result.stdout.startswith("decoded 4 of 5 segments (0 already up to date, 1 failed)")
     assert "orders" in result.stdout and "\r" not in result.stderr  # no progress bar in cron
-    again = replica("decode", archive, "--quiet")
+    again = replica("decode", archive)
     assert again.returncode == 1 and "decoded 0 of 5 segments (4 already up to date" in again.stdout
+    quiet = replica("decode", archive, "--quiet")
+    assert quiet.returncode == 1 and quiet.stdout == "" and quiet.stderr == result.stderr
 
 
 @pytest.mark.parametrize(
