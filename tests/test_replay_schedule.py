@@ -178,3 +178,26 @@ def test_a_precise_wait_never_returns_before_its_deadline(mode: str) -> None:
         else:
             asyncio.run(pacer.wait_until_async(deadline))
         assert time.monotonic() >= deadline
+
+
+def test_async_waits_share_one_timer_and_none_wakes_early() -> None:
+    """Async waits are woken by a timer thread, not the event loop's millisecond timeouts:
+    several at once, across event loops, each after its own deadline, and a cancelled wait
+    leaves the others alone."""
+    pacer = Pacer()
+
+    async def waits(delays: list[float]) -> list[tuple[float, float]]:
+        async def one(delay: float) -> tuple[float, float]:
+            deadline = time.monotonic() + delay
+            await pacer.wait_until_async(deadline)
+            return deadline, time.monotonic()
+
+        abandoned = asyncio.ensure_future(pacer.wait_until_async(time.monotonic() + 0.002))
+        results = asyncio.gather(*(one(d) for d in delays))
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        return await results
+
+    for _ in range(2):  # a second event loop finds the timer thread already running
+        woken = asyncio.run(waits([0.004, 0.0, 0.001, 0.003, 0.0005]))
+        assert all(at >= deadline for deadline, at in woken)
