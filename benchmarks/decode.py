@@ -14,7 +14,7 @@ three see identical bytes:
       repeated funding rates, oracle prices and cancel_all assets one row per element) to
       Python lists, bytes and enums as they come and nothing converted to Arrow: the practical
       limit for pure Python;
-  (c) the real ``replica decode ARCHIVE --quiet`` CLI in a subprocess, timed end to end: process
+  (c) the real ``replica decode ARCHIVE`` CLI in a subprocess, timed end to end: process
       start-up, reading Parquet, decoding and writing every decoded table.
 
 Target (c)/(b) >= 0.7. Node JSON blocks: ``replica decode`` against a bare ``json.loads`` loop
@@ -393,7 +393,7 @@ def pin_to_one_core() -> int | None:
 
 
 def cli_command(archive: Path, core: int | None) -> list[str]:
-    command = [sys.executable, "-m", "replica", "decode", str(archive), "--quiet"]
+    command = [sys.executable, "-m", "replica", "decode", str(archive)]
     taskset = shutil.which("taskset")
     if core is not None and taskset:
         command = [taskset, "-c", str(core), *command]
