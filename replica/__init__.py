@@ -3,18 +3,17 @@
 The Python API is the CLI's engine: ``Recorder`` runs inside any asyncio program,
 ``decode(ARCHIVE)`` writes the decoded tables (``Decoder`` decodes payloads in memory), and
 ``open(ARCHIVE).replay(...)`` gives the archived commands back for ``for`` or ``async for``.
+
+Each name is imported from its stage on first use, so that ``import replica`` (and every
+``replica`` command, which imports this package) loads only the stage it uses.
 """
 
-from decoder.archive import DecodeSummary, MessageSpec
-from decoder.archive import decode_archive as decode
-from decoder.core import Decoder
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from recorder import __version__
-from recorder.policy import BackoffPolicy
-from recorder.recorder import Recorder, RecorderConfig, Summary
-from recorder.verify import GapRecord, Report, read_gaps, verify
-from replay.records import ReplayGap, ReplayRecord
-from replay.stream import Replay
-from replica.archive import Archive, DecodedCommand, open
 from schemas.errors import (
     ArchiveError,
     ArchiveLocked,
@@ -23,6 +22,54 @@ from schemas.errors import (
     ReplicaError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from decoder.archive import DecodeSummary, MessageSpec
+    from decoder.archive import decode_archive as decode
+    from decoder.core import Decoder
+    from recorder.policy import BackoffPolicy
+    from recorder.recorder import Recorder, RecorderConfig, Summary
+    from recorder.verify import GapRecord, Report, read_gaps, verify
+    from replay.records import ReplayGap, ReplayRecord
+    from replay.stream import Replay
+    from replica.archive import Archive, DecodedCommand, open
+
+# name -> (module, attribute)
+_LAZY = {
+    "DecodeSummary": ("decoder.archive", "DecodeSummary"),
+    "MessageSpec": ("decoder.archive", "MessageSpec"),
+    "decode": ("decoder.archive", "decode_archive"),
+    "Decoder": ("decoder.core", "Decoder"),
+    "BackoffPolicy": ("recorder.policy", "BackoffPolicy"),
+    "Recorder": ("recorder.recorder", "Recorder"),
+    "RecorderConfig": ("recorder.recorder", "RecorderConfig"),
+    "Summary": ("recorder.recorder", "Summary"),
+    "GapRecord": ("recorder.verify", "GapRecord"),
+    "Report": ("recorder.verify", "Report"),
+    "read_gaps": ("recorder.verify", "read_gaps"),
+    "verify": ("recorder.verify", "verify"),
+    "ReplayGap": ("replay.records", "ReplayGap"),
+    "ReplayRecord": ("replay.records", "ReplayRecord"),
+    "Replay": ("replay.stream", "Replay"),
+    "Archive": ("replica.archive", "Archive"),
+    "DecodedCommand": ("replica.archive", "DecodedCommand"),
+    "open": ("replica.archive", "open"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'replica' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Archive",

@@ -1,7 +1,8 @@
 """The ``replica`` command: thin click wrappers over the Python API.
 
 Only this module reads the environment, installs log handlers and signal handlers, and turns
-errors into exit codes (see ``schemas.errors``).
+errors into exit codes (see ``schemas.errors``). Each command imports the stage it runs when it
+runs: a cron job running one command does not pay for loading the others.
 """
 
 from __future__ import annotations
@@ -18,25 +19,25 @@ import traceback
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
-from decoder.archive import MessageSpec, decode_archive
 from recorder import __version__
-from recorder.recorder import Recorder, RecorderConfig
-from recorder.verify import read_gaps, verify
 from replay.digest import CommandDigest
 from replay.frames import command_frame
 from replay.records import ReplayGap
 from replay.schedule import CLOCKS
-from replay.server import DiskSyncServer, archive_frames
-from replay.stream import Replay
-from replica.archive import open as open_archive
 from replica.options import Duration, Speed, UtcTime, api_key_from
 from replica.progress import ProgressBar
 from schemas.errors import ReplicaError, UsageError
 from schemas.redact import redact
+
+if TYPE_CHECKING:
+    from recorder.recorder import Recorder
+    from replay.server import DiskSyncServer
+    from replay.stream import Replay
 
 log = logging.getLogger("replica")
 
@@ -140,6 +141,8 @@ def record(
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
     recorder. The last line on stdout is a JSON summary of the run.
     """
+    from recorder.recorder import Recorder, RecorderConfig
+
     env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
     api_key = api_key_from(api_key_env, env_explicit, api_key_file)
     now = datetime.now(UTC)
@@ -190,6 +193,8 @@ async def _record(recorder: Recorder, api_key: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def gaps(archive: Path, as_json: bool) -> None:
     """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
+    from recorder.verify import read_gaps
+
     records = read_gaps(archive)
     if as_json:
         click.echo(json.dumps([asdict(r) for r in records]))
@@ -246,6 +251,9 @@ def verify_command(ctx: click.Context, archive: Path, digest: bool, **selection)
     gap records agree with the data. Prints each problem; exits 1 if there is any."""
     if not digest and any(value is not None for value in selection.values()):
         raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
+    from recorder.verify import verify
+    from replica.archive import open as open_archive
+
     report = verify(archive)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
@@ -307,6 +315,8 @@ def replay_command(
     including --end. Each gap in the range is a warning on stderr (an error with
     --fail-on-gap). At a speed other than max, every frame is flushed when it is due.
     """
+    from replica.archive import open as open_archive
+
     replay = open_archive(archive).replay(
         speed=speed, clock=clock, precise=precise, fail_on_gap=fail_on_gap, **selection
     )
@@ -384,6 +394,9 @@ def serve(
     ws://127.0.0.1:PORT/?from_seq=482910000&speed=10. A bad parameter is answered with HTTP
     400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
     """
+    from replay.server import DiskSyncServer, archive_frames
+    from replica.archive import open as open_archive
+
     api_key = None
     if api_key_env is not None or api_key_file is not None:
         api_key = api_key_from(api_key_env or "", api_key_env is not None, api_key_file)
@@ -450,6 +463,8 @@ def decode(
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
     rows per table. Exits 1 if a segment could not be decoded (the others are decoded).
     """
+    from decoder.archive import MessageSpec, decode_archive
+
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
     progress = ProgressBar(enabled=not quiet and sys.stderr.isatty(), label="decoding")
