@@ -29,11 +29,11 @@ import msgspec
 
 Row = dict[str, Any]
 
-# Integers bound for uint64 columns. msgspec takes no bound beyond int64, and no real round,
-# nonce or oid comes near it.
 # Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
 _NULL = msgspec.Raw(b"null")
 
+# Integers bound for uint64 columns. msgspec takes no bound beyond int64, and no real round,
+# nonce or oid comes near it.
 U64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
 
 
