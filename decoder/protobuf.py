@@ -285,6 +285,29 @@ class FactPlan:
         values["kind"] = pa.array([self.kind] * rows, pa.string())
         return FactRows(values, rows)
 
+    def dicts(self, buffer: FactBuffer) -> list[dict[str, Any]]:
+        """The buffered rows as Python dicts, for a few commands at a time, when building
+        Arrow arrays would cost more than the rows are worth."""
+        names = ["seq", "time_ms", *(f.name for f in self.fields)]
+        kind = self.kind
+        if not self._expanded:
+            return [
+                {**dict(zip(names, values, strict=True)), "idx": 0, "kind": kind}
+                for values in zip(*buffer.columns, strict=True)
+            ]
+        parent_names, element_names = names[: self._parents], names[self._parents :]
+        parents = [
+            dict(zip(parent_names, values, strict=True))
+            for values in zip(*buffer.columns[: self._parents], strict=True)
+        ]
+        return [
+            {**parents[owner], **dict(zip(element_names, values, strict=True)), "idx": idx}
+            | {"kind": kind}
+            for owner, idx, *values in zip(
+                buffer.owners, buffer.idx, *buffer.columns[self._parents :], strict=True
+            )
+        ]
+
 
 def _snake_case(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
@@ -359,16 +382,17 @@ class CommandPlan:
 
     def read(
         self, payloads: Sequence[bytes], seqs: Sequence[int], ts_ms: Sequence[int]
-    ) -> tuple[dict[str, FactRows], list[tuple[int, str]], list[int]]:
-        """Rows by kind of the protobuf payloads; the positions of those that did not decode,
-        with the reason; and the positions of the JSON payloads, left to the node decoder."""
+    ) -> tuple[list[tuple[FactPlan, FactBuffer]], list[tuple[int, str]], list[int]]:
+        """The rows of the protobuf payloads, per kind that has any; the positions of those
+        that did not decode, with the reason; and the positions of the JSON payloads, left to
+        the node decoder."""
         buffers = [fact.buffer() for fact in self.kinds.values()]
         undecoded: list[tuple[int, str]] = []
         blocks: list[int] = []
         self._read(payloads, seqs, ts_ms, buffers, undecoded, blocks)
-        rows = {
-            kind: fact.rows(buffer)
-            for (kind, fact), buffer in zip(self.kinds.items(), buffers, strict=True)
+        facts = [
+            (fact, buffer)
+            for fact, buffer in zip(self.kinds.values(), buffers, strict=True)
             if buffer.columns[0]
-        }
-        return rows, undecoded, blocks
+        ]
+        return facts, undecoded, blocks

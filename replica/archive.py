@@ -87,7 +87,7 @@ class Archive:
         divided by it. ``precise`` spins before each command for sub-millisecond timing, at
         the cost of a core. ``fail_on_gap`` raises ``GapInRange`` where the gap would be.
         ``decode`` yields ``DecodedCommand``s, decoded by the same decoder as ``replica
-        decode`` (a few hundred microseconds a command; at paced speeds before the wait).
+        decode`` (about 80 us a command of the bundled feed; at paced speeds before the wait).
         Bad arguments raise ``UsageError`` here, before anything is read.
         """
         selection = Selection(
