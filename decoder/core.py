@@ -56,46 +56,35 @@ _V1_FACT_SCHEMAS = _fact_schemas(CommandPlan(contract_v1().cls))
 
 
 class _TableColumns:
-    """One table's rows as they come: Arrow columns for a kind of protobuf fact in one chunk of
-    payloads, dicts for the rows of node blocks."""
+    """One table's rows as batches of Arrow columns, each already in (seq, idx) order; sorted
+    as a whole only if the batches interleave (a table fed by protobuf and node rows)."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self._batches: list[pa.RecordBatch] = []
-        self._pending: list[dict[str, Any]] = []
         self._last_key = (-1, -1)
         self._in_order = True
 
-    def _follows(self, first_key: tuple[int, int], last_key: tuple[int, int]) -> None:
-        self._in_order = self._in_order and first_key > self._last_key
-        self._last_key = last_key
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._batches.append(pa.RecordBatch.from_pylist(self._pending, schema=self.schema))
-            self._pending = []
-
     def extend(self, columns: dict[str, pa.Array], rows: int) -> None:
-        """Add ``rows`` rows, already in (seq, idx) order."""
-        if not rows:
-            return
-        self._flush()
-        arrays = [columns.get(f.name) or pa.nulls(rows, f.type) for f in self.schema]
+        """Add ``rows`` rows; a column the table has and ``columns`` lacks is null."""
+        arrays = [
+            columns[f.name] if f.name in columns else pa.nulls(rows, f.type) for f in self.schema
+        ]
         self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         seq, idx = columns["seq"], columns["idx"]
-        self._follows((seq[0].as_py(), idx[0].as_py()), (seq[-1].as_py(), idx[-1].as_py()))
-
-    def append(self, row: dict[str, Any]) -> None:
-        self._pending.append(row)
-        key = (row["seq"], row["idx"])
-        self._follows(key, key)
+        first, last = (seq[0].as_py(), idx[0].as_py()), (seq[-1].as_py(), idx[-1].as_py())
+        self._in_order = self._in_order and first > self._last_key
+        self._last_key = last
 
     def table(self) -> pa.Table:
-        self._flush()
         table = pa.Table.from_batches(self._batches, schema=self.schema)
         if not self._in_order:
             table = table.take(pc.sort_indices(table, [("seq", "ascending"), ("idx", "ascending")]))
         return table
+
+
+def _undecoded(seq: int, ts_ms: int, payload: bytes, reason: str) -> dict[str, Any]:
+    return {"seq": seq, "idx": 0, "time_ms": ts_ms, "reason": reason, "size": len(payload)}
 
 
 class Decoder:
@@ -123,44 +112,37 @@ class Decoder:
         """Tables with at least one row, for payloads given with their seq and archive ts_ms."""
         tables: dict[str, _TableColumns] = {}
 
-        def table(name: str) -> _TableColumns:
+        def add(name: str, columns: dict[str, pa.Array], rows: int) -> None:
             if name not in tables:
                 tables[name] = _TableColumns(self.schemas[name])
-            return tables[name]
-
-        def undecoded(i: int, reason: str) -> None:
-            row = {"seq": seqs[i], "idx": 0, "time_ms": ts_ms[i], "reason": reason}
-            table("undecoded").append(row | {"size": len(payloads[i])})
+            tables[name].extend(columns, rows)
 
         facts, failed, blocks = self._plan.read(payloads, seqs, ts_ms)
-        for i, reason in failed:
-            undecoded(i, reason)
         for fact, buffer in facts:
             rows = fact.rows(buffer)
-            table(fact.table).extend(rows.columns, rows.rows)
+            add(fact.table, rows.columns, rows.rows)
+        undecoded = [_undecoded(seqs[i], ts_ms[i], payloads[i], reason) for i, reason in failed]
         node = NodeColumns()
         for i in blocks:
             try:
                 node.add(seqs[i], payloads[i])
             except NotABlock as exc:
-                undecoded(i, str(exc))
-        self._add_node_rows(node, table)
-        decoded = {name: columns.table() for name, columns in tables.items()}
-        return {name: rows for name, rows in decoded.items() if rows.num_rows}
-
-    def _add_node_rows(self, node: NodeColumns, table) -> None:
-        for name, names, rows in node.tables():
-            if rows:
+                undecoded.append(_undecoded(seqs[i], ts_ms[i], payloads[i], str(exc)))
+        for name, names, table_rows in node.tables():
+            if table_rows:
                 schema = self.schemas[name]
+                columns = zip(*table_rows, strict=True)
                 arrays = {
-                    c: pa.array(values, schema.field(c).type)
-                    for c, values in zip(names, zip(*rows, strict=True), strict=True)
+                    c: pa.array(v, schema.field(c).type)
+                    for c, v in zip(names, columns, strict=True)
                 }
-                table(name).extend(arrays, len(rows))
-        if node.undecoded:
-            batch = pa.RecordBatch.from_pylist(node.undecoded, schema=self.schemas["undecoded"])
-            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
-            table("undecoded").extend(columns, batch.num_rows)
+                add(name, arrays, len(table_rows))
+        undecoded += node.undecoded
+        if undecoded:
+            undecoded.sort(key=lambda row: (row["seq"], row["idx"]))
+            batch = pa.RecordBatch.from_pylist(undecoded, schema=self.schemas["undecoded"])
+            add("undecoded", dict(zip(batch.schema.names, batch.columns, strict=True)), len(batch))
+        return {name: columns.table() for name, columns in tables.items()}
 
     def decode_one(self, seq: int, ts_ms: int, payload: bytes) -> dict[str, list[dict[str, Any]]]:
         """One payload's rows by table, as dicts of every column of the table: what ``decode``
@@ -170,18 +152,13 @@ class Decoder:
         for fact, buffer in facts:
             rows.setdefault(fact.table, []).extend(fact.dicts(buffer))
         for _, reason in failed:
-            rows["undecoded"] = [
-                {"seq": seq, "idx": 0, "time_ms": ts_ms, "reason": reason, "size": len(payload)}
-            ]
+            rows["undecoded"] = [_undecoded(seq, ts_ms, payload, reason)]
         if blocks:
             node = NodeColumns()
             try:
                 node.add(seq, payload)
             except NotABlock as exc:
-                reason = str(exc)
-                node.undecoded.append(
-                    {"seq": seq, "idx": 0, "time_ms": ts_ms, "reason": reason, "size": len(payload)}
-                )
+                node.undecoded.append(_undecoded(seq, ts_ms, payload, str(exc)))
             for name, names, table_rows in node.tables():
                 if table_rows:
                     rows[name] = [dict(zip(names, values, strict=True)) for values in table_rows]
