@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -84,6 +85,24 @@ def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     except (OSError, pa.ArrowInvalid):
         return False
     return metadata.get(DECODER_KEY) == version and metadata.get(SOURCE_KEY) == _source(segment)
+
+
+def _writer_alive(temporary: Path) -> bool:
+    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp``) runs."""
+    try:
+        os.kill(int(temporary.name.rsplit(".", 2)[-2]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def remove_abandoned_temporaries(root: Path) -> None:
+    """A decode killed mid-write leaves its temporary files; one still running keeps its own."""
+    for temporary in (root / DECODED_DIR).glob("**/.*.tmp"):
+        if not _writer_alive(temporary):
+            temporary.unlink(missing_ok=True)
 
 
 def pending_segments(root: Path, decoder_version: str) -> tuple[int, list[Segment]]:
@@ -171,6 +190,7 @@ def decode_archive(
     """
     spec = spec or MessageSpec()
     decoder = Decoder(spec.load())
+    remove_abandoned_temporaries(root)
     summary = DecodeSummary()
     summary.segments, pending = pending_segments(root, decoder.version)
     if on_start is not None:

@@ -242,3 +242,17 @@ def test_a_segment_decoded_in_small_batches_gives_the_same_files(
         twin = batched / path.relative_to(whole)
         assert pq.read_table(twin) == pq.read_table(path), path.relative_to(whole)
     assert not list(batched.rglob("*.tmp"))
+
+
+def test_temporary_files_of_a_killed_decode_are_removed_and_a_running_ones_kept(archive: Path):
+    decode_archive(archive)
+    table_dir = next((archive / "decoded" / "orders").iterdir())
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = table_dir / f".x.parquet.{int(dead.stdout)}.tmp"
+    running = table_dir / f".y.parquet.{os.getpid()}.tmp"
+    for path in (abandoned, running):
+        path.write_bytes(b"half a file")
+    decode_archive(archive)
+    assert not abandoned.exists() and running.exists()
