@@ -27,6 +27,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA, TRANSFERS_SCHEMA
+
 Row = dict[str, Any]
 
 # Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
@@ -351,9 +353,9 @@ FACT_COLUMNS = {
     "oracle": ("validator", "asset", "px"),
     "withdrawals": ("destination", "amount_usd", "nonce"),
     "deposits": ("depositor", "amount_usd", "eth_tx_hash"),
-    "transfers": ("destination", "token", "amount", "nonce"),
 }  # fmt: skip
 FACT_KEYS = ("seq", "idx", "time_ms", "kind", "block", "user")
+FACT_COLUMNS["transfers"] = tuple(TRANSFERS_SCHEMA.names[len(FACT_KEYS) :])
 
 FACTS_OF_ACTION: dict[str, Callable[[bytes, str | None, msgspec.Raw], Facts]] = {
     "order": _orders,
@@ -399,14 +401,9 @@ def _action_rows(
 
 # --- blocks into columns ------------------------------------------------------------------------
 
-BLOCK_COLUMNS = (
-    "seq", "idx", "time_ms", "block", "time_ns", "parent_round", "proposer", "hardfork",
-    "bundles", "actions", "has_responses",
-)  # fmt: skip
-ACTION_COLUMNS = (
-    "seq", "idx", "time_ms", "kind", "block", "bundle_hash", "broadcaster", "broadcaster_nonce",
-    "nonce", "vault", "expires_after", "user", "status", "response", "action",
-)  # fmt: skip
+# The order of each table's tuples: its schema's.
+BLOCK_COLUMNS = tuple(BLOCKS_SCHEMA.names)
+ACTION_COLUMNS = tuple(ACTIONS_SCHEMA.names)
 
 
 class NodeColumns:

@@ -107,11 +107,3 @@ NODE_ONLY_SCHEMAS = {
 def decoded_path(root: Path, table: str, segment: Segment) -> Path:
     """Where ``table``'s rows from the raw ``segment`` go: same date partition, same name."""
     return root / DECODED_DIR / table / segment.path.parent.parent.name / segment.path.name
-
-
-def decoded_tables(root: Path) -> list[str]:
-    """The tables an archive has decoded files of."""
-    top = root / DECODED_DIR
-    if not top.is_dir():
-        return []
-    return sorted(p.name for p in top.iterdir() if p.is_dir() and p.name != SEGMENTS_TABLE)
