@@ -62,14 +62,7 @@ def open_layout(root: Path) -> ArchiveLayout:
 
 def read_gaps(root: Path) -> list[GapRecord]:
     """Every gap record, in seq order."""
-    layout = open_layout(root)
-    records = []
-    for path in layout.table_files(layout.gaps_dir):
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as exc:
-            raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
-        records += [GapRecord(**row) for row in rows]
+    records = [GapRecord(**row) for row in open_layout(root).gap_rows()]
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 

@@ -119,13 +119,6 @@ def _read_segment(
 
 
 def recorded_gaps(layout: ArchiveLayout) -> list[tuple[int, int, str]]:
-    """(from_seq, to_seq, cause) of every gap record, sorted: small, read whole."""
-    gaps = []
-    for path in layout.table_files(layout.gaps_dir):
-        try:
-            table = pq.read_table(path, columns=["from_seq", "to_seq", "cause"])
-        except Exception as exc:
-            raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
-        gaps += zip(*(table.column(name).to_pylist() for name in table.column_names), strict=True)
-    gaps.sort()
-    return gaps
+    """(from_seq, to_seq, cause) of every gap record, sorted."""
+    rows = layout.gap_rows(["from_seq", "to_seq", "cause"])
+    return sorted((row["from_seq"], row["to_seq"], row["cause"]) for row in rows)

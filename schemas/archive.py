@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.errors import ArchiveError
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
@@ -165,6 +168,17 @@ class ArchiveLayout:
 
     def table_files(self, table_dir: Path) -> list[Path]:
         return sorted(table_dir.glob("date=*/*.parquet"))
+
+    def gap_rows(self, columns: list[str] | None = None) -> list[dict]:
+        """Every gap record as a dict (of ``columns``, or all), in file order: gap files are
+        small and read whole."""
+        rows = []
+        for path in self.table_files(self.gaps_dir):
+            try:
+                rows += pq.read_table(path, columns=columns).to_pylist()
+            except Exception as exc:
+                raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
+        return rows
 
     def temporary_files(self) -> list[Path]:
         return sorted(
