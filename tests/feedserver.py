@@ -163,7 +163,10 @@ class ScriptedFeed:
         return connection.respond(HTTPStatus.UNAUTHORIZED, "bad key\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
+        # A scripted ending is stamped before the server starts it: the client may begin its
+        # backoff while the server still waits out the closing handshake.
         self.seen.connected_at.append(time.monotonic())
+        ending_at = None
         try:
             await ws.send(json.dumps({"type": "connected", "feed": "disk-sync", "ts_ms": 1}))
             for step in self._next_script():
@@ -171,9 +174,11 @@ class ScriptedFeed:
                     for text in step.frames:
                         await ws.send(text)
                 elif isinstance(step, Close):
+                    ending_at = time.monotonic()
                     await ws.close(step.code, "scripted close")
                     return
                 elif isinstance(step, Drop):
+                    ending_at = time.monotonic()
                     ws.transport.abort()
                     return
                 elif isinstance(step, Pause):
@@ -188,7 +193,7 @@ class ScriptedFeed:
         except ConnectionClosed:
             pass
         finally:
-            self.seen.ended_at.append(time.monotonic())
+            self.seen.ended_at.append(ending_at or time.monotonic())
 
     async def _stream_live(self, ws: ServerConnection, rate: float) -> None:
         seq = self.live_seq(rate)
