@@ -2,7 +2,8 @@
 
 The Python API is the CLI's engine: ``Recorder`` runs inside any asyncio program,
 ``decode(ARCHIVE)`` writes the decoded tables (``Decoder`` decodes payloads in memory), and
-``open(ARCHIVE).replay(...)`` gives the archived commands back for ``for`` or ``async for``.
+``open(ARCHIVE).replay(...)`` gives the archived commands back for ``for`` or ``async for``, and
+``connect(ARCHIVE)`` is a DuckDB connection with a view of every table.
 
 Each name is imported from its stage on first use, so that ``import replica`` (and every
 ``replica`` command, which imports this package) loads only the stage it uses.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from replay.records import ReplayGap, ReplayRecord
     from replay.stream import Replay
     from replica.archive import Archive, DecodedCommand, open
+    from replica.sql import connect
 
 # name -> (module, attribute)
 _LAZY = {
@@ -54,6 +56,7 @@ _LAZY = {
     "Archive": ("replica.archive", "Archive"),
     "DecodedCommand": ("replica.archive", "DecodedCommand"),
     "open": ("replica.archive", "open"),
+    "connect": ("replica.sql", "connect"),
 }
 
 
@@ -93,6 +96,7 @@ __all__ = [
     "Summary",
     "UsageError",
     "__version__",
+    "connect",
     "decode",
     "open",
     "read_gaps",

@@ -491,6 +491,55 @@ def decode(
 
 
 @cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("query", required=False)
+@click.option("--views", is_flag=True, help="Print the CREATE VIEW statements instead.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="table cuts long cells; json is one object per line; parquet needs --output.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result to FILE (replaced whole once the query succeeds).",
+)
+def sql(archive: Path, query: str | None, views: bool, fmt: str, output: Path | None) -> None:
+    """Run QUERY with DuckDB over views of ARCHIVE: raw_cmds, gaps, quarantine, completeness
+    and every decoded table, each with <stem>_utc timestamps beside the integer ones."""
+    from replica.results import write_result
+    from replica.sql import connect, view_statements
+
+    if views:
+        click.echo("\n".join(view_statements(archive.resolve())))
+        return
+    if query is None:
+        raise UsageError("give a QUERY, or --views to see what can be queried")
+    if output is not None and output.resolve().is_relative_to(archive.resolve()):
+        raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
+    with connect(archive) as connection:
+        write_result(connection, query, fmt, output)
+
+
+@cli.command(name="duckdb")
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+def duckdb_command(archive: Path, database: Path) -> None:
+    """Define ARCHIVE's views in the DuckDB DATABASE file (created, or its views replaced),
+    for the duckdb shell or any DuckDB client."""
+    from replica.sql import connect, view_names
+
+    if database.resolve().is_relative_to(archive.resolve()):
+        raise UsageError(f"{database} is inside the archive; write it elsewhere")
+    with connect(archive, str(database)):
+        pass
+    click.echo(f"{database}: views {', '.join(view_names(archive))} over {archive.resolve()}")
+
+
+@cli.command()
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default="replica-demo"
 )

@@ -1,0 +1,173 @@
+"""DuckDB views over an archive, so that SQL needs no import step.
+
+Each view reads its table's files through a hive-partitioned glob, so a filter on ``date`` (and
+``hour`` for ``raw_cmds``) opens only that partition's files. The globs name ``date=*`` and
+``hour=*`` rather than ``*``: DuckDB's ``*`` also matches hidden directories, which is where
+writers stage files before publishing them.
+
+Every integer timestamp column ``<stem>_ms``, ``_us`` or ``_ns`` keeps its integers and gains a
+readable ``<stem>_utc`` TIMESTAMP (UTC, no zone) at the column's own precision; where a table
+has one stem at two precisions (``blocks.time_ms`` and ``time_ns``), the finer one gives it.
+
+The paths in the views are absolute, so a database written by ``write_database`` works from any
+directory. A table with no files yet has an empty view of the right columns (raw, gaps,
+quarantine) or no view at all (decoded tables): DuckDB cannot bind a glob that matches nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
+from schemas.decoded import DECODED_DIR
+from schemas.errors import ArchiveError
+
+# Finest first.
+_TIMESTAMP_OF_SUFFIX = {
+    "_ns": "make_timestamp_ns",
+    "_us": "make_timestamp",
+    "_ms": "epoch_ms",
+}
+# Empty views need DuckDB types for the columns a table would have.
+_DUCKDB_TYPE = {pa.int64(): "BIGINT", pa.binary(): "BLOB", pa.string(): "VARCHAR"}
+_PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
+
+COMPLETENESS_SQL = """\
+WITH days AS (
+    SELECT date, min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS recorded
+    FROM raw_cmds GROUP BY date
+), spans AS (
+    SELECT *, coalesce(lag(last_seq) OVER (ORDER BY date) + 1, first_seq) AS from_seq
+    FROM days
+)
+SELECT date, from_seq, last_seq AS to_seq, recorded,
+    last_seq - from_seq + 1 - recorded AS missing,
+    round(100.0 * recorded / (last_seq - from_seq + 1), 4) AS percent_complete
+FROM spans
+ORDER BY date"""
+COMPLETENESS_NOTE = (
+    "Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's "
+    "last, how many are recorded and missing, and the percent complete. A gap that spans "
+    "midnight counts against the day it ends in."
+)
+
+
+@dataclass(frozen=True)
+class TableView:
+    """One archive table as a view: where its files are and which columns they hold."""
+
+    name: str
+    glob: str
+    schema: pa.Schema
+    partitions: tuple[str, ...]
+    has_files: bool
+
+    def statement(self, create: str = "CREATE VIEW") -> str:
+        derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
+        if self.has_files:
+            types = ", ".join(f"'{p}': {_PARTITION_TYPES[p]}" for p in self.partitions)
+            source = (
+                f"SELECT *{derived} FROM read_parquet({_quote(self.glob)}, "
+                f"hive_partitioning = true, hive_types = {{{types}}}, union_by_name = true)"
+            )
+        else:
+            columns = [f"CAST(NULL AS {_DUCKDB_TYPE[f.type]}) AS {f.name}" for f in self.schema]
+            columns += [f"CAST(NULL AS {_PARTITION_TYPES[p]}) AS {p}" for p in self.partitions]
+            source = f"SELECT *{derived} FROM (SELECT {', '.join(columns)}) WHERE false"
+        return f"{create} {self.name} AS {source};"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
+    """(name, expression) of each ``<stem>_utc`` column, from the finest precision per stem."""
+    finest: dict[str, tuple[int, str, str]] = {}  # stem -> (rank, column, function)
+    for field in schema:
+        for rank, (suffix, function) in enumerate(_TIMESTAMP_OF_SUFFIX.items()):
+            stem = field.name.removesuffix(suffix)
+            is_time = stem != field.name and pa.types.is_integer(field.type)
+            if is_time and (stem not in finest or rank < finest[stem][0]):
+                finest[stem] = (rank, field.name, function)
+    return [
+        (f"{stem}_utc", f"{function}(CAST({column} AS BIGINT))")
+        for stem, (_, column, function) in finest.items()
+    ]
+
+
+def table_views(root: Path) -> list[TableView]:
+    """The views of every table the archive has, raw first, decoded tables by name."""
+    if not root.is_dir():
+        raise ArchiveError(f"archive {root} does not exist or is not a directory")
+    layout = ArchiveLayout(root.resolve())
+    views = [
+        _view("raw_cmds", layout.raw_dir, "date=*/hour=*/*.parquet", RAW_SCHEMA, ("date", "hour")),
+        _view("gaps", layout.gaps_dir, "date=*/*.parquet", GAP_SCHEMA, ("date",)),
+        _view(
+            "quarantine", layout.quarantine_dir, "date=*/*.parquet", QUARANTINE_SCHEMA, ("date",)
+        ),
+    ]
+    for table_dir in _decoded_table_dirs(layout.root / DECODED_DIR):
+        first = next(table_dir.glob("date=*/*.parquet"), None)
+        if first is not None:
+            views.append(
+                _view(table_dir.name, table_dir, "date=*/*.parquet", _schema(first), ("date",))
+            )
+    return views
+
+
+def _decoded_table_dirs(decoded: Path) -> Iterator[Path]:
+    """Decoded tables, without the ``_segments`` bookkeeping or hidden staging directories."""
+    if decoded.is_dir():
+        for path in sorted(decoded.iterdir()):
+            if path.is_dir() and path.name[0] not in "._":
+                yield path
+
+
+def _schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except Exception as exc:
+        raise ArchiveError(f"cannot read the schema of {path}: {exc}") from exc
+
+
+def _view(
+    name: str, table_dir: Path, pattern: str, schema: pa.Schema, partitions: tuple[str, ...]
+) -> TableView:
+    has_files = next(table_dir.glob(pattern), None) is not None
+    return TableView(name, f"{table_dir}/{pattern}", schema, partitions, has_files)
+
+
+def view_statements(root: Path, create: str = "CREATE VIEW") -> list[str]:
+    """The SQL that defines every view on ``root``, ``completeness`` last."""
+    statements = [view.statement(create) for view in table_views(root)]
+    statements.append(f"{create} completeness AS\n{COMPLETENESS_SQL};")
+    return statements
+
+
+def connect(root: Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
+    so an existing database file gets the archive's current tables)."""
+    connection = duckdb.connect(database)
+    try:
+        for statement in view_statements(root, "CREATE OR REPLACE VIEW"):
+            connection.execute(statement)
+    except duckdb.Error as exc:
+        connection.close()
+        raise ArchiveError(f"cannot define views on {root}: {_first_line(exc)}") from exc
+    return connection
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def view_names(root: Path) -> list[str]:
+    return [view.name for view in table_views(root)] + ["completeness"]
