@@ -25,6 +25,7 @@ from recorder.lock import ArchiveLock
 from schemas.archive import ArchiveLayout
 from tests.conftest import PATIENCE_S, reached, record
 from tests.feedserver import Live, Reject, ScriptedFeed, Send
+from tests.rawarchive import write_segment
 
 SECRET = "ak_live_CLI_SECRET_42"
 
@@ -255,6 +256,16 @@ def test_verify_passes_a_good_archive_and_names_every_problem(tmp_path: Path) ->
         result = replica("verify", archive)
         assert result.returncode == 1, (archive, result.stdout)
         assert problem in result.stdout
+
+
+def test_a_recorded_gap_filled_later_is_a_note_not_a_problem(tmp_path: Path) -> None:
+    with ScriptedFeed([Send.cmds(0, 9), Send.cmds(15, 19)]) as feed:
+        record(feed.url, tmp_path, reached(19), segment_rows=10)
+    [before] = pq.read_table(ArchiveLayout(tmp_path).segments()[0].path).slice(9).to_pylist()
+    write_segment(tmp_path, [{**before, "seq": seq, "raw": b"late"} for seq in range(10, 15)])
+    result = replica("verify", tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "seqs 10-14 were backfilled after their gap was recorded" in result.stdout
 
 
 def test_an_unusable_archive_is_one_line_and_exit_1(tmp_path: Path) -> None:
