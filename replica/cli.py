@@ -540,6 +540,33 @@ def duckdb_command(archive: Path, database: Path) -> None:
 
 
 @cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def stats(archive: Path, as_json: bool) -> None:
+    """Per UTC day: commands, gaps, completeness, bytes on disk, size against the feed's JSON
+    frames, and rows per decoded table."""
+    from replica.stats import archive_stats
+
+    days = archive_stats(archive)
+    if as_json:
+        click.echo(json.dumps([day.to_json() for day in days], indent=2))
+        return
+    click.echo(
+        f"{'date':<12}{'commands':>12}{'missing':>9}{'complete':>10}{'gaps':>6}"
+        f"{'raw MB':>9}{'/ JSON':>8}{'decoded MB':>12}{'total MB':>10}"
+    )
+    for day in days:
+        click.echo(
+            f"{day.date.isoformat():<12}{day.commands:>12,}{day.missing:>9,}"
+            f"{day.percent_complete:>9.2f}%{day.gap_records:>6}{day.raw_bytes / 1e6:>9.1f}"
+            f"{day.compression:>8.3f}{day.decoded_bytes / 1e6:>12.1f}{day.total_bytes / 1e6:>10.1f}"
+        )
+        if day.decoded_rows:
+            rows = ", ".join(f"{table} {n:,}" for table, n in sorted(day.decoded_rows.items()))
+            click.echo(f"{'':<12}decoded rows: {rows}")
+
+
+@cli.command()
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default="replica-demo"
 )

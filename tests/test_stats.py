@@ -1,0 +1,68 @@
+"""``replica stats``: every figure checked against the files and frames it summarises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from decoder.archive import decode_archive
+from replay.frames import command_frame
+from replay.records import ReplayRecord
+from replica.stats import archive_stats
+from schemas.archive import ArchiveLayout
+from tests.rawarchive import feed_rows, write_archive
+from tests.test_decode_archive import replica
+
+
+def _frame_bytes(rows: list[dict]) -> int:
+    fields = ("seq", "ts_ms", "ingest_ts_us", "publish_ts_us", "recv_ts_us", "raw")
+    return sum(
+        len(command_frame(ReplayRecord(*(row[f] for f in fields), 0.0)).encode()) for row in rows
+    )
+
+
+def test_stats_per_day_agree_with_the_files(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    rows = feed_rows()  # spans midnight, seqs 482911500-482911504 missing
+    write_archive(root, rows, per_segment=500)
+    decode_archive(root)
+    days = archive_stats(root)
+
+    assert [d.date.isoformat() for d in days] == ["2026-11-20", "2026-11-21"]
+    assert sum(d.commands for d in days) == len(rows)
+    assert [d.missing for d in days] == [5, 0]
+    segments = ArchiveLayout(root).segments()
+    for day in days:
+        on_day = [r for r in rows if day.from_seq <= r["seq"] <= day.to_seq]
+        assert day.frame_bytes == _frame_bytes(on_day)
+        files = [s.path for s in segments if f"date={day.date.isoformat()}" in str(s.path)]
+        assert day.raw_bytes == sum(path.stat().st_size for path in files)
+        assert 0 < day.compression < 0.3
+        decoded = root / "decoded" / "fills" / f"date={day.date.isoformat()}"
+        assert day.decoded_rows["fills"] == sum(
+            pq.read_metadata(p).num_rows for p in decoded.iterdir()
+        )
+        assert day.total_bytes >= day.raw_bytes + day.decoded_bytes
+
+
+def test_stats_cli_table_and_json(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    write_archive(root, feed_rows(), per_segment=1000)
+    table = replica("stats", root)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[1].split()[:4] == ["2026-11-20", "1,719", "5", "99.71%"]
+    as_json = replica("stats", root, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    days = json.loads(as_json.stdout)
+    assert [(d["date"], d["commands"], d["decoded_rows"]) for d in days] == [
+        ("2026-11-20", 1719, {}),
+        ("2026-11-21", 1281, {}),
+    ]
+
+
+def test_stats_of_an_empty_archive_is_a_header(tmp_path: Path) -> None:
+    result = replica("stats", tmp_path)
+    assert result.returncode == 0 and result.stdout.splitlines()[0].startswith("date")
+    assert len(result.stdout.splitlines()) == 1
