@@ -1,7 +1,8 @@
 """``replica demo``: the whole recorder on a bundled feed, with no key and no network.
 
 A local Disk-Sync server (with an API key it checks) streams ``fixtures/feed.jsonl``; the
-recorder archives it; then the archive is verified, its gaps listed and queried with DuckDB.
+recorder archives it; then the archive is verified, its gaps listed, its payloads decoded, a few
+SQL queries run over its views, and a slice around the first gap replayed at ten times its pace.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import duckdb
-
+from decoder.archive import decode_archive
 from recorder.recorder import Recorder, RecorderConfig
 from recorder.verify import read_gaps, verify
+from replay.records import ReplayGap
 from replay.server import DiskSyncServer
+from replica.archive import open as replica_open
+from replica.results import table_text
+from replica.sql import connect
 from schemas.errors import ReplicaError
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
@@ -69,23 +73,58 @@ async def run_demo(directory: Path, say: Callable[[str], None]) -> None:
 
 
 def _show_archive(directory: Path, say: Callable[[str], None]) -> None:
-    for gap in read_gaps(directory):
+    gaps = read_gaps(directory)
+    for gap in gaps:
         say(f"gap: seqs {gap.from_seq}-{gap.to_seq} missing ({gap.missing}, cause {gap.cause})")
     report = verify(directory)
     say(
         f"verify: {report.segments} segments, {report.rows} commands, "
         f"{'ok' if report.ok else '; '.join(report.problems)}"
     )
-    glob = f"{directory}/raw/**/*.parquet"
-    query = (
-        "SELECT date, hour, count(*) AS commands, min(seq) AS first_seq, max(seq) AS last_seq, "
-        f"sum(octet_length(raw)) AS payload_bytes FROM read_parquet('{glob}', "
-        "hive_partitioning = true) GROUP BY ALL ORDER BY ALL"
-    )
-    say(f"duckdb: {query}")
-    for row in duckdb.sql(query).fetchall():
-        say("  " + "  ".join(str(value) for value in row))
+    summary = decode_archive(directory)
+    rows = ", ".join(f"{table} {n:,}" for table, n in sorted(summary.rows.items()))
+    say(f"decode: {summary.decoded} segments into {directory}/decoded/<table>: {rows or 'no rows'}")
+    with connect(directory) as db:
+        for query in _QUERIES:
+            say(f"sql: {query}")
+            for line in table_text(db.sql(query)).splitlines():
+                say("  " + line)
+    _replay_slice(directory, gaps, say)
     say(
-        f"next: replica verify {directory}; replica gaps {directory}; "
-        f"duckdb -c \"SELECT count(*) FROM '{glob}'\""
+        f"files: {directory.resolve()}: raw/date=*/hour=*/*.parquet (the commands), "
+        "gaps/, decoded/<table>/date=*/*.parquet; DuckDB reads them directly"
     )
+    say(
+        f'next: replica sql {directory} "SELECT * FROM completeness"; '
+        f"replica stats {directory}; replica serve {directory} --port 8765; "
+        f"replica duckdb {directory} {directory}.duckdb"
+    )
+
+
+_QUERIES = (
+    "SELECT date, hour, count(*) AS commands, min(seq) AS first_seq, max(seq) AS last_seq, "
+    "sum(octet_length(raw)) AS payload_bytes FROM raw_cmds GROUP BY ALL ORDER BY ALL",
+    "SELECT * FROM completeness",
+    "SELECT asset, count(*) AS fills, round(sum(px * sz), 2) AS notional, "
+    "min(time_utc) AS first_fill FROM fills GROUP BY asset ORDER BY fills DESC, asset LIMIT 5",
+)
+
+
+def _replay_slice(directory: Path, gaps: list, say: Callable[[str], None]) -> None:
+    """A few commands around the first gap (or from the start), at ten times their pace."""
+    around = gaps[0].from_seq if gaps else 0
+    from_seq, to_seq = max(around - 4, 0), around + 9
+    say(f"replay: seqs {from_seq}-{to_seq} at speed 10, decoded")
+    started = time.monotonic()
+    for item in replica_open(directory).replay(
+        from_seq=from_seq, to_seq=to_seq, speed=10, decode=True
+    ):
+        if isinstance(item, ReplayGap):
+            say(f"  gap: seqs {item.from_seq}-{item.to_seq} missing")
+            continue
+        record = item.record
+        tables = ", ".join(f"{table} {len(rows)}" for table, rows in sorted(item.rows.items()))
+        say(
+            f"  +{time.monotonic() - started:6.3f} s  seq {record.seq}  "
+            f"ts_ms {record.ts_ms}  {len(record.raw)} B  -> {tables}"
+        )

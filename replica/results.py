@@ -40,7 +40,7 @@ def write_result(
         if relation is None:  # a statement with no result, such as SET
             return
         if fmt == "table":
-            _write_text(_table_text(relation), output)
+            _write_text(table_text(relation), output)
         else:
             relation.create_view(_RESULT_VIEW, replace=True)
             _copy(connection, fmt, output)
@@ -96,7 +96,8 @@ def _cell(value: object) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
-def _table_text(relation: duckdb.DuckDBPyRelation) -> str:
+def table_text(relation: duckdb.DuckDBPyRelation) -> str:
+    """The result as aligned columns, numbers to the right, ending with its row count."""
     header = list(relation.columns)
     rows = [[_cell(value) for value in row] for row in relation.fetchall()]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
