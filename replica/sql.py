@@ -154,9 +154,11 @@ def view_statements(root: Path, create: str = "CREATE VIEW") -> list[str]:
 
 def connect(root: Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
-    so an existing database file gets the archive's current tables)."""
+    so an existing database file gets the archive's current tables), in the UTC time zone."""
     connection = duckdb.connect(database)
     try:
+        # Every timestamp in an archive is UTC, and so is "yesterday" in a completeness check.
+        connection.execute("SET TimeZone = 'UTC'")
         for statement in view_statements(root, "CREATE OR REPLACE VIEW"):
             connection.execute(statement)
     except duckdb.Error as exc:

@@ -4,6 +4,7 @@ pruning, and each output format, against real archives and real DuckDB."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -216,3 +217,32 @@ def test_output_inside_the_archive_is_refused_and_nothing_is_written(two_days: P
     result = replica("sql", two_days, "SELECT 1", "--output", two_days / "raw" / "x.csv")
     assert result.returncode == 2 and "inside the archive" in result.stderr
     assert sorted(two_days.rglob("*")) == before
+
+
+def test_a_completeness_check_fails_the_command_and_days_are_utc_days(two_days: Path) -> None:
+    check = (
+        "SELECT CASE WHEN min(percent_complete) < 99.9 THEN error('incomplete: ' || "
+        "min(percent_complete) || '%') END FROM completeness WHERE date >= '2026-11-20'"
+    )
+    failed = replica("sql", two_days, check, "--format", "csv")
+    assert failed.returncode == 1
+    assert (
+        failed.stderr
+        == "replica: error: the query failed: Invalid Input Error: incomplete: 90.0%\n"
+    )
+    far_east = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "replica",
+            "sql",
+            str(two_days),
+            "SELECT current_date",
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "Pacific/Kiritimati"},
+    )
+    assert far_east.stdout.splitlines()[1] == datetime.now(UTC).date().isoformat()
