@@ -16,8 +16,9 @@ quarantine) or no view at all (decoded tables): DuckDB cannot bind a glob that m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -67,6 +68,9 @@ class TableView:
     schema: pa.Schema
     partitions: tuple[str, ...]
     has_files: bool
+    # Decoded files written by different schema versions may differ in columns. Unioning by
+    # name reads every file's footer when the view is defined, so fixed schemas go without.
+    union_by_name: bool = False
 
     def statement(self, create: str = "CREATE VIEW") -> str:
         derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
@@ -74,7 +78,8 @@ class TableView:
             types = ", ".join(f"'{p}': {_PARTITION_TYPES[p]}" for p in self.partitions)
             source = (
                 f"SELECT *{derived} FROM read_parquet({_quote(self.glob)}, "
-                f"hive_partitioning = true, hive_types = {{{types}}}, union_by_name = true)"
+                f"hive_partitioning = true, hive_types = {{{types}}}"
+                f"{', union_by_name = true' if self.union_by_name else ''})"
             )
         else:
             columns = [f"CAST(NULL AS {_DUCKDB_TYPE[f.type]}) AS {f.name}" for f in self.schema]
@@ -117,9 +122,8 @@ def table_views(root: Path) -> list[TableView]:
     for table_dir in _decoded_table_dirs(layout.root / DECODED_DIR):
         first = next(table_dir.glob("date=*/*.parquet"), None)
         if first is not None:
-            views.append(
-                _view(table_dir.name, table_dir, "date=*/*.parquet", _schema(first), ("date",))
-            )
+            view = _view(table_dir.name, table_dir, "date=*/*.parquet", _schema(first), ("date",))
+            views.append(replace(view, union_by_name=True))
     return views
 
 
@@ -145,21 +149,35 @@ def _view(
     return TableView(name, f"{table_dir}/{pattern}", schema, partitions, has_files)
 
 
-def view_statements(root: Path, create: str = "CREATE VIEW") -> list[str]:
-    """The SQL that defines every view on ``root``, ``completeness`` last."""
-    statements = [view.statement(create) for view in table_views(root)]
-    statements.append(f"{create} completeness AS\n{COMPLETENESS_SQL};")
+def view_statements(root: Path, create: str = "CREATE VIEW", query: str | None = None) -> list[str]:
+    """The SQL that defines the views on ``root``, ``completeness`` last: every view, or with
+    ``query`` those it names and the views they read (every view if it names none, as ``SHOW
+    TABLES`` does not)."""
+    views = table_views(root)
+    wanted = {view.name for view in views} | {"completeness"}
+    if query is not None:
+        named = wanted & set(re.findall(r"\w+", query.lower()))
+        wanted = named | {"raw_cmds"} if "completeness" in named else named or wanted
+    statements = [view.statement(create) for view in views if view.name in wanted]
+    if "completeness" in wanted:
+        statements.append(f"{create} completeness AS\n{COMPLETENESS_SQL};")
     return statements
 
 
-def connect(root: Path, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(
+    root: Path, database: str = ":memory:", query: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
-    so an existing database file gets the archive's current tables), in the UTC time zone."""
+    so an existing database file gets the archive's current tables), in the UTC time zone.
+
+    Defining a view costs DuckDB a glob and a footer read, which a query answered from metadata
+    notices; so with ``query``, only the views it needs are defined."""
+    statements = view_statements(root, "CREATE OR REPLACE VIEW", query)
     connection = duckdb.connect(database)
     try:
         # Every timestamp in an archive is UTC, and so is "yesterday" in a completeness check.
         connection.execute("SET TimeZone = 'UTC'")
-        for statement in view_statements(root, "CREATE OR REPLACE VIEW"):
+        for statement in statements:
             connection.execute(statement)
     except duckdb.Error as exc:
         connection.close()

@@ -246,3 +246,13 @@ def test_a_completeness_check_fails_the_command_and_days_are_utc_days(two_days: 
         env={**os.environ, "TZ": "Pacific/Kiritimati"},
     )
     assert far_east.stdout.splitlines()[1] == datetime.now(UTC).date().isoformat()
+
+
+def test_a_query_gets_the_views_it_names_and_a_query_naming_none_gets_all(two_days: Path) -> None:
+    def defined(query: str) -> set[str]:
+        with connect(two_days, query=query) as db:
+            return {name for (name,) in db.sql("SHOW TABLES").fetchall()}
+
+    assert defined("SELECT count(*) FROM gaps") == {"gaps"}
+    assert defined("SELECT * FROM Completeness") == {"completeness", "raw_cmds"}
+    assert defined("SHOW TABLES") == {"raw_cmds", "gaps", "quarantine", "completeness"}
