@@ -28,7 +28,7 @@ them (RAW_SCHEMA, its encodings and zstd level, hive paths from ``ArchiveLayout`
 hour boundaries and at most 500,000 rows. Each measurement is taken three times, interleaved,
 and the best counts.
 
-    python benchmarks/decode.py [--commands N] [--profile]
+    python benchmarks/decode.py [--commands N] [--profile] [--json FILE]
 
 Targets are informational: the exit status is 0 unless a run itself fails (the CLI exits non-zero
 or (b) does not produce the row counts ``replica decode`` wrote).
@@ -453,6 +453,16 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
+    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
+    rows = [
+        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
+         "unit": unit, "met": value >= target if op == ">=" else value <= target}
+        for measure, value, op, target, unit in measures
+    ]  # fmt: skip
+    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -466,6 +476,9 @@ def main() -> None:
         "--profile",
         action="store_true",
         help="also print a cProfile of decode_archive over the protobuf archive",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
     )
     args = parser.parse_args()
     if args.commands < 1:
@@ -547,6 +560,12 @@ def main() -> None:
     print(f"{verdict(pb_ratio >= TARGET)} ratio protobuf decode/hand-written {pb_ratio:.3f}")
     print(f"{verdict(node_ratio >= TARGET)} ratio node decode/json.loads {node_ratio:.3f}")
     print(f"total {time.perf_counter() - began:.1f} s")
+    if args.json:
+        measures = [
+            ("protobuf decode/hand-written", pb_ratio, ">=", TARGET, ""),
+            ("node decode/json.loads", node_ratio, ">=", TARGET, ""),
+        ]
+        write_json(args.json, "decode", measures)
     if profile is not None:
         print()
         print("cProfile of decode_archive over the protobuf archive, top 25 by tottime:")

@@ -15,7 +15,7 @@ buffers hold tens of MB). Then the server closes with 1000 and only greets any r
 The bare client and the real ``replica record`` CLI alternate three times each; the best run of
 each counts.
 
-    python benchmarks/record.py [--commands N | --quick]
+    python benchmarks/record.py [--commands N | --quick] [--json FILE]
 
 Targets are informational: the exit status is 0 unless a run itself fails (for instance the
 recorder did not append exactly N commands).
@@ -188,10 +188,23 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
+    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
+    rows = [
+        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
+         "unit": unit, "met": value >= target if op == ">=" else value <= target}
+        for measure, value, op, target, unit in measures
+    ]  # fmt: skip
+    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--commands", type=int, default=200_000, metavar="N")
     parser.add_argument("--quick", action="store_true", help="N = 20,000 (smoke test)")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
+    )
     args = parser.parse_args()
     n = 20_000 if args.quick else args.commands
     began = time.perf_counter()
@@ -234,6 +247,12 @@ def main() -> None:
     print(f"{verdict(throughput >= THROUGHPUT_TARGET)} throughput recorder/bare {throughput:.3f}")
     print(f"{verdict(vs_zstd3 <= SIZE_TARGET)} size archive/zstd-3 {vs_zstd3:.3f}")
     print(f"total {time.perf_counter() - began:.1f} s")
+    if args.json:
+        measures = [
+            ("throughput recorder/bare", throughput, ">=", THROUGHPUT_TARGET, ""),
+            ("size archive/zstd-3", vs_zstd3, "<=", SIZE_TARGET, ""),
+        ]
+        write_json(args.json, "record", measures)
 
 
 if __name__ == "__main__":

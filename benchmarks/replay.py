@@ -19,7 +19,7 @@ The archive holds --commands realistic commands (payloads of ``fixtures.make_fee
 apart (2,000 a second on average, a busy feed), written with the recorder's segment and Parquet
 settings.
 
-    python benchmarks/replay.py [--commands N] [--paced N]
+    python benchmarks/replay.py [--commands N] [--paced N] [--json FILE]
 
 Targets are informational: the exit status is 0 unless a run itself fails.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import random
 import re
@@ -248,6 +249,16 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
+    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
+    rows = [
+        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
+         "unit": unit, "met": value >= target if op == ">=" else value <= target}
+        for measure, value, op, target, unit in measures
+    ]  # fmt: skip
+    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f} us"
 
@@ -256,6 +267,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--commands", type=int, default=1_000_000, metavar="N")
     parser.add_argument("--paced", type=int, default=10_000, metavar="N")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
+    )
     args = parser.parse_args()
     n, paced = args.commands, min(args.paced, args.commands)
     began = time.perf_counter()
@@ -334,6 +348,17 @@ def main() -> None:
         target = P99_PRECISE_TARGET_S if "precise" in name else P99_TARGET_S
         print(f"{verdict(p99 <= target)} {summary}  (p99 <= {us(target)})")
     print(f"total {time.perf_counter() - began:.1f} s")
+    if args.json:
+        measures = [
+            ("iterator/bare", iterator_ratio, ">=", ITERATOR_RATIO_TARGET, ""),
+            ("iterator commands/s", max(ours), ">=", ITERATOR_RATE_TARGET, "commands/s"),
+        ]
+        for (speed, name), (_p50, p99, _worst) in lateness.items():
+            if name != "bare asyncio.sleep":
+                target = P99_PRECISE_TARGET_S if "precise" in name else P99_TARGET_S
+                label = f"lateness p99 speed {speed:g} {name}"
+                measures.append((label, p99 * 1e6, "<=", target * 1e6, "us"))
+        write_json(args.json, "replay", measures)
 
 
 if __name__ == "__main__":
