@@ -8,7 +8,9 @@ run redoes the segment it was in.
 
 Decoded files of a raw segment that no longer exists are left alone: whoever removed the raw
 file (a compaction, or a retention policy that keeps only decoded tables) knows whether they are
-still wanted.
+still wanted. A decode takes turns with ``replica compact`` (``schemas.lock.maintenance_lock``),
+and does not start while a killed compaction is unfinished: it would decode merged segments
+beside their inputs' decoded files.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from schemas.decoded import (
     SOURCE_KEY,
     decoded_path,
 )
+from schemas.errors import ArchiveError
 from schemas.files import ReplacingParquetWriter, replace_parquet
+from schemas.lock import maintenance_lock
 
 # Raw rows decoded at a time: one row group of the recorder's segments.
 BATCH_ROWS = RAW_ROW_GROUP_ROWS
@@ -188,6 +192,24 @@ def decode_archive(
     bounded by a few segments whatever the archive's size. ``on_start`` gets the number of
     segments to decode, ``on_segment`` each one as it is done.
     """
+    layout = ArchiveLayout(root)
+    with maintenance_lock(layout, "replica decode"):
+        unfinished = layout.compaction_journals()
+        if unfinished:
+            raise ArchiveError(
+                f"a compaction was interrupted ({unfinished[0]} exists); "
+                f"run 'replica compact {root}' to finish it, then decode"
+            )
+        return _decode_archive(root, spec, jobs, on_start, on_segment)
+
+
+def _decode_archive(
+    root: Path,
+    spec: MessageSpec | None,
+    jobs: int,
+    on_start: Callable[[int], None] | None,
+    on_segment: Callable[[Segment], None] | None,
+) -> DecodeSummary:
     spec = spec or MessageSpec()
     decoder = Decoder(spec.load())
     remove_abandoned_temporaries(root)

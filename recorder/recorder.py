@@ -25,7 +25,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from recorder import __version__
 from recorder.feedurl import check_url, is_loopback, public_url, with_api_key
-from recorder.lock import ArchiveLock
 from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
 from recorder.segments import publish_unit
 from recorder.session import (
@@ -41,6 +40,7 @@ from recorder.spool import SpoolWriter
 from recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from schemas.archive import ArchiveLayout
 from schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
+from schemas.lock import ArchiveLock
 from schemas.redact import RedactingLogger, redact
 
 log = logging.getLogger(__name__)

@@ -67,14 +67,31 @@ def read_gaps(root: Path) -> list[GapRecord]:
     return records
 
 
+class _SegmentVanished(Exception):
+    """A listed segment is gone: a compaction swapped its day in since the listing."""
+
+
+# Each compaction swaps a day at most once, so a few fresh listings always see a settled one.
+_LISTINGS = 5
+
+
 def verify(root: Path) -> Report:
     layout = open_layout(root)
+    for _ in range(_LISTINGS - 1):
+        try:
+            return _verify(layout)
+        except _SegmentVanished:
+            continue
+    return _verify(layout, relist=False)
+
+
+def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     report = Report()
     for path in layout.stray_raw_files():
         report.problems.append(
             f"{path}: not named raw/date=*/hour=*/<first_seq>-<last_seq>.parquet"
         )
-    present = _check_segments(layout, report)
+    present = _check_segments(layout, report, relist)
     gaps = _check_gap_files(layout, report)
     _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
     _compare_gaps(present, gaps, report)
@@ -107,13 +124,16 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
     return table
 
 
-def _check_segments(layout: ArchiveLayout, report: Report) -> Ranges:
-    """Check each raw file; returns the seq ranges the archive holds."""
+def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Ranges:
+    """Check each raw file; returns the seq ranges the archive holds. With ``relist``, a
+    segment gone since the listing raises ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
     for segment in layout.segments():
         path = segment.path
         table = _read(path, RAW_SCHEMA, report)
         if table is None:
+            if relist and not path.exists():
+                raise _SegmentVanished(path)
             continue
         report.segments += 1
         report.rows += table.num_rows

@@ -4,7 +4,9 @@ Segments come in seq order (``ArchiveLayout.segments``). Whole segments are skip
 in their names and the UTC hour in their path, row groups by their Parquet statistics, and no
 more than one batch of rows is held at a time, so memory stays flat whether the range is a
 minute or a month. Segments are listed when reading starts: one a recorder seals later is not
-seen by a replay already under way.
+seen by a replay already under way. A listed segment that is gone when its turn comes was merged
+into a larger one by ``replica compact``: segments are listed again, and reading goes on after
+the last segment read, so a replay across a compaction emits every command once.
 
 Data skipped only because its times lie outside the time range is still present in the
 archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seqs as held.
@@ -13,6 +15,7 @@ archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seq
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -42,18 +45,29 @@ def read_selected(
     Rows are not filtered by time (see ``Selection.time_mask``); whole row groups and segments
     out of the time range are skipped and reported as ``SkippedSpan``.
     """
-    for segment in layout.segments():
-        if selection.to_seq is not None and segment.first_seq > selection.to_seq:
+    read_to = None  # the last seq of the last segment read
+    while True:
+        for segment in layout.segments():
+            if selection.to_seq is not None and segment.first_seq > selection.to_seq:
+                return
+            if not selection.holds_seqs(segment.first_seq, segment.last_seq):
+                continue
+            hour = _partition_hour(segment)
+            if hour is not None and not selection.holds_times(
+                hour * MS_PER_HOUR, (hour + 1) * MS_PER_HOUR - 1
+            ):
+                yield SkippedSpan(*selection.clip(segment.first_seq, segment.last_seq))
+            else:
+                try:
+                    parquet = _open(segment)
+                except FileNotFoundError:
+                    break  # compacted since the listing
+                yield from _read_segment(parquet, segment, selection, batch_rows)
+            read_to = segment.last_seq
+        else:
             return
-        if not selection.holds_seqs(segment.first_seq, segment.last_seq):
-            continue
-        hour = _partition_hour(segment)
-        if hour is not None and not selection.holds_times(
-            hour * MS_PER_HOUR, (hour + 1) * MS_PER_HOUR - 1
-        ):
-            yield SkippedSpan(*selection.clip(segment.first_seq, segment.last_seq))
-            continue
-        yield from _read_segment(segment, selection, batch_rows)
+        if read_to is not None:
+            selection = replace(selection, from_seq=read_to + 1)
 
 
 def _partition_hour(segment: Segment) -> int | None:
@@ -69,6 +83,8 @@ def _partition_hour(segment: Segment) -> int | None:
 def _open(segment: Segment) -> pq.ParquetFile:
     try:
         parquet = pq.ParquetFile(segment.path)
+    except FileNotFoundError:
+        raise
     except Exception as exc:
         raise ArchiveError(f"cannot read segment {segment.path}: {exc}") from exc
     schema = parquet.schema_arrow
@@ -90,9 +106,8 @@ def _min_max(group: pq.RowGroupMetaData, column: int) -> tuple[int, int] | None:
 
 
 def _read_segment(
-    segment: Segment, selection: Selection, batch_rows: int
+    parquet: pq.ParquetFile, segment: Segment, selection: Selection, batch_rows: int
 ) -> Iterator[pa.RecordBatch | SkippedSpan]:
-    parquet = _open(segment)
     metadata = parquet.metadata
     for index in range(metadata.num_row_groups):
         group = metadata.row_group(index)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from replay.records import ReplayGap, ReplayRecord
     from replay.stream import Replay
     from replica.archive import Archive, DecodedCommand, open
+    from replica.compact import CompactSummary, compact
     from replica.sql import connect
 
 # name -> (module, attribute)
@@ -56,6 +57,8 @@ _LAZY = {
     "Archive": ("replica.archive", "Archive"),
     "DecodedCommand": ("replica.archive", "DecodedCommand"),
     "open": ("replica.archive", "open"),
+    "CompactSummary": ("replica.compact", "CompactSummary"),
+    "compact": ("replica.compact", "compact"),
     "connect": ("replica.sql", "connect"),
 }
 
@@ -80,6 +83,7 @@ __all__ = [
     "ArchiveLocked",
     "AuthRefused",
     "BackoffPolicy",
+    "CompactSummary",
     "DecodeSummary",
     "DecodedCommand",
     "Decoder",
@@ -96,6 +100,7 @@ __all__ = [
     "Summary",
     "UsageError",
     "__version__",
+    "compact",
     "connect",
     "decode",
     "open",

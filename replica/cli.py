@@ -567,6 +567,31 @@ def stats(archive: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Compact only this UTC day; refused (exit 2) unless it is closed.",
+)
+@click.option("--quiet", is_flag=True, help="Print only errors (for cron).")
+def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
+    """Merge the small raw segments of each closed UTC day of ARCHIVE into few large ones.
+
+    A day is closed 10 minutes after it ends, once no spool file holds its commands. Decoded
+    tables are merged along, or dropped for 'replica decode' to redo. Readers never see half a
+    day; running it again changes nothing. Exit 4 while 'replica decode' runs on ARCHIVE.
+    """
+    from replica.compact import compact as compact_archive
+
+    summary = compact_archive(archive, None if day is None else day.date())
+    if not quiet:
+        for line in summary.lines():
+            click.echo(line)
+
+
+@cli.command()
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default="replica-demo"
 )

@@ -9,6 +9,8 @@ here is a change of the archive format.
       quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
       spool/<unit>.wal                                            write-ahead log, unsealed frames
       .lock                                                       held by the running recorder
+      .maintenance.lock                                           held by compact or decode
+      .compact/                                                   a compaction's new directories
 
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
 name only once complete (see ``schemas.files``); temporary files start with a dot and end in
@@ -138,6 +140,20 @@ class ArchiveLayout:
     @property
     def lock_path(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def maintenance_lock_path(self) -> Path:
+        return self.root / ".maintenance.lock"
+
+    @property
+    def compact_dir(self) -> Path:
+        """Where a compaction builds a day's new directories before swapping them in: outside
+        every globbed tree, since DuckDB's globs enter dot-directories."""
+        return self.root / ".compact"
+
+    def compaction_journals(self) -> list[Path]:
+        """Journals of compactions that began swapping directories and have not finished."""
+        return sorted(self.compact_dir.glob("*.json"))
 
     def segment_path(self, first_seq: int, last_seq: int, hour: int) -> Path:
         date, hh = hour_partition(hour)

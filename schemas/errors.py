@@ -3,7 +3,7 @@
 ReplicaError             anything replica refuses to do, with a message that says why (exit 1)
 ├── UsageError           a bad argument: a URL, a duration, a time, a path (exit 2)
 ├── ArchiveError         an archive cannot be used as asked (exit 1)
-│   ├── ArchiveLocked    another recorder holds the archive (exit 4)
+│   ├── ArchiveLocked    another process holds the archive or its maintenance lock (exit 4)
 │   └── GapInRange       a replay asked to fail on gaps met one (exit 1)
 └── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
 """

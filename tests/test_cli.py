@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.lock import ArchiveLock
 from schemas.archive import ArchiveLayout
+from schemas.lock import ArchiveLock
 from tests.conftest import PATIENCE_S, reached, record
 from tests.feedserver import Live, Reject, ScriptedFeed, Send
 from tests.rawarchive import write_segment

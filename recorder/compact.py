@@ -1,0 +1,130 @@
+"""The raw side of compaction: which days are closed, and which segments merge into which.
+
+The recorder seals a segment every minute or so, which makes a day of many small files: DuckDB
+and replays pay per file and per row group. Once a day is over and nothing can still be written
+into it, the consecutive segments of each hour are merged into segments of up to ``TARGET_ROWS``
+rows. Merged segments stay in their hour's partition and are named by their own seqs like any
+other, so nothing downstream can tell them apart from sealed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from recorder.frames import Command
+from recorder.spool import leftover_spools, read_spool
+from schemas.archive import (
+    RAW_ROW_GROUP_ROWS,
+    RAW_SCHEMA,
+    RAW_WRITE_OPTIONS,
+    SEQ_DIGITS,
+    ArchiveLayout,
+    Segment,
+)
+from schemas.concat import concatenate
+
+# Eight row groups: large enough that DuckDB's per-file costs vanish and its threads each get a
+# row group, small enough that one file stays a few hundred MB at most.
+TARGET_ROWS = 8 * RAW_ROW_GROUP_ROWS
+# A command reaches the recorder up to the feed's lag after its ts_ms, so the last hour of a day
+# can still gain segments for a while after midnight; this leaves them the time.
+CLOSE_GRACE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class MergeGroup:
+    """Consecutive segments of one hour that become the one segment ``name``."""
+
+    inputs: tuple[Segment, ...]
+
+    @property
+    def name(self) -> str:
+        first, last = self.inputs[0].first_seq, self.inputs[-1].last_seq
+        return f"{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
+
+    @property
+    def hour_dir(self) -> Path:
+        return self.inputs[0].path.parent
+
+
+def day_dir(layout: ArchiveLayout, day: date) -> Path:
+    return layout.raw_dir / f"date={day.isoformat()}"
+
+
+def raw_days(layout: ArchiveLayout) -> list[date]:
+    """Every day with a raw partition, in order."""
+    days = []
+    for path in layout.raw_dir.glob("date=*"):
+        try:
+            days.append(date.fromisoformat(path.name.removeprefix("date=")))
+        except ValueError:
+            continue  # not a partition of ours; verify names it
+    return sorted(days)
+
+
+def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
+    """Days that a spool file holds commands of, each with one such file's name: a recorder,
+    running or the next to start, will publish those commands into that day."""
+    days: dict[date, str] = {}
+    for path in leftover_spools(layout.spool_dir):
+        try:
+            records = read_spool(path).records
+        except FileNotFoundError:
+            continue  # its unit was published and the spool removed meanwhile
+        for _, item in records:
+            if type(item) is Command:
+                day = datetime.fromtimestamp(item.ts_ms / 1000, UTC).date()
+                days.setdefault(day, path.name)
+    return days
+
+
+def why_open(day: date, now: datetime, spooled: dict[date, str]) -> str | None:
+    """Why ``day`` may still gain segments at ``now``, or None when it is closed."""
+    closes = datetime.combine(day + timedelta(days=1), time(), UTC) + CLOSE_GRACE
+    if now < closes:
+        return (
+            f"it is open until {closes:%Y-%m-%d %H:%M} UTC, {CLOSE_GRACE.seconds // 60} minutes "
+            "after it ends, for commands the feed delivers late"
+        )
+    if day in spooled:
+        return (
+            f"spool/{spooled[day]} holds commands of it, which a recorder will still publish "
+            "into it; let the recorder run (or start it once to recover the spool)"
+        )
+    return None
+
+
+def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
+    """The groups of ``day``'s segments to merge: within each hour, consecutive segments taken
+    while their rows fit ``TARGET_ROWS``. A segment left alone in its group is as large as it
+    will get and is not rewritten, which makes a second compaction of a day do nothing."""
+    by_hour: dict[Path, list[Segment]] = {}
+    for segment in layout.segments():
+        if segment.path.parent.parent == day_dir(layout, day):
+            by_hour.setdefault(segment.path.parent, []).append(segment)
+    groups = []
+    for _, segments in sorted(by_hour.items()):
+        group: list[Segment] = []
+        rows = 0
+        for segment in segments:
+            count = pq.read_metadata(segment.path).num_rows
+            if group and rows + count > TARGET_ROWS:
+                groups.append(group)
+                group, rows = [], 0
+            group.append(segment)
+            rows += count
+        groups.append(group)
+    return [MergeGroup(tuple(group)) for group in groups if len(group) > 1]
+
+
+def write_merged_segment(group: MergeGroup, path: Path) -> None:
+    """The group's rows, in seq order, as one new segment at ``path``, written like the
+    recorder's, with the first input's schema metadata (the recorder's version and feed)."""
+    metadata = pq.read_schema(group.inputs[0].path).metadata
+    options = {k: v for k, v in RAW_WRITE_OPTIONS.items() if k != "row_group_size"}
+    sources = [segment.path for segment in group.inputs]
+    concatenate(sources, path, RAW_SCHEMA.with_metadata(metadata), RAW_ROW_GROUP_ROWS, **options)
