@@ -21,13 +21,12 @@ action, and the rest of the block decodes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Annotated, Any
 
 import msgspec
 
 from schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA, TRANSFERS_SCHEMA
+from schemas.nodetime import block_time_ns
 
 Row = dict[str, Any]
 
@@ -108,22 +107,6 @@ _decode_signed_fields = msgspec.json.Decoder(_SignedFields).decode
 def _text(raw: msgspec.Raw) -> str | None:
     text = bytes(raw).decode()
     return None if text == "null" else text
-
-
-@lru_cache(maxsize=4096)
-def _epoch_seconds(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
-
-
-def block_time_ns(text: str) -> int:
-    """``2025-06-24T02:56:36.172847427`` (UTC, no zone) in nanoseconds since the epoch."""
-    seconds, _, fraction = text.partition(".")
-    if len(seconds) != 19 or (fraction and not fraction.isdigit()):
-        raise ValueError(f"block time {text!r} is not YYYY-MM-DDTHH:MM:SS[.fraction]")
-    time_ns = _epoch_seconds(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
-    if not 0 <= time_ns < 1 << 63:
-        raise ValueError(f"block time {text!r} is outside 1970-2262")
-    return time_ns
 
 
 # --- facts carried by actions: typed structs decoded in C -----------------------------------

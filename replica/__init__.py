@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from decoder.archive import DecodeSummary, MessageSpec
     from decoder.archive import decode_archive as decode
     from decoder.core import Decoder
+    from recorder.nodeimport import ImportSummary, import_node
     from recorder.policy import BackoffPolicy
     from recorder.recorder import Recorder, RecorderConfig, Summary
     from recorder.verify import GapRecord, Report, read_gaps, verify
@@ -43,6 +44,8 @@ _LAZY = {
     "MessageSpec": ("decoder.archive", "MessageSpec"),
     "decode": ("decoder.archive", "decode_archive"),
     "Decoder": ("decoder.core", "Decoder"),
+    "ImportSummary": ("recorder.nodeimport", "ImportSummary"),
+    "import_node": ("recorder.nodeimport", "import_node"),
     "BackoffPolicy": ("recorder.policy", "BackoffPolicy"),
     "Recorder": ("recorder.recorder", "Recorder"),
     "RecorderConfig": ("recorder.recorder", "RecorderConfig"),
@@ -89,6 +92,7 @@ __all__ = [
     "Decoder",
     "GapInRange",
     "GapRecord",
+    "ImportSummary",
     "MessageSpec",
     "Recorder",
     "RecorderConfig",
@@ -103,6 +107,7 @@ __all__ = [
     "compact",
     "connect",
     "decode",
+    "import_node",
     "open",
     "read_gaps",
     "verify",

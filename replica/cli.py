@@ -566,6 +566,46 @@ def stats(archive: Path, as_json: bool) -> None:
             click.echo(f"{'':<12}decoded rows: {rows}")
 
 
+@cli.command(name="import-node")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Path) -> None:
+    """Import the replica_cmds files a Hyperliquid node writes into ARCHIVE (created if missing).
+
+    Each PATH is a file named by its block height (plain, or .lz4) or a directory searched for
+    them. Only blocks the archive lacks are written, so running it again writes nothing; a last
+    line the node has not finished is skipped until it has. Holes between segments are recorded
+    as gaps. A progress bar on a terminal, then a summary. Exits 1 if a file has a bad line (the
+    others are imported), 4 if a recorder, replica compact or replica decode holds ARCHIVE.
+    """
+    from recorder.nodeimport import import_node
+
+    progress = ProgressBar(enabled=sys.stderr.isatty(), label="importing")
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 0:
+            progress.start(total)
+        else:
+            progress.advance()
+
+    try:
+        summary = import_node(paths, archive, on_progress)
+    finally:
+        progress.finish()
+    for warning in summary.warnings:
+        click.echo(f"replica: warning: {warning}", err=True)
+    for failure in summary.failed:
+        click.echo(f"replica: error: {failure}", err=True)
+    unchanged = ": nothing written" if not summary.segments and not summary.gaps else ""
+    click.echo(
+        f"{summary.files} files, {summary.imported} blocks imported, {summary.present} already "
+        f"present, {summary.segments} segments written, {summary.gaps} gaps recorded, "
+        f"{summary.truncated} unfinished last lines skipped{unchanged}"
+    )
+    ctx.exit(1 if summary.failed else 0)
+
+
 @cli.command()
 @click.argument("archive", type=ARCHIVE_DIR)
 @click.option(

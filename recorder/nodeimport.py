@@ -1,0 +1,296 @@
+"""Importing a node's replica_cmds files into an archive: the raw segments the recorder writes.
+
+Each block becomes one command: seq = its height, ts_ms = its time floored to milliseconds, and
+ingest_ts_us = publish_ts_us = recv_ts_us = its time floored to microseconds. A node's file
+carries no feed or receive times; deriving all three from the block makes every row a function
+of the file alone, so importing a file again computes the same segments, byte for byte.
+
+What the archive holds is read from the archive itself, never from a state file: a seq inside
+a segment's name range is taken, whether or not the segment holds it (a recorder segment's
+inner holes are its own gap records' business, and a segment is never rewritten). The other
+blocks of a file become new segments, one per run of consecutive blocks in one UTC hour, so
+each stays inside its date/hour partition. Holes left between segments are then recorded as
+gaps with cause "import". The recorder's lock is held throughout, so an import and a
+recorder never write one archive at once, and so is the maintenance lock, so that a compaction
+never merges or swaps a day's segments under an import.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recorder import __version__
+from recorder.nodefiles import BadLine, Blocks, NodeFile, node_files, read_blocks
+from schemas.archive import (
+    GAP_SCHEMA,
+    RAW_SCHEMA,
+    RAW_WRITE_OPTIONS,
+    ArchiveLayout,
+    Segment,
+    hour_of,
+)
+from schemas.errors import ArchiveError
+from schemas.files import publish_parquet
+from schemas.lock import ArchiveLock
+
+CAUSE = "import"
+TASK = "replica import-node"
+
+Range = tuple[int, int]  # inclusive
+
+
+@dataclass
+class ImportSummary:
+    files: int = 0  # node files read
+    imported: int = 0  # blocks written by this run
+    present: int = 0  # blocks the archive already held
+    segments: int = 0  # raw segments written
+    gaps: int = 0  # gap records written
+    truncated: int = 0  # unfinished last lines skipped
+    warnings: list[str] = field(default_factory=list)  # one line per thing skipped, and why
+    failed: list[str] = field(default_factory=list)  # one line per file not imported
+
+
+def import_node(
+    paths: Iterable[Path],
+    root: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import the node files ``paths`` (files, or directories searched for them) into the
+    archive at ``root``, created if missing. ``on_progress(done, total)`` counts files, from
+    (0, total) before the first.
+
+    Raises ``UsageError`` for a path that is not a node file, ``ArchiveLocked`` while a
+    recorder, a compaction or a decode runs on the archive. A file with a bad line is not
+    imported and is named in ``failed``; the others are.
+    """
+    files = node_files(paths)
+    layout = ArchiveLayout(Path(root))
+    recorder_rule = "an import and a recorder never write one archive at once"
+    maintenance_rule = (
+        "an import takes turns with replica compact and replica decode: run it again when "
+        "that one is done"
+    )
+    with (
+        ArchiveLock(layout.lock_path, TASK, recorder_rule),
+        ArchiveLock(layout.maintenance_lock_path, TASK, maintenance_rule),
+    ):
+        _check_settled(layout)
+        summary = ImportSummary()
+        segments = layout.segments()
+        report = on_progress or (lambda done, total: None)
+        report(0, len(files))
+        for done, node_file in enumerate(files, 1):
+            _import_file(node_file, layout, segments, summary)
+            report(done, len(files))
+        summary.gaps = _record_holes(layout, segments)
+        return summary
+
+
+def _check_settled(layout: ArchiveLayout) -> None:
+    """Refuse an archive whose segments are not all published yet: the missing ones may hold
+    the very seqs imported here, and would then overlap the imported segments."""
+    if any(layout.spool_dir.glob("*.wal")):
+        raise ArchiveError(
+            f"{layout.root} has spool files a stopped recorder has not sealed; start "
+            "'replica record' on it once (it recovers them first), then import"
+        )
+    if layout.compaction_journals():
+        raise ArchiveError(
+            f"{layout.root} has an interrupted compaction; run 'replica compact' on it to "
+            "finish it, then import"
+        )
+
+
+def _import_file(
+    node_file: NodeFile, layout: ArchiveLayout, segments: list[Segment], summary: ImportSummary
+) -> None:
+    """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
+    summary.files += 1
+    path = node_file.path
+    try:
+        blocks = read_blocks(node_file)
+    except BadLine as bad:
+        summary.failed.append(f"{path}:{bad.number}: {bad.reason}; nothing of this file imported")
+        return
+    except OSError as exc:
+        summary.failed.append(f"{path}: cannot read it: {exc}; nothing of this file imported")
+        return
+    if blocks.unfinished is not None:
+        summary.truncated += 1
+        summary.warnings.append(
+            f"{path}:{blocks.unfinished.number}: last line skipped, the node has not finished "
+            f"it ({blocks.unfinished.reason}); import the file again once it has"
+        )
+    if not blocks.raw:
+        return
+    lo, hi = blocks.first_seq, blocks.last_seq
+    taken = []
+    for segment in _overlapping(segments, lo, hi):
+        start, end = max(lo, segment.first_seq), min(hi, segment.last_seq)
+        taken.append((start, end))
+        held = _held(segment, start, end)
+        summary.present += held
+        if held < end - start + 1:
+            summary.warnings.append(
+                f"{path}: {end - start + 1 - held} blocks in seqs {start}-{end} fall in holes "
+                f"inside {segment.path}, which is never rewritten; they stay gaps"
+            )
+    metadata = {
+        "replica.recorder": __version__,
+        "replica.source": f"node replica_cmds {node_file.height}",
+    }
+    for start, stop in _runs(blocks, taken):
+        first, last = lo + start, lo + stop - 1
+        target = layout.segment_path(first, last, hour_of(blocks.time_us[start] // 1000))
+        publish_parquet(_raw_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
+        summary.segments += 1
+        summary.imported += stop - start
+
+
+def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
+    """Index ranges [start, stop) of the blocks whose seqs are outside ``taken``, each within
+    one UTC hour: one segment each."""
+    free = [True] * len(blocks.raw)
+    for a, b in taken:
+        free[a - blocks.first_seq : b - blocks.first_seq + 1] = [False] * (b - a + 1)
+    hours = [hour_of(us // 1000) for us in blocks.time_us]
+    found: list[tuple[int, int]] = []
+    for i, is_free in enumerate(free):
+        if not is_free:
+            continue
+        if found and found[-1][1] == i and hours[i] == hours[i - 1]:
+            found[-1] = (found[-1][0], i + 1)
+        else:
+            found.append((i, i + 1))
+    return found
+
+
+def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+    first = blocks.first_seq
+    time_us = blocks.time_us[start:stop]
+    stamp = pa.array(time_us, pa.int64())
+    columns = [
+        pa.array(range(first + start, first + stop), pa.int64()),
+        pa.array([us // 1000 for us in time_us], pa.int64()),
+        stamp,
+        stamp,
+        stamp,
+        pa.array(blocks.raw[start:stop], pa.binary()),
+    ]
+    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA.with_metadata(metadata))
+
+
+def _overlapping(segments: list[Segment], lo: int, hi: int) -> list[Segment]:
+    """The segments whose name ranges meet lo-hi, of ``segments`` sorted and disjoint."""
+    stop = bisect_right(segments, hi, key=lambda s: s.first_seq)
+    start = stop
+    while start > 0 and segments[start - 1].last_seq >= lo:
+        start -= 1
+    return segments[start:stop]
+
+
+@contextmanager
+def _reading(segment: Segment):
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError(
+            f"cannot read segment {segment.path}: {exc}; run 'replica verify' on the archive"
+        ) from exc
+
+
+def _held(segment: Segment, lo: int, hi: int) -> int:
+    """How many seqs of lo-hi (within its name range) the segment holds: read from its footer
+    when it has no holes, else from its seq column."""
+    with _reading(segment):
+        parquet = pq.ParquetFile(segment.path)
+        if parquet.metadata.num_rows == segment.last_seq - segment.first_seq + 1:
+            return hi - lo + 1
+        seqs = parquet.read(columns=["seq"]).column("seq")
+        inside = pc.and_(pc.greater_equal(seqs, lo), pc.less_equal(seqs, hi))
+        return pc.sum(inside.cast(pa.int64())).as_py() or 0
+
+
+def _edge_ts_ms(segment: Segment, *, last: bool) -> int:
+    """The ts_ms of the segment's first or last command, reading one row group."""
+    with _reading(segment):
+        parquet = pq.ParquetFile(segment.path)
+        group = parquet.num_row_groups - 1 if last else 0
+        ts_ms = parquet.read_row_group(group, columns=["ts_ms"]).column("ts_ms")
+        return ts_ms[-1 if last else 0].as_py()
+
+
+def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
+    """Record every hole between segment name ranges that no gap record covers yet; returns
+    how many records were written. Holes are computed from the whole archive, so a run that
+    imports nothing still completes the records of a run that stopped before writing them."""
+    covered = _union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
+    detected_ts_us = time.time_ns() // 1000
+    rows = []
+    reach: Segment | None = None  # the segment reaching the highest seq so far
+    for segment in segments:
+        if reach is not None and segment.first_seq > reach.last_seq + 1:
+            hole = (reach.last_seq + 1, segment.first_seq - 1)
+            for lo, hi in _uncovered(hole, covered):
+                rows.append(
+                    {
+                        "from_seq": lo,
+                        "to_seq": hi,
+                        "missing": hi - lo + 1,
+                        "cause": CAUSE,
+                        "detected_ts_us": detected_ts_us,
+                        "before_ts_ms": _edge_ts_ms(reach, last=True),
+                        "after_ts_ms": _edge_ts_ms(segment, last=False),
+                    }
+                )
+        if reach is None or segment.last_seq > reach.last_seq:
+            reach = segment
+    unit_id = f"import-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
+    by_path: dict[Path, list[dict]] = {}
+    for row in rows:
+        path = layout.unit_path(layout.gaps_dir, row["after_ts_ms"], unit_id)
+        by_path.setdefault(path, []).append(row)
+    for path, file_rows in by_path.items():
+        table = pa.Table.from_pylist(file_rows, schema=GAP_SCHEMA)
+        publish_parquet(table, path, compression="zstd")
+    return len(rows)
+
+
+def _union(ranges: Iterable[Range]) -> list[Range]:
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _uncovered(hole: Range, covered: list[Range]) -> list[Range]:
+    """The parts of ``hole`` outside ``covered`` (sorted, disjoint)."""
+    lo, hi = hole
+    parts = []
+    first = bisect_left(covered, lo, key=lambda r: r[1])  # the first range ending at lo or later
+    for a, b in islice(covered, first, None):
+        if a > hi:
+            break
+        if a > lo:
+            parts.append((lo, a - 1))
+        lo = b + 1
+    if lo <= hi:
+        parts.append((lo, hi))
+    return parts
