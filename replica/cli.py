@@ -520,7 +520,7 @@ def sql(archive: Path, query: str | None, views: bool, fmt: str, output: Path | 
         raise UsageError("give a QUERY, or --views to see what can be queried")
     if output is not None and output.resolve().is_relative_to(archive.resolve()):
         raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
-    with connect(archive) as connection:
+    with connect(archive, query=query) as connection:
         write_result(connection, query, fmt, output)
 
 
