@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.measures import verdict, write_json  # noqa: E402
 from decoder.archive import decode_archive  # noqa: E402
 from decoder.core import Decoder  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
@@ -447,20 +448,6 @@ def profile_decode(archive: Path, top: int = 25) -> str:
 
 
 # ---- main -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
-    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
-    rows = [
-        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
-         "unit": unit, "met": value >= target if op == ">=" else value <= target}
-        for measure, value, op, target, unit in measures
-    ]  # fmt: skip
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import replica.sql  # noqa: E402
+from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS  # noqa: E402
 from schemas.archive import (  # noqa: E402
     MS_PER_HOUR,
@@ -247,20 +248,6 @@ def check_rows(name: str, rows: list, n: int) -> None:
 
 
 # ---- main -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
-    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
-    rows = [
-        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
-         "unit": unit, "met": value >= target if op == ">=" else value <= target}
-        for measure, value, op, target, unit in measures
-    ]  # fmt: skip
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ from websockets.asyncio.server import ServerConnection, serve
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 RUNS = 3
@@ -182,20 +183,6 @@ def zstd3_payload_bytes(frames: list[str]) -> int:
 
 
 # ---- main -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
-    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
-    rows = [
-        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
-         "unit": unit, "met": value >= target if op == ">=" else value <= target}
-        for measure, value, op, target, unit in measures
-    ]  # fmt: skip
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def main() -> None:

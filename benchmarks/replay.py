@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import random
 import re
@@ -50,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import replica  # noqa: E402
+from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS, feed_frames  # noqa: E402
 from replay.frames import command_frame  # noqa: E402
 from replay.schedule import Schedule  # noqa: E402
@@ -243,20 +243,6 @@ def percentiles(late: list[float]) -> tuple[float, float, float]:
 
 
 # ---- main -----------------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def write_json(path: Path, benchmark: str, measures: list[tuple]) -> None:
-    """The final (measure, value, op, target, unit) as JSON objects, for ``benchmarks/run.py``."""
-    rows = [
-        {"benchmark": benchmark, "measure": measure, "value": value, "op": op, "target": target,
-         "unit": unit, "met": value >= target if op == ">=" else value <= target}
-        for measure, value, op, target, unit in measures
-    ]  # fmt: skip
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def us(seconds: float) -> str:
