@@ -11,6 +11,7 @@ import asyncio
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -558,7 +559,8 @@ def stats(archive: Path, as_json: bool) -> None:
     for day in days:
         click.echo(
             f"{day.date.isoformat():<12}{day.commands:>12,}{day.missing:>9,}"
-            f"{day.percent_complete:>9.2f}%{day.gap_records:>6}{day.raw_bytes / 1e6:>9.1f}"
+            f"{math.floor(day.percent_complete * 100) / 100:>9.2f}%{day.gap_records:>6}"
+            f"{day.raw_bytes / 1e6:>9.1f}"
             f"{day.compression:>8.3f}{day.decoded_bytes / 1e6:>12.1f}{day.total_bytes / 1e6:>10.1f}"
         )
         if day.decoded_rows:

@@ -39,6 +39,9 @@ _TIMESTAMP_OF_SUFFIX = {
 _DUCKDB_TYPE = {pa.int64(): "BIGINT", pa.binary(): "BLOB", pa.string(): "VARCHAR"}
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 
+# Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
+# how many are recorded and missing, and the percent complete rounded down, so that only a
+# complete day shows 100. A gap across midnight counts against the day it ends in.
 COMPLETENESS_SQL = """\
 WITH days AS (
     SELECT date, min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS recorded
@@ -49,14 +52,9 @@ WITH days AS (
 )
 SELECT date, from_seq, last_seq AS to_seq, recorded,
     last_seq - from_seq + 1 - recorded AS missing,
-    round(100.0 * recorded / (last_seq - from_seq + 1), 4) AS percent_complete
+    floor(1000000.0 * recorded / (last_seq - from_seq + 1)) / 10000 AS percent_complete
 FROM spans
 ORDER BY date"""
-COMPLETENESS_NOTE = (
-    "Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's "
-    "last, how many are recorded and missing, and the percent complete. A gap that spans "
-    "midnight counts against the day it ends in."
-)
 
 
 @dataclass(frozen=True)

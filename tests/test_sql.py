@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from decoder.archive import decode_archive
-from replica.sql import connect, view_statements
+from replica.sql import COMPLETENESS_SQL, connect, view_statements
 from schemas.archive import GAP_SCHEMA, ArchiveLayout
 from schemas.files import publish_parquet
 from tests.rawarchive import feed_rows, write_archive
@@ -256,3 +256,15 @@ def test_a_query_gets_the_views_it_names_and_a_query_naming_none_gets_all(two_da
     assert defined("SELECT count(*) FROM gaps") == {"gaps"}
     assert defined("SELECT * FROM Completeness") == {"completeness", "raw_cmds"}
     assert defined("SHOW TABLES") == {"raw_cmds", "gaps", "quarantine", "completeness"}
+
+
+def test_a_day_missing_one_seq_in_millions_is_not_shown_complete() -> None:
+    with duckdb.connect() as db:
+        db.execute(
+            "CREATE TABLE raw_cmds AS SELECT range AS seq, DATE '2026-11-20' AS date "
+            "FROM range(2000000) WHERE range <> 1234"
+        )
+        [(missing, percent)] = db.sql(
+            f"SELECT missing, percent_complete FROM ({COMPLETENESS_SQL})"
+        ).fetchall()
+    assert (missing, percent) == (1, 99.9999)
