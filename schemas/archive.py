@@ -8,8 +8,8 @@ here is a change of the archive format.
       gaps/date=YYYY-MM-DD/<unit>.parquet                         missing seq ranges
       quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
       spool/<unit>.wal                                            write-ahead log, unsealed frames
-      .lock                                                       held by the running recorder
-      .maintenance.lock                                           held by compact or decode
+      .lock                                                       held by a recorder or an import
+      .maintenance.lock                                           held by compact, decode or import
       .compact/                                                   a compaction's new directories
 
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
