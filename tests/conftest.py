@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +64,14 @@ def table_rows(directory: Path) -> list[dict]:
     for path in sorted(directory.glob("date=*/*.parquet")):
         rows += pq.read_table(path).to_pylist()
     return rows
+
+
+def replica(*args: str | Path, env: dict | None = None, timeout: float = 60):
+    """The ``replica`` command run as a subprocess, as a user or cron runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "replica", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

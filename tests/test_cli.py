@@ -23,21 +23,11 @@ import pytest
 
 from schemas.archive import ArchiveLayout
 from schemas.lock import ArchiveLock
-from tests.conftest import PATIENCE_S, reached, record
+from tests.conftest import PATIENCE_S, reached, record, replica
 from tests.feedserver import Live, Reject, ScriptedFeed, Send
 from tests.rawarchive import write_segment
 
 SECRET = "ak_live_CLI_SECRET_42"
-
-
-def replica(*args: str | Path, env: dict | None = None, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "-m", "replica", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def start_recording(*args: str | Path, env: dict | None = None) -> subprocess.Popen:

@@ -46,6 +46,7 @@ from tests.compactarchive import (
     raw_files,
     raw_table,
 )
+from tests.conftest import replica as run_replica
 from tests.rawarchive import feed_rows
 from tests.replayarchives import FEED_GAP, write_gap_records
 
@@ -226,15 +227,6 @@ def test_decoded_output_that_is_not_current_is_dropped_and_decoded_again(decoded
     assert duckdb.sql(
         f"SELECT count(*) = count(DISTINCT (seq, idx)) FROM read_parquet('{glob}')"
     ).fetchall() == [(True,)]
-
-
-def run_replica(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "replica", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_cli_compacts_closed_days_and_refuses_an_open_one(tmp_path: Path):

@@ -16,18 +16,10 @@ import pytest
 from decoder.archive import decode_archive
 from decoder.core import Decoder
 from schemas.decoded import DECODER_KEY, SEGMENTS_TABLE, decoded_path
+from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive, write_segment
 
 FACT_TABLES = ("orders", "cancels", "fills", "liquidations", "funding", "oracle", "withdrawals")
-
-
-def replica(*args: str | Path, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-m", "replica", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ import contextlib
 import json
 import os
 import random
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from schemas.archive import GAP_SCHEMA, ArchiveLayout
 from schemas.errors import ArchiveError
 from schemas.files import publish_parquet
 from schemas.lock import ArchiveLock, maintenance_lock
-from tests.conftest import raw_rows
+from tests.conftest import raw_rows, replica
 from tests.rawarchive import payload_rows, write_segment
 
 BASE = 990_612_480  # a block height: block BASE + i is at START_TS_MS + 80 i
@@ -65,15 +63,6 @@ def seqs_of(archive: Path) -> list[int]:
 
 def parquet_files(archive: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in archive.rglob("*.parquet")}
-
-
-def replica(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "replica", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_block_time_is_floored_to_microseconds() -> None:

@@ -20,9 +20,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from schemas.archive import ArchiveLayout
-from tests.conftest import PATIENCE_S, raw_rows, table_rows
+from tests.conftest import PATIENCE_S, raw_rows, replica, table_rows
 from tests.replayarchives import FEED_GAP, FEED_LAST_SEQ, FEED_LINES, record_fixture_feed
-from tests.test_cli import replica
 
 SECRET = "ak_live_REPLAY_CLI_SECRET_7"
 GAP_WARNING = (

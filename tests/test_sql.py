@@ -20,8 +20,8 @@ from decoder.archive import decode_archive
 from replica.sql import COMPLETENESS_SQL, connect, view_statements
 from schemas.archive import GAP_SCHEMA, ArchiveLayout
 from schemas.files import publish_parquet
+from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive
-from tests.test_decode_archive import replica
 
 MIDNIGHT_MS = int(datetime(2026, 11, 21, tzinfo=UTC).timestamp() * 1000)
 

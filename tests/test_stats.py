@@ -12,8 +12,8 @@ from replay.frames import command_frame
 from replay.records import ReplayRecord
 from replica.stats import archive_stats
 from schemas.archive import ArchiveLayout
+from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive
-from tests.test_decode_archive import replica
 
 
 def _frame_bytes(rows: list[dict]) -> int:
