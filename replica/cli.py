@@ -535,9 +535,9 @@ def duckdb_command(archive: Path, database: Path) -> None:
 
     if database.resolve().is_relative_to(archive.resolve()):
         raise UsageError(f"{database} is inside the archive; write it elsewhere")
-    with connect(archive, str(database)):
-        pass
-    click.echo(f"{database}: views {', '.join(view_names(archive))} over {archive.resolve()}")
+    with connect(archive, str(database)) as connection:
+        names = view_names(connection)
+    click.echo(f"{database}: views {', '.join(names)} over {archive.resolve()}")
 
 
 @cli.command()

@@ -187,5 +187,11 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
-def view_names(root: Path) -> list[str]:
-    return [view.name for view in table_views(root)] + ["completeness"]
+def view_names(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """The views in ``connection``: those ``connect`` defined, and any a database file had."""
+    return [
+        name
+        for (name,) in connection.sql(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+        ).fetchall()
+    ]

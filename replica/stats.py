@@ -13,7 +13,7 @@ from pathlib import Path
 
 from replay.frames import command_frame
 from replay.records import ReplayRecord
-from replica.sql import connect, table_views
+from replica.sql import connect, view_names
 from schemas.archive import ArchiveLayout
 from schemas.decoded import DECODED_DIR
 
@@ -31,7 +31,7 @@ JOIN (
     FROM raw_cmds GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
-_RAW_TABLES = ("raw_cmds", "gaps", "quarantine")
+_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "completeness")
 
 
 @dataclass
@@ -59,10 +59,11 @@ class DayStats:
 
 
 def archive_stats(root: Path) -> list[DayStats]:
-    decoded_tables = [v.name for v in table_views(root) if v.name not in _RAW_TABLES]
     with connect(root) as db:
         days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
-        for table in decoded_tables:
+        for table in view_names(db):
+            if table in _RAW_TABLES:
+                continue
             for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
                 if day in days:
                     days[day].decoded_rows[table] = rows
