@@ -57,20 +57,21 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.measures import verdict, write_json  # noqa: E402
-from decoder.archive import decode_archive  # noqa: E402
-from decoder.core import Decoder  # noqa: E402
-from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
-from schemas.archive import (  # noqa: E402
+from replica.decoder.archive import decode_archive  # noqa: E402
+from replica.decoder.core import Decoder  # noqa: E402
+from replica.schemas.archive import (  # noqa: E402
     MS_PER_HOUR,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
 )
-from schemas.decoded import DECODED_DIR  # noqa: E402
-from schemas.files import publish_parquet  # noqa: E402
-from schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand  # noqa: E402
+from replica.schemas.decoded import DECODED_DIR  # noqa: E402
+from replica.schemas.files import publish_parquet  # noqa: E402
+from replica.schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand  # noqa: E402
+
+from benchmarks.measures import verdict, write_json  # noqa: E402
+from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
 
 RUNS = 3
 TIMEOUT_S = 600.0

@@ -55,17 +55,18 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import replica.sql  # noqa: E402
-from benchmarks.measures import verdict, write_json  # noqa: E402
-from fixtures.make_feed import START_SEQ, START_TS_MS  # noqa: E402
-from schemas.archive import (  # noqa: E402
+from replica.schemas.archive import (  # noqa: E402
     MS_PER_HOUR,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
 )
-from schemas.files import publish_parquet  # noqa: E402
+from replica.schemas.files import publish_parquet  # noqa: E402
+
+import replica.sql  # noqa: E402
+from benchmarks.measures import verdict, write_json  # noqa: E402
+from fixtures.make_feed import START_SEQ, START_TS_MS  # noqa: E402
 
 RUNS = 5
 TIMEOUT_S = 600.0

@@ -48,17 +48,18 @@ from websockets.asyncio.server import ServerConnection, serve
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import replica  # noqa: E402
-from benchmarks.measures import verdict, write_json  # noqa: E402
-from fixtures.make_feed import START_SEQ, START_TS_MS, feed_frames  # noqa: E402
-from replay.frames import command_frame  # noqa: E402
-from replay.schedule import Schedule  # noqa: E402
-from schemas.archive import (  # noqa: E402
+from replica.replay.frames import command_frame  # noqa: E402
+from replica.replay.schedule import Schedule  # noqa: E402
+from replica.schemas.archive import (  # noqa: E402
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
 )
+
+import replica  # noqa: E402
+from benchmarks.measures import verdict, write_json  # noqa: E402
+from fixtures.make_feed import START_SEQ, START_TS_MS, feed_frames  # noqa: E402
 
 RUNS = 3
 PACED_RUNS = 2

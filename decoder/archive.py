@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from decoder.core import Decoder
-from decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
-from schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
-from schemas.decoded import (
+from replica.decoder.core import Decoder
+from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
+from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
+from replica.schemas.decoded import (
     DECODED_DIR,
     DECODED_ZSTD_LEVEL,
     DECODER_KEY,
@@ -39,9 +38,9 @@ from schemas.decoded import (
     SOURCE_KEY,
     decoded_path,
 )
-from schemas.errors import ArchiveError
-from schemas.files import ReplacingParquetWriter, replace_parquet
-from schemas.lock import maintenance_lock
+from replica.schemas.errors import ArchiveError
+from replica.schemas.files import ReplacingParquetWriter, replace_parquet
+from replica.schemas.lock import maintenance_lock
 
 # Raw rows decoded at a time: one row group of the recorder's segments.
 BATCH_ROWS = RAW_ROW_GROUP_ROWS

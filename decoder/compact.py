@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from schemas.archive import RAW_ROW_GROUP_ROWS, Segment
-from schemas.concat import concatenate
-from schemas.decoded import (
+from replica.schemas.archive import RAW_ROW_GROUP_ROWS, Segment
+from replica.schemas.concat import concatenate
+from replica.schemas.decoded import (
     DECODED_DIR,
     DECODED_ZSTD_LEVEL,
     DECODER_KEY,
@@ -28,7 +27,7 @@ from schemas.decoded import (
     SOURCE_KEY,
     decoded_path,
 )
-from schemas.files import publish_parquet
+from replica.schemas.files import publish_parquet
 
 _OPTIONS = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
 # The largest row groups decode writes (one per raw row group, for tables of one row per

@@ -13,12 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from decoder.messages import PayloadMessage, contract_v1
-from decoder.node import NodeColumns, NotABlock
-from decoder.protobuf import KEY_FIELDS, CommandPlan
-from schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
-from schemas.errors import UsageError
+from replica.decoder.messages import PayloadMessage, contract_v1
+from replica.decoder.node import NodeColumns, NotABlock
+from replica.decoder.protobuf import KEY_FIELDS, CommandPlan
+from replica.schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
+from replica.schemas.errors import UsageError
 
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.

@@ -11,9 +11,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FileDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
-
-from schemas.errors import UsageError
-from schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand
+from replica.schemas.errors import UsageError
+from replica.schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand
 
 
 @dataclass(frozen=True)

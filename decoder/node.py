@@ -24,9 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import msgspec
-
-from schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA, TRANSFERS_SCHEMA
-from schemas.nodetime import block_time_ns
+from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA, TRANSFERS_SCHEMA
+from replica.schemas.nodetime import block_time_ns
 
 Row = dict[str, Any]
 

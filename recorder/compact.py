@@ -14,10 +14,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from recorder.frames import Command
-from recorder.spool import leftover_spools, read_spool
-from schemas.archive import (
+from replica.recorder.frames import Command
+from replica.recorder.spool import leftover_spools, read_spool
+from replica.schemas.archive import (
     RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
@@ -25,7 +24,7 @@ from schemas.archive import (
     ArchiveLayout,
     Segment,
 )
-from schemas.concat import concatenate
+from replica.schemas.concat import concatenate
 
 # Eight row groups: large enough that DuckDB's per-file costs vanish and its threads each get a
 # row group, small enough that one file stays a few hundred MB at most.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from schemas.errors import UsageError
+from replica.schemas.errors import UsageError
 
 
 def is_loopback(host: str) -> bool:

@@ -16,8 +16,7 @@ import re
 from typing import Annotated, NamedTuple
 
 import msgspec
-
-from schemas.archive import MAX_TS_MS
+from replica.schemas.archive import MAX_TS_MS
 
 INT64_MAX = 2**63 - 1
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import lz4.frame
 import msgspec
-
-from schemas.errors import UsageError
-from schemas.nodetime import block_time_ns
+from replica.schemas.errors import UsageError
+from replica.schemas.nodetime import block_time_ns
 
 _HEIGHT_NAME = re.compile(r"^([0-9]+)(\.lz4)?$")
 

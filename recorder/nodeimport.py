@@ -30,10 +30,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from recorder import __version__
-from recorder.nodefiles import BadLine, Blocks, NodeFile, node_files, read_blocks
-from schemas.archive import (
+from replica.recorder import __version__
+from replica.recorder.nodefiles import BadLine, Blocks, NodeFile, node_files, read_blocks
+from replica.schemas.archive import (
     GAP_SCHEMA,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
@@ -41,9 +40,9 @@ from schemas.archive import (
     Segment,
     hour_of,
 )
-from schemas.errors import ArchiveError
-from schemas.files import publish_parquet
-from schemas.lock import ArchiveLock
+from replica.schemas.errors import ArchiveError
+from replica.schemas.files import publish_parquet
+from replica.schemas.lock import ArchiveLock
 
 CAUSE = "import"
 TASK = "replica import-node"

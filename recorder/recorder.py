@@ -20,14 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from recorder import __version__
-from recorder.feedurl import check_url, is_loopback, public_url, with_api_key
-from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
-from recorder.segments import publish_unit
-from recorder.session import (
+from replica.recorder import __version__
+from replica.recorder.feedurl import check_url, is_loopback, public_url, with_api_key
+from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
+from replica.recorder.segments import publish_unit
+from replica.recorder.session import (
     FeedSession,
     RecentPayloads,
     SessionStats,
@@ -36,12 +33,14 @@ from recorder.session import (
     SpoolOpen,
     Unit,
 )
-from recorder.spool import SpoolWriter
-from recorder.startup import archived_tail, recover_spools, remove_temporary_files
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
-from schemas.lock import ArchiveLock
-from schemas.redact import RedactingLogger, redact
+from replica.recorder.spool import SpoolWriter
+from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
+from replica.schemas.lock import ArchiveLock
+from replica.schemas.redact import RedactingLogger, redact
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 log = logging.getLogger(__name__)
 

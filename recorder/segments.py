@@ -12,16 +12,15 @@ from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
-
-from recorder.session import QuarantineRow, Unit
-from schemas.archive import (
+from replica.recorder.session import QuarantineRow, Unit
+from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
     ArchiveLayout,
 )
-from schemas.files import publish_parquet
+from replica.schemas.files import publish_parquet
 
 _TABLE_OPTIONS = {"compression": "zstd"}
 

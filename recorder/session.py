@@ -18,9 +18,9 @@ import secrets
 from array import array
 from dataclasses import dataclass, field
 
-from recorder.frames import BadFrame, Command, command_frame, parse_frame
-from recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
-from schemas.archive import MS_PER_HOUR
+from replica.recorder.frames import BadFrame, Command, command_frame, parse_frame
+from replica.recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
+from replica.schemas.archive import MS_PER_HOUR
 
 FRAME_TEXT_CAP = 65_536
 # Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.

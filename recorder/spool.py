@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
-
-from recorder.frames import Command
-from recorder.session import SpoolRecord
+from replica.recorder.frames import Command
+from replica.recorder.session import SpoolRecord
 
 _CHUNK_HEAD = struct.Struct("<cII")
 _COUNT = struct.Struct("<I")

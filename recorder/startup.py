@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from recorder.segments import publish_unit
-from recorder.seq import Cause, TrackerState
-from recorder.session import FeedSession, RecentPayloads
-from recorder.spool import leftover_spools, read_spool
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveError
+from replica.recorder.segments import publish_unit
+from replica.recorder.seq import Cause, TrackerState
+from replica.recorder.session import FeedSession, RecentPayloads
+from replica.recorder.spool import leftover_spools, read_spool
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError
 
 log = logging.getLogger(__name__)
 

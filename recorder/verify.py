@@ -13,8 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from schemas.archive import (
+from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
     QUARANTINE_SCHEMA,
@@ -22,7 +21,7 @@ from schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
-from schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError
 
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from replay.records import ReplayRecord
+from replica.replay.records import ReplayRecord
 
 
 def command_frame(record: ReplayRecord) -> str:

@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError
 
 Range = tuple[int, int]  # inclusive
 _ONE = pa.scalar(1, pa.int64())  # typed: see replay.selection._int64

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qs
 
-from replay.schedule import parse_speed
-from replay.selection import Selection, utc_ms
-from schemas.errors import UsageError
+from replica.replay.schedule import parse_speed
+from replica.replay.selection import Selection, utc_ms
+from replica.schemas.errors import UsageError
 
 PARAMETERS = ("from_seq", "to_seq", "start", "end", "speed")
 

@@ -21,10 +21,9 @@ from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from replay.selection import Selection
-from schemas.archive import MS_PER_HOUR, RAW_SCHEMA, ArchiveLayout, Segment
-from schemas.errors import ArchiveError
+from replica.replay.selection import Selection
+from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, ArchiveLayout, Segment
+from replica.schemas.errors import ArchiveError
 
 RAW_COLUMNS = RAW_SCHEMA.names
 _SEQ, _TS_MS = RAW_COLUMNS.index("seq"), RAW_COLUMNS.index("ts_ms")

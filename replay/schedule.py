@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from schemas.errors import UsageError
+from replica.schemas.errors import UsageError
 
 # The timestamp columns a schedule can follow, with their units per second.
 CLOCKS = {

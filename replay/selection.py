@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from schemas.errors import UsageError
+from replica.schemas.errors import UsageError
 
 
 def utc_ms(name: str, moment: datetime) -> int:

@@ -28,19 +28,18 @@ from collections.abc import AsyncGenerator, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
+from replica.replay.frames import command_frame, connected_frame
+from replica.replay.query import parse_query
+from replica.replay.records import ReplayGap
+from replica.replay.selection import Selection
+from replica.replay.stream import Replay
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.redact import RedactingLogger
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
-
-from replay.frames import command_frame, connected_frame
-from replay.query import parse_query
-from replay.records import ReplayGap
-from replay.selection import Selection
-from replay.stream import Replay
-from schemas.archive import ArchiveLayout
-from schemas.errors import ReplicaError, UsageError
-from schemas.redact import RedactingLogger
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,14 @@ from itertools import chain, islice, repeat
 from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
-
-from replay.gaps import GapCauses, GapTracker
-from replay.pacing import Pacer
-from replay.reader import RAW_COLUMNS, SkippedSpan, read_selected, recorded_gaps
-from replay.records import ReplayGap, ReplayRecord
-from replay.schedule import Schedule, check_clock, check_speed
-from replay.selection import Selection
-from schemas.archive import ArchiveLayout
-from schemas.errors import GapInRange, UsageError
+from replica.replay.gaps import GapCauses, GapTracker
+from replica.replay.pacing import Pacer
+from replica.replay.reader import RAW_COLUMNS, SkippedSpan, read_selected, recorded_gaps
+from replica.replay.records import ReplayGap, ReplayRecord
+from replica.replay.schedule import Schedule, check_clock, check_speed
+from replica.replay.selection import Selection
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import GapInRange, UsageError
 
 # Rows per Parquet batch: enough that per-batch costs vanish.
 BATCH_ROWS = 8192

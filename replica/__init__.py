@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from recorder import __version__
-from schemas.errors import (
+from replica.recorder import __version__
+from replica.schemas.errors import (
     ArchiveError,
     ArchiveLocked,
     AuthRefused,
@@ -25,38 +25,38 @@ from schemas.errors import (
 )
 
 if TYPE_CHECKING:
-    from decoder.archive import DecodeSummary, MessageSpec
-    from decoder.archive import decode_archive as decode
-    from decoder.core import Decoder
-    from recorder.nodeimport import ImportSummary, import_node
-    from recorder.policy import BackoffPolicy
-    from recorder.recorder import Recorder, RecorderConfig, Summary
-    from recorder.verify import GapRecord, Report, read_gaps, verify
-    from replay.records import ReplayGap, ReplayRecord
-    from replay.stream import Replay
     from replica.archive import Archive, DecodedCommand, open
     from replica.compact import CompactSummary, compact
+    from replica.decoder.archive import DecodeSummary, MessageSpec
+    from replica.decoder.archive import decode_archive as decode
+    from replica.decoder.core import Decoder
+    from replica.recorder.nodeimport import ImportSummary, import_node
+    from replica.recorder.policy import BackoffPolicy
+    from replica.recorder.recorder import Recorder, RecorderConfig, Summary
+    from replica.recorder.verify import GapRecord, Report, read_gaps, verify
+    from replica.replay.records import ReplayGap, ReplayRecord
+    from replica.replay.stream import Replay
     from replica.sql import connect
 
 # name -> (module, attribute)
 _LAZY = {
-    "DecodeSummary": ("decoder.archive", "DecodeSummary"),
-    "MessageSpec": ("decoder.archive", "MessageSpec"),
-    "decode": ("decoder.archive", "decode_archive"),
-    "Decoder": ("decoder.core", "Decoder"),
-    "ImportSummary": ("recorder.nodeimport", "ImportSummary"),
-    "import_node": ("recorder.nodeimport", "import_node"),
-    "BackoffPolicy": ("recorder.policy", "BackoffPolicy"),
-    "Recorder": ("recorder.recorder", "Recorder"),
-    "RecorderConfig": ("recorder.recorder", "RecorderConfig"),
-    "Summary": ("recorder.recorder", "Summary"),
-    "GapRecord": ("recorder.verify", "GapRecord"),
-    "Report": ("recorder.verify", "Report"),
-    "read_gaps": ("recorder.verify", "read_gaps"),
-    "verify": ("recorder.verify", "verify"),
-    "ReplayGap": ("replay.records", "ReplayGap"),
-    "ReplayRecord": ("replay.records", "ReplayRecord"),
-    "Replay": ("replay.stream", "Replay"),
+    "DecodeSummary": ("replica.decoder.archive", "DecodeSummary"),
+    "MessageSpec": ("replica.decoder.archive", "MessageSpec"),
+    "decode": ("replica.decoder.archive", "decode_archive"),
+    "Decoder": ("replica.decoder.core", "Decoder"),
+    "ImportSummary": ("replica.recorder.nodeimport", "ImportSummary"),
+    "import_node": ("replica.recorder.nodeimport", "import_node"),
+    "BackoffPolicy": ("replica.recorder.policy", "BackoffPolicy"),
+    "Recorder": ("replica.recorder.recorder", "Recorder"),
+    "RecorderConfig": ("replica.recorder.recorder", "RecorderConfig"),
+    "Summary": ("replica.recorder.recorder", "Summary"),
+    "GapRecord": ("replica.recorder.verify", "GapRecord"),
+    "Report": ("replica.recorder.verify", "Report"),
+    "read_gaps": ("replica.recorder.verify", "read_gaps"),
+    "verify": ("replica.recorder.verify", "verify"),
+    "ReplayGap": ("replica.replay.records", "ReplayGap"),
+    "ReplayRecord": ("replica.replay.records", "ReplayRecord"),
+    "Replay": ("replica.replay.stream", "Replay"),
     "Archive": ("replica.archive", "Archive"),
     "DecodedCommand": ("replica.archive", "DecodedCommand"),
     "open": ("replica.archive", "open"),

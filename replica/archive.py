@@ -19,12 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from decoder.core import Decoder
-from replay.records import ReplayRecord
-from replay.selection import Selection, utc_ms
-from replay.stream import Replay
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveError
+from replica.decoder.core import Decoder
+from replica.replay.records import ReplayRecord
+from replica.replay.selection import Selection, utc_ms
+from replica.replay.stream import Replay
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError
 
 
 class DecodedCommand(NamedTuple):

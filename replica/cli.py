@@ -25,20 +25,20 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from recorder import __version__
-from replay.digest import CommandDigest
-from replay.frames import command_frame
-from replay.records import ReplayGap
-from replay.schedule import CLOCKS
 from replica.options import Duration, Speed, UtcTime, api_key_from
 from replica.progress import ProgressBar
-from schemas.errors import ReplicaError, UsageError
-from schemas.redact import redact
+from replica.recorder import __version__
+from replica.replay.digest import CommandDigest
+from replica.replay.frames import command_frame
+from replica.replay.records import ReplayGap
+from replica.replay.schedule import CLOCKS
+from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.redact import redact
 
 if TYPE_CHECKING:
-    from recorder.recorder import Recorder
-    from replay.server import DiskSyncServer
-    from replay.stream import Replay
+    from replica.recorder.recorder import Recorder
+    from replica.replay.server import DiskSyncServer
+    from replica.replay.stream import Replay
 
 log = logging.getLogger("replica")
 
@@ -142,7 +142,7 @@ def record(
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
     recorder. The last line on stdout is a JSON summary of the run.
     """
-    from recorder.recorder import Recorder, RecorderConfig
+    from replica.recorder.recorder import Recorder, RecorderConfig
 
     env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
     api_key = api_key_from(api_key_env, env_explicit, api_key_file)
@@ -194,7 +194,7 @@ async def _record(recorder: Recorder, api_key: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def gaps(archive: Path, as_json: bool) -> None:
     """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
-    from recorder.verify import read_gaps
+    from replica.recorder.verify import read_gaps
 
     records = read_gaps(archive)
     if as_json:
@@ -252,8 +252,8 @@ def verify_command(ctx: click.Context, archive: Path, digest: bool, **selection)
     gap records agree with the data. Prints each problem; exits 1 if there is any."""
     if not digest and any(value is not None for value in selection.values()):
         raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
-    from recorder.verify import verify
     from replica.archive import open as open_archive
+    from replica.recorder.verify import verify
 
     report = verify(archive)
     for problem in report.problems:
@@ -395,8 +395,8 @@ def serve(
     ws://127.0.0.1:PORT/?from_seq=482910000&speed=10. A bad parameter is answered with HTTP
     400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
     """
-    from replay.server import DiskSyncServer, archive_frames
     from replica.archive import open as open_archive
+    from replica.replay.server import DiskSyncServer, archive_frames
 
     api_key = None
     if api_key_env is not None or api_key_file is not None:
@@ -464,7 +464,7 @@ def decode(
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
     rows per table. Exits 1 if a segment could not be decoded (the others are decoded).
     """
-    from decoder.archive import MessageSpec, decode_archive
+    from replica.decoder.archive import MessageSpec, decode_archive
 
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
@@ -581,7 +581,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     as gaps. A progress bar on a terminal, then a summary. Exits 1 if a file has a bad line (the
     others are imported), 4 if a recorder, replica compact or replica decode holds ARCHIVE.
     """
-    from recorder.nodeimport import import_node
+    from replica.recorder.nodeimport import import_node
 
     progress = ProgressBar(enabled=sys.stderr.isatty(), label="importing")
 

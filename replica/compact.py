@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoder.compact import plan_decoded
-from recorder.compact import (
+from replica.decoder.compact import plan_decoded
+from replica.recorder.compact import (
     day_dir,
     plan_merges,
     raw_days,
@@ -24,12 +24,12 @@ from recorder.compact import (
     why_open,
     write_merged_segment,
 )
-from recorder.verify import open_layout
+from replica.recorder.verify import open_layout
+from replica.schemas.archive import ArchiveLayout, Segment
+from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.errors import UsageError
+from replica.schemas.lock import maintenance_lock
 from replica.staging import DayStaging, finish_interrupted
-from schemas.archive import ArchiveLayout, Segment
-from schemas.decoded import DECODED_DIR
-from schemas.errors import UsageError
-from schemas.lock import maintenance_lock
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """``replica demo``: the whole recorder on a bundled feed, with no key and no network.
 
-A local Disk-Sync server (with an API key it checks) streams ``fixtures/feed.jsonl``; the
+A local Disk-Sync server (with an API key it checks) streams the bundled ``demo_feed.jsonl``; the
 recorder archives it; then the archive is verified, its gaps listed, its payloads decoded, a few
 SQL queries run over its views, and a slice around the first gap replayed at ten times its pace.
 """
@@ -14,27 +14,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from decoder.archive import decode_archive
-from recorder.recorder import Recorder, RecorderConfig
-from recorder.verify import read_gaps, verify
-from replay.records import ReplayGap
-from replay.server import DiskSyncServer
 from replica.archive import open as replica_open
+from replica.decoder.archive import decode_archive
+from replica.recorder.recorder import Recorder, RecorderConfig
+from replica.recorder.verify import read_gaps, verify
+from replica.replay.records import ReplayGap
+from replica.replay.server import DiskSyncServer
 from replica.results import table_text
+from replica.schemas.errors import ReplicaError
 from replica.sql import connect
-from schemas.errors import ReplicaError
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
+# Package data, so that the demo runs from any install; ``fixtures/make_feed.py`` regenerates it.
+DEMO_FEED = Path(__file__).with_name("demo_feed.jsonl")
 _PATIENCE_S = 120.0
 
 
 def _fixture_frames() -> list[str]:
-    if not FIXTURE.is_file():
-        raise ReplicaError(
-            f"the demo feed {FIXTURE} is missing; run the demo from a source checkout "
-            "installed with 'pip install -e .'"
-        )
-    return FIXTURE.read_text(encoding="utf-8").splitlines()
+    return DEMO_FEED.read_text(encoding="utf-8").splitlines()
 
 
 async def run_demo(directory: Path, say: Callable[[str], None]) -> None:

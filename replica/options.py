@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from replay.schedule import parse_speed
-from schemas.errors import UsageError
+from replica.replay.schedule import parse_speed
+from replica.schemas.errors import UsageError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from schemas.errors import ReplicaError, UsageError
+from replica.schemas.errors import ReplicaError, UsageError
 
 FORMATS = ("table", "csv", "json", "parquet")
 _COPY_OPTIONS = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json", "parquet": "FORMAT parquet"}

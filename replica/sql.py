@@ -25,9 +25,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
-from schemas.decoded import DECODED_DIR
-from schemas.errors import ArchiveError
+from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
+from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.errors import ArchiveError
 
 # Finest first.
 _TIMESTAMP_OF_SUFFIX = {

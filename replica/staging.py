@@ -24,10 +24,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveError
-from schemas.files import fsync_dir
-from schemas.swap import exchange
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError
+from replica.schemas.files import fsync_dir
+from replica.schemas.swap import exchange
 
 SENTINEL = ".staged"
 

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from replay.frames import command_frame
-from replay.records import ReplayRecord
+from replica.replay.frames import command_frame
+from replica.replay.records import ReplayRecord
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.decoded import DECODED_DIR
 from replica.sql import connect, view_names
-from schemas.archive import ArchiveLayout
-from schemas.decoded import DECODED_DIR
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
 _FRAME_OVERHEAD = len(command_frame(ReplayRecord(0, 0, 0, 0, 0, b"", 0.0))) - 4

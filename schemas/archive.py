@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000

@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-
-from schemas.archive import Segment
+from replica.schemas.archive import Segment
 
 DECODED_DIR = "decoded"
 SEGMENTS_TABLE = "_segments"

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveError, ArchiveLocked
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError, ArchiveLocked
 
 
 class ArchiveLock:

@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError
 
 _AT_FDCWD = -100  # paths relative to the working directory, as open() takes them
 _RENAME_EXCHANGE = 2

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replica.decoder.archive import decode_archive
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.decoded import SEGMENTS_TABLE
 
-from decoder.archive import decode_archive
-from schemas.archive import ArchiveLayout
-from schemas.decoded import SEGMENTS_TABLE
 from tests.rawarchive import feed_rows, write_archive
 from tests.replayarchives import FEED_GAP, write_gap_records
 

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from recorder.policy import BackoffPolicy
-from recorder.recorder import Recorder, RecorderConfig, Summary
-from schemas.archive import ArchiveLayout
+from replica.recorder.policy import BackoffPolicy
+from replica.recorder.recorder import Recorder, RecorderConfig, Summary
+from replica.schemas.archive import ArchiveLayout
 
 FAST_BACKOFF = BackoffPolicy(initial=0.05, cap=0.2, jitter=0.0)
 PATIENCE_S = 20.0  # a guard against hanging, never a performance expectation

@@ -6,17 +6,16 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+from replica.schemas.archive import RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout, Segment, hour_of
+from replica.schemas.files import publish_parquet
 
-from schemas.archive import RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout, Segment, hour_of
-from schemas.files import publish_parquet
-
-FEED = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
+from replica.demo import DEMO_FEED
 
 
 def feed_rows() -> list[dict]:
     """The bundled fixture feed as raw rows."""
     rows = []
-    for line in FEED.read_text().splitlines():
+    for line in DEMO_FEED.read_text().splitlines():
         frame = json.loads(line)
         rows.append(
             {

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from schemas.archive import (
+from replica.schemas.archive import (
     GAP_SCHEMA,
     RAW_SCHEMA,
     ArchiveLayout,
 )
+
+from replica.demo import DEMO_FEED
 from tests.conftest import reached, record
 from tests.feedserver import ScriptedFeed, Send
 from tests.rawarchive import write_archive
 
-FEED = Path(__file__).resolve().parent.parent / "fixtures" / "feed.jsonl"
-FEED_LINES = FEED.read_text(encoding="utf-8").splitlines()
+FEED_LINES = DEMO_FEED.read_text(encoding="utf-8").splitlines()
 FEED_FIRST_SEQ, FEED_LAST_SEQ = 482_910_000, 482_913_004
 FEED_GAP = (482_911_500, 482_911_504)
 

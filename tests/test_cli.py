@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.lock import ArchiveLock
 
-from schemas.archive import ArchiveLayout
-from schemas.lock import ArchiveLock
 from tests.conftest import PATIENCE_S, reached, record, replica
 from tests.feedserver import Live, Reject, ScriptedFeed, Send
 from tests.rawarchive import write_segment

@@ -23,18 +23,18 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from replica.decoder.archive import decode_archive
+from replica.recorder.frames import Command
+from replica.recorder.spool import SpoolWriter
+from replica.recorder.verify import Report, verify
+from replica.schemas.archive import RAW_ROW_GROUP_ROWS, RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout
+from replica.schemas.decoded import SEGMENTS_TABLE, SOURCE_KEY
+from replica.schemas.errors import ArchiveError, ArchiveLocked, UsageError
+from replica.schemas.files import publish_parquet
 
 import replica
-from decoder.archive import decode_archive
-from recorder.frames import Command
-from recorder.spool import SpoolWriter
-from recorder.verify import Report, verify
 from replica.compact import compact, stage_day
 from replica.staging import finish, settle, swap_in
-from schemas.archive import RAW_ROW_GROUP_ROWS, RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout
-from schemas.decoded import SEGMENTS_TABLE, SOURCE_KEY
-from schemas.errors import ArchiveError, ArchiveLocked, UsageError
-from schemas.files import publish_parquet
 from tests.compactarchive import (
     AFTER,
     DAY1,
@@ -128,7 +128,7 @@ def test_a_second_run_changes_nothing_and_says_so(archive: Path):
 def test_segments_merge_up_to_the_target_and_one_left_alone_is_not_rewritten(
     archive: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("recorder.compact.TARGET_ROWS", 280)
+    monkeypatch.setattr("replica.recorder.compact.TARGET_ROWS", 280)
     hour = archive / "raw" / "date=2026-11-20" / "hour=22"
     last = sorted(hour.iterdir())[-1]
     before, kept = raw_table(archive), (last.stat().st_ino, last.stat().st_mtime_ns)
@@ -299,7 +299,7 @@ import os, signal, sys
 from pathlib import Path
 from replica.compact import stage_day
 from replica.staging import swap_in
-from schemas.archive import ArchiveLayout
+from replica.schemas.archive import ArchiveLayout
 from tests.compactarchive import DAY1
 
 staging, _ = stage_day(ArchiveLayout(Path(sys.argv[1])), DAY1)

@@ -12,10 +12,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from replica.decoder.archive import decode_archive
+from replica.decoder.core import Decoder
+from replica.schemas.decoded import DECODER_KEY, SEGMENTS_TABLE, decoded_path
 
-from decoder.archive import decode_archive
-from decoder.core import Decoder
-from schemas.decoded import DECODER_KEY, SEGMENTS_TABLE, decoded_path
 from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive, write_segment
 
@@ -228,7 +228,7 @@ def test_a_segment_decoded_in_small_batches_gives_the_same_files(
     for root in (whole, batched):
         write_archive(root, feed_rows(), per_segment=3000)
     decode_archive(whole)
-    monkeypatch.setattr("decoder.archive.BATCH_ROWS", 97)
+    monkeypatch.setattr("replica.decoder.archive.BATCH_ROWS", 97)
     decode_archive(batched)
     for path in sorted((whole / "decoded").rglob("*.parquet")):
         twin = batched / path.relative_to(whole)

@@ -21,8 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-
-from decoder.core import Decoder
+from replica.decoder.core import Decoder
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "fixtures" / "golden"

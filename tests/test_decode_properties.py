@@ -25,11 +25,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from replica.decoder.core import Decoder
+from replica.schemas.archive import MAX_TS_MS
+from replica.schemas.hyperliquid.replica.v1 import replica_pb2 as pb
 
-from decoder.core import Decoder
 from fixtures.make_feed import START_TS_MS, node_block, protobuf_command
-from schemas.archive import MAX_TS_MS
-from schemas.hyperliquid.replica.v1 import replica_pb2 as pb
+from replica.demo import DEMO_FEED
 
 REPO = Path(__file__).resolve().parents[1]
 DECODER = Decoder()
@@ -733,7 +734,7 @@ def test_a_batch_gives_each_payload_the_rows_it_has_alone(payloads: list[bytes])
 def test_a_large_batch_equals_its_slices() -> None:
     """The recorded demo feed (3000 commands and blocks) decoded at once and in slices of 700:
     the rows must not depend on where a batch, or any chunking inside the decoder, starts."""
-    lines = (REPO / "fixtures" / "feed.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = DEMO_FEED.read_text(encoding="utf-8").splitlines()
     frames = [json.loads(line) for line in lines]
     seqs = [frame["seq"] for frame in frames]
     ts_ms = [frame["ts_ms"] for frame in frames]

@@ -13,11 +13,11 @@ import duckdb
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
+from replica.decoder.core import Decoder
+from replica.decoder.messages import from_descriptor_set
+from replica.schemas.errors import UsageError
+from replica.schemas.hyperliquid.replica.v1 import replica_pb2
 
-from decoder.core import Decoder
-from decoder.messages import from_descriptor_set
-from schemas.errors import UsageError
-from schemas.hyperliquid.replica.v1 import replica_pb2
 from tests.rawarchive import payload_rows, write_archive
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"

@@ -12,9 +12,8 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from recorder.frames import INT64_MAX, BadFrame, Command, Connected, parse_frame
-from schemas.archive import MAX_TS_MS
+from replica.recorder.frames import INT64_MAX, BadFrame, Command, Connected, parse_frame
+from replica.schemas.archive import MAX_TS_MS
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 INT_FIELDS = ("seq", "ts_ms", "ingest_ts_us", "publish_ts_us")

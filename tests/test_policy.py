@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
+from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
 
 DEFAULT_DELAYS = [1, 2, 4, 8, 16, 32, 60, 60, 60]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from replica.recorder.policy import BackoffPolicy
+from replica.recorder.recorder import Recorder
+from replica.recorder.verify import read_gaps, verify
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveLocked, AuthRefused
 
-from recorder.policy import BackoffPolicy
-from recorder.recorder import Recorder
-from recorder.verify import read_gaps, verify
-from schemas.archive import ArchiveLayout
-from schemas.errors import ArchiveLocked, AuthRefused
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, table_rows
 from tests.feedserver import (
     BASE_TS_MS,

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from schemas.archive import ArchiveLayout
 from tests.conftest import PATIENCE_S, raw_rows, replica, table_rows
 from tests.replayarchives import FEED_GAP, FEED_LAST_SEQ, FEED_LINES, record_fixture_feed
 

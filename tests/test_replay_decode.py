@@ -8,9 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from replica.decoder.core import Decoder
 
 import replica
-from decoder.core import Decoder
 from tests.rawarchive import feed_rows, write_archive
 
 

@@ -11,11 +11,11 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from replica.recorder.frames import Command, parse_frame
+from replica.replay.digest import CommandDigest
+from replica.replay.frames import command_frame, connected_frame
 
 import replica
-from recorder.frames import Command, parse_frame
-from replay.digest import CommandDigest
-from replay.frames import command_frame, connected_frame
 from tests.replayarchives import FEED_LINES, record_fixture_feed
 
 int64 = st.integers(0, 2**63 - 1)
@@ -45,7 +45,7 @@ def by_hand(pairs: list[tuple[int, bytes]]) -> str:
 
 
 def test_replayed_frames_are_the_recorded_feed_byte_for_byte(archive: replica.Archive) -> None:
-    """The recorder archived fixtures/feed.jsonl; the replay gives back exactly its lines."""
+    """The recorder archived the demo feed; the replay gives back exactly its lines."""
     for _ in range(2):
         frames = [
             command_frame(item)

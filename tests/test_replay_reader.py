@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from replica.replay.gaps import GapTracker
+from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout
+from replica.schemas.errors import ArchiveError, GapInRange, UsageError
 
 import replica
-from replay.gaps import GapTracker
-from schemas.archive import RAW_SCHEMA, ArchiveLayout
-from schemas.errors import ArchiveError, GapInRange, UsageError
 from tests.replayarchives import (
     FEED_FIRST_SEQ,
     FEED_GAP,

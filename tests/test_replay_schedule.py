@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from replica.replay.pacing import Pacer
+from replica.replay.records import ReplayRecord
+from replica.replay.schedule import Schedule, parse_speed
+from replica.replay.selection import Selection
+from replica.replay.stream import Replay
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import UsageError
 
-from replay.pacing import Pacer
-from replay.records import ReplayRecord
-from replay.schedule import Schedule, parse_speed
-from replay.selection import Selection
-from replay.stream import Replay
-from schemas.archive import ArchiveLayout
-from schemas.errors import UsageError
 from tests.replayarchives import record_fixture_feed, rows_for, write_segments
 
 timestamps = st.lists(st.integers(0, 2**53), min_size=1, max_size=200)

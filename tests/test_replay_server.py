@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from replica.replay.server import DiskSyncServer, archive_frames
+from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from replay.server import DiskSyncServer, archive_frames
-from schemas.archive import ArchiveLayout
 from tests.conftest import PATIENCE_S
 from tests.replayarchives import (
     FEED_GAP,
@@ -168,7 +168,7 @@ def test_a_client_that_stops_reading_is_closed_with_1013_after_every_frame_sent(
                     seqs.append(json.loads(frame)["seq"])
             return seqs, closed.value.rcvd.code
 
-    with caplog.at_level(logging.INFO, logger="replay.server"):
+    with caplog.at_level(logging.INFO, logger="replica.replay.server"):
         seqs, code = run(server, stalled_client)
     assert code == 1013
     assert 0 < len(seqs) < 300 and seqs == list(range(len(seqs)))
@@ -190,7 +190,7 @@ def test_an_archive_that_fails_under_a_replay_closes_it_with_1011(
                     seqs.append(json.loads(frame)["seq"])
         return seqs, closed.value.rcvd.code
 
-    with caplog.at_level(logging.INFO, logger="replay.server"):
+    with caplog.at_level(logging.INFO, logger="replica.replay.server"):
         seqs, code = run(server, client)
     assert (seqs, code) == (list(range(100)), 1011)
     assert f"replay failed: cannot read segment {path}" in caplog.text

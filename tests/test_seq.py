@@ -15,8 +15,7 @@ from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from recorder.seq import APPEND, DUPLICATE, Cause, Gap, SeqTracker, TrackerState
+from replica.recorder.seq import APPEND, DUPLICATE, Cause, Gap, SeqTracker, TrackerState
 
 PROPERTY = settings(max_examples=400, deadline=None, database=None)
 RECONNECT = ("reconnect",)

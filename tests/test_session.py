@@ -22,10 +22,9 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from recorder.frames import BadFrame, command_frame, parse_frame
-from recorder.seq import Cause, Gap, TrackerState
-from recorder.session import (
+from replica.recorder.frames import BadFrame, command_frame, parse_frame
+from replica.recorder.seq import Cause, Gap, TrackerState
+from replica.recorder.session import (
     FRAME_TEXT_CAP,
     FeedSession,
     GapRow,
@@ -37,8 +36,8 @@ from recorder.session import (
     Unit,
     new_unit_id,
 )
-from recorder.spool import decode_records, encode_records
-from schemas.archive import MS_PER_HOUR, hour_of
+from replica.recorder.spool import decode_records, encode_records
+from replica.schemas.archive import MS_PER_HOUR, hour_of
 
 HOUR = MS_PER_HOUR
 _COMPRESSOR = zstandard.ZstdCompressor(level=1)

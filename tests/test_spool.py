@@ -16,9 +16,8 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from recorder.frames import Command
-from recorder.spool import (
+from replica.recorder.frames import Command
+from replica.recorder.spool import (
     HEADER,
     RECORDS,
     SpoolWriter,

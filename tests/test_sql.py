@@ -15,11 +15,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from replica.decoder.archive import decode_archive
+from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout
+from replica.schemas.files import publish_parquet
 
-from decoder.archive import decode_archive
 from replica.sql import COMPLETENESS_SQL, connect, view_statements
-from schemas.archive import GAP_SCHEMA, ArchiveLayout
-from schemas.files import publish_parquet
 from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive
 

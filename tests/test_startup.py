@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from recorder.seq import Cause, TrackerState
-from recorder.session import RecentPayloads
-from recorder.startup import _last_rows, archived_tail
-from schemas.archive import RAW_SCHEMA, ArchiveLayout, hour_of
+from replica.recorder.seq import Cause, TrackerState
+from replica.recorder.session import RecentPayloads
+from replica.recorder.startup import _last_rows, archived_tail
+from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout, hour_of
 
 TS_MS = 1_795_132_800_000
 

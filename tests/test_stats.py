@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from replica.decoder.archive import decode_archive
+from replica.replay.frames import command_frame
+from replica.replay.records import ReplayRecord
+from replica.schemas.archive import ArchiveLayout
 
-from decoder.archive import decode_archive
-from replay.frames import command_frame
-from replay.records import ReplayRecord
 from replica.stats import archive_stats
-from schemas.archive import ArchiveLayout
 from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive
 
