@@ -26,14 +26,14 @@ from replica.schemas.errors import (
 
 if TYPE_CHECKING:
     from replica.archive import Archive, DecodedCommand, open
-    from replica.compact import CompactSummary, compact
     from replica.decoder.archive import DecodeSummary, MessageSpec
     from replica.decoder.archive import decode_archive as decode
     from replica.decoder.core import Decoder
-    from replica.recorder.nodeimport import ImportSummary, import_node
+    from replica.maintenance.compact import CompactSummary, compact
+    from replica.maintenance.node_import import ImportSummary, import_node
+    from replica.maintenance.verify import GapRecord, Report, read_gaps, verify
     from replica.recorder.policy import BackoffPolicy
     from replica.recorder.recorder import Recorder, RecorderConfig, Summary
-    from replica.recorder.verify import GapRecord, Report, read_gaps, verify
     from replica.replay.records import ReplayGap, ReplayRecord
     from replica.replay.stream import Replay
     from replica.sql import connect
@@ -44,24 +44,24 @@ _LAZY = {
     "MessageSpec": ("replica.decoder.archive", "MessageSpec"),
     "decode": ("replica.decoder.archive", "decode_archive"),
     "Decoder": ("replica.decoder.core", "Decoder"),
-    "ImportSummary": ("replica.recorder.nodeimport", "ImportSummary"),
-    "import_node": ("replica.recorder.nodeimport", "import_node"),
+    "ImportSummary": ("replica.maintenance.node_import", "ImportSummary"),
+    "import_node": ("replica.maintenance.node_import", "import_node"),
     "BackoffPolicy": ("replica.recorder.policy", "BackoffPolicy"),
     "Recorder": ("replica.recorder.recorder", "Recorder"),
     "RecorderConfig": ("replica.recorder.recorder", "RecorderConfig"),
     "Summary": ("replica.recorder.recorder", "Summary"),
-    "GapRecord": ("replica.recorder.verify", "GapRecord"),
-    "Report": ("replica.recorder.verify", "Report"),
-    "read_gaps": ("replica.recorder.verify", "read_gaps"),
-    "verify": ("replica.recorder.verify", "verify"),
+    "GapRecord": ("replica.maintenance.verify", "GapRecord"),
+    "Report": ("replica.maintenance.verify", "Report"),
+    "read_gaps": ("replica.maintenance.verify", "read_gaps"),
+    "verify": ("replica.maintenance.verify", "verify"),
     "ReplayGap": ("replica.replay.records", "ReplayGap"),
     "ReplayRecord": ("replica.replay.records", "ReplayRecord"),
     "Replay": ("replica.replay.stream", "Replay"),
     "Archive": ("replica.archive", "Archive"),
     "DecodedCommand": ("replica.archive", "DecodedCommand"),
     "open": ("replica.archive", "open"),
-    "CompactSummary": ("replica.compact", "CompactSummary"),
-    "compact": ("replica.compact", "compact"),
+    "CompactSummary": ("replica.maintenance.compact", "CompactSummary"),
+    "compact": ("replica.maintenance.compact", "compact"),
     "connect": ("replica.sql", "connect"),
 }
 

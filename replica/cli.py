@@ -194,7 +194,7 @@ async def _record(recorder: Recorder, api_key: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def gaps(archive: Path, as_json: bool) -> None:
     """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
-    from replica.recorder.verify import read_gaps
+    from replica.maintenance.verify import read_gaps
 
     records = read_gaps(archive)
     if as_json:
@@ -253,7 +253,7 @@ def verify_command(ctx: click.Context, archive: Path, digest: bool, **selection)
     if not digest and any(value is not None for value in selection.values()):
         raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
     from replica.archive import open as open_archive
-    from replica.recorder.verify import verify
+    from replica.maintenance.verify import verify
 
     report = verify(archive)
     for problem in report.problems:
@@ -581,7 +581,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     as gaps. A progress bar on a terminal, then a summary. Exits 1 if a file has a bad line (the
     others are imported), 4 if a recorder, replica compact or replica decode holds ARCHIVE.
     """
-    from replica.recorder.nodeimport import import_node
+    from replica.maintenance.node_import import import_node
 
     progress = ProgressBar(enabled=sys.stderr.isatty(), label="importing")
 
@@ -625,7 +625,7 @@ def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
     tables are merged along, or dropped for 'replica decode' to redo. Readers never see half a
     day; running it again changes nothing. Exit 4 while 'replica decode' runs on ARCHIVE.
     """
-    from replica.compact import compact as compact_archive
+    from replica.maintenance.compact import compact as compact_archive
 
     summary = compact_archive(archive, None if day is None else day.date())
     if not quiet:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from replica.archive import open as replica_open
 from replica.decoder.archive import decode_archive
+from replica.maintenance.verify import read_gaps, verify
 from replica.recorder.recorder import Recorder, RecorderConfig
-from replica.recorder.verify import read_gaps, verify
 from replica.replay.records import ReplayGap
 from replica.replay.server import DiskSyncServer
 from replica.results import table_text

@@ -26,15 +26,15 @@ import pytest
 from replica.decoder.archive import decode_archive
 from replica.recorder.frames import Command
 from replica.recorder.spool import SpoolWriter
-from replica.recorder.verify import Report, verify
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout
 from replica.schemas.decoded import SEGMENTS_TABLE, SOURCE_KEY
 from replica.schemas.errors import ArchiveError, ArchiveLocked, UsageError
 from replica.schemas.files import publish_parquet
 
 import replica
-from replica.compact import compact, stage_day
-from replica.staging import finish, settle, swap_in
+from replica.maintenance.compact import compact, stage_day
+from replica.maintenance.staging import finish, settle, swap_in
+from replica.maintenance.verify import Report, verify
 from tests.compactarchive import (
     AFTER,
     DAY1,
@@ -128,7 +128,7 @@ def test_a_second_run_changes_nothing_and_says_so(archive: Path):
 def test_segments_merge_up_to_the_target_and_one_left_alone_is_not_rewritten(
     archive: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("replica.recorder.compact.TARGET_ROWS", 280)
+    monkeypatch.setattr("replica.maintenance.compact_raw.TARGET_ROWS", 280)
     hour = archive / "raw" / "date=2026-11-20" / "hour=22"
     last = sorted(hour.iterdir())[-1]
     before, kept = raw_table(archive), (last.stat().st_ino, last.stat().st_mtime_ns)
@@ -297,8 +297,8 @@ def test_a_killed_process_leaves_swaps_that_the_next_run_finishes(
     script = """
 import os, signal, sys
 from pathlib import Path
-from replica.compact import stage_day
-from replica.staging import swap_in
+from replica.maintenance.compact import stage_day
+from replica.maintenance.staging import swap_in
 from replica.schemas.archive import ArchiveLayout
 from tests.compactarchive import DAY1
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from replica.recorder.frames import Command
 from replica.recorder.spool import leftover_spools, read_spool
-from replica.recorder.verify import read_gaps, verify
 from replica.schemas.archive import ArchiveLayout
 
+from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import PATIENCE_S, raw_rows
 from tests.feedserver import Live, ScriptedFeed
 from tests.test_cli import start_recording, summary_of, wait_for

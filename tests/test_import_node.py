@@ -19,15 +19,15 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from replica.recorder.nodefiles import block_time_us
-from replica.recorder.nodeimport import import_node
-from replica.recorder.verify import read_gaps, verify
 from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet
 from replica.schemas.lock import ArchiveLock, maintenance_lock
 
 from fixtures.make_feed import START_TS_MS, node_block
+from replica.maintenance.node_files import block_time_us
+from replica.maintenance.node_import import import_node
+from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import raw_rows, replica
 from tests.rawarchive import payload_rows, write_segment
 

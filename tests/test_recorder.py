@@ -15,10 +15,10 @@ import duckdb
 import pytest
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.recorder import Recorder
-from replica.recorder.verify import read_gaps, verify
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveLocked, AuthRefused
 
+from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, table_rows
 from tests.feedserver import (
     BASE_TS_MS,

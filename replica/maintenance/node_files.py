@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lz4.frame
 import msgspec
+
 from replica.schemas.errors import UsageError
 from replica.schemas.nodetime import block_time_ns
 

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
 from replica.recorder.frames import Command
 from replica.recorder.spool import leftover_spools, read_spool
 from replica.schemas.archive import (

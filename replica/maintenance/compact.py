@@ -1,9 +1,9 @@
 """``replica compact``: each closed day's small raw segments merged into few large ones.
 
-For each day, the raw side (``recorder.compact``) says what merges, the decoded side
+For each day, the raw side (``compact_raw``) says what merges, the decoded side
 (``decoder.compact``) whether the merged inputs' decoded tables merge too or are dropped for
-``replica decode`` to redo, and ``replica.staging`` builds the day's new directories aside and
-swaps them in, so that readers never see half a day. It runs beside a recording recorder, but
+``replica decode`` to redo, and ``staging`` builds the day's new directories aside and swaps
+them in, so that readers never see half a day. It runs beside a recording recorder, but
 takes turns with ``replica decode`` (``schemas.lock.maintenance_lock``), and first finishes
 whatever a killed run left.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from replica.decoder.compact import plan_decoded
-from replica.recorder.compact import (
+from replica.maintenance.compact_raw import (
     day_dir,
     plan_merges,
     raw_days,
@@ -24,12 +24,12 @@ from replica.recorder.compact import (
     why_open,
     write_merged_segment,
 )
-from replica.recorder.verify import open_layout
+from replica.maintenance.staging import DayStaging, finish_interrupted
+from replica.maintenance.verify import open_layout
 from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import UsageError
 from replica.schemas.lock import maintenance_lock
-from replica.staging import DayStaging, finish_interrupted
 
 
 @dataclass

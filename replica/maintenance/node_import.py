@@ -30,8 +30,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from replica.maintenance.node_files import BadLine, Blocks, NodeFile, node_files, read_blocks
 from replica.recorder import __version__
-from replica.recorder.nodefiles import BadLine, Blocks, NodeFile, node_files, read_blocks
 from replica.schemas.archive import (
     GAP_SCHEMA,
     RAW_SCHEMA,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
