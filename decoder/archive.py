@@ -182,14 +182,13 @@ def decode_archive(
     spec: MessageSpec | None = None,
     *,
     jobs: int = 1,
-    on_start: Callable[[int], None] | None = None,
-    on_segment: Callable[[Segment], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DecodeSummary:
     """Decode every raw segment of ``root`` that is new or was decoded by another version.
 
     ``jobs`` > 1 decodes that many segments at once, each in its own process; memory stays
-    bounded by a few segments whatever the archive's size. ``on_start`` gets the number of
-    segments to decode, ``on_segment`` each one as it is done.
+    bounded by a few segments whatever the archive's size. ``on_progress(done, total)`` counts
+    the segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout(root)
     with maintenance_lock(layout, "replica decode"):
@@ -199,23 +198,22 @@ def decode_archive(
                 f"a compaction was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
-        return _decode_archive(root, spec, jobs, on_start, on_segment)
+        return _decode_archive(root, spec, jobs, on_progress)
 
 
 def _decode_archive(
     root: Path,
     spec: MessageSpec | None,
     jobs: int,
-    on_start: Callable[[int], None] | None,
-    on_segment: Callable[[Segment], None] | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> DecodeSummary:
     spec = spec or MessageSpec()
     decoder = Decoder(spec.load())
     remove_abandoned_temporaries(root)
     summary = DecodeSummary()
     summary.segments, pending = pending_segments(root, decoder.version)
-    if on_start is not None:
-        on_start(len(pending))
+    report = on_progress or (lambda done, total: None)
+    report(0, len(pending))
 
     def done(segment: Segment, rows: dict[str, int] | None, error: Exception | None) -> None:
         if error is not None:
@@ -223,8 +221,7 @@ def _decode_archive(
         else:
             summary.decoded += 1
             summary.rows.update(rows or {})
-        if on_segment is not None:
-            on_segment(segment)
+        report(summary.decoded + len(summary.failed), len(pending))
 
     if jobs <= 1 or len(pending) <= 1:
         for segment in pending:

@@ -21,7 +21,7 @@ from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.replay.records import ReplayGap
 from replica.replay.server import DiskSyncServer
 from replica.results import table_text
-from replica.schemas.errors import ReplicaError
+from replica.schemas.errors import ReplicaError, UsageError
 from replica.sql import connect
 
 # Package data, so that the demo runs from any install; ``fixtures/make_feed.py`` regenerates it.
@@ -33,7 +33,24 @@ def _fixture_frames() -> list[str]:
     return DEMO_FEED.read_text(encoding="utf-8").splitlines()
 
 
+def _check_fresh(directory: Path) -> None:
+    """Refuse a directory that holds anything: the demo would add its fixture commands to an
+    archive found there, and its files to whatever else is."""
+    try:
+        held = sorted(entry.name for entry in directory.iterdir()) if directory.is_dir() else []
+    except OSError as exc:
+        raise UsageError(f"cannot list demo directory {directory}: {exc.strerror}") from None
+    if held:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise UsageError(
+            f"demo directory {directory} is not empty (it holds {shown}); "
+            "give a new or empty directory"
+        )
+
+
 async def run_demo(directory: Path, say: Callable[[str], None]) -> None:
+    """Run the demo into ``directory``, which must be missing or empty (UsageError)."""
+    _check_fresh(directory)
     frames = _fixture_frames()
     last_seq = json.loads(frames[-1])["seq"]
 
