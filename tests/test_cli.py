@@ -287,19 +287,6 @@ def test_demo_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert replica("verify", tmp_path / "replica-demo").returncode == 0
 
 
-def test_the_record_benchmark_runs(tmp_path: Path) -> None:
-    """Keeps benchmarks/record.py working; its ratios are read by people, never asserted."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "record.py"
-    result = subprocess.run(
-        [sys.executable, script, "--commands", "2000"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ratio recorder/bare" in result.stdout and "ratio archive/zstd-3" in result.stdout
-
-
 def test_verify_and_gaps_name_a_missing_archive(tmp_path: Path) -> None:
     for command in ("verify", "gaps"):
         result = replica(command, tmp_path / "nope")
