@@ -28,6 +28,7 @@ from tests.feedserver import Live, Reject, ScriptedFeed, Send
 from tests.rawarchive import write_segment
 
 SECRET = "ak_live_CLI_SECRET_42"
+CERTS = Path(__file__).resolve().parent / "certs"
 
 
 def start_recording(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
@@ -132,32 +133,8 @@ def test_a_cron_window_ends_the_run_cleanly(tmp_path: Path, window: str) -> None
 
 
 def test_wss_feed_with_header_auth_over_tls(tmp_path: Path) -> None:
-    """The live feed is wss:// only: a self-signed certificate stands in for its CA."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """The live feed is wss:// only: a committed self-signed certificate stands in for its CA."""
+    cert, key = CERTS / "localhost.pem", CERTS / "localhost-key.pem"
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     with ScriptedFeed([Send.cmds(0, 4)], api_key=SECRET, tls=tls) as feed:
