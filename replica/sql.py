@@ -9,10 +9,11 @@ Every integer timestamp column ``<stem>_ms``, ``_us`` or ``_ns`` keeps its integ
 readable ``<stem>_utc`` TIMESTAMP (UTC, no zone) at the column's own precision; where a table
 has one stem at two precisions (``blocks.time_ms`` and ``time_ns``), the finer one gives it.
 
-The paths in the views are absolute, so a database written by ``write_database`` works from any
-directory. A table with no files yet has an empty view of the right columns, so that a nightly
-``SELECT count(*) FROM fills`` gives 0 rather than a catalog error before the first decode or on
-an archive that never had fills: DuckDB cannot bind a glob that matches nothing.
+The paths in the views are absolute, so a database file that ``connect`` defined them in (as
+``replica duckdb`` does) works from any directory. A table with no files yet has an empty view of
+the right columns, so that a nightly ``SELECT count(*) FROM fills`` gives 0 rather than a catalog
+error before the first decode or on an archive that never had fills: DuckDB cannot bind a glob
+that matches nothing.
 """
 
 from __future__ import annotations
