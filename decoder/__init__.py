@@ -1,1 +1,1 @@
-"""Stage 2: raw payloads into typed tables (built by the decoder issue)."""
+"""Stage 2: decode the archive's raw payloads (protobuf or node JSON) into typed tables."""

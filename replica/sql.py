@@ -9,9 +9,11 @@ Every integer timestamp column ``<stem>_ms``, ``_us`` or ``_ns`` keeps its integ
 readable ``<stem>_utc`` TIMESTAMP (UTC, no zone) at the column's own precision; where a table
 has one stem at two precisions (``blocks.time_ms`` and ``time_ns``), the finer one gives it.
 
-The paths in the views are absolute, so a database written by ``write_database`` works from any
-directory. A table with no files yet has an empty view of the right columns (raw, gaps,
-quarantine) or no view at all (decoded tables): DuckDB cannot bind a glob that matches nothing.
+The paths in the views are absolute, so a database file that ``connect`` defined them in (as
+``replica duckdb`` does) works from any directory. A table with no files yet has an empty view of
+the right columns, so that a nightly ``SELECT count(*) FROM fills`` gives 0 rather than a catalog
+error before the first decode or on an archive that never had fills: DuckDB cannot bind a glob
+that matches nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from replica.decoder.core import Decoder
 from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
@@ -35,8 +38,6 @@ _TIMESTAMP_OF_SUFFIX = {
     "_us": "make_timestamp",
     "_ms": "epoch_ms",
 }
-# Empty views need DuckDB types for the columns a table would have.
-_DUCKDB_TYPE = {pa.int64(): "BIGINT", pa.binary(): "BLOB", pa.string(): "VARCHAR"}
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
@@ -80,10 +81,18 @@ class TableView:
                 f"{', union_by_name = true' if self.union_by_name else ''})"
             )
         else:
-            columns = [f"CAST(NULL AS {_DUCKDB_TYPE[f.type]}) AS {f.name}" for f in self.schema]
+            columns = [
+                f"CAST(NULL AS {kind}) AS {name}" for name, kind in _duckdb_types(self.schema)
+            ]
             columns += [f"CAST(NULL AS {_PARTITION_TYPES[p]}) AS {p}" for p in self.partitions]
             source = f"SELECT *{derived} FROM (SELECT {', '.join(columns)}) WHERE false"
         return f"{create} {self.name} AS {source};"
+
+
+def _duckdb_types(schema: pa.Schema) -> list[tuple[str, str]]:
+    """Each column's DuckDB type, as DuckDB itself maps the Arrow type."""
+    relation = duckdb.from_arrow(schema.empty_table())
+    return [(name, str(kind)) for name, kind in zip(relation.columns, relation.types, strict=True)]
 
 
 def _quote(text: str) -> str:
@@ -117,11 +126,15 @@ def table_views(root: Path) -> list[TableView]:
             "quarantine", layout.quarantine_dir, "date=*/*.parquet", QUARANTINE_SCHEMA, ("date",)
         ),
     ]
-    for table_dir in _decoded_table_dirs(layout.root / DECODED_DIR):
+    decoded = layout.root / DECODED_DIR
+    schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
+    for table_dir in _decoded_table_dirs(decoded):
         first = next(table_dir.glob("date=*/*.parquet"), None)
         if first is not None:
-            view = _view(table_dir.name, table_dir, "date=*/*.parquet", _schema(first), ("date",))
-            views.append(replace(view, union_by_name=True))
+            schemas[table_dir.name] = _schema(first)
+    for name, schema in sorted(schemas.items()):
+        view = _view(name, decoded / name, "date=*/*.parquet", schema, ("date",))
+        views.append(replace(view, union_by_name=view.has_files))
     return views
 
 

@@ -4,8 +4,8 @@ The committed ``expected.json`` is the reviewed output for ``payloads.jsonl`` de
 batch. A failure here means decoded rows changed: if the change is intended, regenerate with
 ``python fixtures/make_golden.py``, read the diff row by row and bump ``DECODER_VERSION``.
 
-The last tests hold node inputs the golden cases leave out because the decoder gets (or got)
-them wrong; they assert what is right, and fail while the decoder is wrong.
+The last tests hold node inputs the golden cases leave out, each one an earlier decoder got
+wrong, and assert what is right.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def test_make_golden_reproduces_the_committed_files(tmp_path: Path) -> None:
         )
 
 
-# --- inputs the golden cases leave out: the decoder is, or was, wrong on these ----------------
+# --- inputs the golden cases leave out: an earlier decoder was wrong on these ----------------
 
 BLOCK_TIME = "2025-06-24T02:56:36.172847427"
 BUNDLE = "0x" + "ab" * 32
@@ -272,11 +272,9 @@ def test_a_malformed_action_spoils_only_itself(bad_action: Any) -> None:
     ids=["nonce-text", "vault-number", "expires-negative"],
 )
 def test_a_bad_field_beside_an_action_spoils_only_that_action(field: str, value: Any) -> None:
-    """Bug: one signed action with an odd ``nonce``, ``vaultAddress`` or ``expiresAfter`` turns
-    the whole block into one undecoded row ("node block: Expected `int | null`, got `str` - at
-    `$.abci_block.signed_action_bundles[0][1].signed_actions[0].nonce`"), so every other action
-    of the block, whoever signed it, is lost. Like a bad field inside the action, it should cost
-    that action only (an earlier version of the decoder did so)."""
+    """One signed action with an odd ``nonce``, ``vaultAddress`` or ``expiresAfter`` costs that
+    action only, like a bad field inside the action: it becomes an undecoded row, and every
+    other action of the block, whoever signed it, decodes. The block as a whole is not lost."""
     bad_signed = {"action": {"type": "noop"}, "nonce": 0, field: value}
     payload = _block_payload([bad_signed, {"action": {"type": "noop"}, "nonce": 1}])
     rows = Decoder().decode_one(1, 2, payload)
@@ -288,10 +286,9 @@ def test_a_bad_field_beside_an_action_spoils_only_that_action(field: str, value:
 
 
 def test_vault_transfer_amount_is_in_usd_like_usd_send() -> None:
-    """Bug: ``vaultTransfer`` carries ``usd`` as an integer in millionths of a dollar (float *
-    1e6, as the Hyperliquid SDKs sign it), and the decoder takes it as the amount: a $1.50
-    vault deposit gets ``transfers.amount`` 1500000.0 while a $1.50 ``usdSend`` (amount "1.5")
-    gets 1.5. One column, two units."""
+    """``vaultTransfer`` carries ``usd`` as an integer in millionths of a dollar (float * 1e6, as
+    the Hyperliquid SDKs sign it), which the decoder divides: a $1.50 vault deposit and a $1.50
+    ``usdSend`` (amount "1.5") both get ``transfers.amount`` 1.5. One column, one unit."""
     vault = {"type": "vaultTransfer", "vaultAddress": VAULT, "isDeposit": True, "usd": 1_500_000}
     send = {"type": "usdSend", "destination": VAULT, "amount": "1.5", "time": 3}
     payload = _block_payload(

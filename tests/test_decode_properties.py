@@ -6,8 +6,8 @@
 - A ``ReplicaCommand`` built from the generated classes decodes to rows equal to its fields.
 - Decoding is deterministic, and batching does not change a payload's rows.
 
-Explicit ``@example``s hold inputs the decoder is known to fail on; those tests fail until the
-decoder is fixed (see the constants below).
+Explicit ``@example``s hold inputs that an earlier decoder failed on and that random
+generation rarely finds (see the constants below), so each run tries them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChec
 
 Rows = dict[str, list[dict[str, Any]]]  # rows by table
 
-# --- inputs the decoder is known to fail on ----------------------------------------------------
+# --- inputs an earlier decoder failed on -------------------------------------------------------
 
 BLOCK_TIME = "2025-06-24T02:56:36.172847427"
 BUNDLE_HASH = "0x" + "ab" * 32
@@ -58,20 +58,19 @@ def _block_doc(*actions: dict[str, Any]) -> dict[str, Any]:
     return {"abci_block": block, "resps": None}
 
 
-# Bug: bytes that are not UTF-8 inside a string of a node block (here the block time) make
-# ``Decoder.decode`` raise UnicodeDecodeError, which msgspec raises and which is not a
-# msgspec.DecodeError, instead of giving an undecoded row. One flipped byte in a recorded block
-# is enough.
+# Bytes that are not UTF-8 inside a string of a node block (here the block time) give an
+# undecoded row ("not JSON: Invalid UTF-8 ..."), not a UnicodeDecodeError out of
+# ``Decoder.decode``. One flipped byte in a recorded block is enough.
 NOT_UTF8_JSON = b'{"abci_block":{"time":"\xff","signed_action_bundles":[]},"resps":null}'
 
-# Bug: JSON nested deeper than the interpreter's recursion limit makes msgspec raise
-# RecursionError, so ``Decoder.decode`` raises instead of giving an undecoded row.
+# JSON nested deeper than the interpreter's recursion limit gives an undecoded row ("nested too
+# deeply"), not msgspec's RecursionError out of ``Decoder.decode``.
 DEEPLY_NESTED_JSON = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
-# Bug: an integer of 2**64 or more where the node writes an unsigned 64-bit number (a block's
-# round, a nonce, a cancel's oid) passes the decoder's checks (msgspec decodes it as a Python int
-# and ``Meta(ge=0)`` sets no upper bound), and building the uint64 column then raises
-# OverflowError ("Python int too large to convert to C unsigned long") out of ``decode``.
+# An integer of 2**64 or more where the node writes an unsigned 64-bit number (a block's round,
+# a nonce, a cancel's oid) is refused by the decoder's checks, so it never reaches a uint64
+# column (where it would raise OverflowError): the block (for a round) or the action (for a nonce
+# or an oid) becomes an undecoded row.
 ROUND_BEYOND_U64_BLOCK = _block_doc({"type": "noop"})
 ROUND_BEYOND_U64_BLOCK["abci_block"]["round"] = 2**64
 CANCEL_OID_BEYOND_U64 = {"type": "cancel", "cancels": [{"a": 1, "o": 2**64}]}
@@ -668,9 +667,8 @@ def test_command_fields_round_trip_into_rows(batch: list[pb.ReplicaCommand]) -> 
         assert_same_rows(_rows_for(rows, seq), expected_rows(command, seq, ts), f"{command}")
 
 
-# Bug: a batch in which every command of one kind is beyond the year 9999 returns that kind's
-# table with no rows (``decode`` promises "tables with at least one row"): decode_one of this
-# payload gives {"undecoded": [...], "cancels": []}.
+# A batch in which every command of one kind is beyond the year 9999 has no table of that kind,
+# rather than an empty one: ``decode`` promises "tables with at least one row".
 FAR_FUTURE_CANCEL = replica_command("cancel", pb.OrderCancel(asset=1, oid=2), 1, MAX_TS_MS + 1, b"")
 
 

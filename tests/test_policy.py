@@ -52,9 +52,8 @@ def test_default_backoff_doubles_from_one_second_to_a_sixty_second_cap_plus_jitt
     twin = random.Random(7)
     for base in DEFAULT_DELAYS:
         delay = backoff.next_delay()
-        jitter = twin.uniform(0, 1)
-        assert 0 <= jitter < 1
-        assert delay == base + jitter
+        assert base <= delay <= base + 1, f"{delay} is not {base} s plus at most 1 s of jitter"
+        assert delay == base + twin.uniform(0, 1)
 
 
 def test_reset_starts_again_from_the_initial_delay():

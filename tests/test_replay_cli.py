@@ -219,20 +219,6 @@ def test_a_served_archive_recorded_again_holds_the_same_commands(
     assert digests[0] == digests[1]
 
 
-def test_the_replay_benchmark_runs() -> None:
-    """Keeps benchmarks/replay.py working; its numbers are read by people, never asserted."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "replay.py"
-    result = subprocess.run(
-        [sys.executable, script, "--commands", "3000", "--paced", "200"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    for line in ("ratio iterator/bare", "ratio serve/bare", "speed 10 async for, precise"):
-        assert line in result.stdout
-
-
 def test_help_documents_every_replay_and_serve_option() -> None:
     replay_help = " ".join(replica("replay", "--help").stdout.split())
     for option in ("--from-seq", "--to-seq", "--start", "--end", "--speed", "--clock"):
