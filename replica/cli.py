@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -20,7 +21,7 @@ from replica.schemas.errors import ReplicaError, UsageError
 class ReplicaGroup(click.Group):
     """Turns a bad argument or a ``ReplicaError`` into one line on stderr and its exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:

@@ -30,8 +30,9 @@ def text_table(
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # Text: a cell's "[b]" is not markup
     widths = [max(map(cell_len, column)) for column in zip(header, *rows, strict=True)]
+    text = io.StringIO()
     console = Console(
-        file=io.StringIO(),
+        file=text,
         width=sum(widths) + 3 * len(widths) + 1,  # wide enough that no row wraps
         color_system=None,
         force_terminal=False,
@@ -39,5 +40,4 @@ def text_table(
         emoji=False,
     )
     console.print(table)
-    text = console.file.getvalue()
-    return "".join(line.rstrip() + "\n" for line in text.splitlines())
+    return "".join(line.rstrip() + "\n" for line in text.getvalue().splitlines())

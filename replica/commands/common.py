@@ -4,8 +4,9 @@ collector tuning of the long runs, and the replay digest line."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +17,7 @@ from replica.replay.records import ReplayGap
 if TYPE_CHECKING:
     from replica.replay.stream import Replay
 
+Command = TypeVar("Command", bound=Callable[..., Any])
 ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 _RANGE_OPTIONS = (
@@ -26,7 +28,7 @@ _RANGE_OPTIONS = (
 )
 
 
-def range_options(command):
+def range_options(command: Command) -> Command:
     """The selection options of ``replay`` and ``verify --digest``, with the same meaning."""
     for option in reversed(_RANGE_OPTIONS):
         command = option(command)

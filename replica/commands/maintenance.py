@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -67,7 +68,7 @@ def _utc_ms(ts_ms: int | None) -> str:
 )
 @range_options
 @click.pass_context
-def verify_command(ctx: click.Context, archive: Path, digest: bool, **selection) -> None:
+def verify_command(ctx: click.Context, /, archive: Path, digest: bool, **selection: Any) -> None:
     """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
     gap records agree with the data. Prints each problem; exits 1 if there is any."""
     if not digest and any(value is not None for value in selection.values()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,8 +74,8 @@ def record(
     api_key_env: str,
     api_key_file: Path | None,
     auth: str,
-    duration,
-    until,
+    duration: timedelta | None,
+    until: datetime | None,
     segment_seconds: float,
     segment_rows: int,
     status_seconds: float,
@@ -91,7 +91,8 @@ def record(
     env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
     api_key = api_key_from(api_key_env, env_explicit, api_key_file)
     now = datetime.now(UTC)
-    ends = [end for end in (duration and now + duration, until) if end is not None]
+    ends = [now + duration] if duration is not None else []
+    ends += [until] if until is not None else []
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
     config = RecorderConfig(

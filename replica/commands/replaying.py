@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -63,7 +63,7 @@ def replay_command(
     precise: bool,
     fail_on_gap: bool,
     digest: bool,
-    **selection,
+    **selection: Any,
 ) -> None:
     """Write ARCHIVE's commands to stdout in seq order, one replica_cmd frame of the feed per
     line, as JSON text identical on every run.
