@@ -48,7 +48,6 @@ from websockets.asyncio.server import ServerConnection, serve
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from replica.replay.frames import command_frame  # noqa: E402
 from replica.replay.schedule import Schedule  # noqa: E402
 from replica.schemas.archive import (  # noqa: E402
     RAW_SCHEMA,
@@ -56,6 +55,7 @@ from replica.schemas.archive import (  # noqa: E402
     ArchiveLayout,
     hour_of,
 )
+from replica.schemas.frames import command_frame  # noqa: E402
 
 import replica  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402

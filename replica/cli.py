@@ -29,10 +29,10 @@ from replica.options import Duration, Speed, UtcTime, api_key_from
 from replica.progress import ProgressBar
 from replica.recorder import __version__
 from replica.replay.digest import CommandDigest
-from replica.replay.frames import command_frame
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
 from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.frames import command_frame
 from replica.schemas.redact import redact
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from replica.replay.frames import command_frame
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.frames import command_frame
 from replica.sql import connect, view_names
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
