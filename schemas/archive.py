@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.schemas.errors import ArchiveError
+from replica.schemas.files import TEMPORARY_GLOB
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
@@ -199,5 +200,5 @@ class ArchiveLayout:
         return sorted(
             path
             for table_dir in (self.raw_dir, self.gaps_dir, self.quarantine_dir)
-            for path in table_dir.glob("**/.*.tmp")
+            for path in table_dir.glob(TEMPORARY_GLOB)
         )
