@@ -107,9 +107,7 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
 
 def table_views(root: Path) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    layout = ArchiveLayout(root.resolve())
+    layout = ArchiveLayout.open(root.resolve())
     views = [
         _view("raw_cmds", layout.raw_dir, "date=*/hour=*/*.parquet", RAW_SCHEMA, ("date", "hour")),
         _view("gaps", layout.gaps_dir, "date=*/*.parquet", GAP_SCHEMA, ("date",)),

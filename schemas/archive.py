@@ -121,6 +121,14 @@ class Segment:
 class ArchiveLayout:
     root: Path
 
+    @classmethod
+    def open(cls, root: Path) -> ArchiveLayout:
+        """The layout of the archive at ``root``, which must exist: reading a missing archive
+        is an error, where writing one creates it."""
+        if not root.is_dir():
+            raise ArchiveError(f"archive {root} does not exist or is not a directory")
+        return cls(root)
+
     @property
     def raw_dir(self) -> Path:
         return self.root / "raw"

@@ -25,7 +25,6 @@ from replica.maintenance.compact_raw import (
     write_merged_segment,
 )
 from replica.maintenance.staging import DayStaging, finish_interrupted
-from replica.maintenance.verify import open_layout
 from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import UsageError
@@ -84,7 +83,7 @@ def compact(
     """Compact every closed day of the archive at ``root`` that has segments to merge, or only
     ``date``, which must be closed (UsageError otherwise). Days are closed relative to ``now``
     (an aware datetime; the current time if not given)."""
-    layout = open_layout(Path(root))
+    layout = ArchiveLayout.open(Path(root))
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         raise UsageError(f"now {now.isoformat()} has no time zone; give a UTC time")

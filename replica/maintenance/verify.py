@@ -22,7 +22,6 @@ from replica.schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
-from replica.schemas.errors import ArchiveError
 
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
 
@@ -54,15 +53,9 @@ class GapRecord:
     after_ts_ms: int
 
 
-def open_layout(root: Path) -> ArchiveLayout:
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    return ArchiveLayout(root)
-
-
 def read_gaps(root: Path) -> list[GapRecord]:
     """Every gap record, in seq order."""
-    records = [GapRecord(**row) for row in open_layout(root).gap_rows()]
+    records = [GapRecord(**row) for row in ArchiveLayout.open(root).gap_rows()]
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 
@@ -76,7 +69,7 @@ _LISTINGS = 5
 
 
 def verify(root: Path) -> Report:
-    layout = open_layout(root)
+    layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
             return _verify(layout)
