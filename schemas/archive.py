@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,13 +99,41 @@ def hour_of(ts_ms: int) -> int:
     return ts_ms // MS_PER_HOUR
 
 
+# Partition directories are named ``date=YYYY-MM-DD`` and ``hour=HH`` (UTC). The functions
+# below write those names and read them back; a name they would not write is no partition.
+_EPOCH = date(1970, 1, 1)
+_DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_HOUR_DIR = re.compile(r"hour=([01]\d|2[0-3])")
+
+
+def day_partition(day: date) -> str:
+    return f"date={day.isoformat()}"
+
+
 def date_partition(ts_ms: int) -> str:
-    return "date=" + datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
+    return day_partition(datetime.fromtimestamp(ts_ms / 1000, UTC).date())
 
 
 def hour_partition(hour: int) -> tuple[str, str]:
     moment = datetime.fromtimestamp(hour * 3600, UTC)
-    return moment.strftime("date=%Y-%m-%d"), moment.strftime("hour=%H")
+    return day_partition(moment.date()), f"hour={moment.hour:02d}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day a ``date=YYYY-MM-DD`` directory stands for; None for any other name."""
+    match = _DATE_DIR.fullmatch(name)
+    try:
+        return date.fromisoformat(match[1]) if match else None
+    except ValueError:  # such as month 13
+        return None
+
+
+def partition_hour(date_dir: str, hour_dir: str) -> int | None:
+    """The hour (since the epoch) that a date and an hour directory stand for, or None."""
+    day, match = partition_day(date_dir), _HOUR_DIR.fullmatch(hour_dir)
+    if day is None or match is None:
+        return None
+    return (day - _EPOCH).days * 24 + int(match[1])
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,21 @@ class Segment:
     path: Path
     first_seq: int
     last_seq: int
+
+    @property
+    def partition(self) -> tuple[str, str]:
+        """The names of the date and hour directories it is filed under."""
+        return self.path.parent.parent.name, self.path.parent.name
+
+    @property
+    def day(self) -> date | None:
+        """The UTC day of its partition; None if its date directory is not named like one."""
+        return partition_day(self.partition[0])
+
+    @property
+    def hour(self) -> int | None:
+        """The UTC hour (since the epoch) of its partition; None if not named like one."""
+        return partition_hour(*self.partition)
 
 
 @dataclass(frozen=True)

@@ -105,4 +105,4 @@ NODE_ONLY_SCHEMAS = {
 
 def decoded_path(root: Path, table: str, segment: Segment) -> Path:
     """Where ``table``'s rows from the raw ``segment`` go: same date partition, same name."""
-    return root / DECODED_DIR / table / segment.path.parent.parent.name / segment.path.name
+    return root / DECODED_DIR / table / segment.partition[0] / segment.path.name

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from replica.schemas.archive import ArchiveLayout
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from replica.schemas.archive import (
+    MAX_TS_MS,
+    ArchiveLayout,
+    Segment,
+    date_partition,
+    day_partition,
+    hour_of,
+    hour_partition,
+    partition_day,
+    partition_hour,
+)
 from replica.schemas.errors import ArchiveError
 
 import replica
@@ -22,3 +35,44 @@ def test_every_reader_refuses_a_missing_archive_with_one_message(read, tmp_path:
     with pytest.raises(ArchiveError) as info:
         read(missing)
     assert str(info.value) == f"archive {missing} does not exist or is not a directory"
+
+
+PROPERTY = settings(max_examples=300, deadline=None, database=None)
+
+
+@PROPERTY
+@given(st.integers(0, hour_of(MAX_TS_MS)))
+def test_a_segments_path_gives_back_the_hour_it_was_filed_under(hour: int) -> None:
+    path = ArchiveLayout(Path("archive")).segment_path(5, 9, hour)
+    segment = Segment(path, 5, 9)
+    assert segment.hour == hour and partition_hour(*hour_partition(hour)) == hour
+    assert segment.day == datetime.fromtimestamp(hour * 3600, UTC).date()
+    assert segment.partition == hour_partition(hour)
+
+
+@PROPERTY
+@given(st.dates(date(1970, 1, 1), date(9999, 12, 31)), st.integers(0, 86_399_999))
+def test_a_day_partition_gives_back_its_day(day: date, ms_of_day: int) -> None:
+    assert partition_day(day_partition(day)) == day
+    ts_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000 + ms_of_day
+    assert date_partition(ts_ms) == day_partition(day)
+
+
+@pytest.mark.parametrize(
+    "date_dir, hour_dir",
+    [
+        ("date=2025-1-5", "hour=03"),
+        ("date=20250105", "hour=03"),
+        ("date=2025-13-01", "hour=03"),
+        ("date=2025-01-05x", "hour=03"),
+        ("2025-01-05", "hour=03"),
+        ("date=2025-01-05", "hour=3"),
+        ("date=2025-01-05", "hour=24"),
+        ("date=2025-01-05", "03"),
+    ],
+)
+def test_directories_not_named_like_partitions_stand_for_no_hour(date_dir, hour_dir) -> None:
+    segment = Segment(Path("raw", date_dir, hour_dir, "x.parquet"), 1, 1)
+    assert segment.hour is None and partition_hour(date_dir, hour_dir) is None
+    if date_dir != "date=2025-01-05":
+        assert segment.day is None

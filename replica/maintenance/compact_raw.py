@@ -24,6 +24,8 @@ from replica.schemas.archive import (
     SEQ_DIGITS,
     ArchiveLayout,
     Segment,
+    day_partition,
+    partition_day,
 )
 from replica.schemas.concat import concatenate
 
@@ -52,17 +54,16 @@ class MergeGroup:
 
 
 def day_dir(layout: ArchiveLayout, day: date) -> Path:
-    return layout.raw_dir / f"date={day.isoformat()}"
+    return layout.raw_dir / day_partition(day)
 
 
 def raw_days(layout: ArchiveLayout) -> list[date]:
     """Every day with a raw partition, in order."""
     days = []
     for path in layout.raw_dir.glob("date=*"):
-        try:
-            days.append(date.fromisoformat(path.name.removeprefix("date=")))
-        except ValueError:
-            continue  # not a partition of ours; verify names it
+        day = partition_day(path.name)
+        if day is not None:  # otherwise not a partition of ours; verify names it
+            days.append(day)
     return sorted(days)
 
 
@@ -104,7 +105,7 @@ def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
     will get and is not rewritten, which makes a second compaction of a day do nothing."""
     by_hour: dict[Path, list[Segment]] = {}
     for segment in layout.segments():
-        if segment.path.parent.parent == day_dir(layout, day):
+        if segment.day == day:
             by_hour.setdefault(segment.path.parent, []).append(segment)
     groups = []
     for _, segments in sorted(by_hour.items()):

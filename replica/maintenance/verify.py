@@ -144,7 +144,7 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
             )
             continue
         hours = pc.divide(table.column("ts_ms"), MS_PER_HOUR)
-        partition = (path.parent.parent.name, path.parent.name)
+        partition = segment.partition
         low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
         if hour_partition(low) != partition or hour_partition(high) != partition:
             report.problems.append(
