@@ -44,6 +44,7 @@ from replica.schemas.archive import (
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet
 from replica.schemas.lock import ArchiveLock
+from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 
 CAUSE = "import"
 TASK = "replica import-node"
@@ -149,8 +150,8 @@ def _import_file(
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
     metadata = {
-        "replica.recorder": __version__,
-        "replica.source": f"node replica_cmds {node_file.height}",
+        RECORDER_KEY: __version__,
+        SOURCE_KEY: f"node replica_cmds {node_file.height}",
     }
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
@@ -179,7 +180,7 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     return found
 
 
-def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[bytes, str]) -> pa.Table:
     first = blocks.first_seq
     time_us = blocks.time_us[start:stop]
     stamp = pa.array(time_us, pa.int64())
