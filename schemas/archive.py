@@ -94,6 +94,11 @@ RAW_WRITE_OPTIONS = {
 _SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
 
 
+def segment_name(first_seq: int, last_seq: int) -> str:
+    """The file name of the raw segment holding seqs first..last (read back by ``segments``)."""
+    return f"{first_seq:0{SEQ_DIGITS}d}-{last_seq:0{SEQ_DIGITS}d}.parquet"
+
+
 def hour_of(ts_ms: int) -> int:
     """The UTC hour a timestamp falls in, counted from the epoch: the unit of raw partitioning."""
     return ts_ms // MS_PER_HOUR
@@ -208,8 +213,7 @@ class ArchiveLayout:
 
     def segment_path(self, first_seq: int, last_seq: int, hour: int) -> Path:
         date, hh = hour_partition(hour)
-        name = f"{first_seq:0{SEQ_DIGITS}d}-{last_seq:0{SEQ_DIGITS}d}.parquet"
-        return self.raw_dir / date / hh / name
+        return self.raw_dir / date / hh / segment_name(first_seq, last_seq)
 
     def unit_path(self, table_dir: Path, ts_ms: int, unit_id: str) -> Path:
         """A gap or quarantine file: named by the unit that wrote it, dated by its rows."""

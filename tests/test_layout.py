@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from replica.schemas.archive import (
     hour_partition,
     partition_day,
     partition_hour,
+    segment_name,
 )
 from replica.schemas.errors import ArchiveError
 
@@ -76,3 +78,17 @@ def test_directories_not_named_like_partitions_stand_for_no_hour(date_dir, hour_
     assert segment.hour is None and partition_hour(date_dir, hour_dir) is None
     if date_dir != "date=2025-01-05":
         assert segment.day is None
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(st.lists(st.integers(0, 2**63 - 1), min_size=2, max_size=6, unique=True))
+def test_segments_are_listed_by_the_seqs_their_names_were_given(seqs: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        layout = ArchiveLayout(Path(directory))
+        ranges = sorted(zip(sorted(seqs)[::2], sorted(seqs)[1::2], strict=False))
+        for first, last in reversed(ranges):
+            path = layout.segment_path(first, last, 490_000)
+            assert path.name == segment_name(first, last)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        assert [(s.first_seq, s.last_seq) for s in layout.segments()] == ranges

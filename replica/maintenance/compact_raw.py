@@ -21,11 +21,11 @@ from replica.schemas.archive import (
     RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
-    SEQ_DIGITS,
     ArchiveLayout,
     Segment,
     day_partition,
     partition_day,
+    segment_name,
 )
 from replica.schemas.concat import concatenate
 
@@ -45,8 +45,7 @@ class MergeGroup:
 
     @property
     def name(self) -> str:
-        first, last = self.inputs[0].first_seq, self.inputs[-1].last_seq
-        return f"{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
+        return segment_name(self.inputs[0].first_seq, self.inputs[-1].last_seq)
 
     @property
     def hour_dir(self) -> Path:
