@@ -25,7 +25,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
+from replica.schemas.archive import (
+    DATE_FILES,
+    GAP_SCHEMA,
+    HOUR_FILES,
+    QUARANTINE_SCHEMA,
+    RAW_SCHEMA,
+    ArchiveLayout,
+)
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
 
@@ -109,16 +116,14 @@ def table_views(root: Path) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
     layout = ArchiveLayout.open(root.resolve())
     views = [
-        _view("raw_cmds", layout.raw_dir, "date=*/hour=*/*.parquet", RAW_SCHEMA, ("date", "hour")),
-        _view("gaps", layout.gaps_dir, "date=*/*.parquet", GAP_SCHEMA, ("date",)),
-        _view(
-            "quarantine", layout.quarantine_dir, "date=*/*.parquet", QUARANTINE_SCHEMA, ("date",)
-        ),
+        _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
+        _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
+        _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
     ]
     for table_dir in _decoded_table_dirs(layout.root / DECODED_DIR):
-        first = next(table_dir.glob("date=*/*.parquet"), None)
+        first = next(table_dir.glob(DATE_FILES), None)
         if first is not None:
-            view = _view(table_dir.name, table_dir, "date=*/*.parquet", _schema(first), ("date",))
+            view = _view(table_dir.name, table_dir, DATE_FILES, _schema(first), ("date",))
             views.append(replace(view, union_by_name=True))
     return views
 

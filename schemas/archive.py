@@ -109,6 +109,15 @@ def hour_of(ts_ms: int) -> int:
 _EPOCH = date(1970, 1, 1)
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _HOUR_DIR = re.compile(r"hour=([01]\d|2[0-3])")
+# Every file of a table partitioned by hour (raw/) and by date (gaps/, quarantine/, decoded/).
+# Not ``*``: DuckDB's ``*`` also enters hidden directories.
+HOUR_FILES = "date=*/hour=*/*.parquet"
+DATE_FILES = "date=*/*.parquet"
+
+
+def day_of(ts_ms: int) -> date:
+    """The UTC day a timestamp falls in: the unit of date partitioning and of compaction."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).date()
 
 
 def day_partition(day: date) -> str:
@@ -116,7 +125,7 @@ def day_partition(day: date) -> str:
 
 
 def date_partition(ts_ms: int) -> str:
-    return day_partition(datetime.fromtimestamp(ts_ms / 1000, UTC).date())
+    return day_partition(day_of(ts_ms))
 
 
 def hour_partition(hour: int) -> tuple[str, str]:
@@ -222,7 +231,7 @@ class ArchiveLayout:
     def segments(self) -> list[Segment]:
         """Every raw segment, in seq order; files whose names do not parse are not segments."""
         found = []
-        for path in self.raw_dir.glob("date=*/hour=*/*.parquet"):
+        for path in self.raw_dir.glob(HOUR_FILES):
             match = _SEGMENT_NAME.match(path.name)
             if match:
                 found.append(Segment(path, int(match[1]), int(match[2])))
@@ -238,7 +247,7 @@ class ArchiveLayout:
         )
 
     def table_files(self, table_dir: Path) -> list[Path]:
-        return sorted(table_dir.glob("date=*/*.parquet"))
+        return sorted(table_dir.glob(DATE_FILES))
 
     def gap_rows(self, columns: list[str] | None = None) -> list[dict]:
         """Every gap record as a dict (of ``columns``, or all), in file order: gap files are

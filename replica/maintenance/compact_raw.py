@@ -23,6 +23,7 @@ from replica.schemas.archive import (
     RAW_WRITE_OPTIONS,
     ArchiveLayout,
     Segment,
+    day_of,
     day_partition,
     partition_day,
     segment_name,
@@ -77,8 +78,7 @@ def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
             continue  # its unit was published and the spool removed meanwhile
         for _, item in records:
             if type(item) is Command:
-                day = datetime.fromtimestamp(item.ts_ms / 1000, UTC).date()
-                days.setdefault(day, path.name)
+                days.setdefault(day_of(item.ts_ms), path.name)
     return days
 
 
