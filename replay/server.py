@@ -23,18 +23,19 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-from replica.replay.frames import command_frame, connected_frame
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayGap
 from replica.replay.selection import Selection
 from replica.replay.stream import Replay
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.frames import command_frame, connected_frame
 from replica.schemas.redact import RedactingLogger
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -44,6 +45,7 @@ from websockets.http11 import Request, Response
 log = logging.getLogger(__name__)
 
 FrameSource = Callable[[Request], AsyncGenerator[str, None]]
+FEED_NAME = "disk-sync"  # in the ``connected`` frame, as the live feed's
 SLOW_CLIENT_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 10.0  # for the close handshake of a client too slow to read the close frame
 
@@ -107,7 +109,8 @@ class DiskSyncServer:
         watchdog = asyncio.create_task(self._close_if_stalled(connection, peer, watch))
         try:
             async with contextlib.aclosing(self._frames.pop(connection)) as frames:
-                await connection.send(connected_frame())
+                # Its ts_ms is this server's wall clock, as on the live feed.
+                await connection.send(connected_frame(FEED_NAME, time.time_ns() // 10**6))
                 async for frame in frames:
                     watch.sending = True
                     await connection.send(frame)

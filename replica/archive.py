@@ -48,12 +48,9 @@ def _decoding(decoder: Decoder):
 
 def open(path: str | os.PathLike[str]) -> Archive:
     """An archive written by ``replica record``; raises ArchiveError if ``path`` is not one."""
-    root = Path(path)
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    layout = ArchiveLayout(root)
+    layout = ArchiveLayout.open(Path(path))
     if not layout.raw_dir.is_dir():
-        raise ArchiveError(f"{root} is not an archive: it has no raw/ directory")
+        raise ArchiveError(f"{layout.root} is not an archive: it has no raw/ directory")
     return Archive(layout)
 
 

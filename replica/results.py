@@ -19,6 +19,7 @@ import duckdb
 
 from replica.schemas.errors import ReplicaError, UsageError
 from replica.tables import text_table
+from replica.schemas.files import temporary_path
 
 FORMATS = ("table", "csv", "json", "parquet")
 _COPY_OPTIONS = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json", "parquet": "FORMAT parquet"}
@@ -79,7 +80,7 @@ def _write_text(text: str, output: Path | None) -> None:
 @contextmanager
 def _replacing(output: Path) -> Iterator[Path]:
     """A temporary path beside ``output`` that becomes ``output`` if the block succeeds."""
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(output)
     try:
         yield temporary
         os.replace(temporary, output)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from replica.decoder.archive import decode_archive
-from replica.replay.frames import command_frame
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import ArchiveLayout
+from replica.schemas.frames import command_frame
 
 from replica.stats import archive_stats
 from tests.conftest import replica

@@ -21,9 +21,12 @@ from replica.schemas.archive import (
     RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
-    SEQ_DIGITS,
     ArchiveLayout,
     Segment,
+    day_of,
+    day_partition,
+    partition_day,
+    segment_name,
 )
 from replica.schemas.concat import concatenate
 
@@ -43,8 +46,7 @@ class MergeGroup:
 
     @property
     def name(self) -> str:
-        first, last = self.inputs[0].first_seq, self.inputs[-1].last_seq
-        return f"{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
+        return segment_name(self.inputs[0].first_seq, self.inputs[-1].last_seq)
 
     @property
     def hour_dir(self) -> Path:
@@ -52,17 +54,16 @@ class MergeGroup:
 
 
 def day_dir(layout: ArchiveLayout, day: date) -> Path:
-    return layout.raw_dir / f"date={day.isoformat()}"
+    return layout.raw_dir / day_partition(day)
 
 
 def raw_days(layout: ArchiveLayout) -> list[date]:
     """Every day with a raw partition, in order."""
     days = []
     for path in layout.raw_dir.glob("date=*"):
-        try:
-            days.append(date.fromisoformat(path.name.removeprefix("date=")))
-        except ValueError:
-            continue  # not a partition of ours; verify names it
+        day = partition_day(path.name)
+        if day is not None:  # otherwise not a partition of ours; verify names it
+            days.append(day)
     return sorted(days)
 
 
@@ -77,8 +78,7 @@ def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
             continue  # its unit was published and the spool removed meanwhile
         for _, item in records:
             if type(item) is Command:
-                day = datetime.fromtimestamp(item.ts_ms / 1000, UTC).date()
-                days.setdefault(day, path.name)
+                days.setdefault(day_of(item.ts_ms), path.name)
     return days
 
 
@@ -104,7 +104,7 @@ def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
     will get and is not rewritten, which makes a second compaction of a day do nothing."""
     by_hour: dict[Path, list[Segment]] = {}
     for segment in layout.segments():
-        if segment.path.parent.parent == day_dir(layout, day):
+        if segment.day == day:
             by_hour.setdefault(segment.path.parent, []).append(segment)
     groups = []
     for _, segments in sorted(by_hour.items()):

@@ -22,9 +22,9 @@ from replica.schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
-from replica.schemas.errors import ArchiveError
+from replica.schemas.seqranges import Range, holes, span, subtract
 
-Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
+Ranges = list[Range]  # sorted, disjoint
 
 
 @dataclass
@@ -54,15 +54,9 @@ class GapRecord:
     after_ts_ms: int
 
 
-def open_layout(root: Path) -> ArchiveLayout:
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    return ArchiveLayout(root)
-
-
 def read_gaps(root: Path) -> list[GapRecord]:
     """Every gap record, in seq order."""
-    records = [GapRecord(**row) for row in open_layout(root).gap_rows()]
+    records = [GapRecord(**row) for row in ArchiveLayout.open(root).gap_rows()]
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 
@@ -76,7 +70,7 @@ _LISTINGS = 5
 
 
 def verify(root: Path) -> Report:
-    layout = open_layout(root)
+    layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
             return _verify(layout)
@@ -151,7 +145,7 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
             )
             continue
         hours = pc.divide(table.column("ts_ms"), MS_PER_HOUR)
-        partition = (path.parent.parent.name, path.parent.name)
+        partition = segment.partition
         low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
         if hour_partition(low) != partition or hour_partition(high) != partition:
             report.problems.append(
@@ -182,7 +176,7 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
             continue
         for row in table.to_pylist():
             lo, hi = row["from_seq"], row["to_seq"]
-            if lo > hi or row["missing"] != hi - lo + 1:
+            if lo > hi or row["missing"] != span(lo, hi):
                 report.problems.append(f"{path}: gap record {lo}-{hi} is inconsistent")
                 continue
             gaps.append((lo, hi))
@@ -200,13 +194,12 @@ def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema
 
 
 def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:
-    missing = [(a[1] + 1, b[0] - 1) for a, b in pairwise(present)]
-    missing = [(lo, hi) for lo, hi in missing if lo <= hi]
-    report.missing = sum(hi - lo + 1 for lo, hi in missing)
-    for lo, hi in _subtract(missing, gaps):
+    missing = holes(present)
+    report.missing = sum(span(lo, hi) for lo, hi in missing)
+    for lo, hi in subtract(missing, gaps):
         report.problems.append(f"seqs {lo}-{hi} are missing and no gap record says so")
     first, last = (present[0][0], present[-1][1]) if present else (0, -1)
-    for lo, hi in _subtract(gaps, missing):
+    for lo, hi in subtract(gaps, missing):
         if first <= lo and hi <= last:
             # An import filled a hole after it was recorded: gap records are never rewritten.
             report.notes.append(f"seqs {lo}-{hi} were backfilled after their gap was recorded")
@@ -215,22 +208,3 @@ def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:
                 f"gap records say seqs {lo}-{hi} are missing, but they lie outside the "
                 f"archive's range {first}-{last}"
             )
-
-
-def _subtract(ranges: Ranges, minus: Ranges) -> Ranges:
-    """The parts of ``ranges`` not covered by ``minus`` (both sorted by start)."""
-    result: Ranges = []
-    j = 0
-    for lo, hi in ranges:
-        while j < len(minus) and minus[j][1] < lo:
-            j += 1
-        k = j
-        start = lo
-        while k < len(minus) and minus[k][0] <= hi:
-            if minus[k][0] > start:
-                result.append((start, minus[k][0] - 1))
-            start = max(start, minus[k][1] + 1)
-            k += 1
-        if start <= hi:
-            result.append((start, hi))
-    return result
