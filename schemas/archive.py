@@ -31,8 +31,6 @@ from replica.schemas.files import TEMPORARY_GLOB
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
-# Year 9999: beyond it a timestamp cannot name a date partition.
-MAX_TS_MS = 253_402_300_799_999
 
 RAW_SCHEMA = pa.schema(
     [

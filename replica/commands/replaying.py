@@ -15,10 +15,10 @@ import click
 
 from replica.commands.common import ARCHIVE_DIR, digest_line, range_options, warn_gap
 from replica.options import Speed, api_key_from
-from replica.schemas.frames import command_frame
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
 from replica.schemas.errors import ReplicaError
+from replica.schemas.frames import command_frame
 
 if TYPE_CHECKING:
     from replica.replay.server import DiskSyncServer
