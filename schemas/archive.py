@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -247,7 +248,7 @@ class ArchiveLayout:
     def table_files(self, table_dir: Path) -> list[Path]:
         return sorted(table_dir.glob(DATE_FILES))
 
-    def gap_rows(self, columns: list[str] | None = None) -> list[dict]:
+    def gap_rows(self, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Every gap record as a dict (of ``columns``, or all), in file order: gap files are
         small and read whole."""
         rows = []

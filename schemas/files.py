@@ -78,7 +78,7 @@ def replace_parquet(table: pa.Table, path: Path, **write_options: Any) -> None:
 
 
 def _write_atomically(
-    table: pa.Table, path: Path, move: Callable[[Path, Path], None], write_options: dict
+    table: pa.Table, path: Path, move: Callable[[Path, Path], None], write_options: dict[str, Any]
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
