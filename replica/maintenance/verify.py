@@ -1,7 +1,8 @@
 """Checking an archive against its contract, and listing its gaps.
 
-``verify`` reads every file in full, so a file that cannot be decompressed is found tonight
-rather than by next month's backtest. Memory is bounded by the largest file, not the archive.
+``verify`` reads every file in full, checking each page against its checksum, so a file that
+cannot be decompressed, or whose bytes changed on disk, is found tonight rather than by next
+month's backtest. Memory is bounded by the largest file, not the archive.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from replica.maintenance.checksums import has_page_checksums
 from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
@@ -22,6 +24,7 @@ from replica.schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
+from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.errors import ArchiveError
 
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
@@ -37,6 +40,7 @@ class Report:
     last_seq: int | None = None
     gap_records: int = 0
     missing: int = 0
+    unchecksummed: int = 0  # files without page checksums, written by an older replica
 
     @property
     def ok(self) -> bool:
@@ -94,7 +98,13 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     present = _check_segments(layout, report, relist)
     gaps = _check_gap_files(layout, report)
     _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
+    _check_decoded_files(layout, report)
     _compare_gaps(present, gaps, report)
+    if report.unchecksummed:
+        report.notes.append(
+            f"{report.unchecksummed} files have no page checksums (an older replica wrote "
+            "them): damage inside them is found only where it breaks decompression or decoding"
+        )
     if layout.temporary_files():
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
@@ -110,9 +120,13 @@ def _describe(schema: pa.Schema) -> str:
 
 
 def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
-    """The whole file, if it reads and has ``schema``; otherwise None, with the problem noted."""
+    """The whole file, if it reads, its page checksums match and it has ``schema``; otherwise
+    None, with the problem noted."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            table = parquet.read()
+            if not has_page_checksums(path, parquet.metadata):
+                report.unchecksummed += 1
     except Exception as exc:
         report.problems.append(f"{path}: does not read: {exc}")
         return None
@@ -197,6 +211,26 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
 def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
     for path in layout.table_files(table_dir):
         _read(path, schema, report)
+
+
+def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
+    """Read every decoded file, a row group at a time, against its page checksums. A file gone
+    since the listing was replaced or dropped by a decode or a compaction: not a problem."""
+    for path in sorted(layout.root.glob(f"{DECODED_DIR}/*/date=*/*.parquet")):
+        try:
+            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+                for index in range(parquet.num_row_groups):
+                    parquet.read_row_group(index)
+                if not has_page_checksums(path, parquet.metadata):
+                    report.unchecksummed += 1
+        except Exception as exc:
+            if not path.exists():
+                continue
+            marker = layout.root / DECODED_DIR / SEGMENTS_TABLE / path.parent.name / path.name
+            report.problems.append(
+                f"{path}: does not read: {exc}; delete {marker} and run 'replica decode' "
+                "to write the segment's decoded files again"
+            )
 
 
 def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:

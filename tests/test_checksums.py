@@ -1,0 +1,141 @@
+"""Page checksums: every Parquet file replica writes carries a CRC of each page, and ``verify``
+checks them, so a bit flipped on disk inside a page is reported rather than replayed. Files an
+older replica wrote without them are a note, not a problem.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from replica.decoder.archive import decode_archive
+from replica.schemas.archive import RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout
+from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
+
+from replica.maintenance.checksums import has_page_checksums
+from replica.maintenance.compact import compact
+from replica.maintenance.node_import import import_node
+from replica.maintenance.verify import verify
+from tests.conftest import reached, record
+from tests.conftest import replica as run_replica
+from tests.feedserver import ScriptedFeed, Send
+from tests.parquetpages import Page, pages
+from tests.rawarchive import feed_rows, write_segment
+from tests.replayarchives import FEED_LAST_SEQ, FEED_LINES
+from tests.test_import_node import BASE, node_file
+
+LATER = datetime(2026, 12, 1, tzinfo=UTC)  # the fixture feed's days are closed
+FLIPS = 50
+
+
+def flip(path: Path, position: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1 << bit
+    path.write_bytes(data)
+
+
+def test_every_file_replica_writes_has_page_checksums(tmp_path: Path):
+    """Recorder (raw, gaps, quarantine), decode, compaction (raw and decoded) and node import."""
+    archive = tmp_path / "archive"
+    frames = (*FEED_LINES[:10], "not a frame", *FEED_LINES[10:])
+    with ScriptedFeed([Send(frames)]) as feed:
+        record(feed.url, archive, reached(FEED_LAST_SEQ), segment_rows=500)
+    decode_archive(archive)
+    summary = compact(archive, now=LATER)
+    assert sum(day.segments_in for day in summary.days) > 0
+    assert import_node([node_file(tmp_path / "node", BASE, 20)], archive).segments == 1
+    written = sorted(archive.rglob("*.parquet"))
+    for table in ("raw", "gaps", "quarantine", f"{DECODED_DIR}/{SEGMENTS_TABLE}"):
+        assert any(path.is_relative_to(archive / table) for path in written), table
+    for path in written:
+        assert has_page_checksums(path, pq.read_metadata(path)), path
+    report = verify(archive)
+    assert report.ok and report.unchecksummed == 0 and not report.notes, report
+
+
+@pytest.fixture
+def segment(tmp_path: Path) -> Path:
+    """One raw segment of the fixture feed's first 1500 commands, in row groups of 500."""
+    return write_segment(tmp_path / "archive", feed_rows()[:1500], row_group_rows=500).path
+
+
+def flips(page_list: list[Page], count: int) -> list[tuple[int, int]]:
+    """``count`` positions spread over the bytes of the pages, headers and data, each with a
+    bit to flip; seeded, so every run damages the same bits."""
+    positions = [p for page in page_list for p in (*page.header, *page.data)]
+    rng = random.Random(20261130)
+    step = len(positions) // count
+    return [(positions[i * step + rng.randrange(step)], rng.randrange(8)) for i in range(count)]
+
+
+def test_verify_reports_every_bit_flipped_inside_a_page(segment: Path):
+    """A flip in a page's data breaks its CRC. The CRC does not cover the page's header; a flip
+    there breaks reading, or hits a field readers ignore (page statistics, level encodings of
+    a column without nulls) and the file reads exactly as before."""
+    archive = segment.parent.parent.parent.parent
+    original = pq.read_table(segment)
+    page_list = pages(segment)
+    in_data = {p for page in page_list for p in page.data}
+    caught = harmless = 0
+    for position, bit in flips(page_list, FLIPS):
+        flip(segment, position, bit)
+        report = verify(archive)
+        if not report.ok:
+            assert any(str(segment) in problem for problem in report.problems), report.problems
+            caught += 1
+        else:
+            assert position not in in_data, f"flip at byte {position} bit {bit} went unnoticed"
+            assert pq.read_table(segment).equals(original), f"byte {position} changed the rows"
+            harmless += 1
+        flip(segment, position, bit)
+    assert caught + harmless == FLIPS and verify(archive).ok
+
+
+def test_cli_verify_names_the_corrupt_segment_and_exits_1(segment: Path):
+    archive = segment.parent.parent.parent.parent
+    last = pages(segment)[-1]  # the last page of the payload column
+    flip(segment, last.data[len(last.data) // 2], 3)
+    result = run_replica("verify", archive)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [problem] = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert str(segment) in problem and "CRC checksum verification failed" in problem
+    assert result.stderr == ""
+
+
+def test_a_corrupt_decoded_file_is_reported_with_how_to_write_it_again(tmp_path: Path):
+    archive = tmp_path / "archive"
+    write_segment(archive, feed_rows()[:1500])
+    decode_archive(archive)
+    [segment] = ArchiveLayout(archive).segments()
+    date = segment.path.parent.parent.name
+    orders = archive / DECODED_DIR / "orders" / date / segment.path.name
+    before = pq.read_table(orders)
+    page = pages(orders)[-1]
+    flip(orders, page.data[len(page.data) // 2], 5)
+    [problem] = verify(archive).problems
+    marker = archive / DECODED_DIR / SEGMENTS_TABLE / date / segment.path.name
+    assert problem.startswith(f"{orders}: does not read: ")
+    assert f"delete {marker} and run 'replica decode'" in problem
+    marker.unlink()
+    decode_archive(archive)
+    assert verify(archive).ok and pq.read_table(orders).equals(before)
+
+
+def test_files_without_checksums_are_a_note_not_a_problem(tmp_path: Path):
+    """As an older replica wrote them: verify still reads them, and says what it cannot see."""
+    archive = tmp_path / "archive"
+    segment = write_segment(archive, feed_rows()[:100])
+    table = pa.Table.from_pylist(feed_rows()[100:200], schema=RAW_SCHEMA)
+    old = segment.path.with_name(f"{100 + 482_910_000:020d}-{199 + 482_910_000:020d}.parquet")
+    pq.write_table(table, old, **RAW_WRITE_OPTIONS)
+    assert not has_page_checksums(old, pq.read_metadata(old))
+    result = run_replica("verify", archive)
+    assert result.returncode == 0, result.stdout
+    assert (
+        "note: 1 files have no page checksums (an older replica wrote them): damage inside them "
+        "is found only where it breaks decompression or decoding"
+    ) in result.stdout.splitlines()
