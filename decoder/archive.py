@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,7 +38,7 @@ from replica.schemas.decoded import (
     decoded_path,
 )
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import ReplacingParquetWriter, replace_parquet
+from replica.schemas.files import ReplacingParquetWriter, replace_parquet, writer_alive
 from replica.schemas.lock import maintenance_lock
 
 # Raw rows decoded at a time: one row group of the recorder's segments.
@@ -90,21 +89,10 @@ def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     return metadata.get(DECODER_KEY) == version and metadata.get(SOURCE_KEY) == _source(segment)
 
 
-def _writer_alive(temporary: Path) -> bool:
-    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp``) runs."""
-    try:
-        os.kill(int(temporary.name.rsplit(".", 2)[-2]), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
-
-
 def remove_abandoned_temporaries(root: Path) -> None:
     """A decode killed mid-write leaves its temporary files; one still running keeps its own."""
     for temporary in (root / DECODED_DIR).glob("**/.*.tmp"):
-        if not _writer_alive(temporary):
+        if not writer_alive(temporary):
             temporary.unlink(missing_ok=True)
 
 

@@ -25,6 +25,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def writer_alive(temporary: Path) -> bool:
+    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp``) runs: a
+    temporary file of one that does not was abandoned by a killed write."""
+    try:
+        os.kill(int(temporary.name.rsplit(".", 2)[-2]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def publish_parquet(table: pa.Table, path: Path, **write_options: Any) -> bool:
     """Write ``table`` to ``path`` via a temporary name, fsync and rename.
 
