@@ -6,6 +6,7 @@ older replica wrote without them are a note, not a problem.
 from __future__ import annotations
 
 import random
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +94,63 @@ def test_verify_reports_every_bit_flipped_inside_a_page(segment: Path):
             harmless += 1
         flip(segment, position, bit)
     assert caught + harmless == FLIPS and verify(archive).ok
+
+
+def footer_of(path: Path) -> range:
+    """The bytes after the last page: the footer (its Thrift metadata, length and magic)."""
+    return range(pages(path)[-1].data.stop, path.stat().st_size)
+
+
+def bounds(path: Path) -> list[tuple[int, int] | None]:
+    """Each row group's footer min and max of each column, None where the footer has none."""
+    metadata = pq.read_metadata(path)
+    found = []
+    for index in range(metadata.num_row_groups):
+        for column in range(metadata.num_columns):
+            stats = metadata.row_group(index).column(column).statistics
+            found.append(
+                (stats.min, stats.max) if stats is not None and stats.has_min_max else None
+            )
+    return found
+
+
+def test_verify_reports_footer_statistics_that_no_longer_match_the_rows(segment: Path):
+    """The footer's min and max are how readers skip row groups: a max of seq one too low makes
+    ``replay --from-seq <that seq>`` skip the row group holding it, and no page CRC covers the
+    footer. Both copies of the max (Parquet's old and new field) are damaged alike."""
+    archive = segment.parent.parent.parent.parent
+    true_max = pq.read_metadata(segment).row_group(1).column(0).statistics.max
+    data = segment.read_bytes()
+    footer = footer_of(segment)
+    value = struct.pack("<q", true_max)
+    positions = [p for p in footer if data[p : p + 8] == value]
+    assert len(positions) == 2 and true_max % 2 == 1
+    for position in positions:
+        flip(segment, position, 0)
+    assert pq.read_metadata(segment).row_group(1).column(0).statistics.max == true_max - 1
+    [problem] = verify(archive).problems
+    assert problem == (
+        f"{segment}: the footer is damaged: the min and max of seq in row group 1 are not its "
+        "rows', and readers that skip row groups by them would miss rows"
+    )
+
+
+def test_verify_reports_every_bit_flipped_in_the_footer_that_readers_would_act_on(segment: Path):
+    """A flip in the footer is reported, or leaves the rows and every min and max that readers
+    skip row groups by as they were (it may drop some: readers then read those row groups)."""
+    archive = segment.parent.parent.parent.parent
+    original, original_bounds = pq.read_table(segment), bounds(segment)
+    positions = footer_of(segment)
+    rng = random.Random(20261130)
+    step = len(positions) // FLIPS
+    for i in range(FLIPS):
+        position, bit = positions[i * step + rng.randrange(step)], rng.randrange(8)
+        flip(segment, position, bit)
+        if verify(archive).ok:
+            assert pq.read_table(segment).equals(original), f"byte {position} changed the rows"
+            for n, (before, after) in enumerate(zip(original_bounds, bounds(segment), strict=True)):
+                assert after in (before, None), f"byte {position} changed bounds number {n}"
+        flip(segment, position, bit)
 
 
 def test_cli_verify_names_the_corrupt_segment_and_exits_1(segment: Path):

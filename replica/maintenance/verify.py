@@ -151,6 +151,7 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
             continue
         report.segments += 1
         report.rows += table.num_rows
+        _check_statistics(path, table, report)
         seqs = table.column("seq").combine_chunks()
         if table.num_rows == 0:
             report.problems.append(f"{path}: has no rows")
@@ -178,6 +179,43 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
     return present
+
+
+def _check_statistics(path: Path, table: pa.Table, report: Report) -> None:
+    """Each row group's min and max in the footer against its rows. Readers skip row groups by
+    them (a replay by seq and ts_ms, DuckDB by any column a query filters on), and no page
+    checksum covers the footer: a flipped bit there would make them skip rows silently."""
+    try:
+        damage = _statistics_damage(pq.read_metadata(path), table)
+    except Exception as exc:
+        damage = str(exc)
+    if damage is not None:
+        report.problems.append(f"{path}: the footer is damaged: {damage}")
+
+
+def _statistics_damage(metadata: pq.FileMetaData, table: pa.Table) -> str | None:
+    """What in the footer disagrees with the rows of ``table`` (a raw segment's, whose columns
+    are flat), or None."""
+    offset = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows = table.slice(offset, group.num_rows)
+        offset += group.num_rows
+        for column, name in enumerate(table.column_names):
+            chunk = group.column(column)
+            if chunk.physical_type != metadata.schema.column(column).physical_type:
+                # checked first: pyarrow aborts the process on such a chunk's statistics
+                return f"row group {index} says {name} is {chunk.physical_type}"
+            stats = chunk.statistics
+            if not group.num_rows or stats is None or not stats.has_min_max:
+                continue
+            actual = pc.min_max(rows.column(name))
+            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
+                return (
+                    f"the min and max of {name} in row group {index} are not its rows', and "
+                    "readers that skip row groups by them would miss rows"
+                )
+    return None
 
 
 def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
