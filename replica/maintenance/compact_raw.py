@@ -128,7 +128,6 @@ def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
             group.append(segment)
             rows += count
         groups.append(group)
-    groups.sort(key=lambda group: group[0].path)
     return [MergeGroup(tuple(group)) for group in groups if len(group) > 1]
 
 
