@@ -98,10 +98,12 @@ def test_fail_on_gap_stops_at_the_gap_with_exit_1(archive: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["replay", "{a}", "--speed", "0"], "speed '0' is not a number above 0 or max"),
-        (["replay", "{a}", "--speed", "fast"], "speed 'fast' is not a number above 0"),
+        (["replay", "{a}", "--speed", "0"], "speed '0' is not a number of at least 1e-06 or max"),
+        (["replay", "{a}", "--speed", "fast"], "speed 'fast' is not a number of at least"),
+        (["replay", "{a}", "--speed", "1e-12"], "speed '1e-12' is not a number of at least 1e-06"),
         (["replay", "{a}", "--from-seq", "5", "--to-seq", "3"], "from_seq 5 is above to_seq 3"),
         (["replay", "{a}", "--from-seq", "-5"], "'--from-seq'"),
+        (["replay", "{a}", "--to-seq", "9" * 25], "to_seq is above 9223372036854775807"),
         (["replay", "{a}", "--start", "2026-11-20T00:00"], "has no time zone"),
         (["replay", "{a}", "--clock", "wall"], "'wall' is not one of"),
         (["replay", "{a}", "--precise"], "precise pacing needs a speed"),

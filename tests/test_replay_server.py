@@ -121,7 +121,7 @@ def test_each_connection_is_its_own_replay(layout: ArchiveLayout) -> None:
 @pytest.mark.parametrize(
     ("query", "reason"),
     [
-        ("speed=0", "speed '0' is not a number above 0 or max"),
+        ("speed=0", "speed '0' is not a number of at least 1e-06 or max"),
         ("from_seq=abc", "query parameter from_seq='abc' is not a seq"),
         ("from_seq=5&to_seq=3", "from_seq 5 is above to_seq 3"),
         ("start=yesterday", "start='yesterday' is not an ISO 8601 time"),
