@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 from replica.schemas.errors import UsageError
+from replica.schemas.frames import INT64_MAX
 
-SEQ_MAX = 2**63 - 1  # seqs are int64 in the archive, as on the feed
+SEQ_MAX = INT64_MAX  # seqs are int64 in the archive, as on the feed
 
 
 def utc_ms(name: str, moment: datetime) -> int:
