@@ -18,10 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from replica.recorder import __version__
-from replica.recorder.feedurl import check_url, is_loopback, public_url, with_api_key
+from replica.recorder.connection import RedirectRefused, open_feed
+from replica.recorder.feedurl import check_url, public_url
 from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
 from replica.recorder.segments import publish_unit
 from replica.recorder.session import (
@@ -38,14 +38,13 @@ from replica.recorder.startup import archived_tail, recover_spools, remove_tempo
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
 from replica.schemas.lock import ArchiveLock
-from replica.schemas.redact import RedactingLogger, redact
-from websockets.asyncio.client import ClientConnection, connect
+from replica.schemas.redact import redact
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
-MAX_FRAME_BYTES = 64 * 2**20
 _BACKLOG_WARN_UNITS = 2
 _BACKLOG_WARN_SPOOL_WRITES = 20  # about a second of flushes not yet on disk
 _BACKLOG_WARN_EVERY_S = 30.0
@@ -344,6 +343,8 @@ class Recorder:
         except InvalidStatus as exc:
             status = exc.response.status_code
             return after_rejection(status), f"HTTP {status} on the upgrade", False
+        except RedirectRefused as exc:
+            return Action.BACKOFF, str(exc), False
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             why = f"closed with code {code}" if code else "connection dropped"
@@ -357,23 +358,15 @@ class Recorder:
         healthy = session.stats.appended > appended_before
         return after_close(code, healthy=healthy), why, healthy
 
-    def _connect(self) -> connect:
+    def _connect(self):
         config = self.config
-        url, headers = config.url, {}
-        if config.api_key and config.auth == "query":
-            url = with_api_key(url, config.api_key)
-        elif config.api_key:
-            headers["x-api-key"] = config.api_key
-        return connect(
-            url,
-            additional_headers=headers,
-            user_agent_header=f"replica/{__version__}",
+        return open_feed(
+            config.url,
+            api_key=config.api_key,
+            auth=config.auth,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
             close_timeout=config.close_timeout,
-            max_size=MAX_FRAME_BYTES,
-            proxy=None if is_loopback(urlsplit(url).hostname or "") else True,
-            logger=RedactingLogger(logging.getLogger("websockets.client"), config.api_key),
         )
 
     # ---- maintenance: spool flushes, time seals, errors, status -------------------------------

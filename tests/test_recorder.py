@@ -25,6 +25,7 @@ from tests.feedserver import (
     Close,
     Drop,
     Freeze,
+    Redirect,
     Reject,
     ScriptedFeed,
     Send,
@@ -223,6 +224,22 @@ def test_query_auth_sends_the_key_in_the_url_with_a_warning(
         seen = feed.seen
     assert seen.paths[0] == f"/?api_key={key}" and "x-api-key" not in seen.headers[0]
     assert "proxies" in caplog.text and key not in caplog.text
+
+
+def test_a_redirect_is_not_followed_and_the_key_never_leaves_the_configured_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "ak_live_REDIRECTED_789"
+    with ScriptedFeed(api_key=key) as elsewhere:
+        target = f"{elsewhere.url}/stolen?token=t0k"
+        with ScriptedFeed([Redirect(target)], [Send.cmds(0, 2)], api_key=key) as feed:
+            summary, _ = record(feed.url, tmp_path, reached(2), api_key=key)
+            redirects_seen = len(feed.seen.paths)
+        assert elsewhere.seen.headers == [], "the redirect target was never contacted"
+    assert redirects_seen == 2 and summary.appended == 3, "backed off, then reconnected"
+    refusal = [r.getMessage() for r in caplog.records if "redirect" in r.getMessage()]
+    assert refusal and f"{elsewhere.url}/stolen" in refusal[0] and "not followed" in refusal[0]
+    assert "t0k" not in caplog.text and key not in caplog.text
 
 
 def test_a_wrong_key_is_refused(tmp_path: Path) -> None:
