@@ -14,11 +14,10 @@ from urllib.parse import urljoin, urlsplit
 
 from replica.recorder import __version__
 from replica.recorder.feedurl import is_loopback, public_url, with_api_key
+from replica.recorder.quarantine import MAX_FRAME_BYTES
 from replica.schemas.redact import RedactingLogger
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-MAX_FRAME_BYTES = 64 * 2**20
 
 
 class RedirectRefused(Exception):

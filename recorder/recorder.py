@@ -23,6 +23,7 @@ from replica.recorder import __version__
 from replica.recorder.connection import RedirectRefused, open_feed
 from replica.recorder.feedurl import check_url, public_url
 from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
+from replica.recorder.quarantine import TooBig
 from replica.recorder.segments import publish_unit
 from replica.recorder.session import (
     FeedSession,
@@ -40,7 +41,12 @@ from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, Usag
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.redact import redact
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    PayloadTooBig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +120,14 @@ def _now_us() -> int:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _too_big(exc: PayloadTooBig) -> TooBig:
+    """The size websockets saw: a frame's declared length (plus the message's earlier
+    fragments), or for a compressed frame only the limit its inflated size passed."""
+    if exc.size is None:
+        return TooBig(exc.max_size, exact=False)
+    return TooBig(exc.size + (exc.current_size or 0), exact=True)
 
 
 class Recorder:
@@ -348,6 +362,10 @@ class Recorder:
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             why = f"closed with code {code}" if code else "connection dropped"
+            if isinstance(exc.__cause__, PayloadTooBig):
+                too_big = _too_big(exc.__cause__)
+                session.frame_too_big(too_big, _now_us())
+                why = f"{too_big.reason}; quarantined its size"
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             code, why = (
                 None,

@@ -19,16 +19,16 @@ from array import array
 from dataclasses import dataclass, field
 
 from replica.recorder.frames import BadFrame, Command, command_frame, parse_frame
+from replica.recorder.quarantine import TooBig, UnitQuarantine
 from replica.recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
 from replica.schemas.archive import MS_PER_HOUR
 
-FRAME_TEXT_CAP = 65_536
 # Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 
 # A spool record: (recv_ts_us, item). The item is a decoded Command, the text (or bytes) of any
-# other frame, or None for a new connection.
-SpoolRecord = tuple[int, "Command | str | bytes | None"]
+# other frame, a TooBig for a frame refused unread, or None for a new connection.
+SpoolRecord = tuple[int, "Command | TooBig | str | bytes | None"]
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,6 @@ SpoolOp = SpoolOpen | SpoolAppend | SpoolClose
 
 
 @dataclass(frozen=True)
-class QuarantineRow:
-    recv_ts_us: int
-    kind: str
-    reason: str
-    seq: int | None
-    frame: str
-    frame_bytes: int
-
-
-@dataclass(frozen=True)
 class GapRow:
     gap: Gap
     detected_ts_us: int
@@ -80,7 +70,7 @@ class Unit:
     recv_ts_us: array = field(default_factory=lambda: array("q"))
     raw: list[bytes] = field(default_factory=list)
     gaps: list[GapRow] = field(default_factory=list)
-    quarantine: list[QuarantineRow] = field(default_factory=list)
+    quarantine: UnitQuarantine = field(default_factory=UnitQuarantine)
     payload_bytes: int = 0
     records: int = 0  # spool records, so that a unit with nothing in it is never sealed
 
@@ -176,6 +166,13 @@ class FeedSession:
         else:  # the connected greeting: nothing to archive
             self._spool(recv_us, frame)
 
+    def frame_too_big(self, too_big: TooBig, recv_us: int) -> None:
+        """A frame the connection refused unread for its size: quarantined by size alone."""
+        self.stats.frames += 1
+        self._spool(recv_us, too_big)
+        self._unit.quarantine.add_unread(recv_us, too_big)
+        self._quarantined(recv_us)
+
     def replay(self, records: list[SpoolRecord]) -> None:
         """Feed spooled records back in, as recovery does."""
         for recv_us, item in records:
@@ -184,6 +181,8 @@ class FeedSession:
             elif type(item) is Command:
                 self.stats.frames += 1
                 self._command(item, recv_us)
+            elif type(item) is TooBig:
+                self.frame_too_big(item, recv_us)
             else:
                 self.receive(item, recv_us)
 
@@ -294,9 +293,13 @@ class FeedSession:
     def _quarantine(
         self, recv_us: int, kind: str, reason: str, seq: int | None, frame: str | bytes
     ) -> None:
-        if isinstance(frame, str):
-            text, size = frame[:FRAME_TEXT_CAP], len(frame.encode("utf-8", "surrogatepass"))
-        else:
-            text, size = "0x" + frame[: (FRAME_TEXT_CAP - 2) // 2].hex(), len(frame)
-        self._unit.quarantine.append(QuarantineRow(recv_us, kind, reason, seq, text, size))
+        self._unit.quarantine.add(recv_us, kind, reason, seq, frame)
+        self._quarantined(recv_us)
+
+    def _quarantined(self, recv_us: int) -> None:
+        """Count a frame just quarantined (and spooled) in the open unit; seal the unit if its
+        quarantine holds all the memory it may: the frame is the unit's last record, so a
+        replay of its spool seals there too."""
         self.stats.quarantined += 1
+        if self._unit.quarantine.full:
+            self.seal(recv_us)

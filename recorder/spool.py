@@ -23,12 +23,14 @@ from typing import BinaryIO
 
 import zstandard
 from replica.recorder.frames import Command
+from replica.recorder.quarantine import TooBig
 from replica.recorder.session import SpoolRecord
 
 _CHUNK_HEAD = struct.Struct("<cII")
 _COUNT = struct.Struct("<I")
 HEADER, RECORDS = b"H", b"R"
-_TEXT, _BINARY, _CONNECT, _COMMAND = 0, 1, 2, 3
+_TEXT, _BINARY, _CONNECT, _COMMAND, _TOO_BIG = 0, 1, 2, 3, 4
+_TOO_BIG_BLOB = struct.Struct("<Q?")
 SUFFIX = ".wal"
 
 
@@ -80,6 +82,9 @@ def _kinds_and_blobs(items: list) -> tuple[bytes, list[bytes]]:
         elif item is None:
             kinds.append(_CONNECT)
             blobs.append(b"")
+        elif type(item) is TooBig:
+            kinds.append(_TOO_BIG)
+            blobs.append(_TOO_BIG_BLOB.pack(*item))
         elif isinstance(item, str):
             kinds.append(_TEXT)
             blobs.append(item.encode("utf-8", "surrogatepass"))
@@ -121,6 +126,8 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
             records.append((recv_us, None))
         elif kind == _TEXT:
             records.append((recv_us, blob.decode("utf-8", "surrogatepass")))
+        elif kind == _TOO_BIG:
+            records.append((recv_us, TooBig(*_TOO_BIG_BLOB.unpack(blob))))
         else:
             records.append((recv_us, blob))
     return records

@@ -106,9 +106,14 @@ class Seen:
 
 class ScriptedFeed:
     def __init__(
-        self, *scripts: list[Step], api_key: str | None = None, tls: ssl.SSLContext | None = None
+        self,
+        *scripts: list[Step],
+        api_key: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        compression: str | None = "deflate",
     ) -> None:
         self._scripts = list(scripts)
+        self._compression = compression
         self._api_key = api_key
         self._tls = tls
         self.seen = Seen()
@@ -148,6 +153,7 @@ class ScriptedFeed:
             process_request=self._upgrade,
             close_timeout=1,
             ssl=self._tls,
+            compression=self._compression,
         )
 
     def _next_script(self) -> list[Step]:

@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.recorder import Recorder
@@ -32,6 +33,8 @@ from tests.feedserver import (
     frame,
     payload,
 )
+
+MAX_FRAME_BYTES = 64 * 2**20  # the README's limit on one frame
 
 
 def assert_verified(archive: Path) -> None:
@@ -130,6 +133,53 @@ def test_bad_frames_are_quarantined_and_recording_goes_on(tmp_path: Path) -> Non
     assert all(r["recv_ts_us"] > 0 and r["reason"] for r in rows)
     assert summary.quarantined == len(bad)
     assert_verified(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("compression", "reason"),
+    [
+        (None, f"frame of {MAX_FRAME_BYTES + 1} bytes is over the {MAX_FRAME_BYTES} byte limit"),
+        ("deflate", f"compressed frame inflates to more than the {MAX_FRAME_BYTES} byte limit"),
+    ],
+)
+def test_a_frame_over_the_size_limit_is_quarantined_by_size_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, compression: str | None, reason: str
+) -> None:
+    huge = "x" * (MAX_FRAME_BYTES + 1)
+    script = [Send.cmds(0, 2), Send((huge,))]
+    with ScriptedFeed(script, [Send.cmds(3, 5)], compression=compression) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(5))
+    [row] = table_rows(tmp_path / "quarantine")
+    assert (row["kind"], row["frame"], row["seq"]) == ("too_big", "", None)
+    assert row["frame_bytes"] >= MAX_FRAME_BYTES
+    assert row["reason"].startswith(reason)
+    assert summary.quarantined == 1 and summary.appended == 6 and summary.connections == 2
+    assert f"connection ended ({reason}; its content was not read" in caplog.text
+    assert "quarantined its size" in caplog.text
+    assert_verified(tmp_path)
+
+
+def test_a_flood_of_bad_frames_holds_bounded_memory_and_every_one_is_counted(
+    tmp_path: Path,
+) -> None:
+    same = "{" + "x" * 65_535  # 64 KiB, not JSON
+    distinct = tuple(f"{{{i:05d}" + "y" * 65_530 for i in range(300))
+    flood = Send((same,) * 1200 + distinct)
+    with ScriptedFeed([Send.cmds(0, 1), flood, Send.cmds(2, 3)]) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(3))
+    assert summary.quarantined == 1500 and summary.appended == 4
+    files = ArchiveLayout(tmp_path).table_files(tmp_path / "quarantine")
+    assert len(files) > 1, "the unit was sealed early, before its quarantine grew past the bound"
+    rows = 0
+    for path in files:
+        unit = pq.read_table(path).to_pylist()
+        rows += len(unit)
+        held = sum(len(r["frame"]) + len(r["reason"]) for r in unit)
+        assert held <= 16 * 2**20 + 65_536 + 1024, path  # the bound, plus the row that reached it
+        stored_in_full = [r for r in unit if r["frame"] == same]
+        assert len(stored_in_full) <= 16, "identical frames after the 16th keep no content"
+        assert all(r["frame_bytes"] == 65_536 for r in unit)
+    assert rows == 1500
 
 
 def test_close_1000_reconnects_at_once_and_the_gap_is_a_reconnect(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replica.recorder.frames import Command
+from replica.recorder.quarantine import TooBig
 from replica.recorder.spool import (
     HEADER,
     RECORDS,
@@ -35,8 +36,9 @@ HEAD_SIZE = 9  # kind (1) + length (4) + crc32 (4)
 any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates included
 int64 = st.integers(-(2**63), 2**63 - 1)
 commands = st.builds(Command, int64, int64, int64, int64, st.binary())
+too_big = st.builds(TooBig, st.integers(0, 2**64 - 1))
 records = st.lists(
-    st.tuples(int64, st.one_of(commands, any_text, st.binary(), st.none())),
+    st.tuples(int64, st.one_of(commands, too_big, any_text, st.binary(), st.none())),
     max_size=20,
 )
 
