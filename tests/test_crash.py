@@ -199,3 +199,14 @@ def test_restarting_on_a_full_disk_is_one_line_and_exit_1_and_keeps_the_spool(
         stdout, stderr = last.communicate(timeout=PATIENCE_S)
     assert last.returncode == 0, stderr
     assert summary_of(stdout)["recovered_frames"] > 0 and raw_rows(archive)
+
+
+def test_taking_the_lock_on_a_full_disk_is_one_line_and_exit_1(small_disk: Path) -> None:
+    archive = small_disk / "archive"
+    ArchiveLayout(archive).spool_dir.mkdir(parents=True)
+    (archive / ".lock").touch()  # left empty: writing the holder's pid needs space
+    fill(small_disk)
+    result = replica("record", "ws://127.0.0.1:9", archive, timeout=PATIENCE_S)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"replica: error: cannot use the archive {archive}")
+    assert "No space left on device" in result.stderr
