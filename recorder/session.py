@@ -1,11 +1,16 @@
 """The recorder's protocol core, free of I/O: frames in; units to seal and spool writes out.
 
-A *unit* is what one spool file holds and one seal publishes: the commands of at most one UTC
-hour (one raw segment), plus the gaps and quarantined frames seen meanwhile. Every frame is put
-on the spool of the unit that is open when it arrives, after any seal it causes, so a spool file
-replayed from its header state reproduces its unit exactly: that is how recovery stays
-idempotent. A command is spooled decoded (its payload as bytes, not hex): everything the
-archive keeps of it, at half the size, and recovery need not parse it again.
+A *unit* is what one spool file holds and one seal publishes: one raw segment, plus the gaps and
+quarantined frames seen meanwhile. A segment is filed under the UTC hour of its first command's
+``ts_ms`` and sealed when a command's ``ts_ms`` moves into a later hour; a command whose ``ts_ms``
+steps back into an earlier hour stays in the open segment and is counted (``ts_back``), so a
+clock flapping across an hour boundary cannot turn every command into a file. No ``ts_ms`` in a
+segment is later than the end of its hour; earlier ones are the anomaly the count reports.
+
+Every frame is put on the spool of the unit that is open when it arrives, after any seal it
+causes, so a spool file replayed from its header state reproduces its unit exactly: that is how
+recovery stays idempotent. A command is spooled decoded (its payload as bytes, not hex):
+everything the archive keeps of it, at half the size, and recovery need not parse it again.
 
 The I/O layer feeds ``connection_opened``/``receive``/``tick`` and drains ``take_spool_ops`` and
 ``take_sealed``; it never decides anything itself.
@@ -78,6 +83,12 @@ class Unit:
     def rows(self) -> int:
         return len(self.raw)
 
+    @property
+    def held_bytes(self) -> int:
+        """Roughly the memory the unit holds: payloads, their bytes objects, five int64 columns
+        and the quarantine."""
+        return self.payload_bytes + 73 * len(self.raw) + self.quarantine.held_bytes
+
 
 class RecentPayloads:
     """The payloads of the last ``size`` seqs, to tell a harmless duplicate from a conflict.
@@ -114,6 +125,7 @@ class SessionStats:
     gaps: int = 0
     missing: int = 0
     connections: int = 0
+    ts_back: int = 0  # commands filed under a later hour than their ts_ms's (a clock stepped back)
     first_seq: int | None = None
     last_lag_us: int | None = None  # recv_ts_us - publish_ts_us of the last command
 
@@ -189,13 +201,14 @@ class FeedSession:
     def _command(self, cmd: Command, recv_us: int) -> None:
         # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
         seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
+        hour = ts_ms // MS_PER_HOUR
         unit = self._unit
         last = self.tracker.state.last_seq
         if (
             unit.raw
             and (last is None or seq > last)
             and (
-                ts_ms // MS_PER_HOUR != unit.hour
+                hour > unit.hour
                 or len(unit.raw) >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
@@ -211,7 +224,9 @@ class FeedSession:
                 return
             self._gap(verdict, recv_us, ts_ms)
         if not unit.raw:
-            unit.hour = ts_ms // MS_PER_HOUR
+            unit.hour = hour
+        elif hour < unit.hour:
+            self.stats.ts_back += 1
         unit.seq.append(seq)
         unit.ts_ms.append(ts_ms)
         unit.ingest_ts_us.append(ingest_ts_us)
@@ -250,8 +265,14 @@ class FeedSession:
         return ops
 
     def take_sealed(self) -> list[Unit]:
-        sealed, self._sealed = self._sealed, []
+        sealed = self._sealed[:]
+        self._sealed.clear()
         return sealed
+
+    @property
+    def sealed(self) -> list[Unit]:
+        """Units sealed and not yet taken (the same list object for the session's life)."""
+        return self._sealed
 
     @property
     def open_unit(self) -> Unit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.recorder import Recorder
+from replica.recorder.writers import MAX_BACKLOG_UNITS
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveLocked, AuthRefused
 
+import replica
 from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, table_rows
 from tests.feedserver import (
@@ -342,17 +345,21 @@ def test_segments_seal_at_hour_boundaries_and_row_limits(tmp_path: Path) -> None
     hour = 3_600_000
     frames = [frame(seq, ts_ms=BASE_TS_MS + hour - 50 + seq * 10) for seq in range(10)]
     with ScriptedFeed([Send(tuple(frames)), Send.cmds(10, 40)]) as feed:
-        record(feed.url, tmp_path, reached(40), segment_rows=10)
+        summary, _ = record(feed.url, tmp_path, reached(40), segment_rows=10)
     segments = ArchiveLayout(tmp_path).segments()
     names = [
         (s.path.parent.parent.name, s.path.parent.name, s.first_seq, s.last_seq) for s in segments
     ]
-    assert names[:2] == [
-        ("date=2026-11-20", "hour=00", 0, 4),
-        ("date=2026-11-20", "hour=01", 5, 9),
+    assert names[0] == ("date=2026-11-20", "hour=00", 0, 4)
+    # Seqs 10.. go back to hour 00 (their ts_ms say so): they stay in the open segment, filed
+    # under hour 01, until it seals by rows; the next segments begin in hour 00.
+    assert names[1:] == [
+        ("date=2026-11-20", "hour=01", 5, 14),
+        ("date=2026-11-20", "hour=00", 15, 24),
+        ("date=2026-11-20", "hour=00", 25, 34),
+        ("date=2026-11-20", "hour=00", 35, 40),
     ]
-    # Seqs 10.. go back to hour 00 (their ts_ms say so): a new file, by rows of at most 10.
-    assert [n[2:] for n in names[2:]] == [(10, 19), (20, 29), (30, 39), (40, 40)]
+    assert summary.ts_back == 5
     assert_verified(tmp_path)
 
 
@@ -364,3 +371,40 @@ def test_a_quiet_feed_is_sealed_by_age_while_recording(tmp_path: Path) -> None:
         )
     assert summary.appended == 5
     assert [(s.first_seq, s.last_seq) for s in layout.segments()] == [(0, 4)]
+
+
+def test_a_ts_ms_flapping_across_an_hour_makes_no_file_per_command(tmp_path: Path) -> None:
+    hour = 3_600_000
+    first = BASE_TS_MS + hour  # 01:00:00
+    times = [first + seq if seq % 2 == 0 else first - hour + seq for seq in range(2000)]
+    flapping = Send(tuple(frame(seq, ts_ms=ts) for seq, ts in enumerate(times)))
+    with ScriptedFeed([flapping]) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(1999))
+    segments = ArchiveLayout(tmp_path).segments()
+    assert len(segments) == 1 and segments[0].path.parent.name == "hour=01"
+    assert summary.ts_back == 1000 and summary.appended == 2000
+    assert_verified(tmp_path)
+    # A time range still finds every command, wherever its segment is filed.
+    start = datetime.fromtimestamp((first - hour) / 1000, UTC)
+    earlier = list(replica.open(tmp_path).replay(start=start, end=start + timedelta(hours=1)))
+    assert [r.seq for r in earlier] == list(range(1, 2000, 2))
+    sql = f"SELECT count(*) FROM '{tmp_path}/raw/date=*/hour=*/*.parquet' WHERE ts_ms < {first}"
+    assert duckdb.sql(sql).fetchall() == [(1000,)]
+
+
+def test_the_writer_backlog_is_bounded_when_every_command_seals_a_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hour = 3_600_000
+    stepping = Send(tuple(frame(seq, ts_ms=BASE_TS_MS + seq * hour) for seq in range(300)))
+    backlog = []
+
+    def watch(recorder: Recorder) -> bool:
+        backlog.append(recorder.writer_backlog)
+        return len(ArchiveLayout(tmp_path).segments()) >= 299  # the last is open
+
+    with ScriptedFeed([stepping]) as feed:
+        summary, _ = record(feed.url, tmp_path, watch)
+    assert summary.appended == 300 and len(ArchiveLayout(tmp_path).segments()) == 300
+    assert max(backlog) <= MAX_BACKLOG_UNITS
+    assert "pausing reads of the feed until it catches up" in caplog.text

@@ -157,12 +157,13 @@ def test_command_in_the_next_utc_hour_opens_a_new_unit_and_is_spooled_there():
     assert (new.hour, list(new.seq), new.opened_us) == (hour_of(BASE_MS) + 1, [3], t3)
 
 
-def test_command_from_an_earlier_hour_also_opens_a_new_unit():
+def test_command_from_an_earlier_hour_stays_in_the_open_unit_and_is_counted():
     live = session()
-    feed(live, [cmd(1, BASE_MS + HOUR), cmd(2, BASE_MS + HOUR - 1)])
-    [old] = live.take_sealed()
-    assert (list(old.seq), list(live.open_unit.seq)) == ([1], [2])
-    assert live.open_unit.hour == hour_of(BASE_MS)
+    flapping = [BASE_MS + HOUR + seq if seq % 2 else BASE_MS + seq for seq in range(1, 1001)]
+    feed(live, [cmd(seq, ts) for seq, ts in enumerate(flapping, start=1)])
+    assert live.take_sealed() == [], "a clock flapping across the hour makes one unit"
+    unit = live.open_unit
+    assert (unit.hour, unit.rows, live.stats.ts_back) == (hour_of(BASE_MS) + 1, 1000, 500)
 
 
 def test_seals_every_segment_rows_commands():
@@ -536,4 +537,5 @@ def test_sealed_units_respect_the_limits_and_never_overlap(initial, stream, step
     for unit in sealed:
         assert unit.records > 0
         assert unit.rows <= 3
-        assert all(hour_of(ts) == unit.hour for ts in unit.ts_ms)
+        assert not unit.rows or hour_of(unit.ts_ms[0]) == unit.hour
+        assert all(hour_of(ts) <= unit.hour for ts in unit.ts_ms)
