@@ -4,7 +4,7 @@ A unit holds its quarantine rows until it is sealed, so a feed of bad frames wou
 grow memory without bound (15,000 frames of 64 KiB held a gigabyte). Two limits keep it small:
 a frame's text is capped at ``FRAME_TEXT_CAP``, and once ``FULL_COPIES`` identical frames are
 stored in full in a unit, further copies keep only their size, reason and hash. What a unit's
-rows hold is counted in ``held_bytes``; the session seals a unit that reaches
+rows hold is counted in ``held_bytes``; the recorder's session seals a unit that reaches
 ``MAX_UNIT_QUARANTINE_BYTES``. Every bad frame still gets its row and is counted.
 """
 
@@ -84,7 +84,3 @@ class UnitQuarantine:
     def _append(self, row: QuarantineRow) -> None:
         self.rows.append(row)
         self.held_bytes += _ROW_OVERHEAD + sys.getsizeof(row.frame) + sys.getsizeof(row.reason)
-
-    @property
-    def full(self) -> bool:
-        return self.held_bytes >= MAX_UNIT_QUARANTINE_BYTES

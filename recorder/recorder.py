@@ -21,7 +21,7 @@ from replica.recorder import __version__
 from replica.recorder.connection import RedirectRefused, open_feed
 from replica.recorder.feedurl import check_url, public_url
 from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
-from replica.recorder.quarantine import TooBig
+from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.session import FeedSession, RecentPayloads, SessionStats
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.recorder.writers import Writers
@@ -232,6 +232,7 @@ class Recorder:
             recent=recent,
             segment_rows=config.segment_rows,
             segment_us=int(config.segment_seconds * 1e6),
+            quarantine_bytes=MAX_UNIT_QUARANTINE_BYTES,
         )
         self._writers = Writers(self._layout, self._metadata)
         loop = asyncio.get_running_loop()

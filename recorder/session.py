@@ -144,15 +144,18 @@ class FeedSession:
         recent: RecentPayloads,
         segment_rows: int | None = None,
         segment_us: int | None = None,
+        quarantine_bytes: int | None = None,
         unit_id: str | None = None,
     ) -> None:
-        """``segment_rows``/``segment_us`` of None never seal on size or age: the recovery of a
-        spool file must rebuild the one unit it holds, whatever the live limits were."""
+        """``segment_rows``/``segment_us``/``quarantine_bytes`` of None never seal on size, age
+        or the memory held by quarantined frames: the recovery of a spool file must rebuild the
+        one unit it holds, whatever the live limits were (or a spool from an older version)."""
         self.tracker = SeqTracker(state)
         self.stats = SessionStats()
         self._recent = recent
         self._segment_rows = segment_rows or 2**63
         self._segment_us = segment_us or 2**63
+        self._quarantine_bytes = quarantine_bytes or 2**63
         self._ops: list[SpoolOp] = []
         self._records: list[SpoolRecord] = []
         self._sealed: list[Unit] = []
@@ -322,5 +325,5 @@ class FeedSession:
         quarantine holds all the memory it may: the frame is the unit's last record, so a
         replay of its spool seals there too."""
         self.stats.quarantined += 1
-        if self._unit.quarantine.full:
+        if self._unit.quarantine.held_bytes >= self._quarantine_bytes:
             self.seal(recv_us)

@@ -344,7 +344,7 @@ def test_quarantined_binary_frame_text_is_within_the_cap():
 
 
 def test_quarantine_memory_is_bounded_by_sealing_and_by_storing_repeats_once():
-    live = session()
+    live = session(quarantine_bytes=MAX_UNIT_QUARANTINE_BYTES)
     for i in range(3000):
         frame = "{" + "x" * 65_535 if i % 2 else f"{{{i:05d}" + "y" * 65_530
         live.receive(frame, T0 + i)
@@ -441,6 +441,7 @@ def run_live(initial: TrackerState, stream, steps, rows: int, age_us: int):
         recent=RecentPayloads(),
         segment_rows=rows,
         segment_us=age_us,
+        quarantine_bytes=1500,  # a few quarantined frames seal a unit
     )
     ops = []
     now, seq = T0, 10
