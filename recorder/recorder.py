@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from replica.recorder import __version__
+from replica.recorder.config import RecorderConfig, Summary, iso_time
 from replica.recorder.connection import RedirectRefused, open_feed
-from replica.recorder.feedurl import check_url, public_url
-from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
+from replica.recorder.feedurl import public_url
+from replica.recorder.policy import Action, Backoff, after_close, after_rejection
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.session import FeedSession, RecentPayloads, SessionStats
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.recorder.writers import Writers
 from replica.schemas.archive import ArchiveLayout
-from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
+from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.redact import redact
 from websockets.asyncio.client import ClientConnection
@@ -37,77 +35,16 @@ from websockets.exceptions import (
     PayloadTooBig,
 )
 
+__all__ = ["Recorder", "RecorderConfig", "Summary"]  # the config and summary live in config.py
+
 log = logging.getLogger(__name__)
 
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
 _WARN_EVERY_S = 30.0
 
 
-@dataclass(frozen=True, kw_only=True)
-class RecorderConfig:
-    url: str
-    archive: Path
-    api_key: str | None = field(default=None, repr=False)
-    auth: str = "header"  # or "query": the key goes in the URL, where proxies may log it
-    segment_seconds: float = 60.0
-    segment_rows: int = 500_000
-    status_seconds: float = 5.0
-    deadline: datetime | None = None
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    ping_interval: float = 30.0
-    ping_timeout: float = 10.0
-    # How long to wait for the peer's close frame before dropping the connection: a dead peer
-    # never sends one, and every second spent waiting is feed not recorded.
-    close_timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        check_url(self.url)
-        if self.auth not in ("header", "query"):
-            raise UsageError(f"auth {self.auth!r} is not one of 'header', 'query'")
-        if self.auth == "query" and not self.api_key:
-            raise UsageError("--auth query needs an API key to send")
-        for name in ("segment_seconds", "segment_rows", "status_seconds"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, was {getattr(self, name)}")
-        if self.deadline is not None and self.deadline.tzinfo is None:
-            raise UsageError("deadline must be timezone-aware")
-
-
-@dataclass
-class Summary:
-    """The one JSON line a cron log keeps of a run."""
-
-    archive: str
-    source: str
-    started: str
-    ended: str
-    ended_by: str
-    exit_code: int
-    frames: int
-    appended: int
-    first_seq: int | None
-    last_seq: int | None
-    duplicates: int
-    conflicts: int
-    quarantined: int
-    gaps: int
-    missing: int
-    connections: int
-    ts_back: int
-    files_written: int
-    recovered_frames: int
-    error: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _too_big(exc: PayloadTooBig) -> TooBig:
@@ -195,8 +132,8 @@ class Recorder:
         return Summary(
             archive=str(self._layout.root),
             source=self._source,
-            started=_iso(self._started),
-            ended=_iso(self._ended or time.time()),
+            started=iso_time(self._started),
+            ended=iso_time(self._ended or time.time()),
             ended_by=type(failure).__name__ if failure else (self._stop_reason or "stop"),
             exit_code=failure.exit_code if failure else 0,
             frames=stats.frames,
