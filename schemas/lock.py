@@ -39,7 +39,8 @@ class ArchiveLock:
     def acquire(self) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self._path, "a+b")  # noqa: SIM115 - held until release()
+            # Unbuffered: a write that fails on a full disk is not tried again by close().
+            lock_file = open(self._path, "a+b", buffering=0)  # noqa: SIM115 - held until release()
         except OSError as exc:
             raise ArchiveError(f"cannot use the archive {self._path.parent}: {exc}") from exc
         try:
@@ -54,9 +55,12 @@ class ArchiveLock:
             raise ArchiveLocked(
                 f"{self._path.parent} is held by {held_by} (pid {pid or 'unknown'}); {self._rule}"
             ) from None
-        lock_file.truncate(0)
-        lock_file.write(f"{os.getpid()} {self._task}".encode())
-        lock_file.flush()
+        try:
+            lock_file.truncate(0)
+            lock_file.write(f"{os.getpid()} {self._task}".encode())
+        except OSError as exc:  # a full disk: the pid that tells others who holds it
+            lock_file.close()
+            raise ArchiveError(f"cannot use the archive {self._path.parent}: {exc}") from exc
         self._file = lock_file
 
     def release(self) -> None:
