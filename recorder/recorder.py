@@ -39,6 +39,7 @@ from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.redact import RedactingLogger, redact
+from replica.schemas.seqspace import FEED, claim
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -259,6 +260,7 @@ class Recorder:
                 table_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
+        claim(layout, FEED, "replica record")
         remove_temporary_files(layout)
         recent = RecentPayloads()
         state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery

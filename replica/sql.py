@@ -42,18 +42,23 @@ _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
 # how many are recorded and missing, and the percent complete rounded down, so that only a
-# complete day shows 100. A gap across midnight counts against the day it ends in.
+# complete day shows 100. A gap across midnight counts against the day it ends in. A day whose
+# seqs lie below the day before (seqs of another kind mixed in, or clocks gone back) spans only
+# its own seqs, and duplicated seqs never count past the span: missing is never negative and
+# percent_complete never above 100.
 COMPLETENESS_SQL = """\
 WITH days AS (
     SELECT date, min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS recorded
     FROM raw_cmds GROUP BY date
 ), spans AS (
-    SELECT *, coalesce(lag(last_seq) OVER (ORDER BY date) + 1, first_seq) AS from_seq
+    SELECT *, least(first_seq, coalesce(lag(last_seq) OVER (ORDER BY date) + 1, first_seq))
+        AS from_seq
     FROM days
 )
 SELECT date, from_seq, last_seq AS to_seq, recorded,
-    last_seq - from_seq + 1 - recorded AS missing,
-    floor(1000000.0 * recorded / (last_seq - from_seq + 1)) / 10000 AS percent_complete
+    greatest(last_seq - from_seq + 1 - recorded, 0) AS missing,
+    floor(1000000.0 * least(recorded, last_seq - from_seq + 1) / (last_seq - from_seq + 1))
+        / 10000 AS percent_complete
 FROM spans
 ORDER BY date"""
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import BadLine, Blocks, NodeFile, node_files, read_blocks
+from replica.maintenance.node_order import BlockMark, OrderCheck, capped
 from replica.recorder import __version__
 from replica.schemas.archive import (
     GAP_SCHEMA,
@@ -44,6 +45,7 @@ from replica.schemas.archive import (
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet
 from replica.schemas.lock import ArchiveLock
+from replica.schemas.seqspace import NODE, NODE_SOURCE_PREFIX, claim
 
 CAUSE = "import"
 TASK = "replica import-node"
@@ -88,12 +90,14 @@ def import_node(
         ArchiveLock(layout.maintenance_lock_path, TASK, maintenance_rule),
     ):
         _check_settled(layout)
+        claim(layout, NODE, TASK)
         summary = ImportSummary()
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
         report(0, len(files))
+        order = OrderCheck()
         for done, node_file in enumerate(files, 1):
-            _import_file(node_file, layout, segments, summary)
+            _import_file(node_file, layout, segments, summary, order)
             report(done, len(files))
         summary.gaps = _record_holes(layout, segments)
         return summary
@@ -115,7 +119,11 @@ def _check_settled(layout: ArchiveLayout) -> None:
 
 
 def _import_file(
-    node_file: NodeFile, layout: ArchiveLayout, segments: list[Segment], summary: ImportSummary
+    node_file: NodeFile,
+    layout: ArchiveLayout,
+    segments: list[Segment],
+    summary: ImportSummary,
+    order: OrderCheck,
 ) -> None:
     """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
     summary.files += 1
@@ -134,6 +142,7 @@ def _import_file(
             f"{path}:{blocks.unfinished.number}: last line skipped, the node has not finished "
             f"it ({blocks.unfinished.reason}); import the file again once it has"
         )
+    summary.warnings += order_warnings(node_file, blocks, order)
     if not blocks.raw:
         return
     lo, hi = blocks.first_seq, blocks.last_seq
@@ -150,7 +159,7 @@ def _import_file(
             )
     metadata = {
         "replica.recorder": __version__,
-        "replica.source": f"node replica_cmds {node_file.height}",
+        "replica.source": f"{NODE_SOURCE_PREFIX} {node_file.height}",
     }
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
@@ -159,6 +168,16 @@ def _import_file(
         insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
         summary.segments += 1
         summary.imported += stop - start
+
+
+def order_warnings(node_file: NodeFile, blocks: Blocks, order: OrderCheck) -> list[str]:
+    """Blocks of the file out of the node's order (``node_order``), after those of the files
+    before it: the first few."""
+    found: list[str] = []
+    for index, (round_, time_us) in enumerate(zip(blocks.round, blocks.time_us, strict=True)):
+        where = f"{node_file.path}:{index + 1}"
+        found += order.check(BlockMark(where, blocks.first_seq + index, round_, time_us))
+    return capped(found, node_file.path)
 
 
 def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from replica.maintenance.node_order import OrderCheck, segment_problems
 from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
@@ -22,7 +23,8 @@ from replica.schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
-from replica.schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError, UsageError
+from replica.schemas.seqspace import NODE, recorded_kind
 
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
 
@@ -124,10 +126,21 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
     return table
 
 
+def _block_order(layout: ArchiveLayout, report: Report) -> OrderCheck | None:
+    """A check of block order for a node archive, None for a feed one."""
+    try:
+        kind = recorded_kind(layout)
+    except UsageError as mixed:
+        report.problems.append(str(mixed))
+        return None
+    return OrderCheck() if kind == NODE else None
+
+
 def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Ranges:
     """Check each raw file; returns the seq ranges the archive holds. With ``relist``, a
     segment gone since the listing raises ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
+    order = _block_order(layout, report)
     for segment in layout.segments():
         path = segment.path
         table = _read(path, RAW_SCHEMA, report)
@@ -161,6 +174,9 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
             report.problems.append(f"{path}: seqs {first}-{last} overlap another segment")
             continue
         present += _runs(seqs, steps)
+        if order is not None:
+            payloads = table.column("raw").to_pylist()
+            report.problems += segment_problems(path, seqs.to_pylist(), payloads, order)
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
     return present
