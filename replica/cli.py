@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
+from replica.heal_command import heal
 from replica.options import Duration, Speed, UtcTime, api_key_from
 from replica.progress import ProgressBar
 from replica.recorder import __version__
@@ -75,6 +76,9 @@ def _configure_logging() -> None:
 def cli() -> None:
     """Archive and replay Hyperliquid replica commands from the Disk-Sync feed."""
     _configure_logging()
+
+
+cli.add_command(heal)
 
 
 @cli.command()
@@ -553,12 +557,12 @@ def stats(archive: Path, as_json: bool) -> None:
         click.echo(json.dumps([day.to_json() for day in days], indent=2))
         return
     click.echo(
-        f"{'date':<12}{'commands':>12}{'missing':>9}{'complete':>10}{'gaps':>6}"
+        f"{'date':<12}{'commands':>12}{'healed':>9}{'missing':>9}{'complete':>10}{'gaps':>6}"
         f"{'raw MB':>9}{'/ JSON':>8}{'decoded MB':>12}{'total MB':>10}"
     )
     for day in days:
         click.echo(
-            f"{day.date.isoformat():<12}{day.commands:>12,}{day.missing:>9,}"
+            f"{day.date.isoformat():<12}{day.commands:>12,}{day.healed:>9,}{day.missing:>9,}"
             f"{math.floor(day.percent_complete * 100) / 100:>9.2f}%{day.gap_records:>6}"
             f"{day.raw_bytes / 1e6:>9.1f}"
             f"{day.compression:>8.3f}{day.decoded_bytes / 1e6:>12.1f}{day.total_bytes / 1e6:>10.1f}"

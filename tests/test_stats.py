@@ -52,7 +52,13 @@ def test_stats_cli_table_and_json(tmp_path: Path) -> None:
     write_archive(root, feed_rows(), per_segment=1000)
     table = replica("stats", root)
     assert table.returncode == 0, table.stderr
-    assert table.stdout.splitlines()[1].split()[:4] == ["2026-11-20", "1,719", "5", "99.70%"]
+    assert table.stdout.splitlines()[1].split()[:5] == [
+        "2026-11-20",
+        "1,719",
+        "0",
+        "5",
+        "99.70%",
+    ]
     as_json = replica("stats", root, "--json")
     assert as_json.returncode == 0, as_json.stderr
     days = json.loads(as_json.stdout)

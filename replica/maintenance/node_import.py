@@ -157,14 +157,11 @@ def _import_file(
                 f"{path}: {end - start + 1 - held} blocks in seqs {start}-{end} fall in holes "
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
-    metadata = {
-        "replica.recorder": __version__,
-        "replica.source": f"{NODE_SOURCE_PREFIX} {node_file.height}",
-    }
+    metadata = node_metadata(node_file)
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
         target = layout.segment_path(first, last, hour_of(blocks.time_us[start] // 1000))
-        publish_parquet(_raw_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
         insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
         summary.segments += 1
         summary.imported += stop - start
@@ -198,7 +195,16 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     return found
 
 
-def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+def node_metadata(node_file: NodeFile) -> dict[str, str]:
+    """The schema metadata of a segment of blocks from ``node_file``."""
+    return {
+        "replica.recorder": __version__,
+        "replica.source": f"{NODE_SOURCE_PREFIX} {node_file.height}",
+    }
+
+
+def blocks_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+    """Blocks [start, stop) of a file as raw rows: every column a function of the file."""
     first = blocks.first_seq
     time_us = blocks.time_us[start:stop]
     stamp = pa.array(time_us, pa.int64())

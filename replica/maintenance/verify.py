@@ -24,6 +24,7 @@ from replica.schemas.archive import (
     hour_partition,
 )
 from replica.schemas.errors import ArchiveError, UsageError
+from replica.schemas.heals import HEAL_SCHEMA, healed_ranges, heals_dir
 from replica.schemas.seqspace import NODE, recorded_kind
 
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
@@ -63,8 +64,17 @@ def open_layout(root: Path) -> ArchiveLayout:
 
 
 def read_gaps(root: Path) -> list[GapRecord]:
-    """Every gap record, in seq order."""
-    records = [GapRecord(**row) for row in open_layout(root).gap_rows()]
+    """What is still missing: every gap record, in seq order, less the seqs ``replica heal``
+    has filled since (a record partly healed gives its parts still missing). The records
+    themselves, healed or not, are the ``gaps`` table."""
+    layout = open_layout(root)
+    healed = healed_ranges(layout)
+    records = []
+    for row in layout.gap_rows():
+        for lo, hi in _subtract([(row["from_seq"], row["to_seq"])], healed):
+            records.append(
+                GapRecord(**{**row, "from_seq": lo, "to_seq": hi, "missing": hi - lo + 1})
+            )
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 
@@ -96,7 +106,8 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     present = _check_segments(layout, report, relist)
     gaps = _check_gap_files(layout, report)
     _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
-    _compare_gaps(present, gaps, report)
+    healed = _check_heal_files(layout, present, report)
+    _compare_gaps(present, _subtract(gaps, healed), report)
     if layout.temporary_files():
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
@@ -208,6 +219,20 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
         if lo <= hi:
             report.problems.append(f"gap records overlap at seq {lo}")
     return gaps
+
+
+def _check_heal_files(layout: ArchiveLayout, present: Ranges, report: Report) -> Ranges:
+    """The healed ranges; each must be in the archive, since heal added them."""
+    healed: Ranges = []
+    for path in layout.table_files(heals_dir(layout)):
+        table = _read(path, HEAL_SCHEMA, report)
+        if table is not None:
+            columns = table.column("from_seq").to_pylist(), table.column("to_seq").to_pylist()
+            healed += zip(*columns, strict=True)
+    healed.sort()
+    for lo, hi in _subtract(healed, present):
+        report.problems.append(f"heal records say seqs {lo}-{hi} were added, but they are missing")
+    return healed
 
 
 def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
