@@ -39,11 +39,11 @@ def heal(ctx: click.Context, archive: Path, sources: tuple[Path, ...]) -> None:
         click.echo(f"replica: warning: {warning}", err=True)
     for conflict in summary.conflicts:
         click.echo(f"replica: conflict: {conflict}", err=True)
-    changed = summary.segments_written + summary.segments_rewritten
+    changed = summary.segments_written + summary.segments_rewritten + summary.gaps
     click.echo(
         f"{summary.added} seqs added from {len(summary.sources)} sources "
         f"({summary.segments_written} segments written, {summary.segments_rewritten} "
-        f"rewritten), {summary.compared} compared, {len(summary.conflicts)} conflicts"
-        f"{'' if changed else ': nothing written'}"
+        f"rewritten), {summary.compared} compared, {len(summary.conflicts)} conflicts, "
+        f"{summary.gaps} gaps recorded{'' if changed else ': nothing written'}"
     )
     ctx.exit(1 if summary.conflicts else 0)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.compact_raw import spooled_days, why_open
+from replica.maintenance.heal_gaps import record_holes
 from replica.maintenance.heal_rows import ArchiveRows, Pending
 from replica.maintenance.heal_sources import Source, open_source
 from replica.maintenance.heal_write import write_day
@@ -56,6 +57,7 @@ class HealSummary:
     compared: int = 0  # seqs both held, compared byte for byte
     segments_written: int = 0
     segments_rewritten: int = 0
+    gaps: int = 0  # gap records written for seqs neither the archive nor a source held
     conflicts: list[str] = field(default_factory=list)  # one line per differing seq
     warnings: list[str] = field(default_factory=list)  # what was left alone, and why
     finished: list[str] = field(default_factory=list)  # days an interrupted run left, finished
@@ -78,6 +80,11 @@ class _Policy:
             return "above the archive's last seq, which a running recorder writes after"
         reason = why_open(day, self.now, self.spooled)
         return None if reason is None else f"a running recorder may still write {day}: {reason}"
+
+    def may_record(self, after_ts_ms: int, last_seq: int) -> bool:
+        """Whether a hole ending at ``last_seq`` before a command at ``after_ts_ms`` may get
+        a gap record: not where a running recorder is about to write its own."""
+        return self.why_not(_day(after_ts_ms), last_seq) is None
 
 
 def heal(archive: str | os.PathLike[str], sources: Iterable[str | os.PathLike[str]]) -> HealSummary:
@@ -134,6 +141,7 @@ def _heal_locked(layout: ArchiveLayout, sources: list[Source], live: bool) -> He
         summary.sources.append(source.name)
         _heal_from(layout, source, policy, summary)
         summary.warnings += source.warnings
+    summary.gaps = record_holes(layout, policy.may_record)
     return summary
 
 
@@ -158,8 +166,7 @@ def _heal_from(
         days = rows.column("ts_ms").to_numpy()[new] // MS_PER_DAY
         allowed = []
         for position, day_number in zip(new.tolist(), days.tolist(), strict=True):
-            day = date.fromordinal(date(1970, 1, 1).toordinal() + day_number)
-            why = policy.why_not(day, int(seqs[position]))
+            why = policy.why_not(_day(day_number * MS_PER_DAY), int(seqs[position]))
             if why is None:
                 allowed.append(position)
             else:
@@ -173,6 +180,10 @@ def _heal_from(
     for why, count in skipped.items():
         summary.warnings.append(f"{count} seqs of {source.name} not added: {why}")
     _quarantine(layout, conflicts)
+
+
+def _day(ts_ms: int) -> date:
+    return datetime.fromtimestamp(ts_ms // 1000, UTC).date()
 
 
 def _differing(held: pa.Table, mine: np.ndarray, rows: pa.Table, theirs: np.ndarray) -> list:

@@ -1,0 +1,90 @@
+"""Gap records for the seqs neither an archive nor its heal sources hold.
+
+A heal that extends an archive past its ends, or copies a source's segment with the source's own
+holes in it, leaves seqs missing that no gap record names. Each such hole gets a record, cause
+``heal``, as an import records its holes. Holes are computed from the whole archive, so a run
+killed before writing them has them written by the next, and a second run writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from itertools import pairwise
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from replica.maintenance.verify import _subtract
+from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout, Segment
+from replica.schemas.errors import ArchiveError
+from replica.schemas.files import publish_parquet
+
+CAUSE = "heal"
+
+# (first seq, last seq, the segment holding them) of one run of consecutive seqs.
+Run = tuple[int, int, Segment]
+
+
+def record_holes(layout: ArchiveLayout, allowed: Callable[[int, int], bool]) -> int:
+    """Record every hole between the archive's seqs that no gap record covers and that
+    ``allowed(after_ts_ms, last seq of the hole)``; returns how many records were written."""
+    covered = sorted((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
+    runs = _runs(layout)
+    detected = time.time_ns() // 1000
+    rows = []
+    for before, after in pairwise(runs):
+        hole = (before[1] + 1, after[0] - 1)
+        if hole[0] > hole[1]:
+            continue
+        for lo, hi in _subtract([hole], covered):
+            after_ts_ms = _ts_ms(after[2], after[0])
+            if not allowed(after_ts_ms, hi):
+                continue
+            rows.append(
+                {
+                    "from_seq": lo,
+                    "to_seq": hi,
+                    "missing": hi - lo + 1,
+                    "cause": CAUSE,
+                    "detected_ts_us": detected,
+                    "before_ts_ms": _ts_ms(before[2], before[1]),
+                    "after_ts_ms": after_ts_ms,
+                }
+            )
+    unit = f"heal-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
+    by_path: dict = {}
+    for row in rows:
+        path = layout.unit_path(layout.gaps_dir, row["after_ts_ms"], unit)
+        by_path.setdefault(path, []).append(row)
+    for path, file_rows in by_path.items():
+        table = pa.Table.from_pylist(file_rows, schema=GAP_SCHEMA)
+        publish_parquet(table, path, compression="zstd")
+    return len(rows)
+
+
+def _runs(layout: ArchiveLayout) -> list[Run]:
+    """Runs of consecutive seqs, in order: a segment without holes is one run, read from its
+    footer; only a segment with holes has its seqs read."""
+    runs: list[Run] = []
+    for segment in layout.segments():
+        try:
+            parquet = pq.ParquetFile(segment.path)
+            if parquet.metadata.num_rows == segment.last_seq - segment.first_seq + 1:
+                runs.append((segment.first_seq, segment.last_seq, segment))
+                continue
+            seqs = parquet.read(columns=["seq"]).column("seq").to_numpy()
+        except (OSError, pa.ArrowException) as exc:
+            raise ArchiveError(f"cannot read segment {segment.path}: {exc}") from exc
+        breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
+        for part in np.split(seqs, breaks):
+            runs.append((int(part[0]), int(part[-1]), segment))
+    return runs
+
+
+def _ts_ms(segment: Segment, seq: int) -> int:
+    table = pq.read_table(segment.path, columns=["seq", "ts_ms"], filters=[("seq", "=", seq)])
+    return table.column("ts_ms")[0].as_py()
