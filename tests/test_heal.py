@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import time
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -213,16 +215,25 @@ def test_a_node_archive_is_healed_from_the_node_files(tmp_path: Path) -> None:
 
 
 def test_beside_a_running_recorder_only_closed_days_below_its_last_seq_are_filled(tmp_path):
-    archive = build(tmp_path / "archive", {1050, *range(1290, 1300)})
-    source = build(tmp_path / "source", set())
+    today = payload_rows([b"today"] * 50, 2000, time.time_ns() // 10**6 - 60_000)
+    rows = ROWS[:100] + today
+    archive = build(tmp_path / "archive", {1050, 2010, *range(2040, 2050)}, rows=rows)
+    source = build(tmp_path / "source", set(), rows=rows)
     with ArchiveLock(ArchiveLayout(archive).lock_path):  # a recorder holds the archive
         summary = heal(archive, [source])
-    assert summary.added == 1  # seq 1050; not 1290-1299, above the archive's last
-    assert summary.warnings == [
+    assert summary.added == 1  # seq 1050 of a closed day
+    day = datetime.fromtimestamp(today[0]["ts_ms"] / 1000, UTC).date()
+    assert summary.warnings[0].startswith(
+        f"1 seqs of {source} not added: a running recorder may still write {day}: it is open"
+    )
+    assert summary.warnings[1:] == [
         f"10 seqs of {source} not added: above the archive's last seq, which a running "
         "recorder writes after"
     ]
     assert verify(archive).ok
+    alone = heal(archive, [source])  # the recorder has stopped
+    assert (alone.added, alone.warnings) == (11, [])
+    assert raw_rows(archive) == rows
 
 
 KILL_SCRIPT = """

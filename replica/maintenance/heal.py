@@ -81,6 +81,21 @@ class _Policy:
         reason = why_open(day, self.now, self.spooled)
         return None if reason is None else f"a running recorder may still write {day}: {reason}"
 
+    def sift(self, seqs: np.ndarray, ts_ms: np.ndarray, skipped: dict[str, int]) -> np.ndarray:
+        """Which of these rows may be added; ``skipped`` counts the others by reason."""
+        allowed = np.ones(len(seqs), dtype=bool)
+        if not self.live:
+            return allowed
+        above = seqs > (-1 if self.last_seq is None else self.last_seq)
+        keys = ts_ms // MS_PER_DAY * 2 + above  # one decision per day, above the last or not
+        for key in np.unique(keys).tolist():
+            rows = keys == key
+            why = self.why_not(_day(key // 2 * MS_PER_DAY), int(seqs[rows][0]))
+            if why is not None:
+                allowed[rows] = False
+                skipped[why] = skipped.get(why, 0) + int(rows.sum())
+        return allowed
+
     def may_record(self, after_ts_ms: int, last_seq: int) -> bool:
         """Whether a hole ending at ``last_seq`` before a command at ``after_ts_ms`` may get
         a gap record: not where a running recorder is about to write its own."""
@@ -163,16 +178,9 @@ def _heal_from(
         for at in _differing(held, mine, rows, theirs):
             conflicts.append(_conflict(rows, at, held, source.name, summary))
         new = np.flatnonzero(~np.isin(seqs, held_seqs, assume_unique=True))
-        days = rows.column("ts_ms").to_numpy()[new] // MS_PER_DAY
-        allowed = []
-        for position, day_number in zip(new.tolist(), days.tolist(), strict=True):
-            why = policy.why_not(_day(day_number * MS_PER_DAY), int(seqs[position]))
-            if why is None:
-                allowed.append(position)
-            else:
-                skipped[why] = skipped.get(why, 0) + 1
-        if allowed:
-            pending.add(rows.take(allowed), chunk.metadata)
+        allowed = policy.sift(seqs[new], rows.column("ts_ms").to_numpy()[new], skipped)
+        if allowed.any():
+            pending.add(rows.take(new[allowed]), chunk.metadata)
         if pending.size >= PENDING_ROWS:
             _write_pending(layout, pending, source.name, summary)
             archive = ArchiveRows(layout.segments())
