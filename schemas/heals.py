@@ -36,7 +36,7 @@ def heals_dir(layout: ArchiveLayout) -> Path:
 
 def healed_ranges(layout: ArchiveLayout) -> list[tuple[int, int]]:
     """Every healed seq range, sorted (heal records never overlap: a seq is added once)."""
-    ranges = []
+    ranges: list[tuple[int, int]] = []
     for path in layout.table_files(heals_dir(layout)):
         try:
             table = pq.read_table(path, columns=["from_seq", "to_seq"])

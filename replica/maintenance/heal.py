@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -166,7 +167,7 @@ def _heal_from(
     archive = ArchiveRows(layout.segments())
     pending = Pending()
     skipped: dict[str, int] = {}
-    conflicts: list[dict] = []
+    conflicts: list[dict[str, Any]] = []
     for chunk in source.chunks():
         rows = chunk.rows
         seqs = rows.column("seq").to_numpy()
@@ -194,17 +195,19 @@ def _day(ts_ms: int) -> date:
     return datetime.fromtimestamp(ts_ms // 1000, UTC).date()
 
 
-def _differing(held: pa.Table, mine: np.ndarray, rows: pa.Table, theirs: np.ndarray) -> list:
+def _differing(held: pa.Table, mine: np.ndarray, rows: pa.Table, theirs: np.ndarray) -> list[int]:
     """Positions in ``rows`` (of the pairs ``mine``/``theirs``) whose payloads differ."""
     if not len(mine):
         return []
     ours = held.column("raw").take(pa.array(mine))
     other = rows.column("raw").take(pa.array(theirs))
     same = pc.equal(ours, other).to_numpy(zero_copy_only=False)
-    return theirs[~same].tolist()
+    return [int(at) for at in theirs[~same]]
 
 
-def _conflict(rows: pa.Table, at: int, held: pa.Table, source: str, summary: HealSummary) -> dict:
+def _conflict(
+    rows: pa.Table, at: int, held: pa.Table, source: str, summary: HealSummary
+) -> dict[str, Any]:
     seq = rows.column("seq")[at].as_py()
     theirs = rows.column("raw")[at].as_py()
     held_at = int(np.searchsorted(held.column("seq").to_numpy(), seq))
@@ -241,7 +244,7 @@ def _write_pending(
         summary.warnings += result.warnings
 
 
-def _quarantine(layout: ArchiveLayout, conflicts: list[dict]) -> None:
+def _quarantine(layout: ArchiveLayout, conflicts: list[dict[str, Any]]) -> None:
     """Quarantine each conflict once: one an earlier run quarantined (same seq, same frame) is
     reported again but not written again."""
     if not conflicts:

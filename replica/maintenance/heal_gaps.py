@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +58,7 @@ def record_holes(layout: ArchiveLayout, allowed: Callable[[int, int], bool]) -> 
                 }
             )
     unit = f"heal-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
-    by_path: dict = {}
+    by_path: dict[Path, list[dict[str, Any]]] = {}
     for row in rows:
         path = layout.unit_path(layout.gaps_dir, row["after_ts_ms"], unit)
         by_path.setdefault(path, []).append(row)
