@@ -7,6 +7,7 @@ subprocess, and killed runs are real processes killed with SIGKILL.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from replica.decoder.core import Decoder
 from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout
 from replica.schemas.files import publish_parquet
 from replica.schemas.heals import healed_ranges
-from replica.schemas.lock import ArchiveLock
+from replica.schemas.lock import ArchiveLock, maintenance_lock
 
 from replica.maintenance.heal import heal
 from replica.maintenance.node_import import import_node
@@ -307,3 +308,15 @@ def test_after_a_heal_the_archive_holds_the_union_and_gaps_what_neither_had(
         assert still == set(range(min(union), max(union) + 1)) - union
         report = verify(one)
         assert report.ok, report.problems
+
+
+def test_heal_takes_turns_with_compact_and_decode(tmp_path: Path) -> None:
+    archive = build(tmp_path / "archive", {1050})
+    source = build(tmp_path / "source", set())
+    before = files(archive)
+    with maintenance_lock(ArchiveLayout(archive), "replica compact"):
+        result = replica("heal", archive, "--from", source)
+    assert result.returncode == 4
+    assert f"held by replica compact (pid {os.getpid()})" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert files(archive) == before

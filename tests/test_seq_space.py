@@ -16,6 +16,7 @@ from replica.schemas.seqspace import MARKER
 from fixtures.make_feed import START_TS_MS
 from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
+from replica.sql import connect
 from tests.conftest import replica
 from tests.rawarchive import payload_rows, write_archive
 from tests.test_import_node import BASE, block, node_file
@@ -176,3 +177,16 @@ def test_a_damaged_marker_is_one_line(tmp_path: Path, text: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"replica: error: {archive / MARKER} holds ")
     assert result.stderr.count("\n") == 1
+
+
+def test_completeness_of_overlapping_files_stays_within_0_and_100(tmp_path: Path) -> None:
+    """Two files holding the same seqs (a verify problem) count them once at most."""
+    archive = feed_archive(tmp_path / "archive")
+    [segment] = ArchiveLayout(archive).segments()
+    twin = segment.path.with_name(f"{segment.first_seq:020d}-{segment.first_seq + 5:020d}.parquet")
+    twin.write_bytes(segment.path.read_bytes())
+    with connect(archive) as db:
+        [(recorded, missing, percent)] = db.sql(
+            "SELECT recorded, missing, percent_complete FROM completeness"
+        ).fetchall()
+    assert (recorded, missing, percent) == (40, 0, 100.0)

@@ -171,6 +171,11 @@ def _heal_from(
     for chunk in source.chunks():
         rows = chunk.rows
         seqs = rows.column("seq").to_numpy()
+        if (np.diff(seqs) <= 0).any():
+            raise ArchiveError(
+                f"{source.name} has a file whose seqs are unsorted or repeated; run 'replica "
+                "verify' on it"
+            )
         lo, hi = int(seqs[0]), int(seqs[-1])
         held = pa.concat_tables([archive.rows(lo, hi), pending.rows(lo, hi)]).sort_by("seq")
         held_seqs = held.column("seq").to_numpy()
