@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -320,3 +322,36 @@ def test_heal_takes_turns_with_compact_and_decode(tmp_path: Path) -> None:
     assert f"held by replica compact (pid {os.getpid()})" in result.stderr
     assert result.stderr.count("\n") == 1
     assert files(archive) == before
+
+
+def test_verify_and_duckdb_while_a_heal_runs_see_each_seq_once(tmp_path: Path) -> None:
+    """A day is swapped in whole: at any moment a reader sees the day before or after."""
+    archive = build(tmp_path / "archive", {*range(1020, 1030), 1099, *range(1150, 1170), 1260})
+    source = build(tmp_path / "source", set())
+    reports: list = []
+    counts: list = []
+    running = True
+    looping = threading.Event()
+    glob = f"read_parquet('{archive}/raw/date=*/hour=*/*.parquet')"
+
+    def read_in_a_loop() -> None:
+        with duckdb.connect() as db:
+            while running or not reports:
+                looping.set()
+                reports.append(verify(archive))
+                counts.extend(
+                    db.sql(f"SELECT count(*), count(DISTINCT seq) FROM {glob}").fetchall()
+                )
+
+    reader = threading.Thread(target=read_in_a_loop)
+    reader.start()
+    looping.wait()
+    try:
+        assert heal(archive, [source]).added == 32
+    finally:
+        running = False
+        reader.join()
+    for report in reports:
+        assert report.ok, report.problems
+    assert all(total == distinct for total, distinct in counts)
+    assert raw_rows(archive) == ROWS

@@ -157,7 +157,7 @@ def _heal_locked(layout: ArchiveLayout, sources: list[Source], live: bool) -> He
         summary.sources.append(source.name)
         _heal_from(layout, source, policy, summary)
         summary.warnings += source.warnings
-    summary.gaps = record_holes(layout, policy.may_record)
+    summary.gaps += record_holes(layout, policy.may_record)
     return summary
 
 
@@ -188,9 +188,9 @@ def _heal_from(
         if allowed.any():
             pending.add(rows.take(new[allowed]), chunk.metadata)
         if pending.size >= PENDING_ROWS:
-            _write_pending(layout, pending, source.name, summary)
+            _write_pending(layout, pending, source.name, policy, summary)
             archive = ArchiveRows(layout.segments())
-    _write_pending(layout, pending, source.name, summary)
+    _write_pending(layout, pending, source.name, policy, summary)
     for why, count in skipped.items():
         summary.warnings.append(f"{count} seqs of {source.name} not added: {why}")
     _quarantine(layout, conflicts)
@@ -239,13 +239,15 @@ def _describe(payload: bytes) -> str:
 
 
 def _write_pending(
-    layout: ArchiveLayout, pending: Pending, source: str, summary: HealSummary
+    layout: ArchiveLayout, pending: Pending, source: str, policy: _Policy, summary: HealSummary
 ) -> None:
     for day, rows, metadata in pending.take_days():
-        result = write_day(layout, day, rows, layout.segments(), metadata, source)
+        segments = layout.segments()
+        result = write_day(layout, day, rows, segments, metadata, source, policy.may_record)
         summary.added += result.added
         summary.segments_written += result.written
         summary.segments_rewritten += result.rewritten
+        summary.gaps += result.gaps
         summary.warnings += result.warnings
 
 

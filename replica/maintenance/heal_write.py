@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replica.maintenance.compact_raw import TARGET_ROWS
+from replica.maintenance.heal_gaps import gap_table, hole_rows
 from replica.maintenance.staging import DayStaging
 from replica.schemas.archive import (
     RAW_SCHEMA,
@@ -40,6 +42,7 @@ class DayResult:
     added: int = 0
     written: int = 0  # new segments
     rewritten: int = 0  # existing segments rewritten with seqs added inside
+    gaps: int = 0  # gap records for holes left just before the day's seqs
     warnings: list[str] = field(default_factory=list)
 
 
@@ -50,9 +53,12 @@ def write_day(
     segments: list[Segment],
     metadata: dict[bytes, bytes],
     source: str,
+    may_record: Callable[[int, int], bool],
 ) -> DayResult:
     """Add ``added`` (raw rows of ``day``, sorted by seq, none the archive holds) to the
-    archive whose segments are ``segments``, recording them as healed from ``source``."""
+    archive whose segments are ``segments``, recording them as healed from ``source``, and
+    the holes left just before the day's seqs as gaps (where ``may_record``, see
+    ``heal_gaps``)."""
     result = DayResult()
     seqs = added.column("seq").to_numpy()
     firsts = np.array([s.first_seq for s in segments], dtype=np.int64)
@@ -85,6 +91,7 @@ def write_day(
     staging = DayStaging(layout, partition)
     raw = staging.stage(live_raw, "raw", {_relative(segment) for segment in rewrites})
     kept: list[int] = []
+    new_segments = []
     for segment, fits in rewrites.items():
         _rewrite(segment, added.take(fits), raw / _relative(segment))
         result.rewritten += 1
@@ -93,16 +100,36 @@ def write_day(
         rows = added.take(run)
         first, last = rows.column("seq")[0].as_py(), rows.column("seq")[-1].as_py()
         name = f"{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
-        _write(rows.replace_schema_metadata(metadata), raw / _hour_dir(added, run[0]) / name)
+        path = raw / _hour_dir(added, run[0]) / name
+        _write(rows.replace_schema_metadata(metadata), path)
+        new_segments.append(Segment(path, first, last))
         result.written += 1
         kept += run
     healed = np.sort(seqs[kept])
     result.added = len(healed)
     heals = staging.stage(live_heals, "heals", set())
     stamp = time.time_ns() // 1000
-    _write(_heal_table(healed, source, stamp), heals / f"heal-{stamp}-{os.getpid()}.parquet")
+    unit = f"heal-{stamp}-{os.getpid()}.parquet"
+    _write(_heal_table(healed, source, stamp), heals / unit)
+    would_be = sorted(
+        [_staged(segment, live_raw, raw) for segment in segments] + new_segments,
+        key=lambda segment: segment.first_seq,
+    )
+    holes = hole_rows(layout, would_be, may_record, lambda s: s.path.is_relative_to(raw))
+    result.gaps = len(holes)
+    if holes:
+        live_gaps = layout.gaps_dir / partition
+        live_gaps.mkdir(parents=True, exist_ok=True)
+        _write(gap_table(holes), staging.stage(live_gaps, "gaps", set()) / unit)
     staging.commit()
     return result
+
+
+def _staged(segment: Segment, live_raw: Path, raw: Path) -> Segment:
+    """The segment as it will be once the day is swapped in: those of the day are in ``raw``."""
+    if segment.path.parent.parent != live_raw:
+        return segment
+    return Segment(raw / _relative(segment), segment.first_seq, segment.last_seq)
 
 
 def _relative(segment: Segment) -> str:
