@@ -112,7 +112,7 @@ def heal(archive: str | os.PathLike[str], sources: Iterable[str | os.PathLike[st
         raise ArchiveError(f"{layout.root} is not an archive: it has no raw/ directory")
     opened = [open_source(Path(path)) for path in sources]
     with maintenance_lock(layout, TASK):
-        recorder = ArchiveLock(layout.lock_path, TASK, "a heal keeps a recorder out meanwhile")
+        recorder = ArchiveLock(layout.lock_path, TASK)
         try:
             recorder.acquire()
             live = False
@@ -170,6 +170,8 @@ def _heal_from(
     conflicts: list[dict[str, Any]] = []
     for chunk in source.chunks():
         rows = chunk.rows
+        if not rows.num_rows:
+            continue
         seqs = rows.column("seq").to_numpy()
         if (np.diff(seqs) <= 0).any():
             raise ArchiveError(
