@@ -355,3 +355,20 @@ def test_verify_and_duckdb_while_a_heal_runs_see_each_seq_once(tmp_path: Path) -
         assert report.ok, report.problems
     assert all(total == distinct for total, distinct in counts)
     assert raw_rows(archive) == ROWS
+
+
+def test_a_seq_inside_a_segment_but_of_another_hour_is_left_with_a_warning(tmp_path: Path):
+    archive = build(tmp_path / "archive", {1050}, per_segment=1000)
+    moved = [dict(row) for row in ROWS]
+    moved[50]["ts_ms"] += 3_600_000  # the source says seq 1050 came an hour later
+    source = build(tmp_path / "source", set(), rows=moved)
+    before = files(archive)
+    summary = heal(archive, [source])
+    [segment] = [s for s in ArchiveLayout(archive).segments() if s.first_seq == 1000]
+    assert summary.added == 0
+    assert summary.warnings == [
+        f"1 seqs inside {segment.path} have times outside its hour; not healed (a segment is "
+        "only rewritten within its hour)"
+    ]
+    assert files(archive) == before
+    assert [(g.from_seq, g.to_seq) for g in read_gaps(archive)] == [(1050, 1050)]

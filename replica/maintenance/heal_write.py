@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from replica.maintenance.compact_raw import TARGET_ROWS
 from replica.maintenance.heal_gaps import gap_table, hole_rows
 from replica.maintenance.staging import DayStaging
 from replica.schemas.archive import (
+    MS_PER_HOUR,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
     SEQ_DIGITS,
@@ -72,12 +73,14 @@ def write_day(
         else:
             outside.append(position)
     rewrites = {}
+    hours = added.column("ts_ms").to_numpy() // MS_PER_HOUR
     for at, positions in inside.items():
-        fits = [p for p in positions if _hour_dir(added, p) == segments[at].path.parent.name]
+        hour = _partition_hour(segments[at])
+        fits = [p for p in positions if hours[p] == hour]
         if len(fits) < len(positions):
             result.warnings.append(
                 f"{len(positions) - len(fits)} seqs inside {segments[at].path} have times "
-                "outside its hour; not healed"
+                "outside its hour; not healed (a segment is only rewritten within its hour)"
             )
         if fits:
             rewrites[segments[at]] = fits
@@ -132,6 +135,14 @@ def _staged(segment: Segment, live_raw: Path, raw: Path) -> Segment:
     return Segment(raw / _relative(segment), segment.first_seq, segment.last_seq)
 
 
+def _partition_hour(segment: Segment) -> int:
+    """The UTC hour (from the epoch) of the partition the segment is in: the only hour whose
+    commands it may hold."""
+    hour_dir = segment.path.parent
+    moment = datetime.strptime(f"{hour_dir.parent.name} {hour_dir.name}", "date=%Y-%m-%d hour=%H")
+    return int(moment.replace(tzinfo=UTC).timestamp()) // 3600
+
+
 def _relative(segment: Segment) -> str:
     return f"{segment.path.parent.name}/{segment.path.name}"
 
@@ -144,7 +155,7 @@ def _runs(added: pa.Table, positions: list[int], index: np.ndarray) -> list[list
     """``positions`` cut into new segments: a run ends at an hour boundary, where an existing
     segment lies between two seqs (their segment-at-or-before differs), or at TARGET_ROWS."""
     runs: list[list[int]] = []
-    hours = added.column("ts_ms").to_numpy() // 3_600_000
+    hours = added.column("ts_ms").to_numpy() // MS_PER_HOUR
     for position in positions:
         if runs:
             last = runs[-1][-1]
