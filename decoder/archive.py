@@ -175,7 +175,7 @@ def decode_archive(
         unfinished = layout.compaction_journals()
         if unfinished:
             raise ArchiveError(
-                f"a compaction was interrupted ({unfinished[0]} exists); "
+                f"a compaction or heal was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
         return _decode_archive(root, spec, jobs, on_progress)

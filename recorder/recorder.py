@@ -28,6 +28,7 @@ from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import redact
+from replica.schemas.seqspace import FEED, claim
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
@@ -201,6 +202,7 @@ class Recorder:
                 table_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
+        claim(layout, FEED, "replica record")
         remove_temporary_files(layout)
         recent = RecentPayloads()
         state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery

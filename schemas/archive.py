@@ -7,10 +7,12 @@ here is a change of the archive format.
       raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour (*)
       gaps/date=YYYY-MM-DD/<unit>.parquet                         missing seq ranges
       quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
+      heals/date=YYYY-MM-DD/<unit>.parquet                        seqs filled later (schemas.heals)
+      seq-space                                                   feed or node (schemas.seqspace)
       spool/<unit>.wal                                            write-ahead log, unsealed frames
-      .lock                                                       held by a recorder or an import
-      .maintenance.lock                                           held by compact, decode or import
-      .compact/                                                   a compaction's new directories
+      .lock                                                       held by a recorder, import or heal
+      .maintenance.lock                                           taken in turn by maintenance
+      .compact/                                                   a compaction's or heal's new days
 
 (*) of the ts_ms of the segment's first command: no ts_ms in a segment is after its hour, but a
 ts_ms that stepped back into an earlier hour stays in the segment that was open.

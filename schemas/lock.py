@@ -1,10 +1,11 @@
 """Exclusive locks on an archive: flocks that the kernel drops when the holder dies.
 
 Two locks, for two rules: ``.lock`` keeps a second writer of segments (a recorder, or
-``replica import-node``) out of an archive, and ``.maintenance.lock`` makes ``replica compact``,
-``replica decode`` and ``replica import-node`` take turns (a decode during a compaction would
-decode a merged segment while its small segments' decoded files still exist, and count their
-rows twice). Compaction runs beside the recorder, so it never takes ``.lock``.
+``replica import-node``, ``replica heal``) out of an archive, and ``.maintenance.lock`` makes
+``replica compact``, ``replica decode``, ``replica import-node`` and ``replica heal`` take turns
+(a decode during a compaction would decode a merged segment while its small segments' decoded
+files still exist, and count their rows twice). Compaction runs beside the recorder, so it
+never takes ``.lock``.
 """
 
 from __future__ import annotations
