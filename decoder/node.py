@@ -13,15 +13,17 @@ sometimes null, and both read as null.
 
 The block's frame is decoded by msgspec into typed structs in one C pass, leaving each action
 and response as raw JSON; only the actions that carry a fact are parsed further. A block whose
-frame is not what the node writes is not a block (``NotABlock``); an action whose fields are
-not what its type promises does not spoil its block: it becomes an ``undecoded`` row naming the
-action, and the rest of the block decodes.
+frame is not what the node writes is not a block (``NotABlock``). Nothing wrong with one action
+spoils its block, each leaving an ``undecoded`` row that names the action (its ``idx``) and says
+why: an action without a readable type, nonce, vault or expiry has no ``actions`` row; one whose
+facts cannot be read (a field not what its type promises, a value no column can hold) keeps its
+``actions`` row, JSON and all, and only its facts are lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA, TRANSFERS_SCHEMA
@@ -32,9 +34,8 @@ Row = dict[str, Any]
 # Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
 _NULL = msgspec.Raw(b"null")
 
-# Integers bound for uint64 columns. msgspec takes no bound beyond int64, and no real round,
-# nonce or oid comes near it.
-U64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+# Integers are read as any int, whatever their column: whether one fits (a uint64 round, a
+# uint32 asset) is checked where rows become columns (``columns.arrays``), for every value alike.
 
 
 class NotABlock(ValueError):
@@ -55,22 +56,22 @@ class _SignedAction(msgspec.Struct):
 
 
 class _SignedFields(msgspec.Struct, array_like=True):
-    nonce: U64 | None
+    nonce: int | None
     vault: str | None
-    expires_after: U64 | None
+    expires_after: int | None
 
 
 class _Bundle(msgspec.Struct):
     signed_actions: list[_SignedAction]
     broadcaster: str | None = None
-    broadcaster_nonce: U64 | None = None
+    broadcaster_nonce: int | None = None
 
 
 class _AbciBlock(msgspec.Struct):
     time: str
     signed_action_bundles: list[tuple[str, _Bundle]]
-    round: U64 | None = None
-    parent_round: U64 | None = None
+    round: int | None = None
+    parent_round: int | None = None
     proposer: str | None = None
     hardfork: msgspec.Raw = _NULL
 
@@ -112,7 +113,6 @@ def _text(raw: msgspec.Raw) -> str | None:
 # ``strict=False`` lets a decimal string decode as a float (and a numeric string as an int), as
 # the node writes prices and sizes.
 
-U32 = Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]
 Float = float | None
 
 
@@ -132,7 +132,7 @@ class _OrderType(msgspec.Struct):
 
 
 class _Order(msgspec.Struct):
-    a: U32
+    a: int
     b: bool
     p: float
     s: float
@@ -147,7 +147,7 @@ class _OrderAction(msgspec.Struct):
 
 class _Modify(msgspec.Struct):
     order: _Order
-    oid: U64 | str | None = None  # an oid, or the order's cloid
+    oid: int | str | None = None  # an oid, or the order's cloid
 
 
 class _ModifyAction(msgspec.Struct):
@@ -155,8 +155,8 @@ class _ModifyAction(msgspec.Struct):
 
 
 class _Cancel(msgspec.Struct):
-    a: U32
-    o: U64
+    a: int
+    o: int
 
 
 class _CancelAction(msgspec.Struct):
@@ -164,7 +164,7 @@ class _CancelAction(msgspec.Struct):
 
 
 class _CancelByCloid(msgspec.Struct):
-    asset: U32
+    asset: int
     cloid: str
 
 
@@ -179,7 +179,7 @@ class _OracleAction(msgspec.Struct):
 class _Withdrawal(msgspec.Struct):
     destination: str
     amount: float
-    time: U64 | None = None
+    time: int | None = None
 
 
 class _Deposit(msgspec.Struct):
@@ -192,14 +192,14 @@ class _Transfer(msgspec.Struct):
     destination: str | None = None
     token: str | None = None
     amount: Float = None
-    time: U64 | None = None
-    nonce: U64 | None = None
+    time: int | None = None
+    nonce: int | None = None
 
 
 class _VaultTransfer(msgspec.Struct):
     vaultAddress: str
     isDeposit: bool
-    usd: int
+    usd: float  # millionths of a dollar, an integer: one beyond a double is out of range
 
 
 class _OrderStatuses(msgspec.Struct):
@@ -355,6 +355,11 @@ FACTS_OF_ACTION: dict[str, Callable[[bytes, str | None, msgspec.Raw], Facts]] = 
 }
 
 
+# What reading an action's own fields or its facts raises on a bad value: msgspec's errors and
+# UnicodeDecodeError are ValueErrors, an integer beyond a float an OverflowError.
+_ACTION_ERRORS = (ValueError, ArithmeticError, TypeError, RecursionError)
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return "a string is not UTF-8"
@@ -363,22 +368,30 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
-def _action_rows(
+def _action_row(
     signed: _SignedAction, user: str | None, status: str | None, response: msgspec.Raw
-) -> tuple[tuple, list[tuple[str, tuple]]]:
-    """An action's own columns (kind, then nonce to action, as in ACTION_COLUMNS) and its facts.
-    A rejected action (status "err") placed nothing, so it has no facts."""
+) -> tuple:
+    """An action's own columns: kind, then nonce to action, as in ACTION_COLUMNS."""
     action = bytes(signed.action)
     kind = _decode_type(action).type
     fields = _decode_signed_fields(
         b"[" + bytes(signed.nonce) + b"," + bytes(signed.vaultAddress) + b","
         + bytes(signed.expiresAfter) + b"]"
     )  # fmt: skip
+    return (kind, fields.nonce, _lower(fields.vault), fields.expires_after, user, status,
+            _text(response), action.decode())  # fmt: skip
+
+
+def _facts(
+    kind: str, signed: _SignedAction, user: str | None, status: str | None, response: msgspec.Raw
+) -> list[tuple[str, tuple]]:
+    """The facts an action carries. A rejected action (status "err") placed nothing: none."""
     handler = FACTS_OF_ACTION.get(kind) if status != "err" else None
-    facts = list(handler(action, user, response)) if handler is not None else []
-    row = (kind, fields.nonce, _lower(fields.vault), fields.expires_after, user, status,
-           _text(response), action.decode())  # fmt: skip
-    return row, facts
+    return list(handler(bytes(signed.action), user, response)) if handler is not None else []
+
+
+def _undecoded(seq: int, idx: int, time_ms: int, reason: str, size: int) -> Row:
+    return {"seq": seq, "idx": idx, "time_ms": time_ms, "reason": reason, "size": size}
 
 
 # --- blocks into columns ------------------------------------------------------------------------
@@ -391,15 +404,19 @@ ACTION_COLUMNS = tuple(ACTIONS_SCHEMA.names)
 class NodeColumns:
     """The rows of the node blocks of a batch, per table, each a tuple of the table's columns
     (``BLOCK_COLUMNS``, ``ACTION_COLUMNS``, ``FACT_KEYS`` + ``FACT_COLUMNS``): one append per
-    row, and one ``zip`` turns a table's rows into its columns."""
+    row, and one ``zip`` turns a table's rows into its columns. A fact's tuple ends with one
+    more value, the idx of its action, so that ``set_aside`` can find an action's facts.
+
+    The seqs of the blocks of one batch are distinct, as in an archive."""
 
     def __init__(self) -> None:
         self.blocks: list[tuple] = []
         self.actions: list[tuple] = []
         self.facts: dict[str, list[tuple]] = {}
         self.undecoded: list[Row] = []
+        self._payloads: dict[int, tuple[int, int]] = {}  # seq -> archive ts_ms, payload size
 
-    def add(self, seq: int, payload: bytes) -> None:
+    def add(self, seq: int, ts_ms: int, payload: bytes) -> None:
         """Add one block's rows; raises ``NotABlock`` (adding nothing) if it is not one."""
         try:
             block = _decode_block(payload)
@@ -418,6 +435,8 @@ class NodeColumns:
             raise NotABlock("node block: nested too deeply") from None
         except ValueError as exc:
             raise NotABlock(f"node block: {exc}") from None
+        size = len(payload)
+        self._payloads[seq] = (ts_ms, size)
         time_ms = time_ns // 1_000_000
         round_ = abci.round
         responses = dict(block.resps.Full) if block.resps is not None else {}
@@ -437,23 +456,26 @@ class NodeColumns:
                     if result.res is not None:
                         status, response = result.res.status, result.res.response
                 try:
-                    row, facts = _action_rows(signed, user, status, response)
-                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                    row = _action_row(signed, user, status, response)
+                except _ACTION_ERRORS as exc:
                     reason = f"node action {idx}: {_describe(exc)}"
-                    self.undecoded.append(
-                        {"seq": seq, "idx": idx, "time_ms": time_ms, "reason": reason}
-                        | {"size": len(payload)}
-                    )
+                    self.undecoded.append(_undecoded(seq, idx, time_ms, reason, size))
                     idx += 1
                     continue
                 add_action((seq, idx, time_ms, row[0], round_, hash_text, broadcaster,
                             bundle.broadcaster_nonce, *row[1:]))  # fmt: skip
                 kind = row[0]
+                try:
+                    facts = _facts(kind, signed, user, status, response)
+                except _ACTION_ERRORS as exc:
+                    reason = f"node action {idx}: {kind}: {_describe(exc)}"
+                    self.undecoded.append(_undecoded(seq, idx, time_ms, reason, size))
+                    facts = []
                 for table, values in facts:
                     fact_idx = fact_counts.get(table, 0)
                     fact_counts[table] = fact_idx + 1
                     keys = (seq, fact_idx, time_ms, kind, round_, user)
-                    self.facts.setdefault(table, []).append(keys + values)
+                    self.facts.setdefault(table, []).append((*keys, *values, idx))
                 idx += 1
         self.blocks.append(
             (seq, 0, time_ms, round_, time_ns, abci.parent_round, _lower(abci.proposer),
@@ -461,8 +483,51 @@ class NodeColumns:
         )  # fmt: skip
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
-        """Each table's name, columns and rows."""
+        """Each table's name, columns and rows (a fact's rows with its action's idx beyond)."""
         yield "blocks", BLOCK_COLUMNS, self.blocks
         yield "actions", ACTION_COLUMNS, self.actions
         for table, rows in self.facts.items():
             yield table, FACT_KEYS + FACT_COLUMNS[table], rows
+
+    def set_aside(self, table: str, misfits: dict[int, str]) -> None:
+        """Take out the rows of ``table`` (by index) that hold a value their column cannot
+        hold, with the rows that depend on them, leaving an undecoded row that says why: a
+        fact costs its action's facts (the action keeps its row), an action its row and facts,
+        a block all of its rows."""
+        if table == "blocks":
+            blocks = self.blocks
+            self._set_aside_blocks({blocks[r][0]: f"blocks.{why}" for r, why in misfits.items()})
+            return
+        if table == "actions":
+            rows = self.actions
+            spoiled = {
+                (rows[r][0], rows[r][1]): (rows[r][2], f"node action {rows[r][1]}: actions.{why}")
+                for r, why in misfits.items()
+            }
+            self.actions = [row for row in rows if (row[0], row[1]) not in spoiled]
+            self.undecoded = [u for u in self.undecoded if (u["seq"], u["idx"]) not in spoiled]
+            for name, facts in self.facts.items():
+                self.facts[name] = [row for row in facts if (row[0], row[-1]) not in spoiled]
+        else:
+            rows = self.facts[table]
+            spoiled = {
+                (rows[r][0], rows[r][-1]): (
+                    rows[r][2],
+                    f"node action {rows[r][-1]}: {rows[r][3]}: {table}.{why}",
+                )
+                for r, why in misfits.items()
+            }
+            self.facts[table] = [row for row in rows if (row[0], row[-1]) not in spoiled]
+        for (seq, idx), (time_ms, reason) in spoiled.items():
+            self.undecoded.append(_undecoded(seq, idx, time_ms, reason, self._payloads[seq][1]))
+
+    def _set_aside_blocks(self, spoiled: dict[int, str]) -> None:
+        """Blocks (by seq) become one undecoded row each, as a payload that is not a block."""
+        self.blocks = [row for row in self.blocks if row[0] not in spoiled]
+        self.actions = [row for row in self.actions if row[0] not in spoiled]
+        for name, facts in self.facts.items():
+            self.facts[name] = [row for row in facts if row[0] not in spoiled]
+        self.undecoded = [u for u in self.undecoded if u["seq"] not in spoiled]
+        for seq, why in spoiled.items():
+            ts_ms, size = self._payloads[seq]
+            self.undecoded.append(_undecoded(seq, 0, ts_ms, f"node block: {why}", size))

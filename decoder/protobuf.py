@@ -34,7 +34,9 @@ import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
+from replica.decoder.columns import Misfits, arrays
 from replica.schemas.archive import MAX_TS_MS
+from replica.schemas.errors import UsageError
 
 # The v1 oneof members whose table is not simply named after them.
 TABLE_OF_KIND = {
@@ -56,6 +58,11 @@ KEY_FIELDS = (
 # An envelope field of this name is the command's own time and fills the key column; a command
 # without one (or with 0) takes the archive's ts_ms.
 TIME_FIELD = "time_ms"
+
+# A payload over this size is an undecoded row ("too_large: ...") and is not parsed: decoding
+# takes tens of times a payload's size in memory (a 52 MB node block took 3 GB). Mainnet node
+# blocks are 0.5 MB to a few MB, protobuf commands a few hundred bytes.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 _F = FieldDescriptor
 _ARROW_TYPES = {
@@ -112,6 +119,10 @@ def _get(var: str, name: str) -> str:
     return f"getattr({var}, {name!r})" if keyword.iskeyword(name) else f"{var}.{name}"
 
 
+class RecursiveMessage(UsageError):
+    """A message that contains itself through singular fields: it has no finite columns."""
+
+
 class _Source:
     """Generated source being written: statements that read each column's value into a local,
     converted (bytes to hex text, enums to names), and the Arrow fields of those columns."""
@@ -122,6 +133,7 @@ class _Source:
         self.values: list[str] = []  # the local holding each field's value
         self.namespace: dict[str, Any] = {"json_list": json_list}
         self._names = 0
+        self._flattening: list[str] = []  # the messages being flattened, outermost first
 
     def name(self, stem: str) -> str:
         self._names += 1
@@ -146,6 +158,20 @@ class _Source:
         self, indent: int, var: str, descriptor: Descriptor, prefix: str, skip: tuple[str, ...]
     ) -> None:
         """Read every field of ``var`` into locals, flattening sub-messages."""
+        if descriptor.full_name in self._flattening:
+            cycle = " -> ".join([*self._flattening, descriptor.full_name])
+            raise RecursiveMessage(
+                f"message {descriptor.full_name} contains itself ({cycle}): its sub-messages "
+                "cannot all become columns; decode with a message whose singular message fields "
+                "do not lead back to it (a repeated field is JSON text and may)"
+            )
+        self._flattening.append(descriptor.full_name)
+        self._message_fields(indent, var, descriptor, prefix, skip)
+        self._flattening.pop()
+
+    def _message_fields(
+        self, indent: int, var: str, descriptor: Descriptor, prefix: str, skip: tuple[str, ...]
+    ) -> None:
         for field in descriptor.fields:
             if field.name in skip:
                 continue
@@ -203,7 +229,7 @@ class FactPlan:
         self.table = table
         self._member = member
         self.fields: list[pa.Field] = []
-        self._types: list[pa.DataType] = []
+        self._columns: list[pa.Field] = []  # the buffer's: seq, time_ms, then ``fields``
         self._parents = 0
         self._expanded = False
 
@@ -238,7 +264,7 @@ class FactPlan:
         if expanded is not None:
             self._emit_elements(source, indent, buffer, var, expanded)
         self.fields = envelope_fields + source.fields[first_field:]
-        self._types = [pa.int64(), pa.int64(), *(f.type for f in self.fields)]
+        self._columns = [KEY_FIELDS[0], KEY_FIELDS[2], *self.fields]
         self._expanded = expanded is not None
         del source.fields[first_field:]
         del source.values[first_value:]
@@ -265,28 +291,57 @@ class FactPlan:
         source.add(indent + 1, buffer, self._parents, ["None"] * (len(source.values) - first))
 
     def buffer(self) -> FactBuffer:
-        return FactBuffer([[] for _ in self._types], [], [])
+        return FactBuffer([[] for _ in self._columns], [], [])
 
     def rows(self, buffer: FactBuffer) -> FactRows:
         """The buffered rows as Arrow arrays, converted once: each ``pa.array`` call costs
-        some microseconds on top of its values."""
-        arrays = [pa.array(c, t) for c, t in zip(buffer.columns, self._types, strict=True)]
+        some microseconds on top of its values. Raises ``Misfits`` naming the commands (by
+        their row in the buffer's first columns) with a value their column cannot hold."""
+        parents = self._parents if self._expanded else len(self._columns)
+        columns = buffer.columns
+        misfits: dict[int, str] = {}
+        try:
+            converted = arrays(columns[:parents], self._columns[:parents])
+        except Misfits as exc:
+            misfits = exc.rows
+        if self._expanded:
+            try:
+                converted += arrays(columns[parents:], self._columns[parents:])
+            except Misfits as exc:
+                for element, why in exc.rows.items():
+                    misfits.setdefault(buffer.owners[element], why)
+        if misfits:
+            raise Misfits(misfits)
         if self._expanded:
             take = pa.array(buffer.owners, pa.int32())
-            arrays[: self._parents] = [a.take(take) for a in arrays[: self._parents]]
+            converted[:parents] = [a.take(take) for a in converted[:parents]]
             idx = buffer.idx
         else:
-            idx = [0] * len(buffer.columns[0])
+            idx = [0] * len(columns[0])
         rows = len(idx)
-        names = ["seq", "time_ms", *(f.name for f in self.fields)]
-        values = dict(zip(names, arrays, strict=True))
+        names = [f.name for f in self._columns]
+        values = dict(zip(names, converted, strict=True))
         values["idx"] = pa.array(idx, pa.int32())
         values["kind"] = pa.array([self.kind] * rows, pa.string())
         return FactRows(values, rows)
 
+    def without(self, buffer: FactBuffer, commands: set[int]) -> FactBuffer:
+        """``buffer`` without the rows of the ``commands`` (their rows in the first columns)."""
+        parents = self._parents if self._expanded else len(self._columns)
+        keep = [row for row in range(len(buffer.columns[0])) if row not in commands]
+        columns = [[column[row] for row in keep] for column in buffer.columns[:parents]]
+        if not self._expanded:
+            return FactBuffer(columns, [], [])
+        renumbered = {old: new for new, old in enumerate(keep)}
+        elements = [i for i, owner in enumerate(buffer.owners) if owner not in commands]
+        columns += [[column[i] for i in elements] for column in buffer.columns[parents:]]
+        owners = [renumbered[buffer.owners[i]] for i in elements]
+        return FactBuffer(columns, owners, [buffer.idx[i] for i in elements])
+
     def dicts(self, buffer: FactBuffer) -> list[dict[str, Any]]:
-        """The buffered rows as Python dicts, for a few commands at a time, when building
-        Arrow arrays would cost more than the rows are worth."""
+        """The buffered rows as Python dicts, for a few commands at a time, when building an
+        Arrow table would cost more than the rows are worth (``rows`` still checks that every
+        value fits its column)."""
         names = ["seq", "time_ms", *(f.name for f in self.fields)]
         kind = self.kind
         if not self._expanded:
@@ -336,12 +391,16 @@ class CommandPlan:
             envelope_skip = (*(f.name for f in oneof.fields), TIME_FIELD)
         source = _Source()
         source.namespace |= {"parse": message.FromString, "DecodeError": DecodeError}
-        source.namespace |= {"MAX_TS_MS": MAX_TS_MS}
+        source.namespace |= {"MAX_TS_MS": MAX_TS_MS, "MAX_PAYLOAD_BYTES": MAX_PAYLOAD_BYTES}
         source.line(0, "def read(payloads, seqs, ts_ms, buffers, undecoded, blocks):")
         for i in range(len(self.kinds)):
             source.line(1, f"b{i} = buffers[{i}]")
             source.line(1, "")  # binds b{i}'s adders, once their number is known
         source.line(1, "for position, payload in enumerate(payloads):")
+        source.line(2, "if len(payload) > MAX_PAYLOAD_BYTES:")
+        too_large = "too_large: {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
+        source.line(3, f"undecoded.append((position, f{too_large!r}))")
+        source.line(3, "continue")
         source.line(2, "if payload[:1] == b'{':  # a node block: never a protobuf message")
         source.line(3, "blocks.append(position)")
         source.line(3, "continue")

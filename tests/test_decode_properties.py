@@ -138,16 +138,21 @@ def _check_payload_rows(payload: bytes, ts_ms: int, found: Rows) -> None:
     for row in found.get("undecoded", []):
         assert isinstance(row["reason"], str) and row["reason"].strip(), f"{where}: no reason"
         assert row["size"] == len(payload), f"{where}: undecoded size {row['size']}"
-    if "blocks" in found:  # a node block: every action is in actions or, alone, in undecoded
+    if "blocks" in found:  # a node block: every action is in actions, undecoded, or both
         assert payload[:1] == b"{", f"{where}: a block row for a payload not starting with {{"
         (block,) = found["blocks"]
-        positions = [row["idx"] for row in found.get("actions", []) + found.get("undecoded", [])]
-        assert sorted(positions) == list(range(block["actions"])), (
+        actions = {row["idx"]: row["kind"] for row in found.get("actions", [])}
+        undecoded = {row["idx"]: row["reason"] for row in found.get("undecoded", [])}
+        assert len(actions) == len(found.get("actions", [])), f"{where}: an action twice"
+        assert len(undecoded) == len(found.get("undecoded", [])), f"{where}: undecoded twice"
+        assert sorted(actions.keys() | undecoded.keys()) == list(range(block["actions"])), (
             f"{where}: actions and undecoded rows do not account for the block's "
-            f"{block['actions']} actions once each: {sorted(positions)}"
+            f"{block['actions']} actions: {sorted(actions)}, {sorted(undecoded)}"
         )
-        for row in found.get("undecoded", []):
-            assert re.match(rf"node action {row['idx']}\b", row["reason"]), row
+        for idx, reason in undecoded.items():
+            # an action that kept its row lost only its facts, and the reason says its kind
+            kind = re.escape(actions[idx]) + ":" if idx in actions else ""
+            assert re.match(rf"node action {idx}: {kind}", reason), (idx, reason)
     elif "undecoded" in found:  # the whole payload is undecoded: one row, nothing else
         assert list(found) == ["undecoded"], f"{where}: undecoded and also in {list(found)}"
         (row,) = found["undecoded"]
