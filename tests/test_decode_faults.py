@@ -178,17 +178,13 @@ def test_a_recursive_schema_is_one_line_and_exit_2(tmp_path: Path, text: str, me
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "contains itself" in result.stderr and "Traceback" not in result.stderr
     assert not (archive / "decoded").exists()
-
-
-def test_a_repeated_field_of_its_own_message_is_not_recursion(tmp_path: Path):
-    """A repeated field is JSON text: a tree of messages decodes."""
+    # A repeated field is JSON text, not columns: a message holding itself there decodes.
     text = 'syntax = "proto3";\npackage tree;\nmessage Node {\n  repeated Node kids = 1;\n}\n'
-    schema = _descriptor_set(tmp_path, "tree.proto", text)
-    archive = tmp_path / "archive"
-    write_archive(archive, payload_rows([b"\x0a\x02\x0a\x00"]))
-    result = run_replica("decode", archive, "--schema", schema, "--message", "tree.Node")
+    tree = _descriptor_set(tmp_path, "tree.proto", text)
+    write_archive(tmp_path / "trees", payload_rows([b"\x0a\x02\x0a\x00"]))
+    result = run_replica("decode", tmp_path / "trees", "--schema", tree, "--message", "tree.Node")
     assert result.returncode == 0, result.stderr
-    assert _column(archive, "node", "kids") == ["[{}]"]  # the one kid's own kids
+    assert _column(tmp_path / "trees", "node", "kids") == ["[{}]"]  # the one kid's own kids
 
 
 # --- workers die with their parent -------------------------------------------------------------
