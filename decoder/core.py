@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from replica.decoder.columns import Misfits, arrays
+from replica.decoder.columns import Misfits, SurelyFit, arrays
 from replica.decoder.messages import PayloadMessage, contract_v1
 from replica.decoder.node import NodeColumns, NotABlock
 from replica.decoder.protobuf import KEY_FIELDS, CommandPlan, FactBuffer, FactPlan, FactRows
@@ -112,6 +112,8 @@ class Decoder:
         self.version = f"{DECODER_VERSION}+{self.message.fingerprint}"
         self._plan = CommandPlan(self.message.cls)
         self.schemas = self._table_schemas()
+        self._node_fields: dict[str, list[pa.Field]] = {}
+        self._node_surely_fit: dict[str, SurelyFit] = {}
 
     def _table_schemas(self) -> dict[str, pa.Schema]:
         tables = _fact_schemas(self._plan)
@@ -123,6 +125,17 @@ class Decoder:
             tables[table] = list(schema)
         return {table: pa.schema(fields) for table, fields in tables.items()}
 
+    def _fields(self, table: str, names: Sequence[str]) -> list[pa.Field]:
+        """The fields of a node table's columns (``names``: the same for a table each time)."""
+        if table not in self._node_fields:
+            self._node_fields[table] = [self.schemas[table].field(name) for name in names]
+            self._node_surely_fit[table] = SurelyFit(self._node_fields[table])
+        return self._node_fields[table]
+
+    def _surely_fit(self, table: str, names: Sequence[str], rows: list[tuple]) -> bool:
+        self._fields(table, names)
+        return self._node_surely_fit[table](zip(*rows, strict=True))
+
     def _node_columns(self, node: NodeColumns) -> list[tuple[str, dict[str, pa.Array], int]]:
         """Each node table that has rows, as columns; rows holding a value their column cannot
         hold are set aside (``NodeColumns.set_aside``) until every value fits."""
@@ -131,7 +144,7 @@ class Decoder:
             for name, names, rows in node.tables():
                 if not rows:
                     continue
-                fields = [self.schemas[name].field(c) for c in names]
+                fields = self._fields(name, names)
                 try:
                     columns = arrays(list(zip(*rows, strict=True)), fields)
                 except Misfits as misfits:
@@ -187,10 +200,11 @@ class Decoder:
         facts, failed, blocks = self._plan.read([payload], [seq], [ts_ms])
         rows: dict[str, list[dict[str, Any]]] = {}
         for fact, buffer in facts:
-            _, fitting, spoiled = _fitting_rows(fact, buffer)
-            failed += [(0, f"protobuf: {fact.table}.{why}") for why in spoiled.values()]
-            if fitting.columns[0]:
-                rows.setdefault(fact.table, []).extend(fact.dicts(fitting))
+            if not fact.surely_fit(buffer.columns):  # else as decode would find
+                _, buffer, spoiled = _fitting_rows(fact, buffer)
+                failed += [(0, f"protobuf: {fact.table}.{why}") for why in spoiled.values()]
+            if buffer.columns[0]:
+                rows.setdefault(fact.table, []).extend(fact.dicts(buffer))
         for _, reason in failed:
             rows["undecoded"] = [_undecoded(seq, ts_ms, payload, reason)]
         if blocks:
@@ -199,7 +213,8 @@ class Decoder:
                 node.add(seq, ts_ms, payload)
             except NotABlock as exc:
                 node.undecoded.append(_undecoded(seq, ts_ms, payload, str(exc)))
-            self._node_columns(node)  # sets aside what no column can hold
+            if not all(self._surely_fit(*table) for table in node.tables()):
+                self._node_columns(node)  # sets aside what no column can hold, as decode does
             for name, names, table_rows in node.tables():
                 if table_rows:
                     rows[name] = [dict(zip(names, values, strict=False)) for values in table_rows]

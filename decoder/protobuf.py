@@ -34,7 +34,7 @@ import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
-from replica.decoder.columns import Misfits, arrays
+from replica.decoder.columns import Misfits, SurelyFit, arrays
 from replica.schemas.archive import MAX_TS_MS
 from replica.schemas.errors import UsageError
 
@@ -265,6 +265,7 @@ class FactPlan:
             self._emit_elements(source, indent, buffer, var, expanded)
         self.fields = envelope_fields + source.fields[first_field:]
         self._columns = [KEY_FIELDS[0], KEY_FIELDS[2], *self.fields]
+        self.surely_fit = SurelyFit(self._columns)
         self._expanded = expanded is not None
         del source.fields[first_field:]
         del source.values[first_value:]

@@ -187,11 +187,15 @@ NEIGHBOUR_ROWS = {
 
 
 def check_with_neighbours(payload: bytes) -> Rows:
-    """Decode ``payload`` between two valid ones; check it and them, and return its rows."""
+    """Decode ``payload`` between two valid ones; check it and them, check that it has the same
+    rows alone (``decode_one``), and return its rows."""
     rows = decode_checked([NEIGHBOURS[0], payload, NEIGHBOURS[1]])
     for i, alone in NEIGHBOUR_ROWS.items():
         assert _rows_for(rows, _NEIGHBOUR_SEQS[i]) == alone, "a payload changed its neighbours"
-    return _rows_for(rows, _NEIGHBOUR_SEQS[1])
+    found = _rows_for(rows, _NEIGHBOUR_SEQS[1])
+    alone = DECODER.decode_one(_NEIGHBOUR_SEQS[1], _NEIGHBOUR_TS_MS[1], payload)
+    assert_same_rows(found, alone, f"payload {payload[:120]!r} in a batch and alone")
+    return found
 
 
 def _rows_for(rows: Rows, seq: int) -> Rows:
