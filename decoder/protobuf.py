@@ -301,10 +301,11 @@ class FactPlan:
         parents = self._parents if self._expanded else len(self._columns)
         columns = buffer.columns
         misfits: dict[int, str] = {}
+        converted: list[pa.Array] = []
         try:
-            converted = arrays(columns[:parents], self._columns[:parents])
+            converted += arrays(columns[:parents], self._columns[:parents])
         except Misfits as exc:
-            misfits = exc.rows
+            misfits |= exc.rows
         if self._expanded:
             try:
                 converted += arrays(columns[parents:], self._columns[parents:])

@@ -111,22 +111,33 @@ package loose;
 message Cmd {
   optional string memo = 1;
   optional uint64 n = 2;
+  repeated Item items = 3;
+}
+message Item {
+  optional string note = 1;
 }
 """
+NOT_UTF8 = b"\x0a\x02\xff\xfe"  # field 1, two bytes that are not UTF-8
 
 
 def test_a_protobuf_string_that_is_not_utf8_is_undecoded(tmp_path: Path):
     """proto2 does not check that strings are UTF-8: the parser hands over bytes, which no
-    string column holds (pa.array raised ArrowInvalid out of decode)."""
+    string column holds (pa.array raised ArrowInvalid out of decode). In the command's own
+    fields or in an element of the repeated field it is expanded by, it costs that command."""
     schema = _descriptor_set(tmp_path, "loose.proto", PROTO2_TEXT)
-    payloads = [b"\x0a\x02\xff\xfe\x10\x05", b"\x0a\x02ok\x10\x06"]
+    item = b"\x1a\x04\x0a\x02ok"  # items { note: "ok" }
+    bad_item = b"\x1a" + bytes([len(NOT_UTF8)]) + NOT_UTF8
+    payloads = [NOT_UTF8 + b"\x10\x05" + item, b"\x0a\x02ok" + item + bad_item, b"\x10\x07" + item]
     archive = tmp_path / "archive"
     write_archive(archive, payload_rows(payloads))
     result = run_replica("decode", archive, "--schema", schema, "--message", "loose.Cmd")
     assert result.returncode == 0, result.stderr
-    (undecoded,) = _rows(archive, "undecoded")
-    assert undecoded[3].startswith("protobuf: cmd.memo: b'\\xff\\xfe' does not fit string")
-    assert _column(archive, "cmd", "memo") == ["ok"]
+    reasons = {seq: reason for seq, _, _, reason, _ in _rows(archive, "undecoded")}
+    assert reasons == {
+        1000: "protobuf: cmd.memo: b'\\xff\\xfe' does not fit string",
+        1001: "protobuf: cmd.note: b'\\xff\\xfe' does not fit string",
+    }
+    assert _rows(archive, "cmd") == [(1002, 0, 1_795_219_080_020, "cmd", None, 7, "ok")]
 
 
 # --- a block too large to decode --------------------------------------------------------------
