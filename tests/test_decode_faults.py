@@ -63,7 +63,7 @@ def _column(archive: Path, table: str, column: str) -> list[Any]:
 # 1 followed by 400 zeros: beyond a double, let alone the transfers.amount column. It raised
 # OverflowError out of decode, and every rerun failed the same way.
 VAULT_1E400 = {"type": "vaultTransfer", "vaultAddress": VAULT, "isDeposit": True, "usd": 10**400}
-# Beyond uint64: it reached pa.array and raised there.
+# Beyond uint64: found where rows become columns; it cost the whole action (no actions row).
 CANCEL_OID_2_64 = {"type": "cancel", "cancels": [{"a": 1, "o": 2**64}]}
 ORDER = {"type": "order", "orders": [{"a": 3, "b": True, "p": "1.5", "s": "2", "r": False}]}
 
