@@ -14,6 +14,10 @@ The paths in the views are absolute, so a database file that ``connect`` defined
 the right columns, so that a nightly ``SELECT count(*) FROM fills`` gives 0 rather than a catalog
 error before the first decode or on an archive that never had fills: DuckDB cannot bind a glob
 that matches nothing.
+
+``arrivals`` (one row per delivery per endpoint: ``seq``, ``endpoint``, ``recv_ts_us``), which
+only a recorder of several endpoints writes, is a view only where it has files, so that its
+absence says one endpoint was recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _TIMESTAMP_OF_SUFFIX = {
     "_ms": "epoch_ms",
 }
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
+ARRIVALS_DIR = "arrivals"
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
 # how many are recorded and missing, and the percent complete rounded down, so that only a
@@ -126,6 +131,13 @@ def table_views(root: Path) -> list[TableView]:
             "quarantine", layout.quarantine_dir, "date=*/*.parquet", QUARANTINE_SCHEMA, ("date",)
         ),
     ]
+    arrivals = next((layout.root / ARRIVALS_DIR).glob("date=*/*.parquet"), None)
+    if arrivals is not None:
+        views.append(
+            _view(
+                "arrivals", arrivals.parent.parent, "date=*/*.parquet", _schema(arrivals), ("date",)
+            )
+        )
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for table_dir in _decoded_table_dirs(decoded):
