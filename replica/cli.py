@@ -646,3 +646,8 @@ def demo(directory: Path) -> None:
 
 def main() -> None:
     cli(prog_name="replica")
+
+
+from replica.report.command import report  # noqa: E402  (the report command lives with the report)
+
+cli.add_command(report)
