@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,7 @@ def chromium() -> str | None:
 def open_page(path: Path) -> PageView:
     binary = chromium()
     assert binary is not None, "chromium is not installed"
-    with tempfile.TemporaryDirectory() as profile:
-        process = subprocess.Popen(
+    with tempfile.TemporaryDirectory() as profile, subprocess.Popen(
             [
                 binary, "--headless", "--no-sandbox", "--disable-gpu",
                 "--disable-background-networking", "--disable-component-update",
@@ -57,9 +57,12 @@ def open_page(path: Path) -> PageView:
                 f"--user-data-dir={profile}", "about:blank",
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+    ) as process:  # fmt: skip
         try:
-            return _drive(_devtools_url(process), path)
+            url = _devtools_url(process)
+            # Chromium logs on: drained, its stderr never fills and stalls it.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return _drive(url, path)
         finally:
             process.terminate()
             try:
@@ -149,7 +152,9 @@ def _errors(events: list[dict]) -> list[str]:
     for event in events:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.exceptionThrown":
-            errors.append(params["exceptionDetails"].get("text", "exception"))
+            details = params["exceptionDetails"]
+            thrown = details.get("exception", {}).get("description", "")
+            errors.append(f"{details.get('text', 'exception')} {thrown}".strip())
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             args = params.get("args", [])
             errors.append(" ".join(str(a.get("value", a.get("description"))) for a in args))

@@ -9,6 +9,7 @@ would write them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def command_rows() -> list[dict]:
 def gap_rows(rows: list[dict]) -> list[dict]:
     """A record for each hole in ``rows``' seqs: the first a jump, the second a reconnect."""
     gaps = []
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         if after["seq"] > before["seq"] + 1:
             gaps.append(
                 {

@@ -197,7 +197,7 @@ def _rows(db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]) -
     return [_json_row(dict(zip(names, row, strict=True))) for row in rows]
 
 
-def _columns(db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]) -> dict:
+def _columns(db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]) -> dict[str, Any]:
     names, rows = _query(db, sql, parameters)
     return {name: [row[i] for row in rows] for i, name in enumerate(names)}
 

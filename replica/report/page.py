@@ -49,7 +49,7 @@ def render(data: dict[str, Any], archive: str, version: str, generated: datetime
     )
 
 
-def _span(data: dict) -> tuple[int, int]:
+def _span(data: dict[str, Any]) -> tuple[int, int]:
     """The minutes every time plot spans: the range asked, or where it is open, the minutes
     that have something to plot."""
     endpoints = data["endpoints"] or {"lag": []}
@@ -74,7 +74,7 @@ def _utc(ts_ms: int | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _header(data: dict, archive: str, version: str, generated: datetime) -> str:
+def _header(data: dict[str, Any], archive: str, version: str, generated: datetime) -> str:
     asked, span = data["range"], data["commands_span"]
     days = data["days"]
     commands = sum(day["commands"] for day in days)
@@ -97,7 +97,7 @@ def _header(data: dict, archive: str, version: str, generated: datetime) -> str:
     )
 
 
-def _range_text(asked: dict) -> str:
+def _range_text(asked: dict[str, Any]) -> str:
     if (asked["start_ms"], asked["end_ms"]) == (WHOLE_ARCHIVE.start_ms, WHOLE_ARCHIVE.end_ms):
         return "the whole archive"
     return f"{_utc(asked['start_ms'])} to {_utc(asked['end_ms'])} (end excluded)"
@@ -142,7 +142,7 @@ def _figure(name: str, svg: str, caption: str) -> str:
     )
 
 
-def _days(data: dict) -> str:
+def _days(data: dict[str, Any]) -> str:
     rows = [
         [
             day["date"], day["commands"], day["healed"], day["missing"],
@@ -168,7 +168,7 @@ def _days(data: dict) -> str:
     return "\n".join(parts)
 
 
-def _commands(data: dict, span: tuple[int, int]) -> str:
+def _commands(data: dict[str, Any], span: tuple[int, int]) -> str:
     per_minute = data["per_minute"]
     if not per_minute["minute"]:
         return "<h2>Commands</h2>" + _none("no commands in this range")
@@ -180,7 +180,7 @@ def _commands(data: dict, span: tuple[int, int]) -> str:
     return "<h2>Commands</h2>\n" + _figure("commands", svg, caption)
 
 
-def _latency(data: dict, span: tuple[int, int]) -> str:
+def _latency(data: dict[str, Any], span: tuple[int, int]) -> str:
     per_minute = data["per_minute"]
     if not per_minute["minute"]:
         return ""
@@ -192,7 +192,7 @@ def _latency(data: dict, span: tuple[int, int]) -> str:
     return "<h2>Latency</h2>\n" + _figure("latency", plots.latency(per_minute, span), caption)
 
 
-def _quarantine(data: dict, span: tuple[int, int]) -> str:
+def _quarantine(data: dict[str, Any], span: tuple[int, int]) -> str:
     rows = data["quarantine"]
     if not rows:
         return "<h2>Quarantine</h2>" + _none("nothing quarantined")
@@ -206,7 +206,7 @@ def _quarantine(data: dict, span: tuple[int, int]) -> str:
     )
 
 
-def _endpoints(data: dict, span: tuple[int, int]) -> str:
+def _endpoints(data: dict[str, Any], span: tuple[int, int]) -> str:
     endpoints = data["endpoints"]
     if endpoints is None:
         return "<h2>Endpoints</h2>" + _none("one endpoint recorded")
@@ -235,7 +235,7 @@ def _endpoints(data: dict, span: tuple[int, int]) -> str:
     )
 
 
-def _decoded(data: dict) -> str:
+def _decoded(data: dict[str, Any]) -> str:
     dates = [day["date"] for day in data["days"]]
     decoded = {
         (table, day["date"]): rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from replica.recorder import __version__
 from replica.report.data import WHOLE_ARCHIVE, Range, gather
@@ -13,7 +14,7 @@ from replica.schemas.errors import UsageError
 __all__ = ["WHOLE_ARCHIVE", "Range", "write_report"]
 
 
-def write_report(root: Path, out: Path, asked: Range = WHOLE_ARCHIVE) -> dict:
+def write_report(root: Path, out: Path, asked: Range = WHOLE_ARCHIVE) -> dict[str, Any]:
     """Write the report on ``asked`` of the archive at ``root`` to ``out``, whole or not at all
     (a temporary file renamed over it); returns the figures it embeds."""
     from replica.report.page import render  # needs matplotlib: fail before reading anything
