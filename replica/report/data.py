@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from replica.report.endpoints import endpoint_figures
 from replica.schemas.archive import MAX_TS_MS
 from replica.sql import connect, view_names
 from replica.stats import archive_stats
@@ -94,40 +95,6 @@ GROUP BY ALL ORDER BY date, rows DESC, reason"""
 
 HEALED_SQL = f"SELECT date, healed FROM completeness WHERE {_DAYS} ORDER BY date"
 
-# Each delivery of a command that more than one endpoint delivered, and how far it came behind
-# the first delivery of that command.
-_ARRIVALS = """
-WITH a AS (
-    SELECT seq, endpoint, recv_ts_us, min(recv_ts_us) OVER (PARTITION BY seq) AS first_us,
-        count(*) OVER (PARTITION BY seq) AS deliveries
-    FROM arrivals
-    WHERE date BETWEEN $first AND $last
-        AND recv_ts_us >= $start_ms * 1000 AND recv_ts_us < $end_ms * 1000
-), shared AS (SELECT * FROM a WHERE deliveries > 1)"""
-
-ENDPOINT_LAG_SQL = f"""{_ARRIVALS}
-SELECT minute, endpoint, commands, behind[1] AS behind_p50_us, behind[2] AS behind_p99_us
-FROM (
-    SELECT first_us // 60000000 AS minute, endpoint, count(*) AS commands,
-        quantile_disc(recv_ts_us - first_us, [0.5, 0.99]) AS behind
-    FROM shared GROUP BY minute, endpoint
-) ORDER BY minute, endpoint"""
-
-# Who delivered each shared command first; a command two endpoints delivered at the same
-# microsecond is a tie, won by neither.
-ENDPOINT_WINS_SQL = f"""{_ARRIVALS}, winners AS (
-    SELECT seq, list(endpoint ORDER BY endpoint) FILTER (WHERE recv_ts_us = first_us) AS first
-    FROM shared GROUP BY seq
-), won AS (
-    SELECT CASE WHEN len(first) = 1 THEN first[1] ELSE 'tie' END AS endpoint, count(*) AS won
-    FROM winners GROUP BY ALL
-), delivered AS (
-    SELECT endpoint, count(*) AS delivered, count(*) FILTER (WHERE deliveries > 1) AS shared
-    FROM a GROUP BY endpoint
-)
-SELECT endpoint, delivered, shared, coalesce(won, 0) AS won
-FROM delivered FULL JOIN won USING (endpoint) ORDER BY endpoint = 'tie', endpoint"""
-
 
 @dataclass(frozen=True)
 class Range:
@@ -181,10 +148,7 @@ def gather(root: Path, asked: Range) -> dict[str, Any]:
         if "healed" in db.sql("SELECT * FROM completeness LIMIT 0").columns:
             healed = dict(db.execute(HEALED_SQL, asked.days()).fetchall())
         if "arrivals" in views:
-            data["endpoints"] = {
-                "lag": _rows(db, ENDPOINT_LAG_SQL, parameters),
-                "wins": _rows(db, ENDPOINT_WINS_SQL, parameters),
-            }
+            data["endpoints"] = endpoint_figures(db, parameters)
     days = []
     for day in archive_stats(root, asked.first, asked.last):
         days.append(day.to_json() | {"healed": healed.get(day.date)})
