@@ -71,9 +71,17 @@ START_SEQ = 900_000_000
 SEGMENT_ROWS = 1_000_000
 # (fraction of the commands before the gap, seqs missing, cause)
 GAPS = ((0.2, 40, "jump"), (0.45, 30_000, "reconnect"), (0.7, 3, "jump"), (0.85, 9_000, "restart"))
-QUARANTINE_KINDS = ("bad_hex", "missing_field", "out_of_range")
+# Bursts of quarantined frames: (hour of the day they start, kind); a frame every 7 s.
+QUARANTINE_BURSTS = (
+    (4.2, "bad_hex"),
+    (8.5, "missing_field"),
+    (8.6, "bad_hex"),
+    (16.1, "out_of_range"),
+)
+QUARANTINE_PER_BURST = 100
 POOL_BYTES = 1 << 22
 MARKER = ".benchmark-report.json"
+SHAPE = 3  # of the day's rate and latencies: a new shape builds the archive again
 
 
 # ---- the archive ----------------------------------------------------------------------------
@@ -91,7 +99,7 @@ def seqs_and_times(n: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         keep[first : first + missing] = False
         gaps.append((first, missing, cause))
         done += missing
-    ts_all = DAY_MS + every * (86_400_000 - 1) // total
+    ts_all = DAY_MS + day_times(every, total)
     records = [
         {"from_seq": START_SEQ + first, "to_seq": START_SEQ + first + missing - 1,
          "missing": missing, "cause": cause, "detected_ts_us": int(ts_all[first + missing]) * 1000,
@@ -101,11 +109,38 @@ def seqs_and_times(n: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     return START_SEQ + every[keep], ts_all[keep], records
 
 
+def day_times(index: np.ndarray, total: int) -> np.ndarray:
+    """Milliseconds into the day of command ``index`` of ``total``: busier in the afternoon
+    (UTC) than at night, 1.6 against 0.4 of the mean rate."""
+    minutes = np.arange(1441)
+    rate = 1 + 0.6 * np.sin(2 * np.pi * (minutes[:-1] / 1440 - 0.3))
+    share = np.concatenate([[0], np.cumsum(rate)]) / rate.sum()
+    return (np.interp(index / total, share, minutes) * 60_000).astype(np.int64)
+
+
+def _bump(ms_of_day: np.ndarray, centre_h: float, width_h: float) -> np.ndarray:
+    """1 at ``centre_h`` hours into the day, falling to 0 ``width_h`` hours either side."""
+    return np.clip(1 - np.abs(ms_of_day / MS_PER_HOUR - centre_h) / width_h, 0, None)
+
+
+def scramble(seq: np.ndarray) -> np.ndarray:
+    """63 random-looking bits per seq (splitmix64's finaliser), cheap and reproducible."""
+    h = seq.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return ((h ^ (h >> np.uint64(31))) >> np.uint64(1)).astype(np.int64)
+
+
 def raw_table(seq: np.ndarray, ts_ms: np.ndarray, pool: bytes) -> pa.Table:
-    mix = (seq * 0x9E3779B1) >> 20
+    """Commands with random-ish latencies: the vendor slower for an hour after 13:00, and the
+    offset between its clock and ours drifting by a few hundred microseconds over the day."""
+    mix = scramble(seq)
+    of_day = ts_ms - DAY_MS
+    slow = (2_500 * _bump(of_day, 13.5, 0.5) * ((mix >> 3) & 7) / 7).astype(np.int64)
+    drift = (300 * np.sin(2 * np.pi * of_day / 86_400_000)).astype(np.int64)
     ingest = ts_ms * 1000 + 150 + (mix & 511)
-    publish = ingest + 4 + ((mix >> 9) & 63)
-    recv = publish + 100 + ((mix >> 15) & 255)
+    publish = ingest + 4 + ((mix >> 9) & 63) + slow
+    recv = publish + 100 + ((mix >> 15) & 255) + drift
     lengths = 40 + ((mix >> 3) & 63)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     start = int(seq[0]) * 7919 % len(pool)
@@ -122,7 +157,9 @@ def arrivals_table(raw: pa.Table) -> pa.Table:
     seq = raw.column("seq").to_numpy()
     recv = raw.column("recv_ts_us").to_numpy()
     at_b = seq % 100 != 0
-    offset = ((seq * 0x85EBCA6B) >> 21) % 301 - 150
+    # b is the faster by night and the slower by day
+    ahead = 200 * np.cos(2 * np.pi * (raw.column("ts_ms").to_numpy() - DAY_MS) / 86_400_000)
+    offset = (scramble(seq) >> 20) % 301 - 150 - ahead.astype(np.int64)
     return pa.table(
         {
             "seq": np.concatenate([seq, seq[at_b]]),
@@ -158,9 +195,10 @@ def build_archive(root: Path, n: int) -> int:
         path = layout.unit_path(layout.gaps_dir, gap["after_ts_ms"], f"unit-{i}")
         publish_parquet(pa.Table.from_pylist([gap], schema=GAP_SCHEMA), path)
     frames = [
-        {"recv_ts_us": int(ts_ms[i]) * 1000 + 500, "kind": QUARANTINE_KINDS[k % 3],
-         "reason": "benchmark", "seq": None, "frame": "{}", "frame_bytes": 2}
-        for k, i in enumerate(range(0, n, max(1, n // 300)))
+        {"recv_ts_us": (DAY_MS + int(hour * MS_PER_HOUR)) * 1000 + 7_000_000 * i,
+         "kind": kind, "reason": "benchmark", "seq": None, "frame": "{}", "frame_bytes": 2}
+        for hour, kind in QUARANTINE_BURSTS
+        for i in range(QUARANTINE_PER_BURST)
     ]  # fmt: skip
     path = layout.unit_path(layout.quarantine_dir, DAY_MS, "unit-q")
     publish_parquet(pa.Table.from_pylist(frames, schema=QUARANTINE_SCHEMA), path)
@@ -170,7 +208,8 @@ def build_archive(root: Path, n: int) -> int:
 def prepare_archive(root: Path, n: int) -> str:
     """Build the archive in root, or reuse the one a previous run built; says which."""
     marker = root / MARKER
-    wanted = {"commands": n, "segment_rows": SEGMENT_ROWS, "gaps": [list(g) for g in GAPS]}
+    wanted = {"commands": n, "segment_rows": SEGMENT_ROWS, "gaps": [list(g) for g in GAPS],
+              "shape": SHAPE}  # fmt: skip
     if marker.exists():
         if json.loads(marker.read_text()) == wanted:
             return "reused"

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 WIDTH_IN = 11.0
 ROW_IN = 2.6
 LEFT_IN = 1.0  # room for the y axis's label and ticks
+RIGHT_IN = 0.35  # room for the last tick's label
 BOTTOM_IN = 0.6  # room for the time axis
 # Colours that stay apart for the common kinds of colour blindness (Okabe and Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -66,7 +67,7 @@ def _figure(rows: int = 1, height_in: float = ROW_IN) -> tuple[Figure, list[Axes
     height = height_in * rows
     figure = Figure(figsize=(WIDTH_IN, height))
     figure.subplots_adjust(
-        left=LEFT_IN / WIDTH_IN, right=1 - 0.15 / WIDTH_IN,
+        left=LEFT_IN / WIDTH_IN, right=1 - RIGHT_IN / WIDTH_IN,
         bottom=BOTTOM_IN / height, top=1 - 0.15 / height, hspace=0.12 * rows,
     )  # fmt: skip
     axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
@@ -104,12 +105,13 @@ def commands_per_second(
     minutes, counts = _on_grid(per_minute["minute"], per_minute["commands"], 0.0)
     axes.plot(minutes, counts / 60, color=PALETTE[0], linewidth=0.8, label="commands/s")
     colours: dict[str, str] = {}
+    shortest = np.timedelta64((span[1] - span[0]) * 60_000 // 400, "ms")  # still visible
     for band in bands:
         cause = band["cause"]
         label = None if cause in colours else f"gap: {cause}"
         colour = colours.setdefault(cause, PALETTE[1 + len(colours) % (len(PALETTE) - 1)])
         start, end = np.array([band["from_ms"], band["to_ms"]], dtype="datetime64[ms]")
-        end = max(end, start + np.timedelta64(20, "s"))  # a short gap stays visible
+        end = max(end, start + shortest)
         axes.axvspan(start, end, color=colour, alpha=0.35, linewidth=0, label=label)
     axes.set_ylabel("commands per second")
     axes.set_ylim(bottom=0)
