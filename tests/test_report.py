@@ -11,8 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
-from replica.schemas.archive import date_partition
+from replica.schemas.archive import QUARANTINE_SCHEMA, ArchiveLayout, date_partition
+from replica.schemas.files import publish_parquet
 
 from replica.sql import connect, view_names
 from replica.stats import archive_stats
@@ -229,3 +231,23 @@ def replica_python(code: str, *args: str | Path):
     return subprocess.run(
         [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=60
     )
+
+
+def test_names_from_the_archive_are_text_not_markup(tmp_path: Path) -> None:
+    """A quarantine kind (or endpoint) is archive data: it must reach the page as text, in the
+    tables, the SVG and the JSON, and a "$" in it is no matplotlib mathtext."""
+    root = tmp_path / "archive"
+    rows = feed_rows()[:100]
+    write_archive(root, rows)
+    layout = ArchiveLayout(root)
+    kind = "</script><img src=x onerror=alert(1)>$x^$"
+    frame = {"recv_ts_us": rows[0]["recv_ts_us"], "kind": kind, "reason": "r", "seq": None,
+             "frame": "</script>", "frame_bytes": 9}  # fmt: skip
+    path = layout.unit_path(layout.quarantine_dir, rows[0]["ts_ms"], "unit-1")
+    publish_parquet(pa.Table.from_pylist([frame], schema=QUARANTINE_SCHEMA), path)
+    out = tmp_path / "report.html"
+    data = report(root, out)
+    html = out.read_text()
+    assert data["quarantine"][0]["kind"] == kind
+    assert "<img" not in html and html.count("</script>") == 1
+    assert html.count("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;$x^$") == 2  # table, SVG

@@ -39,7 +39,8 @@ def render(data: dict[str, Any], archive: str, version: str, generated: datetime
         _endpoints(data, span),
         _decoded(data),
     ]
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # No "<" at all inside the script element: nothing in the data can close it or open a tag.
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>replica report: {escape(archive)}</title><style>{_CSS}</style></head>\n<body>\n"

@@ -37,6 +37,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 _STYLE = {
     "svg.fonttype": "none",  # text as <text>, not paths: smaller, and selectable
     "svg.hashsalt": "replica-report",  # the same data draws the same SVG
+    "text.parse_math": False,  # a "$" in a kind or endpoint name is text, not mathtext
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
