@@ -177,6 +177,13 @@ def test_date_and_start_end_narrow_every_section(archive, tmp_path: Path) -> Non
     assert [g["cause"] for g in minute["gaps_by_cause"]] == ["jump"]
     assert minute["quarantine"] == []
 
+    # A night with nothing recorded still gets its page, which says so.
+    empty = report(root, tmp_path / "empty.html", "--date", "2026-11-25")
+    assert empty["days"] == [] and empty["per_minute"]["minute"] == []
+    html = (tmp_path / "empty.html").read_text()
+    assert "<b>no commands</b>" in html and "no commands in this range" in html
+    assert 'class="plot"' not in html
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
