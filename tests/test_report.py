@@ -258,3 +258,19 @@ def test_names_from_the_archive_are_text_not_markup(tmp_path: Path) -> None:
     assert data["quarantine"][0]["kind"] == kind
     assert "<img" not in html and html.count("</script>") == 1
     assert html.count("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;$x^$") == 2  # table, SVG
+
+
+@pytest.mark.benchmark
+def test_the_report_benchmark_runs_small(tmp_path: Path) -> None:
+    """benchmarks/report.py still builds its day, agrees with bare DuckDB and prints its ratio."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+    result = subprocess.run(
+        [sys.executable, script, "--commands", "20000", "--json", tmp_path / "measures.json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0
+    assert re.search(r"^ratio report/bare +\d+\.\d\d$", result.stdout, re.MULTILINE)
+    assert re.search(r"^(PASS|MISS) report ", result.stdout, re.MULTILINE)
+    [measure] = json.loads((tmp_path / "measures.json").read_text())
+    assert measure["benchmark"] == "report" and measure["unit"] == "s"
