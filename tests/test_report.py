@@ -96,6 +96,8 @@ def test_the_page_figures_equal_the_rows_and_sql_on_the_files(archive, tmp_path:
     assert data["days"] == json.loads(json.dumps(days))
     assert sum(day["commands"] for day in data["days"]) == len(rows)
     assert all("arrivals" not in day["decoded_rows"] for day in data["days"])
+    assert data["days"][0]["percent_complete"] == 99.7099
+    assert "<td>99.70</td>" in html  # rounded down, as replica stats prints it: never 100 early
 
     # Node actions by type and undecoded rows by reason, from the decoded files.
     actions = plain.sql(

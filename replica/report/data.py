@@ -23,8 +23,6 @@ from replica.schemas.archive import MAX_TS_MS
 from replica.sql import connect, view_names
 from replica.stats import archive_stats
 
-US_PER_MS = 1000
-
 # $start_ms, $end_ms: the range, [start, end); $first, $last: the dates it touches, so that
 # DuckDB opens only those partitions.
 _COMMANDS = "date BETWEEN $first AND $last AND ts_ms >= $start_ms AND ts_ms < $end_ms"

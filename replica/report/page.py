@@ -7,6 +7,7 @@ The page has no script to run and loads nothing: it opens offline, from a mail o
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -132,6 +133,11 @@ def _n(value: Any) -> str:
     return escape(str(value))
 
 
+def _percent_down(percent: float) -> str:
+    """Two decimals rounded down, as ``replica stats`` prints them: only a whole day reads 100."""
+    return f"{math.floor(percent * 100) / 100:.2f}"
+
+
 def _none(text: str) -> str:
     return f'<p class="none">{escape(text)}</p>'
 
@@ -147,7 +153,7 @@ def _days(data: dict[str, Any]) -> str:
     rows = [
         [
             day["date"], day["commands"], day["healed"], day["missing"],
-            day["percent_complete"], day["gap_records"], day["raw_bytes"] / 1e6,
+            _percent_down(day["percent_complete"]), day["gap_records"], day["raw_bytes"] / 1e6,
             day["compression"], day["decoded_bytes"] / 1e6, day["total_bytes"] / 1e6,
         ]
         for day in data["days"]
