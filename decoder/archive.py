@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,19 +26,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.decoder.core import Decoder
+from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
-from replica.schemas.decoded import (
-    DECODED_DIR,
-    DECODED_ZSTD_LEVEL,
-    DECODER_KEY,
-    SEGMENTS_SCHEMA,
-    SEGMENTS_TABLE,
-    SOURCE_KEY,
-    decoded_path,
-)
+from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import ReplacingParquetWriter, replace_parquet
+from replica.schemas.files import (
+    TEMPORARY_GLOB,
+    ReplacingParquetWriter,
+    replace_parquet,
+    writer_alive,
+)
 from replica.schemas.lock import maintenance_lock
 
 # Raw rows decoded at a time: one row group of the recorder's segments.
@@ -77,34 +74,19 @@ class DecodeSummary:
         }
 
 
-def _source(segment: Segment) -> bytes:
-    return f"{segment.path.stat().st_size}:{segment.path.name}".encode()
-
-
 def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     marker = decoded_path(root, SEGMENTS_TABLE, segment)
     try:
-        metadata = pq.read_schema(marker).metadata or {}
+        metadata = pq.read_schema(marker).metadata
     except (OSError, pa.ArrowInvalid):
         return False
-    return metadata.get(DECODER_KEY) == version and metadata.get(SOURCE_KEY) == _source(segment)
-
-
-def _writer_alive(temporary: Path) -> bool:
-    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp``) runs."""
-    try:
-        os.kill(int(temporary.name.rsplit(".", 2)[-2]), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
+    return decoded_by(metadata, segment.path) == version
 
 
 def remove_abandoned_temporaries(root: Path) -> None:
     """A decode killed mid-write leaves its temporary files; one still running keeps its own."""
-    for temporary in (root / DECODED_DIR).glob("**/.*.tmp"):
-        if not _writer_alive(temporary):
+    for temporary in (root / DECODED_DIR).glob(TEMPORARY_GLOB):
+        if not writer_alive(temporary):
             temporary.unlink(missing_ok=True)
 
 
@@ -129,7 +111,7 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
 
     The segment is read and decoded a batch of rows at a time and each table written as it
     comes, so memory is bounded by a batch, not by the segment."""
-    metadata = {DECODER_KEY: decoder.version.encode(), SOURCE_KEY: _source(segment)}
+    metadata = decoded_metadata(decoder.version.encode(), segment.path)
     options = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
     writers: dict[str, ReplacingParquetWriter] = {}
     rows: Counter[str] = Counter()
@@ -153,9 +135,7 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
     for path in _stale_outputs(root, segment, {SEGMENTS_TABLE, *writers}):
         path.unlink()
     counts = dict(sorted(rows.items()))
-    marker = pa.table(
-        {"table": list(counts), "rows": list(counts.values())}, schema=SEGMENTS_SCHEMA
-    ).replace_schema_metadata(metadata)
+    marker = marker_table(counts, metadata)
     replace_parquet(marker, decoded_path(root, SEGMENTS_TABLE, segment), **options)
     return counts
 
@@ -182,14 +162,13 @@ def decode_archive(
     spec: MessageSpec | None = None,
     *,
     jobs: int = 1,
-    on_start: Callable[[int], None] | None = None,
-    on_segment: Callable[[Segment], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DecodeSummary:
     """Decode every raw segment of ``root`` that is new or was decoded by another version.
 
     ``jobs`` > 1 decodes that many segments at once, each in its own process; memory stays
-    bounded by a few segments whatever the archive's size. ``on_start`` gets the number of
-    segments to decode, ``on_segment`` each one as it is done.
+    bounded by a few segments whatever the archive's size. ``on_progress(done, total)`` counts
+    the segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout(root)
     with maintenance_lock(layout, "replica decode"):
@@ -199,23 +178,22 @@ def decode_archive(
                 f"a compaction was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
-        return _decode_archive(root, spec, jobs, on_start, on_segment)
+        return _decode_archive(root, spec, jobs, on_progress)
 
 
 def _decode_archive(
     root: Path,
     spec: MessageSpec | None,
     jobs: int,
-    on_start: Callable[[int], None] | None,
-    on_segment: Callable[[Segment], None] | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> DecodeSummary:
     spec = spec or MessageSpec()
     decoder = Decoder(spec.load())
     remove_abandoned_temporaries(root)
     summary = DecodeSummary()
     summary.segments, pending = pending_segments(root, decoder.version)
-    if on_start is not None:
-        on_start(len(pending))
+    report = on_progress or (lambda done, total: None)
+    report(0, len(pending))
 
     def done(segment: Segment, rows: dict[str, int] | None, error: Exception | None) -> None:
         if error is not None:
@@ -223,8 +201,7 @@ def _decode_archive(
         else:
             summary.decoded += 1
             summary.rows.update(rows or {})
-        if on_segment is not None:
-            on_segment(segment)
+        report(summary.decoded + len(summary.failed), len(pending))
 
     if jobs <= 1 or len(pending) <= 1:
         for segment in pending:

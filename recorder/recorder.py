@@ -38,6 +38,7 @@ from replica.recorder.startup import archived_tail, recover_spools, remove_tempo
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
 from replica.schemas.lock import ArchiveLock
+from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import RedactingLogger, redact
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -129,7 +130,7 @@ class Recorder:
         self.config = config
         self._layout = ArchiveLayout(Path(config.archive))
         self._source = public_url(config.url)
-        self._metadata = {"replica.recorder": __version__, "replica.source": self._source}
+        self._metadata = {RECORDER_KEY: __version__, SOURCE_KEY: self._source}
         self._session: FeedSession | None = None
         self._stop_reason: str | None = None
         self._stopping: asyncio.Event | None = None

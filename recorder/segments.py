@@ -38,7 +38,7 @@ def _binary(payloads: list[bytes]) -> pa.Array:
     )
 
 
-def raw_table(unit: Unit, metadata: dict[str, str]) -> pa.Table:
+def raw_table(unit: Unit, metadata: dict[bytes, str]) -> pa.Table:
     columns = [
         _int64(unit.seq),
         _int64(unit.ts_ms),
@@ -74,7 +74,7 @@ def quarantine_table(rows: list[QuarantineRow]) -> pa.Table:
 
 
 def unit_files(
-    unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]
+    unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]
 ) -> Iterator[tuple[Path, pa.Table, dict]]:
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
@@ -91,7 +91,7 @@ def unit_files(
         yield path, quarantine_table(rows), _TABLE_OPTIONS
 
 
-def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]) -> list[Path]:
+def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]) -> list[Path]:
     """Publish every file of ``unit``; returns those written now (not those already there)."""
     return [
         path

@@ -18,9 +18,10 @@ import secrets
 from array import array
 from dataclasses import dataclass, field
 
-from replica.recorder.frames import BadFrame, Command, command_frame, parse_frame
+from replica.recorder.frames import BadFrame, Command, parse_frame
 from replica.recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
 from replica.schemas.archive import MS_PER_HOUR
+from replica.schemas.frames import command_frame
 
 FRAME_TEXT_CAP = 65_536
 # Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.

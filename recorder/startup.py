@@ -65,7 +65,7 @@ def _last_rows(path: Path, rows: int) -> pa.Table:
 
 
 def recover_spools(
-    layout: ArchiveLayout, recent: RecentPayloads, metadata: dict[str, str]
+    layout: ArchiveLayout, recent: RecentPayloads, metadata: dict[bytes, str]
 ) -> Recovery:
     """Replay every leftover spool file from its header state and publish its unit."""
     recovery = Recovery()

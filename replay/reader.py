@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -51,7 +50,7 @@ def read_selected(
                 return
             if not selection.holds_seqs(segment.first_seq, segment.last_seq):
                 continue
-            hour = _partition_hour(segment)
+            hour = segment.hour
             if hour is not None and not selection.holds_times(
                 hour * MS_PER_HOUR, (hour + 1) * MS_PER_HOUR - 1
             ):
@@ -67,16 +66,6 @@ def read_selected(
             return
         if read_to is not None:
             selection = replace(selection, from_seq=read_to + 1)
-
-
-def _partition_hour(segment: Segment) -> int | None:
-    """The UTC hour (since the epoch) of the partition a segment is filed under, if it parses."""
-    date, hour = segment.path.parent.parent.name, segment.path.parent.name
-    try:
-        moment = datetime.strptime(f"{date}/{hour}", "date=%Y-%m-%d/hour=%H").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return int(moment.timestamp()) // 3600
 
 
 def _open(segment: Segment) -> pq.ParquetFile:

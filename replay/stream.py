@@ -29,6 +29,7 @@ from replica.replay.schedule import Schedule, check_clock, check_speed
 from replica.replay.selection import Selection
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import GapInRange, UsageError
+from replica.schemas.seqranges import span
 
 # Rows per Parquet batch: enough that per-batch costs vanish.
 BATCH_ROWS = 8192
@@ -250,7 +251,7 @@ class _Slicer:
 
     def _gaps(self, found: list[tuple[int, int]]) -> list[ReplayGap]:
         return [
-            ReplayGap(low, high, high - low + 1, self._causes.cause(low, high))
+            ReplayGap(low, high, span(low, high), self._causes.cause(low, high))
             for low, high in found
         ]
 

@@ -11,17 +11,19 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+
+from websockets.http11 import Request
 
 from replica.archive import open as replica_open
 from replica.decoder.archive import decode_archive
-from replica.maintenance.verify import read_gaps, verify
+from replica.maintenance.verify import GapRecord, read_gaps, verify
 from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.replay.records import ReplayGap
 from replica.replay.server import DiskSyncServer
 from replica.results import table_text
-from replica.schemas.errors import ReplicaError
+from replica.schemas.errors import ReplicaError, UsageError
 from replica.sql import connect
 
 # Package data, so that the demo runs from any install; ``fixtures/make_feed.py`` regenerates it.
@@ -33,11 +35,28 @@ def _fixture_frames() -> list[str]:
     return DEMO_FEED.read_text(encoding="utf-8").splitlines()
 
 
+def _check_fresh(directory: Path) -> None:
+    """Refuse a directory that holds anything: the demo would add its fixture commands to an
+    archive found there, and its files to whatever else is."""
+    try:
+        held = sorted(entry.name for entry in directory.iterdir()) if directory.is_dir() else []
+    except OSError as exc:
+        raise UsageError(f"cannot list demo directory {directory}: {exc.strerror}") from None
+    if held:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise UsageError(
+            f"demo directory {directory} is not empty (it holds {shown}); "
+            "give a new or empty directory"
+        )
+
+
 async def run_demo(directory: Path, say: Callable[[str], None]) -> None:
+    """Run the demo into ``directory``, which must be missing or empty (UsageError)."""
+    _check_fresh(directory)
     frames = _fixture_frames()
     last_seq = json.loads(frames[-1])["seq"]
 
-    async def fixture_feed(_request) -> AsyncIterator[str]:
+    async def fixture_feed(_request: Request) -> AsyncGenerator[str, None]:
         for frame in frames:
             yield frame
 
@@ -106,7 +125,7 @@ _QUERIES = (
 )
 
 
-def _replay_slice(directory: Path, gaps: list, say: Callable[[str], None]) -> None:
+def _replay_slice(directory: Path, gaps: list[GapRecord], say: Callable[[str], None]) -> None:
     """A few commands around the first gap (or from the start), at ten times their pace."""
     around = gaps[0].from_seq if gaps else 0
     from_seq, to_seq = max(around - 4, 0), around + 9

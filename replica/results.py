@@ -1,4 +1,4 @@
-"""Writing a query's result as a text table, CSV, JSON lines or Parquet.
+"""Writing a query's result as a text table (``replica.tables``), CSV, JSON lines or Parquet.
 
 CSV, JSON and Parquet are written by DuckDB's own ``COPY``, which streams: a result larger than
 memory still reaches the file. A file is written beside its final name and renamed into place, so
@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 
 from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.files import temporary_path
+from replica.tables import text_table
 
 FORMATS = ("table", "csv", "json", "parquet")
 _COPY_OPTIONS = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json", "parquet": "FORMAT parquet"}
@@ -78,7 +80,7 @@ def _write_text(text: str, output: Path | None) -> None:
 @contextmanager
 def _replacing(output: Path) -> Iterator[Path]:
     """A temporary path beside ``output`` that becomes ``output`` if the block succeeds."""
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(output)
     try:
         yield temporary
         os.replace(temporary, output)
@@ -97,22 +99,11 @@ def _cell(value: object) -> str:
 
 
 def table_text(relation: duckdb.DuckDBPyRelation) -> str:
-    """The result as aligned columns, numbers to the right, ending with its row count."""
-    header = list(relation.columns)
+    """The result as a table, numbers to the right, ending with its row count."""
     rows = [[_cell(value) for value in row] for row in relation.fetchall()]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    numeric = [_is_numeric(str(kind)) for kind in relation.types]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, right in zip(cells, widths, numeric, strict=True)
-        ).rstrip()
-
-    lines = [line(header), "  ".join("-" * width for width in widths)]
-    lines += [line(row) for row in rows]
-    lines.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
-    return "\n".join(lines) + "\n"
+    right = [_is_numeric(str(kind)) for kind in relation.types]
+    table = text_table(relation.columns, rows, right)
+    return table + f"({len(rows)} row{'' if len(rows) == 1 else 's'})\n"
 
 
 def _is_numeric(duckdb_type: str) -> bool:

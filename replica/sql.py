@@ -32,7 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replica.decoder.core import Decoder
-from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, RAW_SCHEMA, ArchiveLayout
+from replica.schemas.archive import (
+    DATE_FILES,
+    GAP_SCHEMA,
+    HOUR_FILES,
+    QUARANTINE_SCHEMA,
+    RAW_SCHEMA,
+    ArchiveLayout,
+)
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
 
@@ -121,15 +128,11 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
 
 def table_views(root: Path) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    layout = ArchiveLayout(root.resolve())
+    layout = ArchiveLayout.open(root.resolve())
     views = [
-        _view("raw_cmds", layout.raw_dir, "date=*/hour=*/*.parquet", RAW_SCHEMA, ("date", "hour")),
-        _view("gaps", layout.gaps_dir, "date=*/*.parquet", GAP_SCHEMA, ("date",)),
-        _view(
-            "quarantine", layout.quarantine_dir, "date=*/*.parquet", QUARANTINE_SCHEMA, ("date",)
-        ),
+        _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
+        _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
+        _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
     ]
     arrivals = next((layout.root / ARRIVALS_DIR).glob("date=*/*.parquet"), None)
     if arrivals is not None:
@@ -141,11 +144,11 @@ def table_views(root: Path) -> list[TableView]:
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for table_dir in _decoded_table_dirs(decoded):
-        first = next(table_dir.glob("date=*/*.parquet"), None)
+        first = next(table_dir.glob(DATE_FILES), None)
         if first is not None:
             schemas[table_dir.name] = _schema(first)
     for name, schema in sorted(schemas.items()):
-        view = _view(name, decoded / name, "date=*/*.parquet", schema, ("date",))
+        view = _view(name, decoded / name, DATE_FILES, schema, ("date",))
         views.append(replace(view, union_by_name=view.has_files))
     return views
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from replica.replay.frames import command_frame
 from replica.replay.records import ReplayRecord
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import ArchiveLayout, day_partition
 from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.frames import command_frame
 from replica.sql import connect, view_names
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
@@ -77,7 +77,7 @@ def archive_stats(root: Path, first: date = date.min, last: date = date.max) -> 
                     days[day].decoded_rows[table] = rows
     layout = ArchiveLayout(root)
     for day in days.values():
-        partition = f"date={day.date.isoformat()}"
+        partition = day_partition(day.date)
         day.raw_bytes = _bytes_under([layout.raw_dir / partition])
         day.decoded_bytes = _bytes_under(list((root / DECODED_DIR).glob(f"*/{partition}")))
         day.total_bytes = (

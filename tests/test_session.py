@@ -22,7 +22,7 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from replica.recorder.frames import BadFrame, command_frame, parse_frame
+from replica.recorder.frames import BadFrame, parse_frame
 from replica.recorder.seq import Cause, Gap, TrackerState
 from replica.recorder.session import (
     FRAME_TEXT_CAP,
@@ -38,6 +38,7 @@ from replica.recorder.session import (
 )
 from replica.recorder.spool import decode_records, encode_records
 from replica.schemas.archive import MS_PER_HOUR, hour_of
+from replica.schemas.frames import command_frame
 
 HOUR = MS_PER_HOUR
 _COMPRESSOR = zstandard.ZstdCompressor(level=1)

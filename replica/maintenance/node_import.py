@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,13 +41,13 @@ from replica.schemas.archive import (
     hour_of,
 )
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import publish_parquet
+from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
+from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
+from replica.schemas.seqranges import Range, span, subtract, union
 
 CAUSE = "import"
 TASK = "replica import-node"
-
-Range = tuple[int, int]  # inclusive
 
 
 @dataclass
@@ -88,6 +87,7 @@ def import_node(
         ArchiveLock(layout.maintenance_lock_path, TASK, maintenance_rule),
     ):
         _check_settled(layout)
+        _remove_abandoned_temporaries(layout)
         summary = ImportSummary()
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
@@ -112,6 +112,15 @@ def _check_settled(layout: ArchiveLayout) -> None:
             f"{layout.root} has an interrupted compaction; run 'replica compact' on it to "
             "finish it, then import"
         )
+
+
+def _remove_abandoned_temporaries(layout: ArchiveLayout) -> None:
+    """An import killed mid-write leaves its temporary files under raw/ or gaps/; the locks
+    held keep every other writer of those out, but a temporary file whose writer still runs is
+    kept all the same, as decode keeps them."""
+    for temporary in layout.temporary_files():
+        if not writer_alive(temporary):
+            temporary.unlink(missing_ok=True)
 
 
 def _import_file(
@@ -143,14 +152,14 @@ def _import_file(
         taken.append((start, end))
         held = _held(segment, start, end)
         summary.present += held
-        if held < end - start + 1:
+        if held < span(start, end):
             summary.warnings.append(
-                f"{path}: {end - start + 1 - held} blocks in seqs {start}-{end} fall in holes "
+                f"{path}: {span(start, end) - held} blocks in seqs {start}-{end} fall in holes "
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
     metadata = {
-        "replica.recorder": __version__,
-        "replica.source": f"node replica_cmds {node_file.height}",
+        RECORDER_KEY: __version__,
+        SOURCE_KEY: f"node replica_cmds {node_file.height}",
     }
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
@@ -166,7 +175,7 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     one UTC hour: one segment each."""
     free = [True] * len(blocks.raw)
     for a, b in taken:
-        free[a - blocks.first_seq : b - blocks.first_seq + 1] = [False] * (b - a + 1)
+        free[a - blocks.first_seq : b - blocks.first_seq + 1] = [False] * span(a, b)
     hours = [hour_of(us // 1000) for us in blocks.time_us]
     found: list[tuple[int, int]] = []
     for i, is_free in enumerate(free):
@@ -179,7 +188,7 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     return found
 
 
-def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[bytes, str]) -> pa.Table:
     first = blocks.first_seq
     time_us = blocks.time_us[start:stop]
     stamp = pa.array(time_us, pa.int64())
@@ -218,8 +227,8 @@ def _held(segment: Segment, lo: int, hi: int) -> int:
     when it has no holes, else from its seq column."""
     with _reading(segment):
         parquet = pq.ParquetFile(segment.path)
-        if parquet.metadata.num_rows == segment.last_seq - segment.first_seq + 1:
-            return hi - lo + 1
+        if parquet.metadata.num_rows == span(segment.first_seq, segment.last_seq):
+            return span(lo, hi)
         seqs = parquet.read(columns=["seq"]).column("seq")
         inside = pc.and_(pc.greater_equal(seqs, lo), pc.less_equal(seqs, hi))
         return pc.sum(inside.cast(pa.int64())).as_py() or 0
@@ -238,19 +247,19 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
     """Record every hole between segment name ranges that no gap record covers yet; returns
     how many records were written. Holes are computed from the whole archive, so a run that
     imports nothing still completes the records of a run that stopped before writing them."""
-    covered = _union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
+    covered = union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
     detected_ts_us = time.time_ns() // 1000
     rows = []
     reach: Segment | None = None  # the segment reaching the highest seq so far
     for segment in segments:
         if reach is not None and segment.first_seq > reach.last_seq + 1:
             hole = (reach.last_seq + 1, segment.first_seq - 1)
-            for lo, hi in _uncovered(hole, covered):
+            for lo, hi in subtract([hole], covered):
                 rows.append(
                     {
                         "from_seq": lo,
                         "to_seq": hi,
-                        "missing": hi - lo + 1,
+                        "missing": span(lo, hi),
                         "cause": CAUSE,
                         "detected_ts_us": detected_ts_us,
                         "before_ts_ms": _edge_ts_ms(reach, last=True),
@@ -268,29 +277,3 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
         table = pa.Table.from_pylist(file_rows, schema=GAP_SCHEMA)
         publish_parquet(table, path, compression="zstd")
     return len(rows)
-
-
-def _union(ranges: Iterable[Range]) -> list[Range]:
-    merged: list[Range] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _uncovered(hole: Range, covered: list[Range]) -> list[Range]:
-    """The parts of ``hole`` outside ``covered`` (sorted, disjoint)."""
-    lo, hi = hole
-    parts = []
-    first = bisect_left(covered, lo, key=lambda r: r[1])  # the first range ending at lo or later
-    for a, b in islice(covered, first, None):
-        if a > hi:
-            break
-        if a > lo:
-            parts.append((lo, a - 1))
-        lo = b + 1
-    if lo <= hi:
-        parts.append((lo, hi))
-    return parts

@@ -1,0 +1,203 @@
+"""``replica verify``, ``gaps``, ``decode``, ``compact`` and ``import-node``: checking an
+archive, and the work done on it beside or after the recorder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from replica.commands.common import (
+    ARCHIVE_DIR,
+    digest_line,
+    range_options,
+    tune_garbage_collector,
+)
+from replica.progress import progress_bar
+from replica.schemas.errors import UsageError
+
+
+@click.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def gaps(archive: Path, as_json: bool) -> None:
+    """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
+    from replica.maintenance.verify import read_gaps
+    from replica.tables import text_table
+
+    records = read_gaps(archive)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in records]))
+        return
+    if not records:
+        click.echo("no gaps")
+        return
+    header = ("from_seq", "to_seq", "missing", "cause", "between (ts_ms, UTC)", "detected (UTC)")
+    rows = [
+        (
+            str(gap.from_seq),
+            str(gap.to_seq),
+            str(gap.missing),
+            gap.cause,
+            f"{_utc_ms(gap.before_ts_ms)} and {_utc_ms(gap.after_ts_ms)}",
+            _utc_ms(gap.detected_ts_us // 1000),
+        )
+        for gap in records
+    ]
+    click.echo(text_table(header, rows, (True, True, True, False, False, False)), nl=False)
+    click.echo(f"{len(records)} gaps, {sum(g.missing for g in records)} seqs missing")
+
+
+def _utc_ms(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "?"
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@click.command(name="verify")
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--digest",
+    is_flag=True,
+    help="If the archive is sound, also print the SHA-256 that 'replica replay --digest' prints "
+    "for the same range.",
+)
+@range_options
+@click.pass_context
+def verify_command(ctx: click.Context, /, archive: Path, digest: bool, **selection: Any) -> None:
+    """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
+    gap records agree with the data. Prints each problem; exits 1 if there is any."""
+    if not digest and any(value is not None for value in selection.values()):
+        raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
+    from replica.archive import open as open_archive
+    from replica.maintenance.verify import verify
+
+    report = verify(archive)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    span = f"seqs {report.first_seq}-{report.last_seq}" if report.rows else "no commands"
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(
+        f"{report.segments} segments, {report.rows} commands, {span}, "
+        f"{report.gap_records} gap records ({report.missing} seqs missing): {verdict}"
+    )
+    if digest and report.ok:
+        click.echo(digest_line(open_archive(archive).replay(**selection), warn=False))
+    ctx.exit(0 if report.ok else 1)
+
+
+@click.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Decode this many segments at once, each in its own process.",
+)
+@click.option(
+    "--quiet", is_flag=True, help="Print only errors: no progress bar, no summary (for cron)."
+)
+@click.option(
+    "--schema",
+    "descriptor_set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Parse protobuf payloads with a message of this FileDescriptorSet instead of v1.",
+)
+@click.option("--message", metavar="NAME", help="The --schema message, fully qualified.")
+@click.pass_context
+def decode(
+    ctx: click.Context,
+    archive: Path,
+    jobs: int,
+    quiet: bool,
+    descriptor_set: Path | None,
+    message: str | None,
+) -> None:
+    """Decode ARCHIVE's raw payloads into typed tables under ARCHIVE/decoded/.
+
+    Only segments that are new, or were decoded by another decoder version or schema, are
+    decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
+    rows per table. Exits 1 if a segment could not be decoded (the others are decoded).
+    """
+    from replica.decoder.archive import MessageSpec, decode_archive
+
+    if (descriptor_set is None) != (message is None):
+        raise UsageError("--schema and --message go together")
+    tune_garbage_collector()
+    with progress_bar("decoding", quiet=quiet) as on_progress:
+        summary = decode_archive(
+            archive, MessageSpec(descriptor_set, message), jobs=jobs, on_progress=on_progress
+        )
+    for failure in summary.failed:
+        click.echo(f"replica: error: {failure}", err=True)
+    if not quiet:
+        click.echo(
+            f"decoded {summary.decoded} of {summary.segments} segments "
+            f"({summary.segments - summary.decoded - len(summary.failed)} already up to date, "
+            f"{len(summary.failed)} failed)"
+        )
+        for table, rows in sorted(summary.rows.items()):
+            click.echo(f"  {table:<14} {rows:>12,} rows")
+    ctx.exit(1 if summary.failed else 0)
+
+
+@click.command(name="import-node")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Path) -> None:
+    """Import the replica_cmds files a Hyperliquid node writes into ARCHIVE (created if missing).
+
+    Each PATH is a file named by its block height (plain, or .lz4) or a directory searched for
+    them. Only blocks the archive lacks are written, so running it again writes nothing; a last
+    line the node has not finished is skipped until it has. Holes between segments are recorded
+    as gaps. A progress bar on a terminal, then a summary. Exits 1 if a file has a bad line (the
+    others are imported), 4 if a recorder, replica compact or replica decode holds ARCHIVE.
+    """
+    from replica.maintenance.node_import import import_node
+
+    with progress_bar("importing") as on_progress:
+        summary = import_node(paths, archive, on_progress)
+    for warning in summary.warnings:
+        click.echo(f"replica: warning: {warning}", err=True)
+    for failure in summary.failed:
+        click.echo(f"replica: error: {failure}", err=True)
+    unchanged = ": nothing written" if not summary.segments and not summary.gaps else ""
+    click.echo(
+        f"{summary.files} files, {summary.imported} blocks imported, {summary.present} already "
+        f"present, {summary.segments} segments written, {summary.gaps} gaps recorded, "
+        f"{summary.truncated} unfinished last lines skipped{unchanged}"
+    )
+    ctx.exit(1 if summary.failed else 0)
+
+
+@click.command()
+@click.argument("archive", type=ARCHIVE_DIR)
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Compact only this UTC day; refused (exit 2) unless it is closed.",
+)
+@click.option("--quiet", is_flag=True, help="Print only errors (for cron).")
+def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
+    """Merge the small raw segments of each closed UTC day of ARCHIVE into few large ones.
+
+    A day is closed 10 minutes after it ends, once no spool file holds its commands. Decoded
+    tables are merged along, or dropped for 'replica decode' to redo. Readers never see half a
+    day; running it again changes nothing. Exit 4 while 'replica decode' runs on ARCHIVE.
+    """
+    from replica.maintenance.compact import compact as compact_archive
+
+    summary = compact_archive(archive, None if day is None else day.date())
+    if not quiet:
+        for line in summary.lines():
+            click.echo(line)

@@ -1,0 +1,137 @@
+"""``replica record`` and ``replica demo``: the feed into an archive."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import traceback
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from click.core import ParameterSource
+
+from replica.commands.common import tune_garbage_collector
+from replica.options import Duration, UtcTime, api_key_from
+from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.redact import redact
+
+if TYPE_CHECKING:
+    from replica.recorder.recorder import Recorder
+
+
+@click.command()
+@click.argument("url")
+@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    default="REPLICA_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the API key (instead of the environment).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["header", "query"]),
+    default="header",
+    show_default=True,
+    help="Send the key as the x-api-key header, or as ?api_key= (which proxies may log).",
+)
+@click.option("--duration", type=Duration(), help="Stop cleanly after this long: 90s, 15m, 24h.")
+@click.option("--until", type=UtcTime(), help="Stop cleanly at this time: 2026-11-22T00:00Z.")
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seal a segment at least this often.",
+)
+@click.option(
+    "--segment-rows",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="Seal a segment when it holds this many commands.",
+)
+@click.option(
+    "--status-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Log a status line this often.",
+)
+@click.pass_context
+def record(
+    ctx: click.Context,
+    url: str,
+    archive: Path,
+    api_key_env: str,
+    api_key_file: Path | None,
+    auth: str,
+    duration: timedelta | None,
+    until: datetime | None,
+    segment_seconds: float,
+    segment_rows: int,
+    status_seconds: float,
+) -> None:
+    """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
+
+    SIGTERM or SIGINT, --duration and --until end the run cleanly (exit 0). Exit codes:
+    1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
+    recorder. The last line on stdout is a JSON summary of the run.
+    """
+    from replica.recorder.recorder import Recorder, RecorderConfig
+
+    env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
+    api_key = api_key_from(api_key_env, env_explicit, api_key_file)
+    now = datetime.now(UTC)
+    ends = [now + duration] if duration is not None else []
+    ends += [until] if until is not None else []
+    if until is not None and until <= now:
+        raise UsageError(f"--until {until.isoformat()} is already past")
+    config = RecorderConfig(
+        url=url,
+        archive=archive,
+        api_key=api_key,
+        auth=auth,
+        segment_seconds=segment_seconds,
+        segment_rows=segment_rows,
+        status_seconds=status_seconds,
+        deadline=min(ends) if ends else None,
+    )
+    tune_garbage_collector()
+    ctx.exit(asyncio.run(_record(Recorder(config), api_key)))
+
+
+async def _record(recorder: Recorder, api_key: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, recorder.stop, signal.Signals(signum).name)
+    try:
+        summary = await recorder.run()
+    except ReplicaError as exc:
+        click.echo(f"replica: error: {exc}", err=True)
+        summary = recorder.summary()
+    except Exception:
+        click.echo(redact(traceback.format_exc(), api_key), err=True, nl=False)
+        summary = recorder.summary()
+        summary.ended_by, summary.exit_code = "unexpected error", 1
+    click.echo(summary.to_json())
+    return summary.exit_code
+
+
+@click.command()
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default="replica-demo"
+)
+def demo(directory: Path) -> None:
+    """Record the bundled fixture feed from a local server into DIRECTORY: no key, no network."""
+    from replica.demo import run_demo
+
+    asyncio.run(run_demo(directory, click.echo))
