@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from replica.commands import maintenance, query, recording, replaying
+from replica.commands import maintenance, query, recording, replaying, report
 from replica.recorder import __version__
 from replica.schemas.errors import ReplicaError, UsageError
 
@@ -63,14 +63,10 @@ for _command in (
     query.sql,
     query.duckdb_command,
     query.stats,
+    report.report,
 ):
     cli.add_command(_command)
 
 
 def main() -> None:
     cli(prog_name="replica")
-
-
-from replica.report.command import report  # noqa: E402  (the report command lives with the report)
-
-cli.add_command(report)

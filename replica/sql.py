@@ -134,13 +134,10 @@ def table_views(root: Path) -> list[TableView]:
         _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
         _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
     ]
-    arrivals = next((layout.root / ARRIVALS_DIR).glob("date=*/*.parquet"), None)
+    arrivals = next((layout.root / ARRIVALS_DIR).glob(DATE_FILES), None)
     if arrivals is not None:
-        views.append(
-            _view(
-                "arrivals", arrivals.parent.parent, "date=*/*.parquet", _schema(arrivals), ("date",)
-            )
-        )
+        table_dir = layout.root / ARRIVALS_DIR
+        views.append(_view("arrivals", table_dir, DATE_FILES, _schema(arrivals), ("date",)))
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for table_dir in _decoded_table_dirs(decoded):

@@ -5,6 +5,6 @@
 
 ``data`` aggregates in DuckDB through the views of ``replica sql``; ``plots`` draws the
 aggregates as SVG with matplotlib (the ``replica[report]`` extra); ``page`` lays them out with
-the numbers embedded as JSON; ``write`` puts the page in its file. This package's top imports
-nothing, so that the ``replica`` command, which registers ``command``, starts as fast as before.
+the numbers embedded as JSON; ``write`` puts the page in its file. The command is
+``replica.commands.report``; this package's top imports nothing.
 """

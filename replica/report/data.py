@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from replica.report.endpoints import endpoint_figures
-from replica.schemas.archive import MAX_TS_MS
+from replica.schemas.frames import MAX_TS_MS
 from replica.sql import connect, view_names
 from replica.stats import archive_stats
 

@@ -16,7 +16,6 @@ from replica.schemas.errors import ReplicaError
 try:
     import matplotlib
     import numpy as np
-    from cycler import cycler
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 except ImportError:
@@ -43,7 +42,7 @@ _STYLE = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "axes.prop_cycle": cycler(color=PALETTE),
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
 
 

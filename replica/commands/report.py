@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from replica.commands.common import ARCHIVE_DIR
 from replica.options import UtcTime
 from replica.schemas.errors import UsageError
 
 
 @click.command(name="report")
-@click.argument("archive", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("archive", type=ARCHIVE_DIR)
 @click.option(
     "--date",
     "day",
