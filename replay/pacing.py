@@ -71,7 +71,7 @@ class _TimerThread:
 
     def __init__(self) -> None:
         self._due = threading.Condition()
-        self._heap: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._heap: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
@@ -108,7 +108,7 @@ class _TimerThread:
                     loop.call_soon_threadsafe(_resolve, future)
 
 
-def _resolve(future: asyncio.Future) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():  # a cancelled wait is done already
         future.set_result(None)
 

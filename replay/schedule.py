@@ -29,10 +29,8 @@ CLOCKS = {
 MIN_SPEED = 1e-6
 
 
-def check_speed(speed: float | None) -> float | None:
-    """A pace multiplier of at least ``MIN_SPEED``, or None for as fast as possible (max)."""
-    if speed is None:
-        return None
+def check_speed(speed: float) -> float:
+    """A pace multiplier of at least ``MIN_SPEED``."""
     number = isinstance(speed, int | float) and not isinstance(speed, bool)
     if not (number and MIN_SPEED <= speed <= sys.float_info.max):  # refuses nan and inf too
         raise UsageError(

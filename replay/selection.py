@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import SupportsIndex
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,10 +37,7 @@ def _iso(ms: int) -> str:
 def _seq(name: str, value: object) -> int | None:
     if value is None:
         return None
-    try:
-        seq = operator.index(value)
-    except TypeError:
-        seq = -1
+    seq = operator.index(value) if isinstance(value, SupportsIndex) else -1
     if seq > SEQ_MAX:  # its digits are not echoed: there can be more than int() will print
         raise UsageError(f"{name} is above {SEQ_MAX}, the largest seq there can be")
     if seq < 0 or isinstance(value, bool):

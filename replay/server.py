@@ -82,7 +82,8 @@ class DiskSyncServer:
             close_timeout=_CLOSE_TIMEOUT_S,
             logger=RedactingLogger(logging.getLogger("websockets.server"), self._api_key),
         )
-        return self._server.sockets[0].getsockname()[1]
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
     async def close(self) -> None:
         """Closes every connection with 1001 (going away), as the feed does when it restarts,
