@@ -154,7 +154,9 @@ def gather(root: Path, asked: Range) -> dict[str, Any]:
     return data
 
 
-def _rows(db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]) -> list[dict]:
+def _rows(
+    db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
     names, rows = _query(db, sql, parameters)
     return [_json_row(dict(zip(names, row, strict=True))) for row in rows]
 
@@ -166,7 +168,7 @@ def _columns(db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]
 
 def _query(
     db: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, Any]
-) -> tuple[list[str], list[tuple]]:
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     result = db.execute(sql, _named(sql, parameters))
     return [column[0] for column in result.description or ()], result.fetchall()
 

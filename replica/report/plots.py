@@ -26,6 +26,9 @@ except ImportError:
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+Rows = list[dict[str, Any]]  # of replica.report.data: one dict a row
+Columns = dict[str, list[Any]]  # a per-minute series: one list a column
+
 WIDTH_IN = 11.0
 ROW_IN = 2.6
 LEFT_IN = 1.0  # room for the y axis's label and ticks
@@ -33,7 +36,8 @@ RIGHT_IN = 0.35  # room for the last tick's label
 BOTTOM_IN = 0.6  # room for the time axis
 # Colours that stay apart for the common kinds of colour blindness (Okabe and Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-_STYLE = {
+# Any-keyed: matplotlib's stubs accept only literal rcParams names.
+_STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",  # text as <text>, not paths: smaller, and selectable
     "svg.hashsalt": "replica-report",  # the same data draws the same SVG
     "text.parse_math": False,  # a "$" in a kind or endpoint name is text, not mathtext
@@ -42,13 +46,12 @@ _STYLE = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
 
 
 def drawn(draw: Callable[..., Figure]) -> Callable[..., str]:
     """A plot function that returns its figure as one ``<svg>`` element, drawn and saved with
-    the report's style in force (axes take colours and grid when created)."""
+    the report's style in force (axes take their grid and spines when created)."""
 
     def inner(*args: Any) -> str:
         buffer = io.StringIO()
@@ -78,7 +81,9 @@ def _minutes(minutes: Sequence[int]) -> np.ndarray:
     return np.asarray(minutes, dtype="int64").astype("datetime64[m]")
 
 
-def _on_grid(minutes: Sequence[int], values: Sequence[float], fill: float) -> tuple:
+def _on_grid(
+    minutes: Sequence[int], values: Sequence[float], fill: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The series on every minute from its first to its last, ``fill`` where it has none."""
     first, last = minutes[0], minutes[-1]
     grid = np.full(last - first + 1, fill, dtype="float64")
@@ -89,17 +94,15 @@ def _on_grid(minutes: Sequence[int], values: Sequence[float], fill: float) -> tu
 def _time_axis(axes: Axes, span: tuple[int, int]) -> None:
     """UTC dates on the x axis, from minute ``span[0]`` to ``span[1]``: every time plot of a
     page has the same axis, so that a moment is at the same place in each."""
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes.set_xlabel("UTC")
     axes.set_xlim(_minutes(span)[0], _minutes(span)[1])
 
 
 @drawn
-def commands_per_second(
-    per_minute: dict[str, list], bands: list[dict], span: tuple[int, int]
-) -> Figure:
+def commands_per_second(per_minute: Columns, bands: Rows, span: tuple[int, int]) -> Figure:
     """Commands per second, averaged per minute, with the gaps as bands coloured by cause."""
     figure, (axes,) = _figure()
     minutes, counts = _on_grid(per_minute["minute"], per_minute["commands"], 0.0)
@@ -121,7 +124,7 @@ def commands_per_second(
 
 
 @drawn
-def latency(per_minute: dict[str, list], span: tuple[int, int]) -> Figure:
+def latency(per_minute: Columns, span: tuple[int, int]) -> Figure:
     """p50 and p99 per minute of the vendor's processing and of network plus clock offset."""
     figure, axes = _figure(2)
     panels = (
@@ -141,14 +144,15 @@ def latency(per_minute: dict[str, list], span: tuple[int, int]) -> Figure:
 
 
 @drawn
-def quarantine(rows: list[dict], span: tuple[int, int]) -> Figure:
+def quarantine(rows: Rows, span: tuple[int, int]) -> Figure:
     """Quarantined frames per minute, one marker series per kind."""
     figure, (axes,) = _figure()
-    for kind in sorted({row["kind"] for row in rows}):
+    for i, kind in enumerate(sorted({row["kind"] for row in rows})):
         mine = [row for row in rows if row["kind"] == kind]
         minutes = _minutes([row["minute"] for row in mine])
         frames = [row["frames"] for row in mine]
-        axes.plot(minutes, frames, "o", markersize=4, label=kind, clip_on=False)
+        colour = PALETTE[i % len(PALETTE)]
+        axes.plot(minutes, frames, "o", color=colour, markersize=4, label=kind, clip_on=False)
     axes.set_ylabel("frames per minute")
     axes.set_ylim(0, 1.15 * max(row["frames"] for row in rows))
     axes.legend(loc="upper right", fontsize=8)
@@ -157,7 +161,7 @@ def quarantine(rows: list[dict], span: tuple[int, int]) -> Figure:
 
 
 @drawn
-def endpoint_lag(rows: list[dict], span: tuple[int, int]) -> Figure:
+def endpoint_lag(rows: Rows, span: tuple[int, int]) -> Figure:
     """How far behind the first delivery each endpoint delivered, p50 and p99 per minute."""
     figure, (axes,) = _figure()
     for i, endpoint in enumerate(sorted({row["endpoint"] for row in rows})):
@@ -177,7 +181,7 @@ def endpoint_lag(rows: list[dict], span: tuple[int, int]) -> Figure:
 
 
 @drawn
-def endpoint_wins(rows: list[dict]) -> Figure:
+def endpoint_wins(rows: Rows) -> Figure:
     """The share of the commands delivered by more than one endpoint that each delivered first."""
     total = sum(row["won"] for row in rows) or 1
     figure, (axes,) = _figure(height_in=0.6 + 0.35 * len(rows))
