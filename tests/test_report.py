@@ -258,6 +258,7 @@ def test_names_from_the_archive_are_text_not_markup(tmp_path: Path) -> None:
     data = report(root, out)
     html = out.read_text()
     assert data["quarantine"][0]["kind"] == kind
+    assert '<p class="verdict whole"><b>whole</b>: 100 commands, 0 seqs missing' in html
     assert "<img" not in html and html.count("</script>") == 1
     assert html.count("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;$x^$") == 2  # table, SVG
 
