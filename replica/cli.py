@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from replica.commands import healing, maintenance, query, recording, replaying
+from replica.commands import healing, maintenance, query, recording, replaying, report
 from replica.recorder import __version__
 from replica.schemas.errors import ReplicaError, UsageError
 
@@ -64,6 +64,7 @@ for _command in (
     query.sql,
     query.duckdb_command,
     query.stats,
+    report.report,
 ):
     cli.add_command(_command)
 

@@ -14,6 +14,10 @@ The paths in the views are absolute, so a database file that ``connect`` defined
 the right columns, so that a nightly ``SELECT count(*) FROM fills`` gives 0 rather than a catalog
 error before the first decode or on an archive that never had fills: DuckDB cannot bind a glob
 that matches nothing.
+
+``arrivals`` (one row per delivery per endpoint: ``seq``, ``endpoint``, ``recv_ts_us``), which
+only a recorder of several endpoints writes, is a view only where it has files, so that its
+absence says one endpoint was recorded.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _TIMESTAMP_OF_SUFFIX = {
     "_ms": "epoch_ms",
 }
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
+ARRIVALS_DIR = "arrivals"
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
 # how many were recorded, how many healed (added later by ``replica heal``, present like the
@@ -140,6 +145,10 @@ def table_views(root: Path) -> list[TableView]:
         _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
         _view("heals", heals_dir(layout), DATE_FILES, HEAL_SCHEMA, ("date",)),
     ]
+    arrivals = next((layout.root / ARRIVALS_DIR).glob(DATE_FILES), None)
+    if arrivals is not None:
+        table_dir = layout.root / ARRIVALS_DIR
+        views.append(_view("arrivals", table_dir, DATE_FILES, _schema(arrivals), ("date",)))
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for table_dir in _decoded_table_dirs(decoded):

@@ -30,10 +30,10 @@ JOIN (
     SELECT date, sum({_FRAME_OVERHEAD} + 2 * octet_length(raw) + length(CAST(seq AS VARCHAR))
         + length(CAST(ts_ms AS VARCHAR)) + length(CAST(ingest_ts_us AS VARCHAR))
         + length(CAST(publish_ts_us AS VARCHAR)))::BIGINT AS frame_bytes
-    FROM raw_cmds GROUP BY date
+    FROM raw_cmds WHERE date BETWEEN $first AND $last GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
-_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness")
+_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
 
 
 @dataclass
@@ -61,13 +61,21 @@ class DayStats:
         return {**asdict(self), "date": self.date.isoformat(), "compression": self.compression}
 
 
-def archive_stats(root: Path) -> list[DayStats]:
+def archive_stats(root: Path, first: date = date.min, last: date = date.max) -> list[DayStats]:
+    """The figures of each UTC day from ``first`` to ``last`` (inclusive) that has commands:
+    a report on one night reads that night's payloads only."""
+    days_wanted = {"first": first, "last": last}
     with connect(root) as db:
-        days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
+        rows = db.execute(_PER_DAY_SQL, days_wanted).fetchall()
+        days = {row[0]: DayStats(*row) for row in rows}
         for table in view_names(db):
             if table in _RAW_TABLES:
                 continue
-            for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
+            query = (
+                f"SELECT date, count(*) FROM {table} WHERE date BETWEEN $first AND $last "
+                "GROUP BY date"
+            )
+            for day, rows in db.execute(query, days_wanted).fetchall():
                 if day in days:
                     days[day].decoded_rows[table] = rows
     layout = ArchiveLayout(root)
