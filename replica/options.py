@@ -17,10 +17,12 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     name = "duration"
 
-    def convert(self, value, param, ctx) -> timedelta:
+    def convert(
+        self, value: str | timedelta, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
         if isinstance(value, timedelta):
             return value
         text = value.strip().lower()
@@ -35,10 +37,12 @@ class Duration(click.ParamType):
         return timedelta(seconds=seconds)
 
 
-class UtcTime(click.ParamType):
+class UtcTime(click.ParamType[datetime]):
     name = "time"
 
-    def convert(self, value, param, ctx) -> datetime:
+    def convert(
+        self, value: str | datetime, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
@@ -50,12 +54,14 @@ class UtcTime(click.ParamType):
         return moment.astimezone(UTC)
 
 
-class Speed(click.ParamType):
+class Speed(click.ParamType[float | None]):
     """A replay's pace: a number above zero (1 is the original), or ``max`` (None)."""
 
     name = "speed"
 
-    def convert(self, value, param, ctx) -> float | None:
+    def convert(
+        self, value: str | float | None, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
         if value is None or isinstance(value, float):
             return value
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import ArchiveLayout, day_partition
@@ -57,7 +58,7 @@ class DayStats:
         """Raw bytes on disk per byte of JSON frames."""
         return self.raw_bytes / self.frame_bytes if self.frame_bytes else 0.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "date": self.date.isoformat(), "compression": self.compression}
 
 

@@ -223,8 +223,13 @@ def _conflict(
         f"source's {_describe(theirs)} is quarantined"
     )
     summary.conflicts.append(reason)
-    record = ReplayRecord(*(rows.column(name)[at].as_py() for name in rows.schema.names), 0.0)
-    frame = command_frame(record)
+    row = rows.slice(at, 1).to_pylist()[0]
+    frame = command_frame(
+        ReplayRecord(
+            row["seq"], row["ts_ms"], row["ingest_ts_us"], row["publish_ts_us"], row["recv_ts_us"],
+            row["raw"], None,
+        )
+    )  # fmt: skip
     return {
         "recv_ts_us": time.time_ns() // 1000,
         "kind": "conflict",

@@ -106,4 +106,5 @@ def _runs(segments: list[Segment]) -> list[Run]:
 
 def _ts_ms(segment: Segment, seq: int) -> int:
     table = pq.read_table(segment.path, columns=["seq", "ts_ms"], filters=[("seq", "=", seq)])
-    return table.column("ts_ms")[0].as_py()
+    ts_ms: int = table.column("ts_ms")[0].as_py()
+    return ts_ms

@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_right, insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -238,7 +239,7 @@ def _overlapping(segments: list[Segment], lo: int, hi: int) -> list[Segment]:
 
 
 @contextmanager
-def _reading(segment: Segment):
+def _reading(segment: Segment) -> Iterator[None]:
     try:
         yield
     except (OSError, pa.ArrowException) as exc:
@@ -265,7 +266,8 @@ def _edge_ts_ms(segment: Segment, *, last: bool) -> int:
         parquet = pq.ParquetFile(segment.path)
         group = parquet.num_row_groups - 1 if last else 0
         ts_ms = parquet.read_row_group(group, columns=["ts_ms"]).column("ts_ms")
-        return ts_ms[-1 if last else 0].as_py()
+        edge: int = ts_ms[-1 if last else 0].as_py()
+        return edge
 
 
 def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
@@ -274,7 +276,7 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
     imports nothing still completes the records of a run that stopped before writing them."""
     covered = union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
     detected_ts_us = time.time_ns() // 1000
-    rows = []
+    rows: list[dict[str, Any]] = []
     reach: Segment | None = None  # the segment reaching the highest seq so far
     for segment in segments:
         if reach is not None and segment.first_seq > reach.last_seq + 1:
@@ -294,7 +296,7 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
         if reach is None or segment.last_seq > reach.last_seq:
             reach = segment
     unit_id = f"import-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
-    by_path: dict[Path, list[dict]] = {}
+    by_path: dict[Path, list[dict[str, Any]]] = {}
     for row in rows:
         path = layout.unit_path(layout.gaps_dir, row["after_ts_ms"], unit_id)
         by_path.setdefault(path, []).append(row)

@@ -285,7 +285,9 @@ def _read_heal_files(layout: ArchiveLayout, report: Report) -> Ranges:
     return healed
 
 
-def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
+def _check_table_files(
+    layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report
+) -> None:
     for path in layout.table_files(table_dir):
         _read(path, schema, report)
 
