@@ -11,6 +11,7 @@ here is a change of the archive format.
       .lock                                                       held by a recorder or an import
       .maintenance.lock                                           held by compact, decode or import
       .compact/                                                   a compaction's new directories
+      .compacted/date=YYYY-MM-DD.json                             a compacted day's file set
 
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
 name only once complete (see ``schemas.files``); temporary files start with a dot and end in
@@ -227,10 +228,12 @@ class ArchiveLayout:
         """A gap or quarantine file: named by the unit that wrote it, dated by its rows."""
         return table_dir / date_partition(ts_ms) / f"{unit_id}.parquet"
 
-    def segments(self) -> list[Segment]:
-        """Every raw segment, in seq order; files whose names do not parse are not segments."""
+    def segments(self, day: date | None = None) -> list[Segment]:
+        """Every raw segment (or ``day``'s alone), in seq order; files whose names do not parse
+        are not segments. One day's listing costs the same however old the archive is."""
         found = []
-        for path in self.raw_dir.glob(HOUR_FILES):
+        base = self.raw_dir if day is None else self.raw_dir / day_partition(day)
+        for path in base.glob(HOUR_FILES if day is None else HOUR_FILES.split("/", 1)[1]):
             match = _SEGMENT_NAME.match(path.name)
             if match:
                 found.append(Segment(path, int(match[1]), int(match[2])))
