@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from replica.maintenance.compact_marks import mark_path
 from replica.schemas.archive import ArchiveLayout
 
 from replica.maintenance.compact import compact
+from replica.maintenance.compact_marks import mark_path
 from tests.dayarchive import (
     AFTER,
     DAYS,
