@@ -2,28 +2,25 @@
 
 ``verify`` reads every file in full, checking each page against its checksum, so a file that
 cannot be decompressed, or whose bytes changed on disk, is found tonight rather than by next
-month's backtest. Memory is bounded by the largest file, not the archive.
+month's backtest: every file of the archive, or of the days asked for (``verify_scope``). Raw
+segments are read a row group at a time (``verify_segment``), so memory is bounded by a row
+group, not by the largest file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.checksums import has_page_checksums
-from replica.schemas.archive import (
-    GAP_SCHEMA,
-    MS_PER_HOUR,
-    QUARANTINE_SCHEMA,
-    RAW_SCHEMA,
-    ArchiveLayout,
-    hour_partition,
-)
+from replica.maintenance.verify_scope import Scope, some_days, whole_archive
+from replica.maintenance.verify_segment import check_segment, describe
+from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.seqranges import Range, holes, span, subtract
 
@@ -73,27 +70,31 @@ class _SegmentVanished(Exception):
 _LISTINGS = 5
 
 
-def verify(root: Path) -> Report:
+def verify(root: Path, days: list[date] | None = None) -> Report:
+    """Check the archive at ``root``: all of it, or only ``days`` (sorted) and their seams with
+    the days around them."""
     layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
-            return _verify(layout)
+            return _verify(layout, days)
         except _SegmentVanished:
             continue
-    return _verify(layout, relist=False)
+    return _verify(layout, days, relist=False)
 
 
-def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
+def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True) -> Report:
     report = Report()
-    for path in layout.stray_raw_files():
+    scope = whole_archive(layout) if days is None else some_days(layout, days)
+    for path in scope.stray:
         report.problems.append(
             f"{path}: not named raw/date=*/hour=*/<first_seq>-<last_seq>.parquet"
         )
-    present = _check_segments(layout, report, relist)
-    gaps = _check_gap_files(layout, report)
-    _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
-    _check_decoded_files(layout, report)
-    _compare_gaps(present, gaps, report)
+    present = _check_segments(scope, report, relist)
+    gaps = _check_gap_files(scope.gap_files, report)
+    for path in scope.quarantine_files:
+        _read(path, QUARANTINE_SCHEMA, report)
+    _check_decoded_files(layout, scope.decoded_files, report)
+    _compare_gaps(present, gaps, report, scope.window)
     if report.unchecksummed:
         report.notes.append(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
@@ -109,13 +110,9 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     return report
 
 
-def _describe(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
-
-
 def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
-    """The whole file, if it reads, its page checksums match and it has ``schema``; otherwise
-    None, with the problem noted."""
+    """The whole (small: gap or quarantine) file, if it reads, its page checksums match and it
+    has ``schema``; otherwise None, with the problem noted."""
     try:
         with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
             table = parquet.read()
@@ -126,103 +123,47 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
         return None
     if not table.schema.remove_metadata().equals(schema.remove_metadata()):
         report.problems.append(
-            f"{path}: schema is [{_describe(table.schema)}], expected [{_describe(schema)}]"
+            f"{path}: schema is [{describe(table.schema)}], expected [{describe(schema)}]"
         )
         return None
     return table
 
 
-def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Ranges:
-    """Check each raw file; returns the seq ranges the archive holds. With ``relist``, a
-    segment gone since the listing raises ``_SegmentVanished`` rather than being a problem."""
+def _check_segments(scope: Scope, report: Report, relist: bool) -> Ranges:
+    """Check each raw file of the scope; returns the seq ranges it holds, with those of its
+    seams (by their names). With ``relist``, a segment gone since the listing raises
+    ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
-    for segment in layout.segments():
-        path = segment.path
-        table = _read(path, RAW_SCHEMA, report)
-        if table is None:
-            if relist and not path.exists():
-                raise _SegmentVanished(path)
+    for segment in scope.segments:
+        check = check_segment(segment, report)
+        if check is None:
+            if relist and not segment.path.exists():
+                raise _SegmentVanished(segment.path)
             continue
         report.segments += 1
-        report.rows += table.num_rows
-        _check_statistics(path, table, report)
-        seqs = table.column("seq").combine_chunks()
-        if table.num_rows == 0:
-            report.problems.append(f"{path}: has no rows")
+        report.rows += check.rows
+        if not check.rows or not check.sorted:
             continue
-        first, last = seqs[0].as_py(), seqs[-1].as_py()
-        if (first, last) != (segment.first_seq, segment.last_seq):
-            report.problems.append(f"{path}: holds seqs {first}-{last}, not those its name says")
-        steps = pc.pairwise_diff(seqs)
-        if table.num_rows > 1 and pc.min(steps).as_py() <= 0:
+        if present and check.runs[0][0] <= present[-1][1]:
             report.problems.append(
-                f"{path}: seqs are not strictly increasing (unsorted or duplicated)"
+                f"{segment.path}: seqs {check.first}-{check.last} overlap another segment"
             )
             continue
-        hours = pc.divide(table.column("ts_ms"), MS_PER_HOUR)
-        partition = segment.partition
-        low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
-        if hour_partition(low) != partition or hour_partition(high) != partition:
-            report.problems.append(
-                f"{path}: holds ts_ms outside its partition {'/'.join(partition)}"
-            )
-        if present and first <= present[-1][1]:
-            report.problems.append(f"{path}: seqs {first}-{last} overlap another segment")
-            continue
-        present += _runs(seqs, steps)
+        present += check.runs
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
-    return present
+    ranges = sorted(present + [(s.first_seq, s.last_seq) for s in scope.seams])
+    for (_, hi), (lo, _) in pairwise(ranges):
+        if lo <= hi:
+            seam = next(s for s in scope.seams if s.first_seq <= lo <= s.last_seq or
+                        s.first_seq <= hi <= s.last_seq)  # fmt: skip
+            report.problems.append(f"{seam.path}: seqs overlap those of the days checked")
+    return ranges
 
 
-def _check_statistics(path: Path, table: pa.Table, report: Report) -> None:
-    """Each row group's min and max in the footer against its rows. Readers skip row groups by
-    them (a replay by seq and ts_ms, DuckDB by any column a query filters on), and no page
-    checksum covers the footer: a flipped bit there would make them skip rows silently."""
-    try:
-        damage = _statistics_damage(pq.read_metadata(path), table)
-    except Exception as exc:
-        damage = str(exc)
-    if damage is not None:
-        report.problems.append(f"{path}: the footer is damaged: {damage}")
-
-
-def _statistics_damage(metadata: pq.FileMetaData, table: pa.Table) -> str | None:
-    """What in the footer disagrees with the rows of ``table`` (a raw segment's, whose columns
-    are flat), or None."""
-    offset = 0
-    for index in range(metadata.num_row_groups):
-        group = metadata.row_group(index)
-        rows = table.slice(offset, group.num_rows)
-        offset += group.num_rows
-        for column, name in enumerate(table.column_names):
-            chunk = group.column(column)
-            if chunk.physical_type != metadata.schema.column(column).physical_type:
-                # checked first: pyarrow aborts the process on such a chunk's statistics
-                return f"row group {index} says {name} is {chunk.physical_type}"
-            stats = chunk.statistics
-            if not group.num_rows or stats is None or not stats.has_min_max:
-                continue
-            actual = pc.min_max(rows.column(name))
-            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
-                return (
-                    f"the min and max of {name} in row group {index} are not its rows', and "
-                    "readers that skip row groups by them would miss rows"
-                )
-    return None
-
-
-def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
-    """Consecutive runs of seqs in one sorted file."""
-    # steps[i] is seqs[i] - seqs[i - 1] (null at 0): a step above 1 starts a new run at i.
-    breaks = pc.indices_nonzero(pc.fill_null(pc.greater(steps, 1), False)).to_pylist()
-    bounds = [0, *breaks, len(seqs)]
-    return [(seqs[lo].as_py(), seqs[hi - 1].as_py()) for lo, hi in pairwise(bounds)]
-
-
-def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
+def _check_gap_files(paths: list[Path], report: Report) -> Ranges:
     gaps: Ranges = []
-    for path in layout.table_files(layout.gaps_dir):
+    for path in paths:
         table = _read(path, GAP_SCHEMA, report)
         if table is None:
             continue
@@ -240,15 +181,10 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
     return gaps
 
 
-def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
-    for path in layout.table_files(table_dir):
-        _read(path, schema, report)
-
-
-def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
-    """Read every decoded file, a row group at a time, against its page checksums. A file gone
+def _check_decoded_files(layout: ArchiveLayout, paths: list[Path], report: Report) -> None:
+    """Read each decoded file, a row group at a time, against its page checksums. A file gone
     since the listing was replaced or dropped by a decode or a compaction: not a problem."""
-    for path in sorted(layout.root.glob(f"{DECODED_DIR}/*/date=*/*.parquet")):
+    for path in paths:
         try:
             with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
                 for index in range(parquet.num_row_groups):
@@ -265,17 +201,26 @@ def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
             )
 
 
-def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:
+def _compare_gaps(
+    present: Ranges, gaps: Ranges, report: Report, window: tuple[int, int] | None
+) -> None:
+    """Holes against gap records. Checking some days (``window``: the seqs they answer for),
+    only holes and records within it count: the gap files read hold other days' too."""
+    first, last = (present[0][0], present[-1][1]) if present else (0, -1)
     missing = holes(present)
+    if window is not None:
+        low, high = window
+        gaps = [(lo, hi) for lo, hi in gaps if low <= hi and lo <= high]
+        missing = [(max(lo, low), min(hi, high)) for lo, hi in missing if low <= hi and lo <= high]
+        report.gap_records = len(gaps)
     report.missing = sum(span(lo, hi) for lo, hi in missing)
     for lo, hi in subtract(missing, gaps):
         report.problems.append(f"seqs {lo}-{hi} are missing and no gap record says so")
-    first, last = (present[0][0], present[-1][1]) if present else (0, -1)
     for lo, hi in subtract(gaps, missing):
         if first <= lo and hi <= last:
             # An import filled a hole after it was recorded: gap records are never rewritten.
             report.notes.append(f"seqs {lo}-{hi} were backfilled after their gap was recorded")
-        else:
+        elif window is None:
             report.problems.append(
                 f"gap records say seqs {lo}-{hi} are missing, but they lie outside the "
                 f"archive's range {first}-{last}"
