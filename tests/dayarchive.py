@@ -10,7 +10,9 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from replica.schemas.archive import ArchiveLayout
+import pyarrow as pa
+from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout
+from replica.schemas.files import publish_parquet
 
 from tests.rawarchive import write_segment
 
@@ -86,3 +88,15 @@ def other_days(paths: list[str], root: Path, allowed: set[date]) -> list[str]:
         p for p in paths
         if p.startswith(raw + "/date=") and not any(f"date={d}" in p for d in allowed)
     ]  # fmt: skip
+
+
+def write_gap(root: Path, day: date, low: int, high: int) -> None:
+    """A gap record for seqs low-high, filed under ``day`` as a recorder would file it."""
+    row = {"from_seq": low, "to_seq": high, "missing": high - low + 1, "cause": "reconnect",
+           "detected_ts_us": 1, "before_ts_ms": None, "after_ts_ms": 1}  # fmt: skip
+    path = root / "gaps" / f"date={day}" / f"gap-{low}.parquet"
+    publish_parquet(pa.Table.from_pylist([row], schema=GAP_SCHEMA), path, compression="zstd")
+
+
+def first_seq(root: Path, day: date) -> int:
+    return ArchiveLayout(root).segments(day)[0].first_seq

@@ -100,7 +100,7 @@ def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True)
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
             "them): damage inside them is found only where it breaks decompression or decoding"
         )
-    if layout.temporary_files():
+    if scope.temporaries:
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
         report.notes.append(

@@ -15,6 +15,7 @@ from pathlib import Path
 from replica.maintenance.days import raw_days, segments_after, segments_before
 from replica.schemas.archive import DATE_FILES, ArchiveLayout, Segment, day_partition, partition_day
 from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.files import TEMPORARY_GLOB
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Scope:
     quarantine_files: list[Path]
     decoded_files: list[Path]
     stray: list[Path]  # Parquet files under raw/ not named like segments
+    temporaries: list[Path]  # of writes in progress or interrupted
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -48,6 +50,7 @@ def whole_archive(layout: ArchiveLayout) -> Scope:
         layout.table_files(layout.quarantine_dir),
         sorted(layout.root.glob(f"{DECODED_DIR}/*/{DATE_FILES}")),
         layout.stray_raw_files(),
+        layout.temporary_files(),
     )
 
 
@@ -62,7 +65,7 @@ def some_days(layout: ArchiveLayout, days: list[date]) -> Scope:
                   if p not in named]  # fmt: skip
     segments.sort(key=lambda s: (s.first_seq, s.last_seq))
     if not days:
-        return Scope(False, [], [], [], [], [], [])
+        return Scope(False, [], [], [], [], [], [], [])
     every = raw_days(layout)
     before = segments_before(layout, days[0], every)
     after = segments_after(layout, days[-1], every)
@@ -82,6 +85,12 @@ def some_days(layout: ArchiveLayout, days: list[date]) -> Scope:
         [path for paths in quarantine for path in paths],
         [path for paths in decoded for path in paths],
         sorted(stray),
+        [
+            path
+            for table_dir in (layout.raw_dir, layout.gaps_dir, layout.quarantine_dir)
+            for part in partitions
+            for path in (table_dir / part).glob(TEMPORARY_GLOB)
+        ],
     )
 
 
