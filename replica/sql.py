@@ -38,6 +38,7 @@ from replica.schemas.archive import (
 )
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
+from replica.schemas.metadata import DECODER_KEY
 
 # Finest first.
 _TIMESTAMP_OF_SUFFIX = {
@@ -74,8 +75,9 @@ class TableView:
     schema: pa.Schema
     partitions: tuple[str, ...]
     has_files: bool
-    # Decoded files written by different schema versions may differ in columns. Unioning by
-    # name reads every file's footer when the view is defined, so fixed schemas go without.
+    # Decoded files written by different decoder versions may differ in columns. Unioning by
+    # name holds every file's footer in memory while the view binds (half a GB for a year of
+    # hourly files), so only tables whose files are of several versions go with it.
     union_by_name: bool = False
 
     def statement(self, create: str = "CREATE VIEW") -> str:
@@ -137,8 +139,27 @@ def table_views(root: Path) -> list[TableView]:
             schemas[table_dir.name] = _schema(first)
     for name, schema in sorted(schemas.items()):
         view = _view(name, decoded / name, DATE_FILES, schema, ("date",))
-        views.append(replace(view, union_by_name=view.has_files))
+        if view.has_files and not one_decoder_version(decoded / name):
+            view = replace(view, union_by_name=True)
+        views.append(view)
     return views
+
+
+def one_decoder_version(table_dir: Path) -> bool:
+    """Whether every file of a decoded table says it was written by one and the same decoder
+    version, and so has that version's one schema. Only the files' key-value metadata is read,
+    which DuckDB streams: a footer at a time, not all of them at once."""
+    files = sum(1 for _ in table_dir.glob(DATE_FILES))
+    try:
+        with duckdb.connect() as db:
+            found = db.execute(
+                "SELECT count(DISTINCT value), count(DISTINCT file_name) "
+                "FROM parquet_kv_metadata(?) WHERE key = ?",
+                [f"{table_dir}/{DATE_FILES}", DECODER_KEY],
+            ).fetchone()
+    except duckdb.Error:
+        return False  # a file that does not read: the query that reads it says which
+    return found == (1, files)
 
 
 def _decoded_table_dirs(decoded: Path) -> Iterator[Path]:
