@@ -22,6 +22,10 @@ from replica.maintenance.checksums import has_page_checksums
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
 from replica.schemas.seqranges import Range
 
+# A row group is read in two parts, each on one thread: the integer columns, then the payloads
+# alone, which are most of its bytes; so at most one row group's payloads are held at a time.
+_COLUMN_SETS = ([name for name in RAW_SCHEMA.names if name != "raw"], ["raw"])
+
 
 class WrongSchema(ValueError):
     """A raw file whose columns are not RAW_SCHEMA's."""
@@ -37,8 +41,8 @@ def describe(schema: pa.Schema) -> str:
 
 
 def row_groups(path: Path, report: Problems) -> Iterator[tuple[pq.FileMetaData, int, pa.Table]]:
-    """Each row group of the raw file at ``path`` (metadata, index, rows), read against its page
-    checksums. Raises what reading raises, and WrongSchema."""
+    """Each row group of the raw file at ``path`` (metadata, index, some of its columns), read
+    against its page checksums. Raises what reading raises, and WrongSchema."""
     with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
         schema = parquet.schema_arrow
         if not schema.remove_metadata().equals(RAW_SCHEMA):
@@ -46,7 +50,8 @@ def row_groups(path: Path, report: Problems) -> Iterator[tuple[pq.FileMetaData, 
         if not has_page_checksums(path, parquet.metadata):
             report.unchecksummed += 1
         for index in range(parquet.num_row_groups):
-            yield parquet.metadata, index, parquet.read_row_group(index)
+            for columns in _COLUMN_SETS:
+                yield parquet.metadata, index, parquet.read_row_group(index, columns, False)
 
 
 @dataclass
@@ -64,7 +69,7 @@ class SegmentCheck:
         damage = _statistics_damage(metadata, index, rows)
         if damage is not None:
             self.problems.append(f"the footer is damaged: {damage}")
-        if rows.num_rows == 0:
+        if rows.num_rows == 0 or "seq" not in rows.column_names:
             return
         self.rows += rows.num_rows
         seqs = rows.column("seq").combine_chunks()
@@ -115,13 +120,14 @@ def check_segment(segment: Segment, report: Problems) -> SegmentCheck | None:
 
 
 def _statistics_damage(metadata: pq.FileMetaData, index: int, rows: pa.Table) -> str | None:
-    """What in row group ``index``'s footer statistics disagrees with its ``rows`` (a raw
-    segment's, whose columns are flat), or None. Readers skip row groups by them (a replay by
+    """What in row group ``index``'s footer statistics disagrees with ``rows``, some of its
+    columns (a raw segment's, which are flat), or None. Readers skip row groups by them (a replay by
     seq and ts_ms, DuckDB by any column a query filters on), and no page checksum covers the
     footer: a flipped bit there would make them skip rows silently."""
     try:
         group = metadata.row_group(index)
-        for column, name in enumerate(rows.column_names):
+        for name in rows.column_names:
+            column = RAW_SCHEMA.names.index(name)
             chunk = group.column(column)
             if chunk.physical_type != metadata.schema.column(column).physical_type:
                 # checked first: pyarrow aborts the process on such a chunk's statistics
