@@ -126,8 +126,10 @@ def best_times(histories: dict[int, dict[str, Callable[[], object]]]) -> dict[in
     return times
 
 
+# The peak RSS of this process alone: VmHWM, since ru_maxrss carries over the parent's peak
+# across fork and exec on Linux.
 _PEAK = """
-import resource, sys
+import sys
 from pathlib import Path
 if sys.argv[1] == "verify":
     from replica.maintenance.verify import verify
@@ -136,7 +138,8 @@ if sys.argv[1] == "verify":
 else:
     import pyarrow.parquet as pq
     pq.read_table(sys.argv[2])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+status = Path("/proc/self/status").read_text()
+print(int(status.split("VmHWM:")[1].split()[0]) * 1024)
 """
 
 
