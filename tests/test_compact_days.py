@@ -3,6 +3,7 @@ day and its neighbours only, and a day it did is marked done, until a file enter
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,6 +12,8 @@ from replica.schemas.archive import ArchiveLayout
 
 from replica.maintenance.compact import compact
 from replica.maintenance.compact_marks import mark_path
+from replica.maintenance.node_import import import_node
+from replica.maintenance.verify import verify
 from tests.dayarchive import (
     AFTER,
     DAYS,
@@ -22,6 +25,7 @@ from tests.dayarchive import (
     touched,
 )
 from tests.rawarchive import write_segment
+from tests.test_import_node import BASE, node_file
 
 
 @pytest.fixture
@@ -76,3 +80,19 @@ def test_a_file_added_to_a_marked_day_makes_it_planned_again(archive: Path):
         mark_path(ArchiveLayout(archive), day).read_text()
     )
     assert compact(archive, now=AFTER).lines() == ["nothing to compact"]
+
+
+def test_an_import_into_a_compacted_day_makes_it_planned_again(tmp_path: Path):
+    archive = tmp_path / "archive"
+    node_file(tmp_path / "first", BASE, 10)
+    import_node([tmp_path / "first"], archive)
+    (day,) = {s.day for s in ArchiveLayout(archive).segments()}
+    after = datetime.combine(day + timedelta(days=2), datetime.min.time(), UTC)
+    assert compact(archive, now=after).lines() == ["nothing to compact"]
+    assert mark_path(ArchiveLayout(archive), day).exists()  # one segment: done as it is
+    node_file(tmp_path / "next", BASE + 10, 10)
+    import_node([tmp_path / "next"], archive)  # blocks 11-20: a new segment in that day
+    again = compact(archive, now=after)
+    assert [(d.day, d.segments_in) for d in again.days] == [(day, 2)]
+    assert verify(archive).ok
+    assert compact(archive, now=after).lines() == ["nothing to compact"]
