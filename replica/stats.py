@@ -74,17 +74,17 @@ def archive_stats(root: Path, days: list[date] | None = None) -> list[DayStats]:
     if days is not None:
         layout = ArchiveLayout.open(root)
         every = raw_days(layout)
-        found = [_day_stats(layout, day, every) for day in days]
-        return [_add_bytes(root, day) for day in found if day is not None]
+        chosen = [_day_stats(layout, day, every) for day in days]
+        return [_add_bytes(root, day) for day in chosen if day is not None]
     with connect(root) as db:
-        days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
+        found = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
         for table in view_names(db):
             if table in _RAW_TABLES:
                 continue
             for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
-                if day in days:
-                    days[day].decoded_rows[table] = rows
-    return [_add_bytes(root, day) for day in days.values()]
+                if day in found:
+                    found[day].decoded_rows[table] = rows
+    return [_add_bytes(root, day) for day in found.values()]
 
 
 def _add_bytes(root: Path, day: DayStats) -> DayStats:
