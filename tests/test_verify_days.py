@@ -79,6 +79,8 @@ def test_cli_date_and_since(tmp_path: Path):
     assert dated.returncode == 0, dated.stderr
     assert dated.stdout.splitlines()[-1].startswith("9 segments, 36 commands, seqs 73-108")
     assert replica("verify", archive, "--since", DAYS[1].isoformat()).returncode == 0
+    empty = replica("verify", archive, "--date", "2027-01-01")
+    assert empty.returncode == 0 and "note: the days asked for have no raw segments" in empty.stdout
     both = replica("verify", archive, "--date", DAYS[1].isoformat(), "--since", DAYS[1].isoformat())
     assert both.returncode == 2 and "--date and --since" in both.stderr
 

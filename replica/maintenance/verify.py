@@ -95,6 +95,8 @@ def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True)
         _read(path, QUARANTINE_SCHEMA, report)
     _check_decoded_files(layout, scope.decoded_files, report)
     _compare_gaps(present, gaps, report, scope.window)
+    if days is not None and not scope.segments:
+        report.notes.append("the days asked for have no raw segments")
     if report.unchecksummed:
         report.notes.append(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
