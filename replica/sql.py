@@ -75,10 +75,17 @@ class TableView:
     schema: pa.Schema
     partitions: tuple[str, ...]
     has_files: bool
-    # Decoded files written by different decoder versions may differ in columns. Unioning by
-    # name holds every file's footer in memory while the view binds (half a GB for a year of
-    # hourly files), so only tables whose files are of several versions go with it.
-    union_by_name: bool = False
+    # Decoded files written by different decoder versions may differ in columns.
+    decoded: bool = False
+
+    def union_by_name(self) -> bool:
+        """Whether the view must union its files by name. That holds every file's footer in
+        memory while the view binds (half a GB for a year of hourly files), so only a decoded
+        table whose files are of several versions gets it; asked only of the views a query
+        needs, since finding out reads each file's key-value metadata."""
+        if not self.decoded or not self.has_files:
+            return False
+        return not one_decoder_version(Path(self.glob.removesuffix(f"/{DATE_FILES}")))
 
     def statement(self, create: str = "CREATE VIEW") -> str:
         derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
@@ -87,7 +94,7 @@ class TableView:
             source = (
                 f"SELECT *{derived} FROM read_parquet({_quote(self.glob)}, "
                 f"hive_partitioning = true, hive_types = {{{types}}}"
-                f"{', union_by_name = true' if self.union_by_name else ''})"
+                f"{', union_by_name = true' if self.union_by_name() else ''})"
             )
         else:
             columns = [
@@ -138,10 +145,9 @@ def table_views(root: Path) -> list[TableView]:
         if first is not None:
             schemas[table_dir.name] = _schema(first)
     for name, schema in sorted(schemas.items()):
-        view = _view(name, decoded / name, DATE_FILES, schema, ("date",))
-        if view.has_files and not one_decoder_version(decoded / name):
-            view = replace(view, union_by_name=True)
-        views.append(view)
+        views.append(
+            replace(_view(name, decoded / name, DATE_FILES, schema, ("date",)), decoded=True)
+        )
     return views
 
 

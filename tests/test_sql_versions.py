@@ -16,7 +16,7 @@ from tests.rawarchive import feed_rows, write_archive
 
 
 def _views(root: Path) -> dict[str, bool]:
-    return {view.name: view.union_by_name for view in table_views(root) if view.has_files}
+    return {view.name: view.union_by_name() for view in table_views(root) if view.has_files}
 
 
 def test_one_decoder_version_needs_no_union_and_two_get_it(tmp_path: Path) -> None:
