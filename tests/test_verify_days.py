@@ -25,7 +25,7 @@ from tests.dayarchive import (
     touched,
     write_gap,
 )
-from tests.rawarchive import payload_rows
+from tests.rawarchive import payload_rows, write_segment
 
 
 def test_a_dated_run_finds_what_the_full_run_finds_in_that_day(tmp_path: Path):
@@ -55,6 +55,19 @@ def test_seqs_missing_across_midnight_are_found_from_either_day(tmp_path: Path):
     assert verify(archive, [DAYS[1]]).ok
     write_gap(archive, DAYS[3], boundary, boundary + 3)
     assert verify(archive, [DAYS[2]]).ok and verify(archive, [DAYS[3]]).ok
+
+
+def test_a_segment_of_the_next_day_overlapping_the_days_last_is_found_from_either(
+    tmp_path: Path,
+):
+    archive = build_days(tmp_path / "archive")
+    last = ArchiveLayout(archive).segments(DAYS[2])[-1]
+    rows = pq.read_table(last.path).to_pylist()[-2:]
+    ts = int(pq.read_table(day_files(archive, DAYS[3])[0]).column("ts_ms")[0].as_py())
+    write_segment(archive, [{**row, "ts_ms": ts + i} for i, row in enumerate(rows)])
+    for days in ([DAYS[2]], [DAYS[3]], None):
+        assert any("overlap" in problem for problem in verify(archive, days).problems), days
+    assert verify(archive, [DAYS[1]]).ok and verify(archive, [DAYS[4]]).ok
 
 
 def test_a_dated_run_reads_only_its_day_and_lists_only_its_neighbours(tmp_path: Path):

@@ -9,6 +9,7 @@ group, not by the largest file.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
@@ -22,7 +23,7 @@ from replica.maintenance.verify_scope import Scope, some_days, whole_archive
 from replica.maintenance.verify_segment import check_segment, describe
 from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
-from replica.schemas.seqranges import Range, holes, span, subtract
+from replica.schemas.seqranges import Range, holes, span, subtract, union
 
 Ranges = list[Range]  # sorted, disjoint
 
@@ -154,13 +155,18 @@ def _check_segments(scope: Scope, report: Report, relist: bool) -> Ranges:
         present += check.runs
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
-    ranges = sorted(present + [(s.first_seq, s.last_seq) for s in scope.seams])
-    for (_, hi), (lo, _) in pairwise(ranges):
-        if lo <= hi:
-            seam = next(s for s in scope.seams if s.first_seq <= lo <= s.last_seq or
-                        s.first_seq <= hi <= s.last_seq)  # fmt: skip
-            report.problems.append(f"{seam.path}: seqs overlap those of the days checked")
-    return ranges
+    firsts = [segment.first_seq for segment in scope.segments]
+    for seam in scope.seams:
+        # Our segments are sorted by first seq and disjoint (or a problem already): if the seam
+        # overlaps any, it overlaps the last one starting before its own end.
+        at = bisect_right(firsts, seam.last_seq)
+        ours = scope.segments[at - 1] if at else None
+        if ours is not None and seam.first_seq <= ours.last_seq:
+            report.problems.append(
+                f"{seam.path}: seqs {seam.first_seq}-{seam.last_seq} overlap "
+                f"{ours.path.name} of the days checked"
+            )
+    return union(present + [(s.first_seq, s.last_seq) for s in scope.seams])
 
 
 def _check_gap_files(paths: list[Path], report: Report) -> Ranges:
