@@ -43,6 +43,7 @@ from replica.schemas.archive import (
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
 from replica.schemas.heals import HEAL_SCHEMA, heals_dir
+from replica.schemas.metadata import DECODER_KEY
 
 # Finest first.
 _TIMESTAMP_OF_SUFFIX = {
@@ -89,9 +90,17 @@ class TableView:
     schema: pa.Schema
     partitions: tuple[str, ...]
     has_files: bool
-    # Decoded files written by different schema versions may differ in columns. Unioning by
-    # name reads every file's footer when the view is defined, so fixed schemas go without.
-    union_by_name: bool = False
+    # Decoded files written by different decoder versions may differ in columns.
+    decoded: bool = False
+
+    def union_by_name(self) -> bool:
+        """Whether the view must union its files by name. That holds every file's footer in
+        memory while the view binds (half a GB for a year of hourly files), so only a decoded
+        table whose files are of several versions gets it; asked only of the views a query
+        needs, since finding out reads each file's key-value metadata."""
+        if not self.decoded or not self.has_files:
+            return False
+        return not one_decoder_version(Path(self.glob.removesuffix(f"/{DATE_FILES}")))
 
     def statement(self, create: str = "CREATE VIEW") -> str:
         derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
@@ -100,7 +109,7 @@ class TableView:
             source = (
                 f"SELECT *{derived} FROM read_parquet({_quote(self.glob)}, "
                 f"hive_partitioning = true, hive_types = {{{types}}}"
-                f"{', union_by_name = true' if self.union_by_name else ''})"
+                f"{', union_by_name = true' if self.union_by_name() else ''})"
             )
         else:
             columns = [
@@ -156,9 +165,27 @@ def table_views(root: Path) -> list[TableView]:
         if first is not None:
             schemas[table_dir.name] = _schema(first)
     for name, schema in sorted(schemas.items()):
-        view = _view(name, decoded / name, DATE_FILES, schema, ("date",))
-        views.append(replace(view, union_by_name=view.has_files))
+        views.append(
+            replace(_view(name, decoded / name, DATE_FILES, schema, ("date",)), decoded=True)
+        )
     return views
+
+
+def one_decoder_version(table_dir: Path) -> bool:
+    """Whether every file of a decoded table says it was written by one and the same decoder
+    version, and so has that version's one schema. Only the files' key-value metadata is read,
+    which DuckDB streams: a footer at a time, not all of them at once."""
+    files = sum(1 for _ in table_dir.glob(DATE_FILES))
+    try:
+        with duckdb.connect() as db:
+            found = db.execute(
+                "SELECT count(DISTINCT value), count(DISTINCT file_name) "
+                "FROM parquet_kv_metadata(?) WHERE key = ?",
+                [f"{table_dir}/{DATE_FILES}", DECODER_KEY],
+            ).fetchone()
+    except duckdb.Error:
+        return False  # a file that does not read: the query that reads it says which
+    return found == (1, files)
 
 
 def _decoded_table_dirs(decoded: Path) -> Iterator[Path]:

@@ -3,24 +3,38 @@ on disk, and how many rows each decoded table got.
 
 Counts come from the SQL views (``replica.sql``), so they agree with what a query sees; bytes on
 disk come from the files themselves, every table of the day included.
+
+For some days (``--date``, ``--since``), the views would still list and read the whole archive:
+instead, counts come from those days' Parquet footers and segment names (what the views give on
+an archive ``verify`` passes), the previous day's last seq from the names of its segments, and
+only the size against JSON frames reads data, the day's payload lengths, through DuckDB.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow.parquet as pq
+
+from replica.maintenance.days import raw_days, segments_before
 from replica.replay.records import ReplayRecord
-from replica.schemas.archive import ArchiveLayout, day_partition
+from replica.schemas.archive import HOUR_FILES, ArchiveLayout, day_partition
 from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.errors import ArchiveError
 from replica.schemas.frames import command_frame
 from replica.schemas.heals import heals_dir
 from replica.sql import connect, view_names
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
 _FRAME_OVERHEAD = len(command_frame(ReplayRecord(0, 0, 0, 0, 0, b"", 0.0))) - 4
+_FRAME_BYTES = f"""sum({_FRAME_OVERHEAD} + 2 * octet_length(raw) + length(CAST(seq AS VARCHAR))
+    + length(CAST(ts_ms AS VARCHAR)) + length(CAST(ingest_ts_us AS VARCHAR))
+    + length(CAST(publish_ts_us AS VARCHAR)))::BIGINT"""
 _PER_DAY_SQL = f"""
 SELECT c.date, c.from_seq, c.to_seq, c.recorded + c.healed, c.healed, c.missing,
     c.percent_complete,
@@ -28,10 +42,7 @@ SELECT c.date, c.from_seq, c.to_seq, c.recorded + c.healed, c.healed, c.missing,
 FROM completeness c
 LEFT JOIN (SELECT date, count(*) AS records FROM gaps GROUP BY date) g USING (date)
 JOIN (
-    SELECT date, sum({_FRAME_OVERHEAD} + 2 * octet_length(raw) + length(CAST(seq AS VARCHAR))
-        + length(CAST(ts_ms AS VARCHAR)) + length(CAST(ingest_ts_us AS VARCHAR))
-        + length(CAST(publish_ts_us AS VARCHAR)))::BIGINT AS frame_bytes
-    FROM raw_cmds WHERE date BETWEEN $first AND $last GROUP BY date
+    SELECT date, {_FRAME_BYTES} AS frame_bytes FROM raw_cmds GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
 _RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
@@ -62,40 +73,92 @@ class DayStats:
         return {**asdict(self), "date": self.date.isoformat(), "compression": self.compression}
 
 
-def archive_stats(root: Path, first: date = date.min, last: date = date.max) -> list[DayStats]:
-    """The figures of each UTC day from ``first`` to ``last`` (inclusive) that has commands:
-    a report on one night reads that night's payloads only."""
-    days_wanted = {"first": first, "last": last}
+def archive_stats(root: Path, days: list[date] | None = None) -> list[DayStats]:
+    """Each day's figures: every day's, or those of ``days`` that have commands."""
+    if days is not None:
+        layout = ArchiveLayout.open(root)
+        every = raw_days(layout)
+        chosen = [_day_stats(layout, day, every) for day in days]
+        return [_add_bytes(root, day) for day in chosen if day is not None]
     with connect(root) as db:
-        rows = db.execute(_PER_DAY_SQL, days_wanted).fetchall()
-        days = {row[0]: DayStats(*row) for row in rows}
+        found = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
         for table in view_names(db):
             if table in _RAW_TABLES:
                 continue
-            query = (
-                f"SELECT date, count(*) FROM {table} WHERE date BETWEEN $first AND $last "
-                "GROUP BY date"
-            )
-            for day, rows in db.execute(query, days_wanted).fetchall():
-                if day in days:
-                    days[day].decoded_rows[table] = rows
+            for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
+                if day in found:
+                    found[day].decoded_rows[table] = rows
+    return [_add_bytes(root, day) for day in found.values()]
+
+
+def _add_bytes(root: Path, day: DayStats) -> DayStats:
     layout = ArchiveLayout(root)
-    for day in days.values():
-        partition = day_partition(day.date)
-        day.raw_bytes = _bytes_under([layout.raw_dir / partition])
-        day.decoded_bytes = _bytes_under(list((root / DECODED_DIR).glob(f"*/{partition}")))
-        day.total_bytes = (
-            day.raw_bytes
-            + day.decoded_bytes
-            + _bytes_under(
-                [
-                    layout.gaps_dir / partition,
-                    layout.quarantine_dir / partition,
-                    heals_dir(layout) / partition,
-                ]
-            )
+    partition = day_partition(day.date)
+    day.raw_bytes = _bytes_under([layout.raw_dir / partition])
+    day.decoded_bytes = _bytes_under(list((root / DECODED_DIR).glob(f"*/{partition}")))
+    day.total_bytes = (
+        day.raw_bytes
+        + day.decoded_bytes
+        + _bytes_under(
+            [
+                dir_ / partition
+                for dir_ in (layout.gaps_dir, layout.quarantine_dir, heals_dir(layout))
+            ]
         )
-    return list(days.values())
+    )
+    return day
+
+
+def _day_stats(layout: ArchiveLayout, day: date, every: list[date]) -> DayStats | None:
+    """One day's counts from its footers and names, as the views would give them; None if it
+    has no commands."""
+    segments = layout.segments(day)
+    if not segments:
+        return None
+    first, last = segments[0].first_seq, max(s.last_seq for s in segments)
+    before = segments_before(layout, day, every)
+    since = max(s.last_seq for s in before) + 1 if before else first
+    commands = _footer_rows([s.path for s in segments])  # recorded and healed
+    healed = _healed_rows(layout, day)
+    span = last - since + 1
+    partition = day_partition(day)
+    with duckdb.connect() as db:
+        glob = str(layout.raw_dir / partition / HOUR_FILES.split("/", 1)[1])
+        (frame_bytes,) = db.execute(
+            f"SELECT {_FRAME_BYTES} FROM read_parquet(?)", [glob]
+        ).fetchone() or (0,)
+    percent = math.floor(1000000.0 * commands / span) / 10000
+    gap_records = _footer_rows(sorted((layout.gaps_dir / partition).glob("*.parquet")))
+    stats = DayStats(
+        day, since, last, commands, healed, span - commands, percent, gap_records, frame_bytes
+    )
+    decoded = layout.root / DECODED_DIR
+    for table_dir in sorted(decoded.iterdir()) if decoded.is_dir() else []:
+        if table_dir.name[0] not in "._" and table_dir.is_dir():
+            rows = _footer_rows(sorted((table_dir / partition).glob("*.parquet")))
+            if rows:
+                stats.decoded_rows[table_dir.name] = rows
+    return stats
+
+
+def _healed_rows(layout: ArchiveLayout, day: date) -> int:
+    """The seqs ``replica heal`` added to ``day``: its heal records' counts (small files)."""
+    paths = sorted((heals_dir(layout) / day_partition(day)).glob("*.parquet"))
+    try:
+        counts = [pq.read_table(path, columns=["healed"]).column(0) for path in paths]
+        return sum(sum(column.to_pylist()) for column in counts)
+    except Exception as exc:
+        raise ArchiveError(f"cannot read the heal records of {day}: {exc}") from exc
+
+
+def _footer_rows(paths: list[Path]) -> int:
+    rows = 0
+    for path in paths:
+        try:
+            rows += pq.read_metadata(path).num_rows
+        except Exception as exc:
+            raise ArchiveError(f"cannot read the footer of {path}: {exc}") from exc
+    return rows
 
 
 def _bytes_under(directories: list[Path]) -> int:

@@ -13,6 +13,7 @@ here is a change of the archive format.
       .lock                                                       held by a recorder, import or heal
       .maintenance.lock                                           taken in turn by maintenance
       .compact/                                                   a compaction's or heal's new days
+      .compacted/date=YYYY-MM-DD.json                             a compacted day's file set
 
 (*) of the ts_ms of the segment's first command: no ts_ms in a segment is after its hour, but a
 ts_ms that stepped back into an earlier hour stays in the segment that was open.
@@ -232,10 +233,12 @@ class ArchiveLayout:
         """A gap or quarantine file: named by the unit that wrote it, dated by its rows."""
         return table_dir / date_partition(ts_ms) / f"{unit_id}.parquet"
 
-    def segments(self) -> list[Segment]:
-        """Every raw segment, in seq order; files whose names do not parse are not segments."""
+    def segments(self, day: date | None = None) -> list[Segment]:
+        """Every raw segment (or ``day``'s alone), in seq order; files whose names do not parse
+        are not segments. One day's listing costs the same however old the archive is."""
         found = []
-        for path in self.raw_dir.glob(HOUR_FILES):
+        base = self.raw_dir if day is None else self.raw_dir / day_partition(day)
+        for path in base.glob(HOUR_FILES if day is None else HOUR_FILES.split("/", 1)[1]):
             match = _SEGMENT_NAME.match(path.name)
             if match:
                 found.append(Segment(path, int(match[1]), int(match[2])))

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.errors import ArchiveError, UsageError
 from replica.schemas.files import fsync_dir, temporary_path
 from replica.schemas.metadata import SOURCE_KEY
@@ -50,14 +50,14 @@ def segment_kind(path: Path) -> str:
     return NODE if source.startswith(NODE_SOURCE_PREFIX) else FEED
 
 
-def recorded_kind(layout: ArchiveLayout) -> str | None:
-    """The archive's kind: its marker's, else inferred from its segments; None for an archive
-    with neither (nothing recorded yet)."""
+def recorded_kind(layout: ArchiveLayout, segments: list[Segment] | None = None) -> str | None:
+    """The archive's kind: its marker's, else inferred from ``segments`` (by default all of
+    them); None for an archive with neither (nothing recorded yet)."""
     marker = marker_path(layout.root)
     try:
         text = marker.read_text().strip()
     except FileNotFoundError:
-        return _inferred(layout)
+        return _inferred(layout, layout.segments() if segments is None else segments)
     except OSError as exc:
         raise ArchiveError(f"cannot read {marker}: {exc}") from exc
     if text not in _MEANING:
@@ -65,10 +65,10 @@ def recorded_kind(layout: ArchiveLayout) -> str | None:
     return text
 
 
-def _inferred(layout: ArchiveLayout) -> str | None:
+def _inferred(layout: ArchiveLayout, segments: list[Segment]) -> str | None:
     """From the segments that read: an unreadable one is ``verify``'s to report."""
     seen: dict[str, Path] = {}
-    for segment in layout.segments():
+    for segment in segments:
         try:
             kind = segment_kind(segment.path)
         except ArchiveError:

@@ -18,18 +18,20 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Small sizes: about 20 s for all four on 2 cores.
+# Small sizes: about 25 s for all five on 2 cores.
 SMALL = {
     "record": ["--quick"],
     "decode": ["--commands", "3000"],
     "replay": ["--commands", "5000", "--paced", "200"],
     "query": ["--commands", "50000"],
+    "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
 }
 MEASURES = {
     "record": 2,
     "decode": 2,
     "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
     "query": 2,
+    "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
 }
 
 
@@ -73,6 +75,8 @@ def test_every_benchmark_runs_once_into_one_table(
         ("query", r"50,000 commands, .* built in "),
         ("query", r"(PASS|MISS) ratio count per day replica/plain "),
         ("query", r"(PASS|MISS) ratio gap finding replica/plain "),
+        ("age", r"(PASS|MISS) ratio verify --date 12d/3d "),
+        ("age", r"(PASS|MISS) verify peak RSS "),
     ):
         assert re.search(rf"^\[{name}\] {line}", out, re.MULTILINE), (name, line)
     table = out[out.index("\nbenchmark ") :]

@@ -13,6 +13,7 @@ from replica.schemas.frames import command_frame
 
 from replica.stats import archive_stats
 from tests.conftest import replica
+from tests.dayarchive import DAYS, build_days, day_files, spoil, write_gap
 from tests.rawarchive import feed_rows, write_archive
 
 
@@ -45,6 +46,7 @@ def test_stats_per_day_agree_with_the_files(tmp_path: Path) -> None:
             pq.read_metadata(p).num_rows for p in decoded.iterdir()
         )
         assert day.total_bytes >= day.raw_bytes + day.decoded_bytes
+        assert archive_stats(root, [day.date]) == [day]  # from the day's own files
 
 
 def test_stats_cli_table_and_json(tmp_path: Path) -> None:
@@ -67,3 +69,20 @@ def test_stats_of_an_empty_archive_is_a_header(tmp_path: Path) -> None:
     result = replica("stats", tmp_path)
     assert result.returncode == 0 and result.stdout.split()[:2] == ["date", "commands"]
     assert not any(line[:1].isdigit() for line in result.stdout.splitlines())  # no day's row
+
+
+def test_dated_stats_give_the_full_runs_figures_from_that_day_alone(tmp_path: Path) -> None:
+    archive = build_days(tmp_path / "archive", skip={80, 73})  # 73: the first seq of DAYS[2]
+    write_gap(archive, DAYS[2], 73, 73)
+    full = {day.date: day for day in archive_stats(archive)}
+    assert full[DAYS[2]].missing == 2 and full[DAYS[2]].gap_records == 1
+    for other in DAYS[:1] + DAYS[3:]:
+        for path in day_files(archive, other):
+            spoil(path)  # the neighbours' names are read, no file beyond the day
+    assert archive_stats(archive, [DAYS[2]]) == [full[DAYS[2]]]
+    assert archive_stats(archive, [DAYS[1]]) == [full[DAYS[1]]]
+    result = replica("stats", archive, "--since", DAYS[1].isoformat(), "--json")
+    assert result.returncode == 1 and "cannot read" in result.stderr  # DAYS[3] is spoilt
+    result = replica("stats", archive, "--date", DAYS[2].isoformat(), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [d["commands"] for d in json.loads(result.stdout)] == [full[DAYS[2]].commands]

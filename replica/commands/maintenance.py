@@ -66,17 +66,41 @@ def _utc_ms(ts_ms: int | None) -> str:
     help="If the archive is sound, also print the SHA-256 that 'replica replay --digest' prints "
     "for the same range.",
 )
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Check only this UTC day's files, and its seams with the days around it.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Check only the UTC days from this one on, and their seam with the day before.",
+)
 @range_options
 @click.pass_context
-def verify_command(ctx: click.Context, /, archive: Path, digest: bool, **selection: Any) -> None:
+def verify_command(
+    ctx: click.Context,
+    /,
+    archive: Path,
+    digest: bool,
+    day: datetime | None,
+    since: datetime | None,
+    **selection: Any,
+) -> None:
     """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
     gap records agree with the data. Prints each problem; exits 1 if there is any."""
     if not digest and any(value is not None for value in selection.values()):
         raise UsageError("--from-seq, --to-seq, --start and --end select what --digest covers")
     from replica.archive import open as open_archive
+    from replica.maintenance.days import selected_days
     from replica.maintenance.verify import verify
+    from replica.schemas.archive import ArchiveLayout
 
-    report = verify(archive)
+    days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
+    report = verify(archive, days)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for note in report.notes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -64,13 +65,29 @@ def duckdb_command(archive: Path, database: Path) -> None:
 @click.command()
 @click.argument("archive", type=ARCHIVE_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def stats(archive: Path, as_json: bool) -> None:
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only this UTC day, read from its own files.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only the UTC days from this one on, read from their own files.",
+)
+def stats(archive: Path, as_json: bool, day: datetime | None, since: datetime | None) -> None:
     """Per UTC day: commands, gaps, completeness, bytes on disk, size against the feed's JSON
     frames, and rows per decoded table."""
+    from replica.maintenance.days import selected_days
+    from replica.schemas.archive import ArchiveLayout
     from replica.stats import archive_stats
     from replica.tables import text_table
 
-    days = archive_stats(archive)
+    chosen = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
+    days = archive_stats(archive, chosen)
     if as_json:
         click.echo(json.dumps([day.to_json() for day in days], indent=2))
         return

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from replica.decoder.compact import plan_decoded
+from replica.maintenance.compact_marks import is_done, mark_done
 from replica.maintenance.compact_raw import (
     day_dir,
     plan_merges,
-    raw_days,
     spooled_days,
     why_open,
     write_merged_segment,
 )
+from replica.maintenance.days import raw_days
 from replica.maintenance.staging import DayStaging, finish_interrupted
 from replica.schemas.archive import ArchiveLayout, Segment, day_partition
 from replica.schemas.decoded import DECODED_DIR
@@ -90,32 +91,40 @@ def compact(
     with maintenance_lock(layout, "replica compact"):
         summary = CompactSummary(finished=finish_interrupted(layout))
         spooled = spooled_days(layout)
-        for day in raw_days(layout) if date is None else [date]:
+        days = raw_days(layout)
+        for day in days if date is None else [date]:
             reason = why_open(day, now, spooled)
             if reason is not None and date is not None:
                 raise UsageError(f"{day} cannot be compacted yet: {reason}")
             if reason is not None:
                 summary.skipped[day] = reason
                 continue
-            done = compact_day(layout, day)
+            done = compact_day(layout, day, days)
             if done.segments_in or date is not None:
                 summary.days.append(done)
         return summary
 
 
-def compact_day(layout: ArchiveLayout, day: dt.date) -> DaySummary:
-    staged = stage_day(layout, day)
-    if staged is None:
+def compact_day(layout: ArchiveLayout, day: dt.date, days: list[dt.date]) -> DaySummary:
+    """Compact a closed ``day`` (``days``: every raw day) unless its mark says it is done
+    already, and mark it done."""
+    if is_done(layout, day):
         return DaySummary(day)
-    staging, summary = staged
-    staging.commit()
+    staged = stage_day(layout, day, days)
+    summary = DaySummary(day)
+    if staged is not None:
+        staging, summary = staged
+        staging.commit()
+    mark_done(layout, day)
     return summary
 
 
-def stage_day(layout: ArchiveLayout, day: dt.date) -> tuple[DayStaging, DaySummary] | None:
+def stage_day(
+    layout: ArchiveLayout, day: dt.date, days: list[dt.date] | None = None
+) -> tuple[DayStaging, DaySummary] | None:
     """Build ``day``'s new directories aside (nothing a reader sees changes yet); None when
-    it has nothing to merge."""
-    groups = plan_merges(layout, day)
+    it has nothing to merge. ``days``: every raw day, listed once by a caller doing many."""
+    groups = plan_merges(layout, day, raw_days(layout) if days is None else days)
     if not groups:
         return None
     partition = day_partition(day)

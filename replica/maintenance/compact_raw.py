@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from replica.maintenance.days import segments_after, segments_before
 from replica.recorder.frames import Command
 from replica.recorder.spool import leftover_spools, read_spool
 from replica.schemas.archive import (
@@ -25,7 +26,6 @@ from replica.schemas.archive import (
     Segment,
     day_of,
     day_partition,
-    partition_day,
     segment_name,
 )
 from replica.schemas.concat import concatenate
@@ -55,16 +55,6 @@ class MergeGroup:
 
 def day_dir(layout: ArchiveLayout, day: date) -> Path:
     return layout.raw_dir / day_partition(day)
-
-
-def raw_days(layout: ArchiveLayout) -> list[date]:
-    """Every day with a raw partition, in order."""
-    days = []
-    for path in layout.raw_dir.glob("date=*"):
-        day = partition_day(path.name)
-        if day is not None:  # otherwise not a partition of ours; verify names it
-            days.append(day)
-    return sorted(days)
 
 
 def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
@@ -98,7 +88,7 @@ def why_open(day: date, now: datetime, spooled: dict[date, str]) -> str | None:
     return None
 
 
-def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
+def plan_merges(layout: ArchiveLayout, day: date, days: list[date]) -> list[MergeGroup]:
     """The groups of ``day``'s segments to merge: runs of segments of one hour that follow each
     other in seq order, taken while their rows fit ``TARGET_ROWS``. A segment left alone in its
     group is as large as it will get and is not rewritten, which makes a second compaction of a
@@ -106,10 +96,17 @@ def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
 
     Only neighbours in the whole archive's seq order merge: ts_ms may go back across an hour,
     which puts seqs 1 and 3 in one hour and seq 2 in the next, and merging 1 with 3 would make
-    a segment whose seq range overlaps seq 2's."""
+    a segment whose seq range overlaps seq 2's. Those neighbours are in the day itself or in
+    the nearest days with segments on either side (``days``: every raw day), so only those
+    three days are listed."""
+    own = layout.segments(day)
+    if len(own) < 2:
+        return []
+    nearby = segments_before(layout, day, days) + own + segments_after(layout, day, days)
+    nearby.sort(key=lambda s: (s.first_seq, s.last_seq))
     runs: list[list[Segment]] = []
     previous: Path | None = None  # the hour directory of the segment before, on any day
-    for segment in layout.segments():
+    for segment in nearby:
         hour = segment.path.parent
         if segment.day == day:
             if hour != previous:

@@ -2,33 +2,31 @@
 
 ``verify`` reads every file in full, checking each page against its checksum, so a file that
 cannot be decompressed, or whose bytes changed on disk, is found tonight rather than by next
-month's backtest. Memory is bounded by the largest file, not the archive.
+month's backtest: every file of the archive, or of the days asked for (``verify_scope``). Raw
+segments are read a row group at a time (``verify_segment``), so memory is bounded by a row
+group, not by the largest file.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from datetime import date
 from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.checksums import has_page_checksums
-from replica.maintenance.node_order import OrderCheck, segment_problems
-from replica.schemas.archive import (
-    GAP_SCHEMA,
-    MS_PER_HOUR,
-    QUARANTINE_SCHEMA,
-    RAW_SCHEMA,
-    ArchiveLayout,
-    hour_partition,
-)
+from replica.maintenance.node_order import OrderCheck
+from replica.maintenance.verify_scope import Scope, some_days, whole_archive
+from replica.maintenance.verify_segment import check_segment, describe
+from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.errors import UsageError
-from replica.schemas.heals import HEAL_SCHEMA, healed_ranges, heals_dir
-from replica.schemas.seqranges import Range, holes, span, subtract
+from replica.schemas.heals import HEAL_SCHEMA, healed_ranges
+from replica.schemas.seqranges import Range, holes, span, subtract, union
 from replica.schemas.seqspace import NODE, recorded_kind
 
 Ranges = list[Range]  # sorted, disjoint
@@ -71,9 +69,8 @@ def read_gaps(root: Path) -> list[GapRecord]:
     records = []
     for row in layout.gap_rows():
         for lo, hi in subtract([(row["from_seq"], row["to_seq"])], healed):
-            records.append(
-                GapRecord(**{**row, "from_seq": lo, "to_seq": hi, "missing": span(lo, hi)})
-            )
+            still = {"from_seq": lo, "to_seq": hi, "missing": span(lo, hi)}
+            records.append(GapRecord(**{**row, **still}))
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 
@@ -86,38 +83,44 @@ class _SegmentVanished(Exception):
 _LISTINGS = 5
 
 
-def verify(root: Path) -> Report:
+def verify(root: Path, days: list[date] | None = None) -> Report:
+    """Check the archive at ``root``: all of it, or only ``days`` (sorted) and their seams with
+    the days around them."""
     layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
-            return _verify(layout)
+            return _verify(layout, days)
         except _SegmentVanished:
             continue
-    return _verify(layout, relist=False)
+    return _verify(layout, days, relist=False)
 
 
-def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
+def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True) -> Report:
     report = Report()
-    for path in layout.stray_raw_files():
+    scope = whole_archive(layout) if days is None else some_days(layout, days)
+    for path in scope.stray:
         report.problems.append(
             f"{path}: not named raw/date=*/hour=*/<first_seq>-<last_seq>.parquet"
         )
     # Heal and gap records before the segments: a heal swaps a day's raw directory in before its
     # records, so records read first never claim seqs that the segments read after lack.
-    healed = _read_heal_files(layout, report)
-    gaps = _check_gap_files(layout, report)
-    present = _check_segments(layout, report, relist)
-    for lo, hi in subtract(healed, present):
+    healed = _read_heal_files(scope.heal_files, report)
+    gaps = _check_gap_files(scope.gap_files, report)
+    present = _check_segments(scope, report, relist, _block_order(layout, scope, report))
+    for lo, hi in _within(subtract(healed, present), scope.window):
         report.problems.append(f"heal records say seqs {lo}-{hi} were added, but they are missing")
-    _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
-    _check_decoded_files(layout, report)
-    _compare_gaps(present, subtract(gaps, healed), report)
+    for path in scope.quarantine_files:
+        _read(path, QUARANTINE_SCHEMA, report)
+    _check_decoded_files(layout, scope.decoded_files, report)
+    _compare_gaps(present, subtract(gaps, healed), report, scope.window)
+    if days is not None and not scope.segments:
+        report.notes.append("the days asked for have no raw segments")
     if report.unchecksummed:
         report.notes.append(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
             "them): damage inside them is found only where it breaks decompression or decoding"
         )
-    if layout.temporary_files():
+    if scope.temporaries:
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
         report.notes.append(
@@ -127,13 +130,9 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     return report
 
 
-def _describe(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
-
-
 def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
-    """The whole file, if it reads, its page checksums match and it has ``schema``; otherwise
-    None, with the problem noted."""
+    """The whole (small: gap or quarantine) file, if it reads, its page checksums match and it
+    has ``schema``; otherwise None, with the problem noted."""
     try:
         with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
             table = parquet.read()
@@ -144,118 +143,82 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
         return None
     if not table.schema.remove_metadata().equals(schema.remove_metadata()):
         report.problems.append(
-            f"{path}: schema is [{_describe(table.schema)}], expected [{_describe(schema)}]"
+            f"{path}: schema is [{describe(table.schema)}], expected [{describe(schema)}]"
         )
         return None
     return table
 
 
-def _block_order(layout: ArchiveLayout, report: Report) -> OrderCheck | None:
+def _block_order(layout: ArchiveLayout, scope: Scope, report: Report) -> OrderCheck | None:
     """A check of block order for a node archive, None for a feed one."""
     try:
-        kind = recorded_kind(layout)
+        kind = recorded_kind(layout, scope.segments)
     except UsageError as mixed:
         report.problems.append(str(mixed))
         return None
     return OrderCheck() if kind == NODE else None
 
 
-def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Ranges:
-    """Check each raw file; returns the seq ranges the archive holds. With ``relist``, a
-    segment gone since the listing raises ``_SegmentVanished`` rather than being a problem."""
+def _check_segments(scope: Scope, report: Report, relist: bool, order: OrderCheck | None) -> Ranges:
+    """Check each raw file of the scope; returns the seq ranges it holds, with those of its
+    seams (by their names). With ``relist``, a segment gone since the listing raises
+    ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
-    order = _block_order(layout, report)
-    for segment in layout.segments():
-        path = segment.path
-        table = _read(path, RAW_SCHEMA, report)
-        if table is None:
-            if relist and not path.exists():
-                raise _SegmentVanished(path)
+    for segment in scope.segments:
+        check = check_segment(segment, report, order)
+        if check is None:
+            if relist and not segment.path.exists():
+                raise _SegmentVanished(segment.path)
             continue
         report.segments += 1
-        report.rows += table.num_rows
-        _check_statistics(path, table, report)
-        seqs = table.column("seq").combine_chunks()
-        if table.num_rows == 0:
-            report.problems.append(f"{path}: has no rows")
+        report.rows += check.rows
+        if not check.rows or not check.sorted:
             continue
-        first, last = seqs[0].as_py(), seqs[-1].as_py()
-        if (first, last) != (segment.first_seq, segment.last_seq):
-            report.problems.append(f"{path}: holds seqs {first}-{last}, not those its name says")
-        steps = pc.pairwise_diff(seqs)
-        if table.num_rows > 1 and pc.min(steps).as_py() <= 0:
+        if present and check.runs[0][0] <= present[-1][1]:
             report.problems.append(
-                f"{path}: seqs are not strictly increasing (unsorted or duplicated)"
+                f"{segment.path}: seqs {check.first}-{check.last} overlap another segment"
             )
             continue
-        # Filed under the hour of its first command: a later ts_ms would seal the segment, an
-        # earlier one (a clock stepping back) stays in it.
-        partition = segment.partition
-        high = pc.max(table.column("ts_ms")).as_py() // MS_PER_HOUR
-        if hour_partition(high) != partition:
-            report.problems.append(
-                f"{path}: its latest ts_ms is not in its partition {'/'.join(partition)}"
-            )
-        if present and first <= present[-1][1]:
-            report.problems.append(f"{path}: seqs {first}-{last} overlap another segment")
-            continue
-        present += _runs(seqs, steps)
-        if order is not None:
-            payloads = table.column("raw").to_pylist()
-            report.problems += segment_problems(path, seqs.to_pylist(), payloads, order)
+        present += check.runs
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
-    return present
+    firsts = [segment.first_seq for segment in scope.segments]
+    for seam in scope.seams:
+        # Our segments are sorted by first seq and disjoint (or a problem already): if the seam
+        # overlaps any, it overlaps the last one starting before its own end.
+        at = bisect_right(firsts, seam.last_seq)
+        ours = scope.segments[at - 1] if at else None
+        if ours is not None and seam.first_seq <= ours.last_seq:
+            report.problems.append(
+                f"{seam.path}: seqs {seam.first_seq}-{seam.last_seq} overlap "
+                f"{ours.path.name} of the days checked"
+            )
+    return union(present + [(s.first_seq, s.last_seq) for s in scope.seams])
 
 
-def _check_statistics(path: Path, table: pa.Table, report: Report) -> None:
-    """Each row group's min and max in the footer against its rows. Readers skip row groups by
-    them (a replay by seq and ts_ms, DuckDB by any column a query filters on), and no page
-    checksum covers the footer: a flipped bit there would make them skip rows silently."""
-    try:
-        damage = _statistics_damage(pq.read_metadata(path), table)
-    except Exception as exc:
-        damage = str(exc)
-    if damage is not None:
-        report.problems.append(f"{path}: the footer is damaged: {damage}")
+def _read_heal_files(paths: list[Path], report: Report) -> Ranges:
+    """The healed ranges the heal records at ``paths`` give, sorted."""
+    healed: Ranges = []
+    for path in paths:
+        table = _read(path, HEAL_SCHEMA, report)
+        if table is not None:
+            columns = table.column("from_seq").to_pylist(), table.column("to_seq").to_pylist()
+            healed += zip(*columns, strict=True)
+    healed.sort()
+    return healed
 
 
-def _statistics_damage(metadata: pq.FileMetaData, table: pa.Table) -> str | None:
-    """What in the footer disagrees with the rows of ``table`` (a raw segment's, whose columns
-    are flat), or None."""
-    offset = 0
-    for index in range(metadata.num_row_groups):
-        group = metadata.row_group(index)
-        rows = table.slice(offset, group.num_rows)
-        offset += group.num_rows
-        for column, name in enumerate(table.column_names):
-            chunk = group.column(column)
-            if chunk.physical_type != metadata.schema.column(column).physical_type:
-                # checked first: pyarrow aborts the process on such a chunk's statistics
-                return f"row group {index} says {name} is {chunk.physical_type}"
-            stats = chunk.statistics
-            if not group.num_rows or stats is None or not stats.has_min_max:
-                continue
-            actual = pc.min_max(rows.column(name))
-            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
-                return (
-                    f"the min and max of {name} in row group {index} are not its rows', and "
-                    "readers that skip row groups by them would miss rows"
-                )
-    return None
+def _within(ranges: Ranges, window: tuple[int, int] | None) -> Ranges:
+    """The parts of ``ranges`` inside ``window`` (all of them for None)."""
+    if window is None:
+        return ranges
+    low, high = window
+    return [(max(lo, low), min(hi, high)) for lo, hi in ranges if low <= hi and lo <= high]
 
 
-def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
-    """Consecutive runs of seqs in one sorted file."""
-    # steps[i] is seqs[i] - seqs[i - 1] (null at 0): a step above 1 starts a new run at i.
-    breaks = pc.indices_nonzero(pc.fill_null(pc.greater(steps, 1), False)).to_pylist()
-    bounds = [0, *breaks, len(seqs)]
-    return [(seqs[lo].as_py(), seqs[hi - 1].as_py()) for lo, hi in pairwise(bounds)]
-
-
-def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
+def _check_gap_files(paths: list[Path], report: Report) -> Ranges:
     gaps: Ranges = []
-    for path in layout.table_files(layout.gaps_dir):
+    for path in paths:
         table = _read(path, GAP_SCHEMA, report)
         if table is None:
             continue
@@ -273,29 +236,10 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
     return gaps
 
 
-def _read_heal_files(layout: ArchiveLayout, report: Report) -> Ranges:
-    """The healed ranges, sorted; each must be in the archive, since heal added them."""
-    healed: Ranges = []
-    for path in layout.table_files(heals_dir(layout)):
-        table = _read(path, HEAL_SCHEMA, report)
-        if table is not None:
-            columns = table.column("from_seq").to_pylist(), table.column("to_seq").to_pylist()
-            healed += zip(*columns, strict=True)
-    healed.sort()
-    return healed
-
-
-def _check_table_files(
-    layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report
-) -> None:
-    for path in layout.table_files(table_dir):
-        _read(path, schema, report)
-
-
-def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
-    """Read every decoded file, a row group at a time, against its page checksums. A file gone
+def _check_decoded_files(layout: ArchiveLayout, paths: list[Path], report: Report) -> None:
+    """Read each decoded file, a row group at a time, against its page checksums. A file gone
     since the listing was replaced or dropped by a decode or a compaction: not a problem."""
-    for path in sorted(layout.root.glob(f"{DECODED_DIR}/*/date=*/*.parquet")):
+    for path in paths:
         try:
             with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
                 for index in range(parquet.num_row_groups):
@@ -312,17 +256,26 @@ def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
             )
 
 
-def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:
+def _compare_gaps(
+    present: Ranges, gaps: Ranges, report: Report, window: tuple[int, int] | None
+) -> None:
+    """Holes against gap records. Checking some days (``window``: the seqs they answer for),
+    only holes and records within it count: the gap files read hold other days' too."""
+    first, last = (present[0][0], present[-1][1]) if present else (0, -1)
     missing = holes(present)
+    if window is not None:
+        low, high = window
+        gaps = [(lo, hi) for lo, hi in gaps if low <= hi and lo <= high]
+        missing = [(max(lo, low), min(hi, high)) for lo, hi in missing if low <= hi and lo <= high]
+        report.gap_records = len(gaps)
     report.missing = sum(span(lo, hi) for lo, hi in missing)
     for lo, hi in subtract(missing, gaps):
         report.problems.append(f"seqs {lo}-{hi} are missing and no gap record says so")
-    first, last = (present[0][0], present[-1][1]) if present else (0, -1)
     for lo, hi in subtract(gaps, missing):
         if first <= lo and hi <= last:
             # An import filled a hole after it was recorded: gap records are never rewritten.
             report.notes.append(f"seqs {lo}-{hi} were backfilled after their gap was recorded")
-        else:
+        elif window is None:
             report.problems.append(
                 f"gap records say seqs {lo}-{hi} are missing, but they lie outside the "
                 f"archive's range {first}-{last}"

@@ -12,7 +12,7 @@ Per-day figures (commands, completeness, bytes, ratio to JSON frames, decoded ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,10 @@ class Range:
     def days(self) -> dict[str, Any]:
         return {"first": self.first, "last": self.last}
 
+    def dates(self) -> list[date]:
+        """Each UTC date the range touches."""
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
 
 WHOLE_ARCHIVE = Range(0, MAX_TS_MS + 1)
 
@@ -142,7 +146,8 @@ def gather(root: Path, asked: Range) -> dict[str, Any]:
         }
         if "arrivals" in views:
             data["endpoints"] = endpoint_figures(db, parameters)
-    data["days"] = [day.to_json() for day in archive_stats(root, asked.first, asked.last)]
+    days = None if asked == WHOLE_ARCHIVE else asked.dates()
+    data["days"] = [day.to_json() for day in archive_stats(root, days)]
     return data
 
 

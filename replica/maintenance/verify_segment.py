@@ -1,0 +1,172 @@
+"""Checking one raw segment, a row group at a time.
+
+A compacted segment holds a million rows or more; reading it whole would make ``verify``'s
+memory follow the largest file in the archive. Each row group is read, checked against its page
+checksums and its footer statistics, and let go before the next: what carries over from one to
+the next is the last seq, the latest hour and the runs of seqs found so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from replica.maintenance.checksums import has_page_checksums
+from replica.maintenance.node_order import OrderCheck, segment_problems
+from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
+from replica.schemas.seqranges import Range
+
+# A row group is read in two parts, each on one thread: the integer columns, then the payloads
+# alone, which are most of its bytes; so at most one row group's payloads are held at a time.
+_COLUMN_SETS = ([name for name in RAW_SCHEMA.names if name != "raw"], ["raw"])
+
+
+class WrongSchema(ValueError):
+    """A raw file whose columns are not RAW_SCHEMA's."""
+
+
+class Problems(Protocol):
+    problems: list[str]
+    unchecksummed: int
+
+
+def describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
+
+
+def row_groups(path: Path, report: Problems) -> Iterator[tuple[pq.FileMetaData, int, pa.Table]]:
+    """Each row group of the raw file at ``path`` (metadata, index, some of its columns), read
+    against its page checksums. Raises what reading raises, and WrongSchema."""
+    with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+        schema = parquet.schema_arrow
+        if not schema.remove_metadata().equals(RAW_SCHEMA):
+            raise WrongSchema(f"schema is [{describe(schema)}], expected [{describe(RAW_SCHEMA)}]")
+        if not has_page_checksums(path, parquet.metadata):
+            report.unchecksummed += 1
+        for index in range(parquet.num_row_groups):
+            for columns in _COLUMN_SETS:
+                yield parquet.metadata, index, parquet.read_row_group(index, columns, False)
+
+
+@dataclass
+class SegmentCheck:
+    """What one segment holds, as far as its row groups have been read."""
+
+    rows: int = 0
+    first: int | None = None
+    last: int | None = None
+    runs: list[Range] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    sorted: bool = True
+    latest_hour: int | None = None  # of the latest ts_ms
+
+    def add(self, metadata: pq.FileMetaData, index: int, rows: pa.Table) -> None:
+        damage = _statistics_damage(metadata, index, rows)
+        if damage is not None:
+            self.problems.append(f"the footer is damaged: {damage}")
+        if rows.num_rows == 0 or "seq" not in rows.column_names:
+            return
+        self.rows += rows.num_rows
+        seqs = rows.column("seq").combine_chunks()
+        steps = pc.pairwise_diff(seqs)
+        head, tail = seqs[0].as_py(), seqs[-1].as_py()
+        if (self.last is not None and head <= self.last) or (
+            rows.num_rows > 1 and pc.min(steps).as_py() <= 0
+        ):
+            self.sorted = False
+        hour = pc.max(rows.column("ts_ms")).as_py() // MS_PER_HOUR
+        self.latest_hour = hour if self.latest_hour is None else max(self.latest_hour, hour)
+        runs = _runs(seqs, steps)
+        if self.runs and self.last is not None and head == self.last + 1:
+            runs[0] = (self.runs.pop()[0], runs[0][1])
+        self.runs += runs
+        self.first = head if self.first is None else self.first
+        self.last = tail
+
+
+def check_segment(
+    segment: Segment, report: Problems, order: OrderCheck | None = None
+) -> SegmentCheck | None:
+    """The segment's rows and runs of seqs, with its problems noted in ``report``; None if it
+    does not read. With ``order`` (a node archive's), its blocks' rounds and times are checked
+    to follow those of the segments checked before it."""
+    path = segment.path
+    check = SegmentCheck()
+    try:
+        seqs: list[int] = []  # of the row group whose payloads come next
+        for metadata, index, rows in row_groups(path, report):
+            check.add(metadata, index, rows)
+            if order is None:
+                continue
+            if "seq" in rows.column_names:
+                seqs = rows.column("seq").to_pylist()
+            else:
+                payloads = rows.column("raw").to_pylist()
+                check.problems += segment_problems(path, seqs, payloads, order)
+    except WrongSchema as exc:
+        report.problems.append(f"{path}: {exc}")
+        return None
+    except Exception as exc:
+        report.problems.append(f"{path}: does not read: {exc}")
+        return None
+    report.problems += [
+        problem if problem.startswith(str(path)) else f"{path}: {problem}"
+        for problem in check.problems
+    ]
+    # Filed under the hour of its first command: a later ts_ms would seal the segment, an
+    # earlier one (a clock stepping back) stays in it.
+    if check.latest_hour is not None and hour_partition(check.latest_hour) != segment.partition:
+        report.problems.append(
+            f"{path}: its latest ts_ms is not in its partition {'/'.join(segment.partition)}"
+        )
+    if check.rows == 0:
+        report.problems.append(f"{path}: has no rows")
+    elif (check.first, check.last) != (segment.first_seq, segment.last_seq):
+        report.problems.append(
+            f"{path}: holds seqs {check.first}-{check.last}, not those its name says"
+        )
+    if not check.sorted:
+        report.problems.append(f"{path}: seqs are not strictly increasing (unsorted or duplicated)")
+    return check
+
+
+def _statistics_damage(metadata: pq.FileMetaData, index: int, rows: pa.Table) -> str | None:
+    """What in row group ``index``'s footer statistics disagrees with ``rows``, some of its
+    columns (a raw segment's, which are flat), or None. Readers skip row groups by them (a replay by
+    seq and ts_ms, DuckDB by any column a query filters on), and no page checksum covers the
+    footer: a flipped bit there would make them skip rows silently."""
+    try:
+        group = metadata.row_group(index)
+        for name in rows.column_names:
+            column = RAW_SCHEMA.names.index(name)
+            chunk = group.column(column)
+            if chunk.physical_type != metadata.schema.column(column).physical_type:
+                # checked first: pyarrow aborts the process on such a chunk's statistics
+                return f"row group {index} says {name} is {chunk.physical_type}"
+            stats = chunk.statistics
+            if not group.num_rows or stats is None or not stats.has_min_max:
+                continue
+            actual = pc.min_max(rows.column(name))
+            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
+                return (
+                    f"the min and max of {name} in row group {index} are not its rows', and "
+                    "readers that skip row groups by them would miss rows"
+                )
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def _runs(seqs: pa.Array, steps: pa.Array) -> list[Range]:
+    """Consecutive runs of seqs in one sorted row group."""
+    # steps[i] is seqs[i] - seqs[i - 1] (null at 0): a step above 1 starts a new run at i.
+    breaks = pc.indices_nonzero(pc.fill_null(pc.greater(steps, 1), False)).to_pylist()
+    bounds = [0, *breaks, len(seqs)]
+    return [(seqs[lo].as_py(), seqs[hi - 1].as_py()) for lo, hi in pairwise(bounds)]
