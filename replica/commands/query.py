@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -12,9 +14,36 @@ from replica.commands.common import ARCHIVE_DIR
 from replica.schemas.errors import UsageError
 
 
-@click.command()
+class _SqlCommand(click.Command):
+    """``replica sql``, whose QUERY may start with ``-``: a file such as check.sql that opens
+    with a ``-- comment`` is passed as ``"$(cat check.sql)"``, which click would read as an
+    unknown option. An argument that starts with ``-`` and holds whitespace is no option (no
+    option name holds any), so it is moved behind ``--``, where click takes it as QUERY."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            options = {name for param in self.params for name in param.opts}
+            queries = [arg for arg in args if _is_query_text(arg, options)]
+            if queries:
+                args = [arg for arg in args if arg not in queries] + ["--", *queries]
+        return super().parse_args(ctx, args)
+
+
+def _is_query_text(arg: str, options: set[str]) -> bool:
+    holds_space = any(character.isspace() for character in arg)
+    return arg.startswith("-") and holds_space and arg.split("=", 1)[0] not in options
+
+
+@click.command(cls=_SqlCommand)
 @click.argument("archive", type=ARCHIVE_DIR)
 @click.argument("query", required=False)
+@click.option(
+    "-f",
+    "--file",
+    "query_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the query from FILE (- for stdin) instead of QUERY; so does QUERY -.",
+)
 @click.option("--views", is_flag=True, help="Print the CREATE VIEW statements instead.")
 @click.option(
     "--format",
@@ -29,21 +58,54 @@ from replica.schemas.errors import UsageError
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE (replaced whole once the query succeeds).",
 )
-def sql(archive: Path, query: str | None, views: bool, fmt: str, output: Path | None) -> None:
+def sql(
+    archive: Path,
+    query: str | None,
+    query_file: IO[str] | None,
+    views: bool,
+    fmt: str,
+    output: Path | None,
+) -> None:
     """Run QUERY with DuckDB over views of ARCHIVE: raw_cmds, gaps, quarantine, completeness
-    and every decoded table, each with <stem>_utc timestamps beside the integer ones."""
+    and every decoded table, each with <stem>_utc timestamps beside the integer ones.
+
+    QUERY may be given as text (it may start with a -- comment), as - to read it from stdin,
+    or with -f FILE. A query that would write inside ARCHIVE (COPY ... TO, EXPORT DATABASE,
+    ATTACH) is refused, as --output there is."""
+    from replica.query_targets import writes_inside
     from replica.results import write_result
     from replica.sql import connect, view_statements
 
     if views:
         click.echo("\n".join(view_statements(archive.resolve())))
         return
-    if query is None:
-        raise UsageError("give a QUERY, or --views to see what can be queried")
-    if output is not None and output.resolve().is_relative_to(archive.resolve()):
-        raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
+    query = _query_text(query, query_file)
+    if output is not None:
+        if output.resolve().is_relative_to(archive.resolve()):
+            raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
+        if not output.resolve().parent.is_dir():
+            raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    target = writes_inside(query, archive)
+    if target is not None:
+        raise UsageError(f"the query writes {target!r}, inside the archive; write it elsewhere")
     with connect(archive, query=query) as connection:
         write_result(connection, query, fmt, output)
+
+
+def _query_text(query: str | None, query_file: IO[str] | None) -> str:
+    if query is not None and query_file is not None:
+        raise UsageError("give the query as QUERY or with -f FILE, not both")
+    if query_file is not None:
+        text = query_file.read()
+    elif query == "-":
+        text = sys.stdin.read()
+    elif query is None:
+        raise UsageError("give a QUERY (or -f FILE, or - for stdin), or --views to see views")
+    else:
+        text = query
+    if not text.strip():
+        raise UsageError("the query is empty")
+    return text
 
 
 @click.command(name="duckdb")
