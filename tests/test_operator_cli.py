@@ -171,6 +171,17 @@ def test_output_into_a_missing_directory_names_that_directory(
     )
 
 
+def test_a_database_file_in_a_missing_directory_names_that_directory(
+    archive: Path, tmp_path: Path
+) -> None:
+    database = tmp_path / "missing" / "archive.duckdb"
+    result = replica("duckdb", archive, database)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"replica: error: {database}: directory {database.parent} does not exist\n"
+    )
+
+
 @pytest.mark.parametrize(
     "statement",
     [

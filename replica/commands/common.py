@@ -26,7 +26,11 @@ ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _RANGE_OPTIONS = (
     click.option("--from-seq", type=click.IntRange(min=0), help="First seq (inclusive)."),
     click.option("--to-seq", type=click.IntRange(min=0), help="Last seq (inclusive)."),
-    click.option("--start", type=UtcTime(), help="Only commands with ts_ms from this time."),
+    click.option(
+        "--start",
+        type=UtcTime(),
+        help="Only commands with ts_ms from this time (a date alone is its midnight UTC).",
+    ),
     click.option("--end", type=UtcTime(), help="Only commands with ts_ms before this time."),
 )
 

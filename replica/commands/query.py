@@ -23,9 +23,19 @@ class _SqlCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" not in args:
             options = {name for param in self.params for name in param.opts}
-            queries = [arg for arg in args if _is_query_text(arg, options)]
+            valued = {
+                name
+                for param in self.params
+                if isinstance(param, click.Option) and not param.is_flag
+                for name in param.opts
+            }
+            kept: list[str] = []
+            queries: list[str] = []
+            for previous, arg in zip([None, *args], args, strict=False):
+                is_query = previous not in valued and _is_query_text(arg, options)
+                (queries if is_query else kept).append(arg)
             if queries:
-                args = [arg for arg in args if arg not in queries] + ["--", *queries]
+                args = [*kept, "--", *queries]
         return super().parse_args(ctx, args)
 
 
@@ -81,15 +91,21 @@ def sql(
         return
     query = _query_text(query, query_file)
     if output is not None:
-        if output.resolve().is_relative_to(archive.resolve()):
-            raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
-        if not output.resolve().parent.is_dir():
-            raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+        _check_written_outside(output, archive, "--output ")
     target = writes_inside(query, archive)
     if target is not None:
         raise UsageError(f"the query writes {target!r}, inside the archive; write it elsewhere")
     with connect(archive, query=query) as connection:
         write_result(connection, query, fmt, output)
+
+
+def _check_written_outside(path: Path, archive: Path, option: str = "") -> None:
+    """A file a command writes: never inside the archive, and in a directory that exists (named
+    as the user gave it, not as the temporary file beside it that would fail)."""
+    if path.resolve().is_relative_to(archive.resolve()):
+        raise UsageError(f"{option}{path} is inside the archive; write it elsewhere")
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"{option}{path}: directory {path.parent} does not exist")
 
 
 def _query_text(query: str | None, query_file: IO[str] | None) -> str:
@@ -116,8 +132,7 @@ def duckdb_command(archive: Path, database: Path) -> None:
     for the duckdb shell or any DuckDB client."""
     from replica.sql import connect, view_names
 
-    if database.resolve().is_relative_to(archive.resolve()):
-        raise UsageError(f"{database} is inside the archive; write it elsewhere")
+    _check_written_outside(database, archive)
     with connect(archive, str(database)) as connection:
         names = view_names(connection)
     click.echo(f"{database}: views {', '.join(names)} over {archive.resolve()}")
