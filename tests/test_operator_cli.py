@@ -72,7 +72,7 @@ def test_ctrl_c_ends_a_paced_replay_on_a_whole_line_with_exit_130(archive: Path)
         rest, stderr = process.communicate(timeout=PATIENCE_S)
     assert (process.returncode, rest) == (130, "")
     assert stderr == (
-        f"replica: interrupted after 1 commands, seq {FEED_FIRST_SEQ} "
+        f"replica: interrupted after 1 command, seq {FEED_FIRST_SEQ} "
         f"(--from-seq {FEED_FIRST_SEQ + 1} resumes)\n"
     )
 

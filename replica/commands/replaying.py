@@ -125,7 +125,8 @@ def _write_frames(replay: Replay, *, flush_each: bool) -> int:
             resume = ""
             if last_seq is not None:
                 resume = f", seq {last_seq} (--from-seq {last_seq + 1} resumes)"
-            raise Interrupted(f"after {written} commands{resume}") from None
+            plural = "" if written == 1 else "s"
+            raise Interrupted(f"after {written} command{plural}{resume}") from None
         finally:
             if previous is not signal.SIG_IGN:
                 signal.signal(signal.SIGINT, previous)
