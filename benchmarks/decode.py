@@ -69,6 +69,7 @@ from replica.schemas.archive import (  # noqa: E402
 from replica.schemas.decoded import DECODED_DIR  # noqa: E402
 from replica.schemas.files import publish_parquet  # noqa: E402
 from replica.schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand  # noqa: E402
+from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY  # noqa: E402
 
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
@@ -81,7 +82,7 @@ ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segment
 NODE_SHARE = 0.15  # node blocks per protobuf command, as in the fixture feed
 FIRST_ROUND = 990_612_480
 
-RAW_METADATA = {"replica.recorder": "benchmark", "replica.source": "benchmarks/decode.py"}
+RAW_METADATA = {RECORDER_KEY: "benchmark", SOURCE_KEY: "benchmarks/decode.py"}
 
 
 # ---- the archives -------------------------------------------------------------------------

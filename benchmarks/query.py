@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from replica.schemas.archive import (  # noqa: E402
+    HOUR_FILES,
     MS_PER_HOUR,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
@@ -216,7 +217,7 @@ def run_replica(root: Path, query: str) -> tuple[float, list]:
 
 
 def run_plain(root: Path, query: str) -> tuple[float, list]:
-    glob = str(ArchiveLayout(root.resolve()).raw_dir / "date=*" / "hour=*" / "*.parquet")
+    glob = str(ArchiveLayout(root.resolve()).raw_dir / HOUR_FILES)
     source = f"read_parquet('{glob}', hive_partitioning = true)"
     start = time.perf_counter()
     with duckdb.connect() as connection:

@@ -41,6 +41,8 @@ from websockets.asyncio.server import ServerConnection, serve
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from replica.schemas.frames import connected_frame  # noqa: E402
+
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
@@ -63,8 +65,7 @@ async def _serve(frames: list[bytes], report) -> None:
     finished = asyncio.Event()
 
     async def handle(ws: ServerConnection) -> None:
-        hello = {"type": "connected", "feed": "disk-sync", "ts_ms": time.time_ns() // 10**6}
-        await ws.send(json.dumps(hello))
+        await ws.send(connected_frame("disk-sync", time.time_ns() // 10**6))
         if finished.is_set():  # a recorder reconnecting after our 1000: nothing more to send
             await ws.wait_closed()
             return

@@ -48,7 +48,6 @@ from websockets.asyncio.server import ServerConnection, serve
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from replica.replay.frames import command_frame  # noqa: E402
 from replica.replay.schedule import Schedule  # noqa: E402
 from replica.schemas.archive import (  # noqa: E402
     RAW_SCHEMA,
@@ -56,6 +55,7 @@ from replica.schemas.archive import (  # noqa: E402
     ArchiveLayout,
     hour_of,
 )
+from replica.schemas.frames import command_frame, connected_frame  # noqa: E402
 
 import replica  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
@@ -140,7 +140,7 @@ def serve_frames(frames_path: str, report) -> None:
         done = asyncio.Event()
 
         async def handle(ws: ServerConnection) -> None:
-            await ws.send('{"type":"connected","feed":"disk-sync","ts_ms":0}')
+            await ws.send(connected_frame("disk-sync", 0))
             for frame in frames:
                 await ws.send(frame, text=True)
             await ws.wait_closed()

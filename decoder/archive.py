@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,19 +30,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.decoder.core import Decoder
+from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
-from replica.schemas.decoded import (
-    DECODED_DIR,
-    DECODED_ZSTD_LEVEL,
-    DECODER_KEY,
-    SEGMENTS_SCHEMA,
-    SEGMENTS_TABLE,
-    SOURCE_KEY,
-    decoded_path,
-)
+from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import ReplacingParquetWriter, replace_parquet
+from replica.schemas.files import (
+    TEMPORARY_GLOB,
+    ReplacingParquetWriter,
+    replace_parquet,
+    writer_alive,
+)
 from replica.schemas.lock import maintenance_lock
 
 # Raw rows decoded at a time: one row group of the recorder's segments.
@@ -78,34 +78,19 @@ class DecodeSummary:
         }
 
 
-def _source(segment: Segment) -> bytes:
-    return f"{segment.path.stat().st_size}:{segment.path.name}".encode()
-
-
 def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     marker = decoded_path(root, SEGMENTS_TABLE, segment)
     try:
-        metadata = pq.read_schema(marker).metadata or {}
+        metadata = pq.read_schema(marker).metadata
     except (OSError, pa.ArrowInvalid):
         return False
-    return metadata.get(DECODER_KEY) == version and metadata.get(SOURCE_KEY) == _source(segment)
-
-
-def _writer_alive(temporary: Path) -> bool:
-    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp``) runs."""
-    try:
-        os.kill(int(temporary.name.rsplit(".", 2)[-2]), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
+    return decoded_by(metadata, segment.path) == version
 
 
 def remove_abandoned_temporaries(root: Path) -> None:
     """A decode killed mid-write leaves its temporary files; one still running keeps its own."""
-    for temporary in (root / DECODED_DIR).glob("**/.*.tmp"):
-        if not _writer_alive(temporary):
+    for temporary in (root / DECODED_DIR).glob(TEMPORARY_GLOB):
+        if not writer_alive(temporary):
             temporary.unlink(missing_ok=True)
 
 
@@ -130,7 +115,7 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
 
     The segment is read and decoded a batch of rows at a time and each table written as it
     comes, so memory is bounded by a batch, not by the segment."""
-    metadata = {DECODER_KEY: decoder.version.encode(), SOURCE_KEY: _source(segment)}
+    metadata = decoded_metadata(decoder.version.encode(), segment.path)
     options = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
     writers: dict[str, ReplacingParquetWriter] = {}
     rows: Counter[str] = Counter()
@@ -154,9 +139,7 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
     for path in _stale_outputs(root, segment, {SEGMENTS_TABLE, *writers}):
         path.unlink()
     counts = dict(sorted(rows.items()))
-    marker = pa.table(
-        {"table": list(counts), "rows": list(counts.values())}, schema=SEGMENTS_SCHEMA
-    ).replace_schema_metadata(metadata)
+    marker = marker_table(counts, metadata)
     replace_parquet(marker, decoded_path(root, SEGMENTS_TABLE, segment), **options)
     return counts
 
@@ -164,12 +147,32 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
 _worker_decoder: Decoder | None = None
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent is gone, however it went (``kill -9`` included).
+
+    An orphaned worker would otherwise wait for work forever, holding its memory: its siblings
+    keep the task queue's pipe open. multiprocessing gives each spawned child a sentinel, a pipe
+    whose other end only the parent holds, so it becomes readable when the parent dies, at once
+    and on every platform. A thread waits on it; Linux's PR_SET_PDEATHSIG would be Linux only,
+    and fires when the parent *thread* that started the worker ends, not the process."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # files half written are temporaries, removed by the next run
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _start_worker(spec: MessageSpec) -> None:
-    """Runs in each worker process, which exists only to decode: its garbage collector is
-    tuned as the CLI tunes the main process's."""
+    """Runs in each worker process, which exists only to decode: it ends with its parent, and
+    its garbage collector is tuned as the CLI tunes the main process's."""
     global _worker_decoder
     # Ctrl-C reaches the whole process group: the parent decides, and cancels what is queued.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     _worker_decoder = Decoder(spec.load())
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
@@ -198,7 +201,7 @@ def decode_archive(
         unfinished = layout.compaction_journals()
         if unfinished:
             raise ArchiveError(
-                f"a compaction was interrupted ({unfinished[0]} exists); "
+                f"a compaction or heal was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
         return _decode_archive(root, spec, jobs, on_progress)

@@ -16,18 +16,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, Segment
 from replica.schemas.concat import concatenate
-from replica.schemas.decoded import (
-    DECODED_DIR,
-    DECODED_ZSTD_LEVEL,
-    DECODER_KEY,
-    SEGMENTS_SCHEMA,
-    SEGMENTS_TABLE,
-    SOURCE_KEY,
-    decoded_path,
-)
+from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
 from replica.schemas.files import publish_parquet
+from replica.schemas.metadata import DECODER_KEY
 
 _OPTIONS = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
 # The largest row groups decode writes (one per raw row group, for tables of one row per
@@ -56,10 +50,6 @@ class DecodedPlan:
         for merge in self.merges:
             if merge.version is not None:
                 _write_merge(merge, staged)
-
-
-def _source(path: Path) -> bytes:
-    return f"{path.stat().st_size}:{path.name}".encode()
 
 
 def plan_decoded(
@@ -91,10 +81,9 @@ def _plan_merge(root: Path, merged: Segment, inputs: tuple[Segment, ...]) -> Dec
             marker = pq.read_table(decoded_path(root, SEGMENTS_TABLE, segment))
         except (OSError, pa.ArrowException):
             return DecodedMerge(merged)
-        metadata = marker.schema.metadata or {}
-        if metadata.get(SOURCE_KEY) != _source(segment.path):
+        version = decoded_by(marker.schema.metadata, segment.path)
+        if version is None:
             return DecodedMerge(merged)
-        version = metadata.get(DECODER_KEY)
         versions.add(version)
         tables, counts = marker.column("table").to_pylist(), marker.column("rows").to_pylist()
         for table, count in zip(tables, counts, strict=True):
@@ -107,7 +96,7 @@ def _plan_merge(root: Path, merged: Segment, inputs: tuple[Segment, ...]) -> Dec
                 return DecodedMerge(merged)
             sources.setdefault(table, []).append(path)
             rows[table] += count
-    if len(versions) != 1 or None in versions:
+    if len(versions) != 1:
         return DecodedMerge(merged)
     return DecodedMerge(merged, versions.pop(), sources, dict(sorted(rows.items())))
 
@@ -116,12 +105,9 @@ def _write_merge(merge: DecodedMerge, staged: Mapping[str, Path]) -> None:
     """Each table's files concatenated in seq order, then the marker, all carrying the merged
     segment as their source."""
     assert merge.version is not None
-    metadata = {DECODER_KEY: merge.version, SOURCE_KEY: _source(merge.merged.path)}
+    metadata = decoded_metadata(merge.version, merge.merged.path)
     name = merge.merged.path.name
     for table, paths in merge.sources.items():
         schema = pq.read_schema(paths[0]).with_metadata(metadata)
         concatenate(paths, staged[table] / name, schema, ROW_GROUP_ROWS, **_OPTIONS)
-    marker = pa.table(
-        {"table": list(merge.rows), "rows": list(merge.rows.values())}, schema=SEGMENTS_SCHEMA
-    ).replace_schema_metadata(metadata)
-    publish_parquet(marker, staged[SEGMENTS_TABLE] / name, **_OPTIONS)
+    publish_parquet(marker_table(merge.rows, metadata), staged[SEGMENTS_TABLE] / name, **_OPTIONS)

@@ -3,25 +3,20 @@
 Pure functions of the frame text. Anything that is not exactly what the feed documents raises
 ``BadFrame`` with a short ``kind`` (for grouping in SQL) and a one-line ``reason``.
 
-Frames are decoded with msgspec against typed structs: it parses, checks every type and range
-in one pass in C, and names the offending field, at less than half the cost of ``json.loads``
-plus Python checks, on the recorder's hottest path.
+Frames are decoded with msgspec against the structs of ``schemas.frames`` (the wire format a
+replay writes too): it parses, checks every type and range in one pass in C, and names the
+offending field, at less than half the cost of ``json.loads`` plus Python checks, on the
+recorder's hottest path.
 """
 
 from __future__ import annotations
 
 import binascii
-import json
 import re
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import msgspec
-from replica.schemas.archive import MAX_TS_MS
-
-INT64_MAX = 2**63 - 1
-
-Int64 = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
-TsMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_TS_MS)]
+from replica.schemas.frames import ConnectedFrame, decode_frame
 
 
 class BadFrame(Exception):
@@ -44,20 +39,6 @@ class Connected(NamedTuple):
     ts_ms: int
 
 
-class _ReplicaCmd(msgspec.Struct, tag_field="type", tag="replica_cmd", gc=False):
-    seq: Int64
-    raw_hex: str
-    ts_ms: TsMs
-    ingest_ts_us: Int64
-    publish_ts_us: Int64
-
-
-class _Connected(msgspec.Struct, tag_field="type", tag="connected", gc=False):
-    feed: str
-    ts_ms: int
-
-
-_decode = msgspec.json.Decoder(_ReplicaCmd | _Connected).decode
 _new_command = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 
@@ -65,35 +46,20 @@ def parse_frame(frame: str | bytes) -> Command | Connected:
     if not isinstance(frame, str):
         raise BadFrame("binary", f"binary frame of {len(frame)} bytes; the feed sends JSON text")
     try:
-        msg = _decode(frame)
+        msg = decode_frame(frame)
     except msgspec.ValidationError as exc:
         raise _invalid(str(exc)) from None
     except (msgspec.DecodeError, UnicodeError) as exc:
         raise BadFrame("not_json", f"not JSON: {exc}") from None
     except RecursionError:
         raise BadFrame("not_json", "JSON nested too deeply to parse") from None
-    if type(msg) is _Connected:
+    if type(msg) is ConnectedFrame:
         return Connected(msg.feed, msg.ts_ms)
     try:
         raw = binascii.unhexlify(msg.raw_hex)
     except (binascii.Error, ValueError):
         raise _bad_hex(msg.raw_hex) from None
     return _new_command(Command, (msg.seq, msg.ts_ms, msg.ingest_ts_us, msg.publish_ts_us, raw))
-
-
-def command_frame(cmd: Command) -> str:
-    """The feed frame that carries ``cmd``, in the documented field order."""
-    return json.dumps(
-        {
-            "type": "replica_cmd",
-            "seq": cmd.seq,
-            "raw_hex": cmd.raw.hex(),
-            "ts_ms": cmd.ts_ms,
-            "ingest_ts_us": cmd.ingest_ts_us,
-            "publish_ts_us": cmd.publish_ts_us,
-        },
-        separators=(",", ":"),
-    )
 
 
 _KINDS = (

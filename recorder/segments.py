@@ -12,7 +12,8 @@ from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
-from replica.recorder.session import QuarantineRow, Unit
+from replica.recorder.quarantine import QuarantineRow
+from replica.recorder.session import Unit
 from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -38,7 +39,7 @@ def _binary(payloads: list[bytes]) -> pa.Array:
     )
 
 
-def raw_table(unit: Unit, metadata: dict[str, str]) -> pa.Table:
+def raw_table(unit: Unit, metadata: dict[bytes, str]) -> pa.Table:
     columns = [
         _int64(unit.seq),
         _int64(unit.ts_ms),
@@ -74,7 +75,7 @@ def quarantine_table(rows: list[QuarantineRow]) -> pa.Table:
 
 
 def unit_files(
-    unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]
+    unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]
 ) -> Iterator[tuple[Path, pa.Table, dict]]:
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
@@ -84,14 +85,14 @@ def unit_files(
         path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
         yield path, gap_table(unit), _TABLE_OPTIONS
     by_path: dict[Path, list[QuarantineRow]] = {}
-    for row in unit.quarantine:
+    for row in unit.quarantine.rows:
         path = layout.unit_path(layout.quarantine_dir, row.recv_ts_us // 1000, unit.unit_id)
         by_path.setdefault(path, []).append(row)
     for path, rows in by_path.items():
         yield path, quarantine_table(rows), _TABLE_OPTIONS
 
 
-def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[str, str]) -> list[Path]:
+def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]) -> list[Path]:
     """Publish every file of ``unit``; returns those written now (not those already there)."""
     return [
         path

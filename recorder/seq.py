@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from replica.schemas.seqranges import span
+
 
 class Cause(StrEnum):
     """Why seqs went missing, as far as the recorder can tell."""
@@ -44,7 +46,7 @@ class Gap:
 
     @property
     def missing(self) -> int:
-        return self.to_seq - self.from_seq + 1
+        return span(self.from_seq, self.to_seq)
 
 
 APPEND: Final = "append"

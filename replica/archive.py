@@ -15,6 +15,7 @@ table, as ``replica decode`` would write them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,7 +40,7 @@ class DecodedCommand(NamedTuple):
         return self.record.seq
 
 
-def _decoding(decoder: Decoder):
+def _decoding(decoder: Decoder) -> Callable[[ReplayRecord], DecodedCommand]:
     def decoded(record: ReplayRecord) -> DecodedCommand:
         return DecodedCommand(record, decoder.decode_one(record.seq, record.ts_ms, record.raw))
 
@@ -48,12 +49,9 @@ def _decoding(decoder: Decoder):
 
 def open(path: str | os.PathLike[str]) -> Archive:
     """An archive written by ``replica record``; raises ArchiveError if ``path`` is not one."""
-    root = Path(path)
-    if not root.is_dir():
-        raise ArchiveError(f"archive {root} does not exist or is not a directory")
-    layout = ArchiveLayout(root)
+    layout = ArchiveLayout.open(Path(path))
     if not layout.raw_dir.is_dir():
-        raise ArchiveError(f"{root} is not an archive: it has no raw/ directory")
+        raise ArchiveError(f"{layout.root} is not an archive: it has no raw/ directory")
     return Archive(layout)
 
 

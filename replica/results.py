@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.files import temporary_path
 from replica.tables import text_table
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -79,7 +80,7 @@ def _write_text(text: str, output: Path | None) -> None:
 @contextmanager
 def _replacing(output: Path) -> Iterator[Path]:
     """A temporary path beside ``output`` that becomes ``output`` if the block succeeds."""
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(output)
     try:
         yield temporary
         os.replace(temporary, output)

@@ -4,13 +4,18 @@ This is a contract: DuckDB users glob these paths and later stages read these co
 here is a change of the archive format.
 
     ARCHIVE/
-      raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour of ts_ms
+      raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour (*)
       gaps/date=YYYY-MM-DD/<unit>.parquet                         missing seq ranges
       quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
+      heals/date=YYYY-MM-DD/<unit>.parquet                        seqs filled later (schemas.heals)
+      seq-space                                                   feed or node (schemas.seqspace)
       spool/<unit>.wal                                            write-ahead log, unsealed frames
-      .lock                                                       held by a recorder or an import
-      .maintenance.lock                                           held by compact, decode or import
-      .compact/                                                   a compaction's new directories
+      .lock                                                       held by a recorder, import or heal
+      .maintenance.lock                                           taken in turn by maintenance
+      .compact/                                                   a compaction's or heal's new days
+
+(*) of the ts_ms of the segment's first command: no ts_ms in a segment is after its hour, but a
+ts_ms that stepped back into an earlier hour stays in the segment that was open.
 
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
 name only once complete (see ``schemas.files``); temporary files start with a dot and end in
@@ -21,17 +26,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.schemas.errors import ArchiveError
+from replica.schemas.files import TEMPORARY_GLOB
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
-# Year 9999: beyond it a timestamp cannot name a date partition.
-MAX_TS_MS = 253_402_300_799_999
 
 RAW_SCHEMA = pa.schema(
     [
@@ -93,18 +98,60 @@ RAW_WRITE_OPTIONS = {
 _SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
 
 
+def segment_name(first_seq: int, last_seq: int) -> str:
+    """The file name of the raw segment holding seqs first..last (read back by ``segments``)."""
+    return f"{first_seq:0{SEQ_DIGITS}d}-{last_seq:0{SEQ_DIGITS}d}.parquet"
+
+
 def hour_of(ts_ms: int) -> int:
     """The UTC hour a timestamp falls in, counted from the epoch: the unit of raw partitioning."""
     return ts_ms // MS_PER_HOUR
 
 
+# Partition directories are named ``date=YYYY-MM-DD`` and ``hour=HH`` (UTC). The functions
+# below write those names and read them back; a name they would not write is no partition.
+_EPOCH = date(1970, 1, 1)
+_DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_HOUR_DIR = re.compile(r"hour=([01]\d|2[0-3])")
+# Every file of a table partitioned by hour (raw/) and by date (gaps/, quarantine/, decoded/).
+# Not ``*``: DuckDB's ``*`` also enters hidden directories.
+HOUR_FILES = "date=*/hour=*/*.parquet"
+DATE_FILES = "date=*/*.parquet"
+
+
+def day_of(ts_ms: int) -> date:
+    """The UTC day a timestamp falls in: the unit of date partitioning and of compaction."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).date()
+
+
+def day_partition(day: date) -> str:
+    return f"date={day.isoformat()}"
+
+
 def date_partition(ts_ms: int) -> str:
-    return "date=" + datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
+    return day_partition(day_of(ts_ms))
 
 
 def hour_partition(hour: int) -> tuple[str, str]:
     moment = datetime.fromtimestamp(hour * 3600, UTC)
-    return moment.strftime("date=%Y-%m-%d"), moment.strftime("hour=%H")
+    return day_partition(moment.date()), f"hour={moment.hour:02d}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day a ``date=YYYY-MM-DD`` directory stands for; None for any other name."""
+    match = _DATE_DIR.fullmatch(name)
+    try:
+        return date.fromisoformat(match[1]) if match else None
+    except ValueError:  # such as month 13
+        return None
+
+
+def partition_hour(date_dir: str, hour_dir: str) -> int | None:
+    """The hour (since the epoch) that a date and an hour directory stand for, or None."""
+    day, match = partition_day(date_dir), _HOUR_DIR.fullmatch(hour_dir)
+    if day is None or match is None:
+        return None
+    return (day - _EPOCH).days * 24 + int(match[1])
 
 
 @dataclass(frozen=True)
@@ -115,10 +162,33 @@ class Segment:
     first_seq: int
     last_seq: int
 
+    @property
+    def partition(self) -> tuple[str, str]:
+        """The names of the date and hour directories it is filed under."""
+        return self.path.parent.parent.name, self.path.parent.name
+
+    @property
+    def day(self) -> date | None:
+        """The UTC day of its partition; None if its date directory is not named like one."""
+        return partition_day(self.partition[0])
+
+    @property
+    def hour(self) -> int | None:
+        """The UTC hour (since the epoch) of its partition; None if not named like one."""
+        return partition_hour(*self.partition)
+
 
 @dataclass(frozen=True)
 class ArchiveLayout:
     root: Path
+
+    @classmethod
+    def open(cls, root: Path) -> ArchiveLayout:
+        """The layout of the archive at ``root``, which must exist: reading a missing archive
+        is an error, where writing one creates it."""
+        if not root.is_dir():
+            raise ArchiveError(f"archive {root} does not exist or is not a directory")
+        return cls(root)
 
     @property
     def raw_dir(self) -> Path:
@@ -156,8 +226,7 @@ class ArchiveLayout:
 
     def segment_path(self, first_seq: int, last_seq: int, hour: int) -> Path:
         date, hh = hour_partition(hour)
-        name = f"{first_seq:0{SEQ_DIGITS}d}-{last_seq:0{SEQ_DIGITS}d}.parquet"
-        return self.raw_dir / date / hh / name
+        return self.raw_dir / date / hh / segment_name(first_seq, last_seq)
 
     def unit_path(self, table_dir: Path, ts_ms: int, unit_id: str) -> Path:
         """A gap or quarantine file: named by the unit that wrote it, dated by its rows."""
@@ -166,7 +235,7 @@ class ArchiveLayout:
     def segments(self) -> list[Segment]:
         """Every raw segment, in seq order; files whose names do not parse are not segments."""
         found = []
-        for path in self.raw_dir.glob("date=*/hour=*/*.parquet"):
+        for path in self.raw_dir.glob(HOUR_FILES):
             match = _SEGMENT_NAME.match(path.name)
             if match:
                 found.append(Segment(path, int(match[1]), int(match[2])))
@@ -182,9 +251,9 @@ class ArchiveLayout:
         )
 
     def table_files(self, table_dir: Path) -> list[Path]:
-        return sorted(table_dir.glob("date=*/*.parquet"))
+        return sorted(table_dir.glob(DATE_FILES))
 
-    def gap_rows(self, columns: list[str] | None = None) -> list[dict]:
+    def gap_rows(self, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Every gap record as a dict (of ``columns``, or all), in file order: gap files are
         small and read whole."""
         rows = []
@@ -199,5 +268,5 @@ class ArchiveLayout:
         return sorted(
             path
             for table_dir in (self.raw_dir, self.gaps_dir, self.quarantine_dir)
-            for path in table_dir.glob("**/.*.tmp")
+            for path in table_dir.glob(TEMPORARY_GLOB)
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replica.schemas.files import PAGE_CHECKSUMS
 
 
 def concatenate(
@@ -24,7 +25,7 @@ def concatenate(
     held: list[pa.Table] = []
     rows = 0
     with open(path, "xb") as sink:
-        with pq.ParquetWriter(sink, schema, **options) as writer:
+        with pq.ParquetWriter(sink, schema, **options, **PAGE_CHECKSUMS) as writer:
             for source in sources:
                 parquet = pq.ParquetFile(source)
                 for index in range(parquet.num_row_groups):

@@ -6,7 +6,8 @@
 Each decoded file comes from the raw segment of the same name and date, so a query on one day
 reads one day's files. ``_segments`` holds one small file per decoded raw segment, written after
 that segment's tables: its rows say how many rows each table got (tables with none have no file),
-and its metadata which decoder wrote them. Every decoded file carries the same metadata.
+and its metadata which decoder wrote them from which raw file (keys in ``schemas.metadata``);
+every decoded file carries the same metadata.
 
 The tables that protobuf facts go to (orders, fills, ...) get their columns from the message
 descriptors (see ``decoder.protobuf``); the ones below exist only for the node's JSON blocks, or
@@ -22,10 +23,6 @@ from replica.schemas.archive import Segment
 
 DECODED_DIR = "decoded"
 SEGMENTS_TABLE = "_segments"
-
-# Schema metadata keys on every decoded file.
-DECODER_KEY = b"replica.decoder"  # decoder version and schema fingerprint
-SOURCE_KEY = b"replica.source"  # "<size in bytes>:<name>" of the raw segment decoded
 
 DECODED_ZSTD_LEVEL = 3
 
@@ -105,4 +102,4 @@ NODE_ONLY_SCHEMAS = {
 
 def decoded_path(root: Path, table: str, segment: Segment) -> Path:
     """Where ``table``'s rows from the raw ``segment`` go: same date partition, same name."""
-    return root / DECODED_DIR / table / segment.path.parent.parent.name / segment.path.name
+    return root / DECODED_DIR / table / segment.partition[0] / segment.path.name

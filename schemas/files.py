@@ -1,4 +1,10 @@
-"""Publishing a Parquet file so that no reader and no crash ever sees half of it."""
+"""Publishing a file so that no reader and no crash ever sees half of it, and the temporary
+names it is written under first.
+
+A temporary file is ``.<name>.<pid>.tmp`` beside its final name: hidden and not ``*.parquet``,
+so no glob of the archive sees it, and named after the process writing it, so a cleanup can
+tell an abandoned one (its writer is gone) from one being written.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,44 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+TEMPORARY_GLOB = "**/.*.tmp"  # every temporary file below a directory
+
+
+def temporary_path(path: Path) -> Path:
+    """Where this process writes ``path`` before moving it into place."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def temporary_writer(temporary: Path) -> int | None:
+    """The pid in a temporary file's name, or None if the name is not one ``temporary_path``
+    gives."""
+    name = temporary.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    pid = name.removesuffix(".tmp").rpartition(".")[2]
+    return int(pid) if pid.isascii() and pid.isdigit() else None
+
+
+def writer_alive(temporary: Path) -> bool:
+    """Whether the process that is writing ``temporary`` still runs (False when its name does
+    not say which process that is)."""
+    pid = temporary_writer(temporary)
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+# On every Parquet file replica writes, whatever the other options: a CRC-32 of each page, which
+# ``replica verify`` checks. Without it most bit flips inside a page go unnoticed: Parquet's zstd
+# pages carry no checksum of their own, and plain-encoded payloads decode whatever their bytes are.
+PAGE_CHECKSUMS = {"write_page_checksum": True}
 
 
 def fsync_dir(path: Path) -> None:
@@ -40,13 +84,13 @@ def replace_parquet(table: pa.Table, path: Path, **write_options: Any) -> None:
 
 
 def _write_atomically(
-    table: pa.Table, path: Path, move: Callable[[Path, Path], None], write_options: dict
+    table: pa.Table, path: Path, move: Callable[[Path, Path], None], write_options: dict[str, Any]
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as sink:
-            pq.write_table(table, sink, **write_options)
+            pq.write_table(table, sink, **write_options, **PAGE_CHECKSUMS)
             sink.flush()
             os.fsync(sink.fileno())
         move(tmp, path)
@@ -64,10 +108,10 @@ class ReplacingParquetWriter:
     def __init__(self, path: Path, schema: pa.Schema, **write_options: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._tmp = temporary_path(path)
         self._sink = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit or discard
         try:
-            self._writer = pq.ParquetWriter(self._sink, schema, **write_options)
+            self._writer = pq.ParquetWriter(self._sink, schema, **write_options, **PAGE_CHECKSUMS)
         except BaseException:
             self.discard()
             raise

@@ -27,9 +27,10 @@ from replica.decoder.archive import decode_archive
 from replica.recorder.frames import Command
 from replica.recorder.spool import SpoolWriter
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, RAW_SCHEMA, RAW_WRITE_OPTIONS, ArchiveLayout
-from replica.schemas.decoded import SEGMENTS_TABLE, SOURCE_KEY
+from replica.schemas.decoded import SEGMENTS_TABLE
 from replica.schemas.errors import ArchiveError, ArchiveLocked, UsageError
 from replica.schemas.files import publish_parquet
+from replica.schemas.metadata import RAW_SEGMENT_KEY
 
 import replica
 from replica.maintenance.compact import compact, stage_day
@@ -201,7 +202,10 @@ def test_decoded_tables_merge_along_and_decode_then_has_nothing_to_do(decoded: P
     for segment in segments:
         marker = decoded / "decoded" / SEGMENTS_TABLE / segment.path.parent.parent.name
         metadata = pq.read_schema(marker / segment.path.name).metadata
-        assert metadata[SOURCE_KEY] == f"{segment.path.stat().st_size}:{segment.path.name}".encode()
+        assert (
+            metadata[RAW_SEGMENT_KEY]
+            == f"{segment.path.stat().st_size}:{segment.path.name}".encode()
+        )
     names = {p.name for p in (decoded / "decoded").rglob("*.parquet")}
     assert names == {s.path.name for s in segments}
     before = snapshot(decoded)

@@ -14,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from replica.decoder.archive import decode_archive
 from replica.decoder.core import Decoder
-from replica.schemas.decoded import DECODER_KEY, SEGMENTS_TABLE, decoded_path
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.decoded import SEGMENTS_TABLE, decoded_path
+from replica.schemas.metadata import DECODER_KEY, RAW_SEGMENT_KEY, SOURCE_KEY
 
 from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive, write_segment
@@ -120,6 +122,28 @@ def test_an_older_decoders_output_is_replaced_and_its_leftovers_removed(archive:
     assert pq.read_schema(marker).metadata[DECODER_KEY] == Decoder().version.encode()
     for path in (archive / "decoded").rglob(first.name):
         assert pq.read_schema(path).metadata[DECODER_KEY] == Decoder().version.encode()
+
+
+def test_decoded_files_name_their_raw_segment_under_a_key_of_their_own(archive: Path):
+    """replica.source means the feed in raw files; a decoded file's raw segment has its own key."""
+    decode_archive(archive)
+    for segment in ArchiveLayout(archive).segments():
+        size_and_name = f"{segment.path.stat().st_size}:{segment.path.name}".encode()
+        for path in (archive / "decoded").rglob(segment.path.name):
+            metadata = pq.read_schema(path).metadata
+            assert metadata[RAW_SEGMENT_KEY] == size_and_name and SOURCE_KEY not in metadata
+
+
+def test_decoded_files_that_name_their_raw_segment_the_old_way_are_decoded_again(archive: Path):
+    decode_archive(archive)
+    before = {k: v[1] for k, v in _snapshot(archive).items()}
+    segment = ArchiveLayout(archive).segments()[0]
+    marker = decoded_path(archive, SEGMENTS_TABLE, segment)
+    metadata = pq.read_schema(marker).metadata
+    old_layout = {DECODER_KEY: metadata[DECODER_KEY], SOURCE_KEY: metadata[RAW_SEGMENT_KEY]}
+    pq.write_table(pq.read_table(marker).replace_schema_metadata(old_layout), marker)
+    assert decode_archive(archive).decoded == 1
+    assert {k: v[1] for k, v in _snapshot(archive).items()} == before
 
 
 def test_a_run_killed_before_its_marker_is_redone_with_the_same_result(archive: Path):

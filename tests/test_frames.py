@@ -3,6 +3,7 @@
 The recorder archives what this function returns and quarantines what it rejects, so each bad case
 must raise ``BadFrame`` with its own ``kind`` (grouped on in SQL) and a reason naming the problem,
 and no input at all may raise anything else: an unexpected exception would end the recording.
+What ``schemas.frames`` writes (a replay's frames) must parse back to exactly what it was given.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from replica.recorder.frames import INT64_MAX, BadFrame, Command, Connected, parse_frame
-from replica.schemas.archive import MAX_TS_MS
+from replica.recorder.frames import BadFrame, Command, Connected, parse_frame
+from replica.schemas.frames import (
+    INT64_MAX,
+    MAX_TS_MS,
+    ConnectedFrame,
+    ReplicaCmdFrame,
+    command_frame,
+    connected_frame,
+)
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 INT_FIELDS = ("seq", "ts_ms", "ingest_ts_us", "publish_ts_us")
@@ -229,3 +237,31 @@ def test_valid_frame_round_trips(seq, ts_ms, ingest, publish, raw, upper):
         seq=seq, ts_ms=ts_ms, ingest_ts_us=ingest, publish_ts_us=publish, raw_hex=raw_hex
     )
     assert parse_frame(json.dumps(frame)) == Command(seq, ts_ms, ingest, publish, raw)
+
+
+# What a replay writes, the recorder reads back as it was: the two sides of schemas.frames.
+int64_fields = st.integers(0, INT64_MAX) | st.sampled_from([0, 1, INT64_MAX - 1, INT64_MAX])
+commands = st.builds(
+    Command,
+    seq=int64_fields,
+    ts_ms=st.integers(0, MAX_TS_MS) | st.sampled_from([0, MAX_TS_MS]),
+    ingest_ts_us=int64_fields,
+    publish_ts_us=int64_fields,
+    raw=st.binary(max_size=512),
+)
+
+
+@PROPERTY
+@given(commands)
+def test_a_command_frame_parses_back_to_its_command(cmd):
+    text = command_frame(cmd)
+    assert parse_frame(text) == cmd
+    assert list(json.loads(text)) == ["type", *ReplicaCmdFrame.__struct_fields__]
+
+
+@PROPERTY
+@given(feed=st.text(), ts_ms=st.integers(0, INT64_MAX))
+def test_a_connected_frame_parses_back_to_its_greeting(feed, ts_ms):
+    text = connected_frame(feed, ts_ms)
+    assert parse_frame(text) == Connected(feed, ts_ms)
+    assert list(json.loads(text)) == ["type", *ConnectedFrame.__struct_fields__]

@@ -1,9 +1,10 @@
 """The README's shell examples, run exactly as printed.
 
 Every ```sh block runs under ``bash`` with ``set -e -o pipefail``, in README order, in one
-scratch directory where its paths exist: ``./archive`` recorded from the demo feed, a node's
-replica_cmds files under ``~/hl/data`` (HOME is the scratch directory) and beside it, and a
-``backtest`` stand-in on PATH that fails unless it reads replayed frames. A block that cannot run
+scratch directory where its paths exist: ``./archive`` recorded from the demo feed (and a copy
+as ``./backup/archive``), a node's replica_cmds files under ``~/hl/data`` (HOME is the scratch
+directory) and beside it, and a ``backtest`` stand-in on PATH that fails unless it reads
+replayed frames. A block that cannot run
 on one machine says why in ``<!-- not run: REASON -->`` just before it; any other shell fence
 fails the test. The nightly check (check.sql as printed, the cron line and the systemd service's
 commands) runs on archives whose yesterday is complete, then missing, with only ``/srv/replica``
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory in which the README's paths exist."""
     root = tmp_path_factory.mktemp("readme")
     record_fixture_feed(root / "archive")
+    shutil.copytree(root / "archive", root / "backup" / "archive")  # a second recorder's
     node_file(root / "home" / "hl" / "data" / "replica_cmds" / "5180000", 5_180_000)
     node_file(root / "5190000.lz4", 5_190_000)
     node_file(root / "5200000.lz4", 5_200_000)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from replica.recorder.frames import Command, parse_frame
 from replica.replay.digest import CommandDigest
-from replica.replay.frames import command_frame, connected_frame
+from replica.schemas.frames import command_frame
 
 import replica
 from tests.replayarchives import FEED_LINES, record_fixture_feed
@@ -118,13 +118,6 @@ def test_a_frame_is_what_the_feed_sends_and_the_recorder_reads(record: replica.R
         },
         separators=(",", ":"),
     )
-
-
-def test_the_connected_frame_is_the_feeds() -> None:
-    hello = json.loads(connected_frame())
-    assert list(hello) == ["type", "feed", "ts_ms"]
-    assert (hello["type"], hello["feed"]) == ("connected", "disk-sync")
-    assert parse_frame(connected_frame()).feed == "disk-sync"
 
 
 def test_records_have_every_timestamp_and_the_payload(archive: replica.Archive) -> None:

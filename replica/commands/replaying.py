@@ -23,10 +23,10 @@ from replica.commands.common import (
     warn_nothing_selected,
 )
 from replica.options import Speed, api_key_from
-from replica.replay.frames import command_frame
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
 from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.frames import command_frame
 
 if TYPE_CHECKING:
     from replica.replay.server import DiskSyncServer

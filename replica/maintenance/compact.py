@@ -25,8 +25,7 @@ from replica.maintenance.compact_raw import (
     write_merged_segment,
 )
 from replica.maintenance.staging import DayStaging, finish_interrupted
-from replica.maintenance.verify import open_layout
-from replica.schemas.archive import ArchiveLayout, Segment
+from replica.schemas.archive import ArchiveLayout, Segment, day_partition
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import UsageError
 from replica.schemas.lock import maintenance_lock
@@ -84,7 +83,7 @@ def compact(
     """Compact every closed day of the archive at ``root`` that has segments to merge, or only
     ``date``, which must be closed (UsageError otherwise). Days are closed relative to ``now``
     (an aware datetime; the current time if not given)."""
-    layout = open_layout(Path(root))
+    layout = ArchiveLayout.open(Path(root))
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         raise UsageError(f"now {now.isoformat()} has no time zone; give a UTC time")
@@ -119,7 +118,7 @@ def stage_day(layout: ArchiveLayout, day: dt.date) -> tuple[DayStaging, DaySumma
     groups = plan_merges(layout, day)
     if not groups:
         return None
-    partition = f"date={day.isoformat()}"
+    partition = day_partition(day)
     staging = DayStaging(layout, partition)
     summary = DaySummary(day)
     retired = {f"{g.hour_dir.name}/{s.path.name}" for g in groups for s in g.inputs}

@@ -2,9 +2,9 @@
 
 The recorder seals a segment every minute or so, which makes a day of many small files: DuckDB
 and replays pay per file and per row group. Once a day is over and nothing can still be written
-into it, the consecutive segments of each hour are merged into segments of up to ``TARGET_ROWS``
-rows. Merged segments stay in their hour's partition and are named by their own seqs like any
-other, so nothing downstream can tell them apart from sealed ones.
+into it, the segments of each hour that follow each other in seq order are merged into segments
+of up to ``TARGET_ROWS`` rows. Merged segments stay in their hour's partition and are named by
+their own seqs like any other, so nothing downstream can tell them apart from sealed ones.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from replica.schemas.archive import (
     RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
     RAW_WRITE_OPTIONS,
-    SEQ_DIGITS,
     ArchiveLayout,
     Segment,
+    day_of,
+    day_partition,
+    partition_day,
+    segment_name,
 )
 from replica.schemas.concat import concatenate
 
@@ -43,8 +46,7 @@ class MergeGroup:
 
     @property
     def name(self) -> str:
-        first, last = self.inputs[0].first_seq, self.inputs[-1].last_seq
-        return f"{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
+        return segment_name(self.inputs[0].first_seq, self.inputs[-1].last_seq)
 
     @property
     def hour_dir(self) -> Path:
@@ -52,17 +54,16 @@ class MergeGroup:
 
 
 def day_dir(layout: ArchiveLayout, day: date) -> Path:
-    return layout.raw_dir / f"date={day.isoformat()}"
+    return layout.raw_dir / day_partition(day)
 
 
 def raw_days(layout: ArchiveLayout) -> list[date]:
     """Every day with a raw partition, in order."""
     days = []
     for path in layout.raw_dir.glob("date=*"):
-        try:
-            days.append(date.fromisoformat(path.name.removeprefix("date=")))
-        except ValueError:
-            continue  # not a partition of ours; verify names it
+        day = partition_day(path.name)
+        if day is not None:  # otherwise not a partition of ours; verify names it
+            days.append(day)
     return sorted(days)
 
 
@@ -77,8 +78,7 @@ def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
             continue  # its unit was published and the spool removed meanwhile
         for _, item in records:
             if type(item) is Command:
-                day = datetime.fromtimestamp(item.ts_ms / 1000, UTC).date()
-                days.setdefault(day, path.name)
+                days.setdefault(day_of(item.ts_ms), path.name)
     return days
 
 
@@ -99,18 +99,28 @@ def why_open(day: date, now: datetime, spooled: dict[date, str]) -> str | None:
 
 
 def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
-    """The groups of ``day``'s segments to merge: within each hour, consecutive segments taken
-    while their rows fit ``TARGET_ROWS``. A segment left alone in its group is as large as it
-    will get and is not rewritten, which makes a second compaction of a day do nothing."""
-    by_hour: dict[Path, list[Segment]] = {}
+    """The groups of ``day``'s segments to merge: runs of segments of one hour that follow each
+    other in seq order, taken while their rows fit ``TARGET_ROWS``. A segment left alone in its
+    group is as large as it will get and is not rewritten, which makes a second compaction of a
+    day do nothing.
+
+    Only neighbours in the whole archive's seq order merge: ts_ms may go back across an hour,
+    which puts seqs 1 and 3 in one hour and seq 2 in the next, and merging 1 with 3 would make
+    a segment whose seq range overlaps seq 2's."""
+    runs: list[list[Segment]] = []
+    previous: Path | None = None  # the hour directory of the segment before, on any day
     for segment in layout.segments():
-        if segment.path.parent.parent == day_dir(layout, day):
-            by_hour.setdefault(segment.path.parent, []).append(segment)
+        hour = segment.path.parent
+        if segment.day == day:
+            if hour != previous:
+                runs.append([])
+            runs[-1].append(segment)
+        previous = hour
     groups = []
-    for _, segments in sorted(by_hour.items()):
+    for run in runs:
         group: list[Segment] = []
         rows = 0
-        for segment in segments:
+        for segment in run:
             count = pq.read_metadata(segment.path).num_rows
             if group and rows + count > TARGET_ROWS:
                 groups.append(group)

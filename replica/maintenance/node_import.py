@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import BadLine, Blocks, NodeFile, node_files, read_blocks
+from replica.maintenance.node_order import BlockMark, OrderCheck, capped
 from replica.recorder import __version__
 from replica.schemas.archive import (
     GAP_SCHEMA,
@@ -42,13 +42,14 @@ from replica.schemas.archive import (
     hour_of,
 )
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import publish_parquet
+from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
+from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
+from replica.schemas.seqranges import Range, span, subtract, union
+from replica.schemas.seqspace import NODE, NODE_SOURCE_PREFIX, claim
 
 CAUSE = "import"
 TASK = "replica import-node"
-
-Range = tuple[int, int]  # inclusive
 
 
 @dataclass
@@ -88,12 +89,15 @@ def import_node(
         ArchiveLock(layout.maintenance_lock_path, TASK, maintenance_rule),
     ):
         _check_settled(layout)
+        _remove_abandoned_temporaries(layout)
+        claim(layout, NODE, TASK)
         summary = ImportSummary()
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
         report(0, len(files))
+        order = OrderCheck()
         for done, node_file in enumerate(files, 1):
-            _import_file(node_file, layout, segments, summary)
+            _import_file(node_file, layout, segments, summary, order)
             report(done, len(files))
         summary.gaps = _record_holes(layout, segments)
         return summary
@@ -114,8 +118,21 @@ def _check_settled(layout: ArchiveLayout) -> None:
         )
 
 
+def _remove_abandoned_temporaries(layout: ArchiveLayout) -> None:
+    """An import killed mid-write leaves its temporary files under raw/ or gaps/; the locks
+    held keep every other writer of those out, but a temporary file whose writer still runs is
+    kept all the same, as decode keeps them."""
+    for temporary in layout.temporary_files():
+        if not writer_alive(temporary):
+            temporary.unlink(missing_ok=True)
+
+
 def _import_file(
-    node_file: NodeFile, layout: ArchiveLayout, segments: list[Segment], summary: ImportSummary
+    node_file: NodeFile,
+    layout: ArchiveLayout,
+    segments: list[Segment],
+    summary: ImportSummary,
+    order: OrderCheck,
 ) -> None:
     """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
     summary.files += 1
@@ -134,6 +151,7 @@ def _import_file(
             f"{path}:{blocks.unfinished.number}: last line skipped, the node has not finished "
             f"it ({blocks.unfinished.reason}); import the file again once it has"
         )
+    summary.warnings += order_warnings(node_file, blocks, order)
     if not blocks.raw:
         return
     lo, hi = blocks.first_seq, blocks.last_seq
@@ -143,22 +161,29 @@ def _import_file(
         taken.append((start, end))
         held = _held(segment, start, end)
         summary.present += held
-        if held < end - start + 1:
+        if held < span(start, end):
             summary.warnings.append(
-                f"{path}: {end - start + 1 - held} blocks in seqs {start}-{end} fall in holes "
+                f"{path}: {span(start, end) - held} blocks in seqs {start}-{end} fall in holes "
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
-    metadata = {
-        "replica.recorder": __version__,
-        "replica.source": f"node replica_cmds {node_file.height}",
-    }
+    metadata = node_metadata(node_file)
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
         target = layout.segment_path(first, last, hour_of(blocks.time_us[start] // 1000))
-        publish_parquet(_raw_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
         insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
         summary.segments += 1
         summary.imported += stop - start
+
+
+def order_warnings(node_file: NodeFile, blocks: Blocks, order: OrderCheck) -> list[str]:
+    """Blocks of the file out of the node's order (``node_order``), after those of the files
+    before it: the first few."""
+    found: list[str] = []
+    for index, (round_, time_us) in enumerate(zip(blocks.round, blocks.time_us, strict=True)):
+        where = f"{node_file.path}:{index + 1}"
+        found += order.check(BlockMark(where, blocks.first_seq + index, round_, time_us))
+    return capped(found, node_file.path)
 
 
 def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
@@ -166,7 +191,7 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     one UTC hour: one segment each."""
     free = [True] * len(blocks.raw)
     for a, b in taken:
-        free[a - blocks.first_seq : b - blocks.first_seq + 1] = [False] * (b - a + 1)
+        free[a - blocks.first_seq : b - blocks.first_seq + 1] = [False] * span(a, b)
     hours = [hour_of(us // 1000) for us in blocks.time_us]
     found: list[tuple[int, int]] = []
     for i, is_free in enumerate(free):
@@ -179,7 +204,16 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     return found
 
 
-def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[str, str]) -> pa.Table:
+def node_metadata(node_file: NodeFile) -> dict[bytes, str]:
+    """The schema metadata of a segment of blocks from ``node_file``."""
+    return {
+        RECORDER_KEY: __version__,
+        SOURCE_KEY: f"{NODE_SOURCE_PREFIX} {node_file.height}",
+    }
+
+
+def blocks_table(blocks: Blocks, start: int, stop: int, metadata: dict[bytes, str]) -> pa.Table:
+    """Blocks [start, stop) of a file as raw rows: every column a function of the file."""
     first = blocks.first_seq
     time_us = blocks.time_us[start:stop]
     stamp = pa.array(time_us, pa.int64())
@@ -218,8 +252,8 @@ def _held(segment: Segment, lo: int, hi: int) -> int:
     when it has no holes, else from its seq column."""
     with _reading(segment):
         parquet = pq.ParquetFile(segment.path)
-        if parquet.metadata.num_rows == segment.last_seq - segment.first_seq + 1:
-            return hi - lo + 1
+        if parquet.metadata.num_rows == span(segment.first_seq, segment.last_seq):
+            return span(lo, hi)
         seqs = parquet.read(columns=["seq"]).column("seq")
         inside = pc.and_(pc.greater_equal(seqs, lo), pc.less_equal(seqs, hi))
         return pc.sum(inside.cast(pa.int64())).as_py() or 0
@@ -238,19 +272,19 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
     """Record every hole between segment name ranges that no gap record covers yet; returns
     how many records were written. Holes are computed from the whole archive, so a run that
     imports nothing still completes the records of a run that stopped before writing them."""
-    covered = _union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
+    covered = union((g["from_seq"], g["to_seq"]) for g in layout.gap_rows(["from_seq", "to_seq"]))
     detected_ts_us = time.time_ns() // 1000
     rows = []
     reach: Segment | None = None  # the segment reaching the highest seq so far
     for segment in segments:
         if reach is not None and segment.first_seq > reach.last_seq + 1:
             hole = (reach.last_seq + 1, segment.first_seq - 1)
-            for lo, hi in _uncovered(hole, covered):
+            for lo, hi in subtract([hole], covered):
                 rows.append(
                     {
                         "from_seq": lo,
                         "to_seq": hi,
-                        "missing": hi - lo + 1,
+                        "missing": span(lo, hi),
                         "cause": CAUSE,
                         "detected_ts_us": detected_ts_us,
                         "before_ts_ms": _edge_ts_ms(reach, last=True),
@@ -268,29 +302,3 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
         table = pa.Table.from_pylist(file_rows, schema=GAP_SCHEMA)
         publish_parquet(table, path, compression="zstd")
     return len(rows)
-
-
-def _union(ranges: Iterable[Range]) -> list[Range]:
-    merged: list[Range] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _uncovered(hole: Range, covered: list[Range]) -> list[Range]:
-    """The parts of ``hole`` outside ``covered`` (sorted, disjoint)."""
-    lo, hi = hole
-    parts = []
-    first = bisect_left(covered, lo, key=lambda r: r[1])  # the first range ending at lo or later
-    for a, b in islice(covered, first, None):
-        if a > hi:
-            break
-        if a > lo:
-            parts.append((lo, a - 1))
-        lo = b + 1
-    if lo <= hi:
-        parts.append((lo, hi))
-    return parts

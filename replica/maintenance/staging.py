@@ -26,7 +26,7 @@ from pathlib import Path
 
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import fsync_dir
+from replica.schemas.files import fsync_dir, temporary_path
 from replica.schemas.swap import exchange
 
 SENTINEL = ".staged"
@@ -86,7 +86,7 @@ class DayStaging:
             }
             for swap in self.swaps
         ]
-        tmp = self.journal.with_name(f".{self.journal.name}.{os.getpid()}.tmp")
+        tmp = temporary_path(self.journal)
         with open(tmp, "w") as sink:
             json.dump({"swaps": entries}, sink, indent=1)
             sink.flush()
