@@ -19,6 +19,7 @@ import gc
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -169,6 +170,8 @@ def _start_worker(spec: MessageSpec) -> None:
     """Runs in each worker process, which exists only to decode: it ends with its parent, and
     its garbage collector is tuned as the CLI tunes the main process's."""
     global _worker_decoder
+    # Ctrl-C reaches the whole process group: the parent decides, and cancels what is queued.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     _worker_decoder = Decoder(spec.load())
     gc.freeze()
@@ -238,9 +241,13 @@ def _decode_archive(
         min(jobs, len(pending)), mp_context=context, initializer=_start_worker, initargs=(spec,)
     ) as pool:
         futures = {pool.submit(_decode_in_worker, root, s): s for s in pending}
-        for future in as_completed(futures):
-            error = future.exception()
-            if error is not None and not isinstance(error, OSError | pa.ArrowException):
-                raise error
-            done(futures[future], None if error else future.result(), error)
+        try:
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is not None and not isinstance(error, OSError | pa.ArrowException):
+                    raise error
+                done(futures[future], None if error else future.result(), error)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the segments being decoded are finished
+            raise
     return summary

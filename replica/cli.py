@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from replica.commands import healing, maintenance, query, recording, replaying, report
+from replica.commands.common import Interrupted
 from replica.recorder import __version__
 from replica.schemas.errors import ReplicaError, UsageError
 
@@ -27,9 +28,15 @@ class ReplicaGroup(click.Group):
         except click.UsageError as exc:
             click.echo(f"replica: error: {exc.format_message()}", err=True)
             ctx.exit(UsageError.exit_code)
+        except Interrupted as exc:
+            click.echo(f"replica: interrupted {exc}", err=True)
+            ctx.exit(exc.exit_code)
         except ReplicaError as exc:
             click.echo(f"replica: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("replica: interrupted", err=True)
+            ctx.exit(Interrupted.exit_code)
 
 
 def _configure_logging() -> None:

@@ -14,6 +14,7 @@ from replica.replay.schedule import parse_speed
 from replica.schemas.errors import UsageError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -38,6 +39,9 @@ class Duration(click.ParamType[timedelta]):
 
 
 class UtcTime(click.ParamType[datetime]):
+    """An ISO 8601 time with a zone, or a date alone, which means its midnight UTC (a day is a
+    UTC day everywhere in an archive)."""
+
     name = "time"
 
     def convert(
@@ -48,7 +52,14 @@ class UtcTime(click.ParamType[datetime]):
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time such as 2026-11-22T00:00Z", param, ctx)
+            self.fail(
+                f"{value!r} is not an ISO 8601 time such as 2026-11-22T00:00Z or a date such as "
+                "2026-11-22 (midnight UTC)",
+                param,
+                ctx,
+            )
+        if _DATE_ONLY.fullmatch(value.strip()):
+            return moment.replace(tzinfo=UTC)
         if moment.tzinfo is None:
             self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
         return moment.astimezone(UTC)

@@ -1,5 +1,6 @@
 """What several commands share: the archive argument, the seq/time range options, the garbage
-collector tuning of the long runs, and the replay digest line."""
+collector tuning of the long runs, the replay digest line, what an empty selection and an
+interrupted run say."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import click
 from replica.options import UtcTime
 from replica.replay.digest import CommandDigest
 from replica.replay.records import ReplayGap
+from replica.schemas.errors import ReplicaError
 
 if TYPE_CHECKING:
     from replica.replay.stream import Replay
+    from replica.schemas.archive import Segment
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -23,7 +26,11 @@ ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _RANGE_OPTIONS = (
     click.option("--from-seq", type=click.IntRange(min=0), help="First seq (inclusive)."),
     click.option("--to-seq", type=click.IntRange(min=0), help="Last seq (inclusive)."),
-    click.option("--start", type=UtcTime(), help="Only commands with ts_ms from this time."),
+    click.option(
+        "--start",
+        type=UtcTime(),
+        help="Only commands with ts_ms from this time (a date alone is its midnight UTC).",
+    ),
     click.option("--end", type=UtcTime(), help="Only commands with ts_ms before this time."),
 )
 
@@ -51,7 +58,14 @@ def warn_gap(gap: ReplayGap) -> None:
     )
 
 
-def digest_line(replay: Replay, *, warn: bool) -> str:
+class Interrupted(ReplicaError):
+    """SIGINT (Ctrl-C) ended a command; 130 is the shell's status for it (128 + SIGINT), which
+    tells a script the run was stopped rather than failed."""
+
+    exit_code = 130
+
+
+def replay_digest(replay: Replay, *, warn: bool) -> CommandDigest:
     digest = CommandDigest()
     for item in replay:
         if type(item) is ReplayGap:
@@ -59,4 +73,37 @@ def digest_line(replay: Replay, *, warn: bool) -> str:
                 warn_gap(item)
         else:
             digest.update(item.seq, item.raw)
+    return digest
+
+
+def digest_line(digest: CommandDigest) -> str:
     return f"sha256:{digest.hexdigest()} {digest.commands} commands"
+
+
+def warn_nothing_selected(archive: Path, selection: dict[str, Any]) -> None:
+    """An empty selection is no error (a window may be quiet), but never a silent one: a
+    --start after the archive's end or a mistyped seq would look like a quiet window."""
+    chosen = " ".join(
+        f"--{name.replace('_', '-')} {value.isoformat() if hasattr(value, 'isoformat') else value}"
+        for name, value in selection.items()
+        if value is not None
+    )
+    from replica.schemas.archive import ArchiveLayout
+
+    segments = ArchiveLayout(archive).segments()
+    holds = (
+        f"it holds seqs {segments[0].first_seq}-{segments[-1].last_seq} in the UTC hours "
+        f"{_hour_of(segments[0])} to {_hour_of(segments[-1])}"
+        if segments
+        else "it holds no sealed segment yet"
+    )
+    click.echo(
+        f"replica: warning: no command of {archive} is in the selection "
+        f"({chosen or 'all of it'}); {holds}",
+        err=True,
+    )
+
+
+def _hour_of(segment: Segment) -> str:
+    """``2026-11-20T23``, from the segment's ``date=``/``hour=`` directories."""
+    return f"{segment.path.parent.parent.name[5:]}T{segment.path.parent.name[5:]}"

@@ -13,9 +13,12 @@ import click
 
 from replica.commands.common import (
     ARCHIVE_DIR,
+    Interrupted,
     digest_line,
     range_options,
+    replay_digest,
     tune_garbage_collector,
+    warn_nothing_selected,
 )
 from replica.progress import progress_bar
 from replica.schemas.errors import UsageError
@@ -99,6 +102,8 @@ def verify_command(
     from replica.maintenance.verify import verify
     from replica.schemas.archive import ArchiveLayout
 
+    # Built first, so that a bad range is refused before the archive is read.
+    replay = open_archive(archive).replay(**selection) if digest else None
     days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
     report = verify(archive, days)
     for problem in report.problems:
@@ -111,8 +116,11 @@ def verify_command(
         f"{report.segments} segments, {report.rows} commands, {span}, "
         f"{report.gap_records} gap records ({report.missing} seqs missing): {verdict}"
     )
-    if digest and report.ok:
-        click.echo(digest_line(open_archive(archive).replay(**selection), warn=False))
+    if replay is not None and report.ok:
+        digested = replay_digest(replay, warn=False)
+        if not digested.commands:
+            warn_nothing_selected(archive, selection)
+        click.echo(digest_line(digested))
     ctx.exit(0 if report.ok else 1)
 
 
@@ -148,17 +156,33 @@ def decode(
 
     Only segments that are new, or were decoded by another decoder version or schema, are
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
-    rows per table. Exits 1 if a segment could not be decoded (the others are decoded).
+    rows per table. Exits 1 if a segment could not be decoded (the others are decoded), 130
+    on SIGINT (Ctrl-C), after which a second run goes on where it stopped.
     """
-    from replica.decoder.archive import MessageSpec, decode_archive
+    from replica.decoder.archive import MessageSpec, decode_archive, pending_segments
+    from replica.decoder.core import Decoder
 
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
     tune_garbage_collector()
+    spec = MessageSpec(descriptor_set, message)
+    todo = [0]  # segments to decode, as the run found them
+
     with progress_bar("decoding", quiet=quiet) as on_progress:
-        summary = decode_archive(
-            archive, MessageSpec(descriptor_set, message), jobs=jobs, on_progress=on_progress
-        )
+
+        def report(done: int, total: int) -> None:
+            todo[0] = total
+            on_progress(done, total)
+
+        try:
+            summary = decode_archive(archive, spec, jobs=jobs, on_progress=report)
+        except KeyboardInterrupt:
+            # Counted again on disk: a segment finishes before the progress call that counts it.
+            left = len(pending_segments(archive, Decoder(spec.load()).version)[1])
+            raise Interrupted(
+                f"after decoding {max(todo[0] - left, 0)} of {todo[0]} segments: those are kept, "
+                f"and 'replica decode {archive}' again decodes the other {left}"
+            ) from None
     for failure in summary.failed:
         click.echo(f"replica: error: {failure}", err=True)
     if not quiet:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -13,9 +15,46 @@ from replica.commands.common import ARCHIVE_DIR
 from replica.schemas.errors import UsageError
 
 
-@click.command()
+class _SqlCommand(click.Command):
+    """``replica sql``, whose QUERY may start with ``-``: a file such as check.sql that opens
+    with a ``-- comment`` is passed as ``"$(cat check.sql)"``, which click would read as an
+    unknown option. An argument that starts with ``-`` and holds whitespace is no option (no
+    option name holds any), so it is moved behind ``--``, where click takes it as QUERY."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            options = {name for param in self.params for name in param.opts}
+            valued = {
+                name
+                for param in self.params
+                if isinstance(param, click.Option) and not param.is_flag
+                for name in param.opts
+            }
+            kept: list[str] = []
+            queries: list[str] = []
+            for previous, arg in zip([None, *args], args, strict=False):
+                is_query = previous not in valued and _is_query_text(arg, options)
+                (queries if is_query else kept).append(arg)
+            if queries:
+                args = [*kept, "--", *queries]
+        return super().parse_args(ctx, args)
+
+
+def _is_query_text(arg: str, options: set[str]) -> bool:
+    holds_space = any(character.isspace() for character in arg)
+    return arg.startswith("-") and holds_space and arg.split("=", 1)[0] not in options
+
+
+@click.command(cls=_SqlCommand)
 @click.argument("archive", type=ARCHIVE_DIR)
 @click.argument("query", required=False)
+@click.option(
+    "-f",
+    "--file",
+    "query_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the query from FILE (- for stdin) instead of QUERY; so does QUERY -.",
+)
 @click.option("--views", is_flag=True, help="Print the CREATE VIEW statements instead.")
 @click.option(
     "--format",
@@ -30,21 +69,60 @@ from replica.schemas.errors import UsageError
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE (replaced whole once the query succeeds).",
 )
-def sql(archive: Path, query: str | None, views: bool, fmt: str, output: Path | None) -> None:
+def sql(
+    archive: Path,
+    query: str | None,
+    query_file: IO[str] | None,
+    views: bool,
+    fmt: str,
+    output: Path | None,
+) -> None:
     """Run QUERY with DuckDB over views of ARCHIVE: raw_cmds, gaps, quarantine, completeness
-    and every decoded table, each with <stem>_utc timestamps beside the integer ones."""
+    and every decoded table, each with <stem>_utc timestamps beside the integer ones.
+
+    QUERY may be given as text (it may start with a -- comment), as - to read it from stdin,
+    or with -f FILE. A query that would write inside ARCHIVE (COPY ... TO, EXPORT DATABASE,
+    ATTACH) is refused, as --output there is."""
+    from replica.query_targets import writes_inside
     from replica.results import write_result
     from replica.sql import connect, view_statements
 
     if views:
         click.echo("\n".join(view_statements(archive.resolve())))
         return
-    if query is None:
-        raise UsageError("give a QUERY, or --views to see what can be queried")
-    if output is not None and output.resolve().is_relative_to(archive.resolve()):
-        raise UsageError(f"--output {output} is inside the archive; write it elsewhere")
+    query = _query_text(query, query_file)
+    if output is not None:
+        _check_written_outside(output, archive, "--output ")
+    target = writes_inside(query, archive)
+    if target is not None:
+        raise UsageError(f"the query writes {target!r}, inside the archive; write it elsewhere")
     with connect(archive, query=query) as connection:
         write_result(connection, query, fmt, output)
+
+
+def _check_written_outside(path: Path, archive: Path, option: str = "") -> None:
+    """A file a command writes: never inside the archive, and in a directory that exists (named
+    as the user gave it, not as the temporary file beside it that would fail)."""
+    if path.resolve().is_relative_to(archive.resolve()):
+        raise UsageError(f"{option}{path} is inside the archive; write it elsewhere")
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"{option}{path}: directory {path.parent} does not exist")
+
+
+def _query_text(query: str | None, query_file: IO[str] | None) -> str:
+    if query is not None and query_file is not None:
+        raise UsageError("give the query as QUERY or with -f FILE, not both")
+    if query_file is not None:
+        text = query_file.read()
+    elif query == "-":
+        text = sys.stdin.read()
+    elif query is None:
+        raise UsageError("give a QUERY (or -f FILE, or - for stdin), or --views to see views")
+    else:
+        text = query
+    if not text.strip():
+        raise UsageError("the query is empty")
+    return text
 
 
 @click.command(name="duckdb")
@@ -55,8 +133,7 @@ def duckdb_command(archive: Path, database: Path) -> None:
     for the duckdb shell or any DuckDB client."""
     from replica.sql import connect, view_names
 
-    if database.resolve().is_relative_to(archive.resolve()):
-        raise UsageError(f"{database} is inside the archive; write it elsewhere")
+    _check_written_outside(database, archive)
     with connect(archive, str(database)) as connection:
         names = view_names(connection)
     click.echo(f"{database}: views {', '.join(names)} over {archive.resolve()}")

@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from replica.commands.common import ARCHIVE_DIR, digest_line, range_options, warn_gap
+from replica.commands.common import (
+    ARCHIVE_DIR,
+    Interrupted,
+    digest_line,
+    range_options,
+    replay_digest,
+    warn_gap,
+    warn_nothing_selected,
+)
 from replica.options import Speed, api_key_from
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
-from replica.schemas.errors import ReplicaError
+from replica.schemas.errors import ReplicaError, UsageError
 from replica.schemas.frames import command_frame
 
 if TYPE_CHECKING:
@@ -70,36 +78,86 @@ def replay_command(
 
     Seqs are inclusive at both ends; --start and --end select ts_ms from --start up to but not
     including --end. Each gap in the range is a warning on stderr (an error with
-    --fail-on-gap). At a speed other than max, every frame is flushed when it is due.
+    --fail-on-gap), and so is a selection that holds no command. At a speed other than max,
+    every frame is flushed when it is due. SIGINT stops it after a whole line, exit 130.
     """
     from replica.archive import open as open_archive
 
+    if digest and speed is not None:
+        raise UsageError("--digest reads as fast as it can; --speed paces frames, drop one")
     replay = open_archive(archive).replay(
         speed=speed, clock=clock, precise=precise, fail_on_gap=fail_on_gap, **selection
     )
     if digest:
-        click.echo(digest_line(replay, warn=True))
+        digested = replay_digest(replay, warn=True)
+        commands = digested.commands
     else:
-        _write_frames(replay, flush_each=speed is not None)
+        commands = _write_frames(replay, flush_each=speed is not None)
+    if not commands:
+        warn_nothing_selected(archive, selection)
+    if digest:
+        click.echo(digest_line(digested))
 
 
-def _write_frames(replay: Replay, *, flush_each: bool) -> None:
-    out = sys.stdout
+def _write_frames(replay: Replay, *, flush_each: bool) -> int:
+    """Writes the frames; returns how many. Ctrl-C while a line is being written (or flushed
+    to a slow reader) takes effect once it is written, so the output ends on a whole line and
+    the count is exact; a second Ctrl-C then ends it at once."""
+    out, written, last_seq = sys.stdout, 0, None
+    guard = _WriteGuard()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:  # a parent that ignores Ctrl-C for us is obeyed
+        signal.signal(signal.SIGINT, guard.on_sigint)
     try:
         try:
             for item in replay:
                 if type(item) is ReplayGap:
-                    out.flush()
+                    with guard:
+                        out.flush()
                     warn_gap(item)
                     continue
-                out.write(command_frame(item) + "\n")
-                if flush_each:
-                    out.flush()
+                with guard:
+                    out.write(command_frame(item) + "\n")
+                    written, last_seq = written + 1, item.seq
+                    if flush_each:
+                        out.flush()
+        except KeyboardInterrupt:
+            resume = ""
+            if last_seq is not None:
+                resume = f", seq {last_seq} (--from-seq {last_seq + 1} resumes)"
+            plural = "" if written == 1 else "s"
+            raise Interrupted(f"after {written} command{plural}{resume}") from None
         finally:
+            if previous is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, previous)
             out.flush()
     except BrokenPipeError:
         # The reader left (``| head``): that ends the replay, and is no error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    return written
+
+
+class _WriteGuard:
+    """Defers SIGINT while a line is being written: raised in the middle of a write, the
+    KeyboardInterrupt would drop the text not yet handed to the file, or cut a line."""
+
+    def __init__(self) -> None:
+        self.writing = False
+        self.deferred = False
+
+    def on_sigint(self, signum: int, frame: object) -> None:
+        if self.writing and not self.deferred:
+            self.deferred = True
+            return
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        self.writing = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.writing = False
+        if self.deferred and exc[0] is None:
+            raise KeyboardInterrupt
 
 
 @click.command()
