@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -158,7 +159,7 @@ def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
 
 
 def decode_archive(
-    root: Path,
+    root: str | os.PathLike[str],
     spec: MessageSpec | None = None,
     *,
     jobs: int = 1,
@@ -170,7 +171,7 @@ def decode_archive(
     bounded by a few segments whatever the archive's size. ``on_progress(done, total)`` counts
     the segments to decode, from (0, total) before the first.
     """
-    layout = ArchiveLayout(root)
+    layout = ArchiveLayout.open(root)
     with maintenance_lock(layout, "replica decode"):
         unfinished = layout.compaction_journals()
         if unfinished:
@@ -178,7 +179,7 @@ def decode_archive(
                 f"a compaction was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
-        return _decode_archive(root, spec, jobs, on_progress)
+        return _decode_archive(layout.root, spec, jobs, on_progress)
 
 
 def _decode_archive(

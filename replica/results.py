@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 
 from replica.schemas.errors import ReplicaError, UsageError
-from replica.tables import text_table
 from replica.schemas.files import temporary_path
+from replica.tables import text_table
 
 FORMATS = ("table", "csv", "json", "parquet")
 _COPY_OPTIONS = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json", "parquet": "FORMAT parquet"}

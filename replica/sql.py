@@ -18,6 +18,7 @@ that matches nothing.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -121,9 +122,9 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
     ]
 
 
-def table_views(root: Path) -> list[TableView]:
+def table_views(root: str | os.PathLike[str]) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
-    layout = ArchiveLayout.open(root.resolve())
+    layout = ArchiveLayout.open(Path(root).resolve())
     views = [
         _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
         _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
@@ -163,7 +164,9 @@ def _view(
     return TableView(name, f"{table_dir}/{pattern}", schema, partitions, has_files)
 
 
-def view_statements(root: Path, create: str = "CREATE VIEW", query: str | None = None) -> list[str]:
+def view_statements(
+    root: str | os.PathLike[str], create: str = "CREATE VIEW", query: str | None = None
+) -> list[str]:
     """The SQL that defines the views on ``root``, ``completeness`` last: every view, or with
     ``query`` those it names and the views they read (every view if it names none, as ``SHOW
     TABLES`` does not)."""
@@ -179,7 +182,7 @@ def view_statements(root: Path, create: str = "CREATE VIEW", query: str | None =
 
 
 def connect(
-    root: Path, database: str = ":memory:", query: str | None = None
+    root: str | os.PathLike[str], database: str = ":memory:", query: str | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
     so an existing database file gets the archive's current tables), in the UTC time zone.

@@ -11,9 +11,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
+import duckdb
+
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import ArchiveLayout, day_partition
 from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.errors import ArchiveError
 from replica.schemas.frames import command_frame
 from replica.sql import connect, view_names
 
@@ -60,13 +63,11 @@ class DayStats:
 
 def archive_stats(root: Path) -> list[DayStats]:
     with connect(root) as db:
-        days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
-        for table in view_names(db):
-            if table in _RAW_TABLES:
-                continue
-            for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
-                if day in days:
-                    days[day].decoded_rows[table] = rows
+        try:
+            days = _day_counts(db)
+        except duckdb.Error as exc:  # a damaged file, which DuckDB names
+            first_line = str(exc).strip().splitlines()[0]
+            raise ArchiveError(f"cannot count {root}: {first_line}") from None
     layout = ArchiveLayout(root)
     for day in days.values():
         partition = day_partition(day.date)
@@ -78,6 +79,17 @@ def archive_stats(root: Path) -> list[DayStats]:
             + _bytes_under([layout.gaps_dir / partition, layout.quarantine_dir / partition])
         )
     return list(days.values())
+
+
+def _day_counts(db: duckdb.DuckDBPyConnection) -> dict[date, DayStats]:
+    days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
+    for table in view_names(db):
+        if table in _RAW_TABLES:
+            continue
+        for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
+            if day in days:
+                days[day].decoded_rows[table] = rows
+    return days
 
 
 def _bytes_under(directories: list[Path]) -> int:

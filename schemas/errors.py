@@ -2,6 +2,7 @@
 
 ReplicaError             anything replica refuses to do, with a message that says why (exit 1)
 ├── UsageError           a bad argument: a URL, a duration, a time, a path (exit 2)
+│   └── NotAnArchive     a path given as an archive is not one (also an ArchiveError)
 ├── ArchiveError         an archive cannot be used as asked (exit 1)
 │   ├── ArchiveLocked    another process holds the archive or its maintenance lock (exit 4)
 │   └── GapInRange       a replay asked to fail on gaps met one (exit 1)
@@ -19,6 +20,10 @@ class UsageError(ReplicaError):
 
 class ArchiveError(ReplicaError):
     pass
+
+
+class NotAnArchive(UsageError, ArchiveError):
+    """Only ``record`` and ``import-node`` create an archive; everything else is handed one."""
 
 
 class ArchiveLocked(ArchiveError):

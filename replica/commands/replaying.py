@@ -15,10 +15,10 @@ import click
 
 from replica.commands.common import ARCHIVE_DIR, digest_line, range_options, warn_gap
 from replica.options import Speed, api_key_from
-from replica.schemas.frames import command_frame
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
 from replica.schemas.errors import ReplicaError
+from replica.schemas.frames import command_frame
 
 if TYPE_CHECKING:
     from replica.replay.server import DiskSyncServer
@@ -74,7 +74,10 @@ def replay_command(
     """
     from replica.archive import open as open_archive
 
-    replay = open_archive(archive).replay(
+    opened = open_archive(archive)
+    if not opened.layout.segments():
+        click.echo(f"replica: note: {archive} has no commands yet", err=True)
+    replay = opened.replay(
         speed=speed, clock=clock, precise=precise, fail_on_gap=fail_on_gap, **selection
     )
     if digest:
