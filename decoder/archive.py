@@ -49,7 +49,7 @@ class MessageSpec:
     """How to get the payload message in any process: a descriptor set and a message name, or
     neither for contract v1."""
 
-    descriptor_set: Path | None = None
+    descriptor_set: str | os.PathLike[str] | None = None
     name: str | None = None
 
     def load(self) -> PayloadMessage:

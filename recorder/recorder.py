@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,7 +56,7 @@ _BACKLOG_WARN_EVERY_S = 30.0
 @dataclass(frozen=True, kw_only=True)
 class RecorderConfig:
     url: str
-    archive: Path
+    archive: str | os.PathLike[str]
     api_key: str | None = field(default=None, repr=False)
     auth: str = "header"  # or "query": the key goes in the URL, where proxies may log it
     segment_seconds: float = 60.0

@@ -6,6 +6,7 @@ rather than by next month's backtest. Memory is bounded by the largest file, not
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -54,7 +55,7 @@ class GapRecord:
     after_ts_ms: int
 
 
-def read_gaps(root: Path) -> list[GapRecord]:
+def read_gaps(root: str | os.PathLike[str]) -> list[GapRecord]:
     """Every gap record, in seq order."""
     records = [GapRecord(**row) for row in ArchiveLayout.open(root).gap_rows()]
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
@@ -69,7 +70,7 @@ class _SegmentVanished(Exception):
 _LISTINGS = 5
 
 
-def verify(root: Path) -> Report:
+def verify(root: str | os.PathLike[str]) -> Report:
     layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
