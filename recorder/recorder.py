@@ -37,7 +37,13 @@ from replica.recorder.session import (
 from replica.recorder.spool import SpoolWriter
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.schemas.archive import ArchiveLayout
-from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError, UsageError
+from replica.schemas.errors import (
+    ArchiveError,
+    AuthRefused,
+    NothingRecorded,
+    ReplicaError,
+    UsageError,
+)
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import RedactingLogger, redact
@@ -123,7 +129,8 @@ class Recorder:
     """Records until ``stop()``, the config's deadline, or a refused key.
 
     ``await run()`` returns the run's ``Summary``; it raises ``AuthRefused``, ``ArchiveLocked``
-    or ``ArchiveError`` when the run cannot go on, after sealing what it has received.
+    or ``ArchiveError`` when the run cannot go on, after sealing what it has received, and
+    ``NothingRecorded`` when the deadline came before any new command.
     ``summary()`` describes the run in either case.
     """
 
@@ -223,6 +230,13 @@ class Recorder:
                 "logs may record it; prefer the x-api-key header"
             )
         state, recent = await asyncio.to_thread(self._prepare_archive)
+        if not config.api_key:  # said once: every refusal after this is the same one
+            loopback = is_loopback(urlsplit(config.url).hostname or "")
+            log.log(
+                logging.INFO if loopback else logging.WARNING,
+                "no API key set (REPLICA_API_KEY or --api-key-file): connecting to %s without one",
+                self._source,
+            )
         self._session = FeedSession(
             state,
             now_us=_now_us(),
@@ -250,8 +264,24 @@ class Recorder:
             if deadline is not None:
                 deadline.cancel()
             await self._seal_and_drain()
+        if self._failure is None and self._stop_reason == "deadline":
+            self._failure = self._nothing_recorded()
         if self._failure is not None:
             raise self._failure
+
+    def _nothing_recorded(self) -> NothingRecorded | None:
+        """A window that recorded nothing is a failure, however cleanly it ended."""
+        stats = self._session.stats if self._session else SessionStats()
+        if stats.appended:
+            return None
+        if not stats.connections:
+            return NothingRecorded(
+                f"the recording window ended without connecting to {self._source}: nothing recorded"
+            )
+        return NothingRecorded(
+            f"the recording window ended with no new command from {self._source} "
+            f"({stats.connections} connection(s)): nothing recorded"
+        )
 
     def _prepare_archive(self):
         layout = self._layout
@@ -311,10 +341,12 @@ class Recorder:
             if self._stopping.is_set():
                 return
             if action is Action.STOP:
-                raise AuthRefused(
-                    f"authentication was refused by {self._source} ({why}); "
+                advice = (
                     "check that the API key is valid and entitled to the Disk-Sync feed"
+                    if self.config.api_key
+                    else "no API key was sent: set REPLICA_API_KEY or give --api-key-file"
                 )
+                raise AuthRefused(f"authentication was refused by {self._source} ({why}); {advice}")
             if healthy:
                 backoff.reset()
             delay = 0.0 if action is Action.RECONNECT_NOW else backoff.next_delay()

@@ -20,6 +20,8 @@ from replica.schemas.errors import (
     ArchiveLocked,
     AuthRefused,
     GapInRange,
+    NotAnArchive,
+    NothingRecorded,
     ReplicaError,
     UsageError,
 )
@@ -94,6 +96,8 @@ __all__ = [
     "GapRecord",
     "ImportSummary",
     "MessageSpec",
+    "NotAnArchive",
+    "NothingRecorded",
     "Recorder",
     "RecorderConfig",
     "Replay",

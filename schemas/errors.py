@@ -6,7 +6,8 @@ ReplicaError             anything replica refuses to do, with a message that say
 ├── ArchiveError         an archive cannot be used as asked (exit 1)
 │   ├── ArchiveLocked    another process holds the archive or its maintenance lock (exit 4)
 │   └── GapInRange       a replay asked to fail on gaps met one (exit 1)
-└── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
+├── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
+└── NothingRecorded      a recording window ended without one new command (exit 5)
 """
 
 
@@ -40,3 +41,10 @@ class GapInRange(ArchiveError):
 
 class AuthRefused(ReplicaError):
     exit_code = 3
+
+
+class NothingRecorded(ReplicaError):
+    """A ``--duration``/``--until`` window ended having recorded nothing: never connected, or
+    no command came. Its own exit code, so that cron and systemd see the empty day."""
+
+    exit_code = 5

@@ -136,11 +136,19 @@ def serve(
     400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
     """
     from replica.archive import open as open_archive
+    from replica.recorder.feedurl import is_loopback
     from replica.replay.server import DiskSyncServer, archive_frames
 
     api_key = None
     if api_key_env is not None or api_key_file is not None:
         api_key = api_key_from(api_key_env or "", api_key_env is not None, api_key_file)
+    if api_key is None and not is_loopback(host):
+        log.warning(
+            "serving %s on %s with no API key: anyone who can reach the port can read it; "
+            "give --api-key-env or --api-key-file",
+            archive,
+            host,
+        )
     source = archive_frames(open_archive(archive).layout, default_speed=1.0)
     server = DiskSyncServer(source, api_key=api_key)
     asyncio.run(_serve(server, host, port, archive, checks_key=api_key is not None))
