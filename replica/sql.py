@@ -182,7 +182,9 @@ def view_statements(
 
 
 def connect(
-    root: str | os.PathLike[str], database: str = ":memory:", query: str | None = None
+    root: str | os.PathLike[str],
+    database: str | os.PathLike[str] = ":memory:",
+    query: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
     so an existing database file gets the archive's current tables), in the UTC time zone.
@@ -190,7 +192,7 @@ def connect(
     Defining a view costs DuckDB a glob and a footer read, which a query answered from metadata
     notices; so with ``query``, only the views it needs are defined."""
     statements = view_statements(root, "CREATE OR REPLACE VIEW", query)
-    connection = duckdb.connect(database)
+    connection = duckdb.connect(os.fspath(database))
     try:
         # Every timestamp in an archive is UTC, and so is "yesterday" in a completeness check.
         connection.execute("SET TimeZone = 'UTC'")

@@ -35,6 +35,8 @@ def test_readers_take_a_str(archive: str) -> None:
     assert [(g.from_seq, g.to_seq) for g in replica.read_gaps(archive)] == [FEED_GAP]
     with replica.connect(archive) as db:
         assert db.sql("SELECT count(*) FROM raw_cmds").fetchall() == [(len(ROWS),)]
+    with replica.connect(archive, Path(archive).with_suffix(".duckdb")) as db:
+        assert db.sql("SELECT count(*) FROM gaps").fetchall() == [(1,)]
 
 
 def test_writers_take_a_str(archive: str, tmp_path: Path) -> None:
