@@ -34,7 +34,7 @@ import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
-from replica.schemas.archive import MAX_TS_MS
+from replica.schemas.frames import MAX_TS_MS
 
 # The v1 oneof members whose table is not simply named after them.
 TABLE_OF_KIND = {

@@ -10,7 +10,7 @@ original distance from t0.
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Iterable
 
 from replica.schemas.errors import UsageError
@@ -24,26 +24,31 @@ CLOCKS = {
 }
 
 
-def check_speed(speed: float | None) -> float | None:
-    """A pace multiplier above zero, or None for as fast as possible (``max``)."""
-    if speed is None:
-        return None
-    if isinstance(speed, bool) or not isinstance(speed, int | float):
-        raise UsageError(f"speed must be a number above 0 or None (max), was {speed!r}")
-    if not math.isfinite(speed) or speed <= 0:
-        raise UsageError(f"speed must be a number above 0 or None (max), was {speed!r}")
+# The slowest pace: a second of the feed takes 11.6 days. Slower is no replay, only a way to
+# hold a connection; a wait at this speed can still be centuries long, which pacing handles.
+MIN_SPEED = 1e-6
+
+
+def check_speed(speed: float) -> float:
+    """A pace multiplier of at least ``MIN_SPEED``."""
+    number = isinstance(speed, int | float) and not isinstance(speed, bool)
+    if not (number and MIN_SPEED <= speed <= sys.float_info.max):  # refuses nan and inf too
+        raise UsageError(
+            f"speed must be a number of at least {MIN_SPEED:g}, or None (max), was {speed!r}"
+        )
     return float(speed)
 
 
 def parse_speed(text: str) -> float | None:
-    """``max``, or a number above zero such as ``1``, ``10`` or ``0.5``."""
+    """``max``, or a number of at least ``MIN_SPEED`` such as ``1``, ``10`` or ``0.5``."""
     if text.strip().lower() == "max":
         return None
     try:
         return check_speed(float(text))
     except (ValueError, UsageError):
         raise UsageError(
-            f"speed {text!r} is not a number above 0 or max; use e.g. 1, 10, 0.5 or max"
+            f"speed {text!r} is not a number of at least {MIN_SPEED:g} or max; "
+            "use e.g. 1, 10, 0.5 or max"
         ) from None
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import SupportsIndex
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from replica.schemas.errors import UsageError
+from replica.schemas.frames import INT64_MAX
+
+SEQ_MAX = INT64_MAX  # seqs are int64 in the archive, as on the feed
 
 
 def utc_ms(name: str, moment: datetime) -> int:
@@ -33,12 +37,11 @@ def _iso(ms: int) -> str:
 def _seq(name: str, value: object) -> int | None:
     if value is None:
         return None
-    try:
-        seq = operator.index(value)
-    except TypeError:
-        raise UsageError(f"{name} must be a seq (an integer >= 0), was {value!r}") from None
+    seq = operator.index(value) if isinstance(value, SupportsIndex) else -1
+    if seq > SEQ_MAX:  # its digits are not echoed: there can be more than int() will print
+        raise UsageError(f"{name} is above {SEQ_MAX}, the largest seq there can be")
     if seq < 0 or isinstance(value, bool):
-        raise UsageError(f"{name} must be a seq (an integer >= 0), was {value!r}")
+        raise UsageError(f"{name} must be a seq (an integer from 0 to {SEQ_MAX}), was {value!r}")
     return seq
 
 

@@ -15,6 +15,10 @@ Like the live feed, it closes a client that cannot keep up with 1013 rather than
 a client is too slow when one send stays blocked for ``slow_client_timeout`` seconds because
 the client has stopped reading (the socket buffers and websockets' write buffer are full). A
 client that reads again finds every frame sent before the close, then the close frame.
+
+A connection's replay lives exactly as long as the connection: however far off its next
+command is, a client that leaves (or a server that stops) ends it and frees its memory, files
+and socket at once.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 FrameSource = Callable[[Request], AsyncGenerator[str, None]]
 FEED_NAME = "disk-sync"  # in the ``connected`` frame, as the live feed's
 SLOW_CLIENT_TIMEOUT_S = 5.0
+SHUTDOWN_GRACE_S = 1.0  # for clients to answer the 1001 close when the server stops
 _CLOSE_TIMEOUT_S = 10.0  # for the close handshake of a client too slow to read the close frame
 
 
@@ -77,12 +82,28 @@ class DiskSyncServer:
             close_timeout=_CLOSE_TIMEOUT_S,
             logger=RedactingLogger(logging.getLogger("websockets.server"), self._api_key),
         )
-        return self._server.sockets[0].getsockname()[1]
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Closes every connection with 1001 (going away), as the feed does when it restarts,
+        and returns after at most about ``SHUTDOWN_GRACE_S``: a client that has not finished
+        the closing handshake by then, or is still opening, is dropped. Nothing a client waits
+        for (a command due in days) holds it up: a closed connection ends its replay at once."""
+        if self._server is None:
+            return
+        self._server.close()
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self._server.wait_closed()
+            return
+        except TimeoutError:
+            pass
+        for connection in self._server.all_connections:
+            connection.transport.abort()
+        for handler in self._server.handler_tasks:  # those still in the opening handshake
+            handler.cancel()
+        await self._server.wait_closed()
 
     def _upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
         if not self._key_accepted(request):
@@ -104,9 +125,22 @@ class DiskSyncServer:
         return given is not None and hmac.compare_digest(given.encode(), self._api_key.encode())
 
     async def _handle(self, connection: ServerConnection) -> None:
+        """Sends on its own task and ends when the connection does: a paced replay waiting for
+        a command hours away is cancelled the moment its client leaves, releasing its batch,
+        files and socket, rather than when that command comes due."""
         peer = _peer(connection)
         watch = _SendWatch()
         watchdog = asyncio.create_task(self._close_if_stalled(connection, peer, watch))
+        sender = asyncio.create_task(self._send(connection, peer, watch))
+        try:
+            await connection.wait_closed()
+        finally:
+            watchdog.cancel()
+            sender.cancel()
+            await asyncio.wait([sender])  # its replay closes before the handler returns
+            log.info("%s: connection ended after %d frames", peer, watch.sent)
+
+    async def _send(self, connection: ServerConnection, peer: str, watch: _SendWatch) -> None:
         try:
             async with contextlib.aclosing(self._frames.pop(connection)) as frames:
                 # Its ts_ms is this server's wall clock, as on the live feed.
@@ -116,15 +150,14 @@ class DiskSyncServer:
                     await connection.send(frame)
                     watch.sending = False
                     watch.sent += 1
-            await connection.wait_closed()
         except ConnectionClosed:
             pass
-        except ReplicaError as exc:  # the archive failed under this replay: say so, like the feed
-            log.error("%s: replay failed: %s", peer, exc)
+        except Exception as exc:  # the archive failed under this replay: say so, like the feed
+            if isinstance(exc, ReplicaError):
+                log.error("%s: replay failed: %s", peer, exc)
+            else:  # a bug: its traceback is for the log, and this connection alone ends
+                log.exception("%s: replay failed", peer)
             await connection.close(CloseCode.INTERNAL_ERROR, "replay failed; see the server log")
-        finally:
-            watchdog.cancel()
-            log.info("%s: connection ended after %d frames", peer, watch.sent)
 
     async def _close_if_stalled(
         self, connection: ServerConnection, peer: str, watch: _SendWatch

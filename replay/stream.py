@@ -14,8 +14,9 @@ call, no clock reading.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from enum import Enum, auto
 from functools import partial
 from itertools import chain, islice, repeat
 from typing import Any, NamedTuple, TypeVar
@@ -71,7 +72,7 @@ class Replay:
         late. ``pacer`` stands in for the monotonic clock (tests use a virtual one)."""
         self.layout = layout
         self.selection = selection
-        self.speed = check_speed(speed)
+        self.speed = None if speed is None else check_speed(speed)
         self.clock = check_clock(clock)
         if precise and self.speed is None:
             raise UsageError("precise pacing needs a speed; at speed max nothing waits")
@@ -83,7 +84,7 @@ class Replay:
     def __iter__(self) -> Iterator[Any]:
         return self._emit() if self.speed is None else self._emit_paced()
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncGenerator[Any, None]:
         return self._emit_async()
 
     # ---- emitting: at once, or each record when due -----------------------------------------
@@ -97,9 +98,10 @@ class Replay:
         now, wait, transform = self._pacer.now, self._pacer.wait_until, self._transform
         chunks = self._chunks(_Slicer(self, PACED_SLICE_ROWS))
         self.started_at = start = None
-        upcoming = _pull(chunks)
-        while upcoming is not None:
-            chunk, upcoming = _unwrap(upcoming), _LATER
+        pulled = _pull(chunks)
+        while pulled is not None:
+            chunk = _unwrap(pulled)
+            upcoming: _Pulled | _Later = _Later.LATER
             if start is None:
                 self.started_at = start = now()
             for item in self._items(chunk, None):
@@ -108,15 +110,14 @@ class Replay:
                     continue
                 due = start + item.scheduled_s
                 out = item if transform is None else transform(item)
-                if upcoming is _LATER and due - now() > _PREPARE_S:
+                if upcoming is _Later.LATER and due - now() > _PREPARE_S:
                     upcoming = _pull(chunks)
                 if now() < due:
                     wait(due)
                 yield out
-            if upcoming is _LATER:
-                upcoming = _pull(chunks)
+            pulled = _pull(chunks) if upcoming is _Later.LATER else upcoming
 
-    async def _emit_async(self) -> AsyncIterator[Any]:
+    async def _emit_async(self) -> AsyncGenerator[Any, None]:
         now, wait, transform = self._pacer.now, self._pacer.wait_until_async, self._transform
         paced = self.speed is not None
         chunks = self._chunks_async(_Slicer(self, PACED_SLICE_ROWS if paced else ASYNC_SLICE_ROWS))
@@ -127,9 +128,10 @@ class Replay:
                     yield item
             return
         self.started_at = start = None
-        upcoming = await _pull_async(chunks)
-        while upcoming is not None:
-            chunk, upcoming = _unwrap(upcoming), _LATER
+        pulled = await _pull_async(chunks)
+        while pulled is not None:
+            chunk = _unwrap(pulled)
+            upcoming: _Pulled | _Later = _Later.LATER
             if start is None:
                 self.started_at = start = now()
             for item in self._items(chunk, None):
@@ -138,13 +140,12 @@ class Replay:
                     continue
                 due = start + item.scheduled_s
                 out = item if transform is None else transform(item)
-                if upcoming is _LATER and due - now() > _PREPARE_S:
+                if upcoming is _Later.LATER and due - now() > _PREPARE_S:
                     upcoming = await _pull_async(chunks)
                 if now() < due:
                     await wait(due)
                 yield out
-            if upcoming is _LATER:
-                upcoming = await _pull_async(chunks)
+            pulled = await _pull_async(chunks) if upcoming is _Later.LATER else upcoming
 
     # ---- chunks into records and gaps --------------------------------------------------------
 
@@ -160,13 +161,15 @@ class Replay:
             for chunk in slicer.chunks(batch):
                 yield chunk
 
-    def _items(self, chunk: _Chunk, transform: Callable | None) -> Iterator[Any]:
+    def _items(self, chunk: _Chunk, transform: Callable[[Any], Any] | None) -> Iterator[Any]:
         records: Iterator[Any] = map(_new_record, zip(*chunk.columns, strict=False))
         if transform is not None:
             records = map(transform, records)
         return self._interleave(records, chunk.gaps) if chunk.gaps else records
 
-    def _interleave(self, records: Iterator[Any], gaps: list) -> Iterator[Any]:
+    def _interleave(
+        self, records: Iterator[Any], gaps: list[tuple[int, list[ReplayGap]]]
+    ) -> Iterator[Any]:
         done = 0
         for at, found in gaps:
             yield from islice(records, at - done)
@@ -189,17 +192,23 @@ class _Failed(NamedTuple):
     error: Exception
 
 
-_LATER = object()  # the next chunk is not prepared yet
+class _Later(Enum):
+    """The next chunk is not prepared yet."""
+
+    LATER = auto()
 
 
-def _pull(chunks: Iterator[_Chunk]) -> _Chunk | _Failed | None:
+_Pulled = _Chunk | _Failed | None  # what pulling the next chunk gave: None after the last
+
+
+def _pull(chunks: Iterator[_Chunk]) -> _Pulled:
     try:
         return next(chunks, None)
     except Exception as exc:
         return _Failed(exc)
 
 
-async def _pull_async(chunks: AsyncIterator[_Chunk]) -> _Chunk | _Failed | None:
+async def _pull_async(chunks: AsyncIterator[_Chunk]) -> _Pulled:
     try:
         return await anext(chunks, None)
     except Exception as exc:
@@ -207,7 +216,7 @@ async def _pull_async(chunks: AsyncIterator[_Chunk]) -> _Chunk | _Failed | None:
 
 
 def _unwrap(pulled: _Chunk | _Failed) -> _Chunk:
-    if type(pulled) is _Failed:
+    if isinstance(pulled, _Failed):
         raise pulled.error
     return pulled
 
@@ -231,23 +240,24 @@ class _Slicer:
             if gaps:
                 yield _Chunk([[]], [(0, self._gaps(gaps))])
             return
-        if type(batch) is SkippedSpan:
+        if isinstance(batch, SkippedSpan):
             self._tracker.skipped(*batch)
             return
         selection, schedule = self._selection, self._schedule
         kept = selection.time_mask(batch.column(1)) if selection.by_time else None
         placed = self._tracker.held(batch.column(0), kept)
-        if kept is not None:
-            batch = batch.filter(kept)
-        rows, step = batch.num_rows, self._slice_rows
+        records: pa.RecordBatch = batch if kept is None else batch.filter(kept)
+        rows, step = records.num_rows, self._slice_rows
         for low in range(0, rows, step):
-            part = batch if rows <= step else batch.slice(low, step)
+            part = records if rows <= step else records.slice(low, step)
             columns: list[Any] = [column.to_pylist() for column in part.columns]
             columns.append(
                 schedule.offsets(columns[self._clock_column]) if schedule else repeat(None)
             )
-            gaps = [(at - low, self._gaps(found)) for at, found in placed if low <= at < low + step]
-            yield _Chunk(columns, gaps)
+            before = [
+                (at - low, self._gaps(found)) for at, found in placed if low <= at < low + step
+            ]
+            yield _Chunk(columns, before)
 
     def _gaps(self, found: list[tuple[int, int]]) -> list[ReplayGap]:
         return [

@@ -15,6 +15,7 @@ table, as ``replica decode`` would write them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +39,7 @@ class DecodedCommand(NamedTuple):
         return self.record.seq
 
 
-def _decoding(decoder: Decoder):
+def _decoding(decoder: Decoder) -> Callable[[ReplayRecord], DecodedCommand]:
     def decoded(record: ReplayRecord) -> DecodedCommand:
         return DecodedCommand(record, decoder.decode_one(record.seq, record.ts_ms, record.raw))
 

@@ -11,12 +11,14 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+
+from websockets.http11 import Request
 
 from replica.archive import open as replica_open
 from replica.decoder.archive import decode_archive
-from replica.maintenance.verify import read_gaps, verify
+from replica.maintenance.verify import GapRecord, read_gaps, verify
 from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.replay.records import ReplayGap
 from replica.replay.server import DiskSyncServer
@@ -54,7 +56,7 @@ async def run_demo(directory: Path, say: Callable[[str], None]) -> None:
     frames = _fixture_frames()
     last_seq = json.loads(frames[-1])["seq"]
 
-    async def fixture_feed(_request) -> AsyncIterator[str]:
+    async def fixture_feed(_request: Request) -> AsyncGenerator[str, None]:
         for frame in frames:
             yield frame
 
@@ -123,7 +125,7 @@ _QUERIES = (
 )
 
 
-def _replay_slice(directory: Path, gaps: list, say: Callable[[str], None]) -> None:
+def _replay_slice(directory: Path, gaps: list[GapRecord], say: Callable[[str], None]) -> None:
     """A few commands around the first gap (or from the start), at ten times their pace."""
     around = gaps[0].from_seq if gaps else 0
     from_seq, to_seq = max(around - 4, 0), around + 9

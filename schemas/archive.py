@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,8 +33,6 @@ from replica.schemas.files import TEMPORARY_GLOB
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
-# Year 9999: beyond it a timestamp cannot name a date partition.
-MAX_TS_MS = 253_402_300_799_999
 
 RAW_SCHEMA = pa.schema(
     [
@@ -263,7 +262,7 @@ class ArchiveLayout:
     def table_files(self, table_dir: Path) -> list[Path]:
         return sorted(table_dir.glob(DATE_FILES))
 
-    def gap_rows(self, columns: list[str] | None = None) -> list[dict]:
+    def gap_rows(self, columns: list[str] | None = None) -> list[dict[str, Any]]:
         """Every gap record as a dict (of ``columns``, or all), in file order: gap files are
         small and read whole."""
         rows = []

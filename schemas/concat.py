@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.schemas.errors import ArchiveError
+from replica.schemas.files import PAGE_CHECKSUMS
 
 
 def concatenate(
@@ -25,7 +26,7 @@ def concatenate(
     held: list[pa.Table] = []
     rows = 0
     with open(path, "xb") as sink:
-        with pq.ParquetWriter(sink, schema, **options) as writer:
+        with pq.ParquetWriter(sink, schema, **options, **PAGE_CHECKSUMS) as writer:
             for source in sources:
                 for group in _row_groups(source):
                     held.append(group)

@@ -16,11 +16,13 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 import msgspec
-from replica.schemas.archive import MAX_TS_MS
 
 INT64_MAX = 2**63 - 1
 
 Int64 = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+# Year 9999: beyond it a timestamp cannot name an archive's date partition. Defined here, not in
+# schemas.archive, so that writing a frame (every CLI command's import) does not load pyarrow.
+MAX_TS_MS = 253_402_300_799_999
 TsMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_TS_MS)]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 _KEY_FIELDS = re.compile(r"(x-api-key:\s*|api_key=)[^\s&]+", re.IGNORECASE)
 
@@ -19,14 +20,14 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class RedactingLogger(logging.LoggerAdapter):
+class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger for websockets that formats each message and masks keys in it."""
 
     def __init__(self, logger: logging.Logger, secret: str | None) -> None:
         super().__init__(logger, {})
         self._secret = secret
 
-    def log(self, level: int, msg: object, *args: object, **kwargs) -> None:
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
             self.logger.log(level, _KEY_FIELDS.sub(r"\1***", redact(text, self._secret)), **kwargs)

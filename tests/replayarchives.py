@@ -14,6 +14,7 @@ from replica.schemas.archive import (
     RAW_SCHEMA,
     ArchiveLayout,
 )
+from replica.schemas.files import publish_parquet
 
 from replica.demo import DEMO_FEED
 from tests.conftest import reached, record
@@ -73,8 +74,7 @@ def write_gap_records(archive: Path, gaps: list[tuple[int, int, str]]) -> None:
         for low, high, cause in gaps
     ]
     path = archive / "gaps" / "date=2026-11-20" / "test.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=GAP_SCHEMA), path)
+    publish_parquet(pa.Table.from_pylist(rows, schema=GAP_SCHEMA), path, compression="zstd")
 
 
 def damage_row_group(path: Path, index: int) -> None:

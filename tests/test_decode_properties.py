@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from replica.decoder.core import Decoder
-from replica.schemas.archive import MAX_TS_MS
+from replica.schemas.frames import MAX_TS_MS
 from replica.schemas.hyperliquid.replica.v1 import replica_pb2 as pb
 
 from fixtures.make_feed import START_TS_MS, node_block, protobuf_command

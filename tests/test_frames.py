@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replica.recorder.frames import BadFrame, Command, Connected, parse_frame
-from replica.schemas.archive import MAX_TS_MS
 from replica.schemas.frames import (
     INT64_MAX,
+    MAX_TS_MS,
     ConnectedFrame,
     ReplicaCmdFrame,
     command_frame,

@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -314,3 +316,31 @@ def test_cli_a_held_archive_exits_4(tmp_path: Path, holder: str) -> None:
     assert f"held by {holder} (pid {os.getpid()}); an import " in result.stderr
     assert result.stderr.count("\n") == 1
     assert not ArchiveLayout(tmp_path / "archive").segments()
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_import_left(tmp_path: Path) -> None:
+    """The import is killed (SIGKILL) once its first segment is written under its temporary name
+    and before it is renamed: the file keeps the dead pid in its name. A temporary file whose
+    process still runs is not the rerun's to remove."""
+    path = node_file(tmp_path / "node", BASE, 5)
+    archive = tmp_path / "archive"
+    script = """
+import os, signal, sys
+from pathlib import Path
+from replica.maintenance.node_import import import_node
+
+os.rename = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+import_node([Path(sys.argv[1])], Path(sys.argv[2]))
+"""
+    with subprocess.Popen([sys.executable, "-c", script, path, archive]) as killed:
+        assert killed.wait(timeout=60) == -9
+    [left] = ArchiveLayout(archive).temporary_files()
+    assert left.name.endswith(f".parquet.{killed.pid}.tmp")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as running:
+        kept = left.with_name(f".another.parquet.{running.pid}.tmp")
+        kept.write_bytes(b"PAR1")
+        result = replica("import-node", path, archive)
+        running.kill()
+    assert result.returncode == 0, result.stderr
+    assert ArchiveLayout(archive).temporary_files() == [kept]
+    assert seqs_of(archive) == list(range(BASE + 1, BASE + 6))

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replica.schemas.archive import (
-    MAX_TS_MS,
     ArchiveLayout,
     Segment,
     date_partition,
@@ -22,6 +21,7 @@ from replica.schemas.archive import (
     segment_name,
 )
 from replica.schemas.errors import ArchiveError
+from replica.schemas.frames import MAX_TS_MS
 
 import replica
 from replica.maintenance.compact import compact

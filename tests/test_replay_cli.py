@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import PATIENCE_S, raw_rows, replica, table_rows
 from tests.replayarchives import FEED_GAP, FEED_LAST_SEQ, FEED_LINES, record_fixture_feed
+from tests.served import Served, wait_for_text
 
 SECRET = "ak_live_REPLAY_CLI_SECRET_7"
 GAP_WARNING = (
@@ -32,34 +31,6 @@ GAP_WARNING = (
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record_fixture_feed(tmp_path_factory.mktemp("replay") / "archive")
-
-
-def wait_for_text(path: Path, pattern: str, process: subprocess.Popen) -> re.Match:
-    deadline = time.monotonic() + PATIENCE_S
-    while not (found := re.search(pattern, path.read_text())):
-        assert process.poll() is None, f"exited {process.returncode}: {path.read_text()}"
-        assert time.monotonic() < deadline, f"no {pattern!r} in {path.read_text()}"
-        time.sleep(0.02)
-    return found
-
-
-class Served:
-    """``replica serve`` as a subprocess; its stderr goes to a file, read for the URL."""
-
-    def __init__(self, archive: Path, tmp_path: Path, *args: str, env: dict | None = None):
-        self.log = tmp_path / "serve.log"
-        with open(self.log, "w") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "replica", "serve", archive, "--port", "0", *args],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env={**os.environ, **(env or {})},
-            )
-        self.url = wait_for_text(self.log, r"ws://127\.0\.0\.1:\d+", self.process)[0]
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(PATIENCE_S)
 
 
 def test_replay_writes_the_feeds_frames_identically_every_run(archive: Path) -> None:
@@ -127,10 +98,12 @@ def test_fail_on_gap_stops_at_the_gap_with_exit_1(archive: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["replay", "{a}", "--speed", "0"], "speed '0' is not a number above 0 or max"),
-        (["replay", "{a}", "--speed", "fast"], "speed 'fast' is not a number above 0"),
+        (["replay", "{a}", "--speed", "0"], "speed '0' is not a number of at least 1e-06 or max"),
+        (["replay", "{a}", "--speed", "fast"], "speed 'fast' is not a number of at least"),
+        (["replay", "{a}", "--speed", "1e-12"], "speed '1e-12' is not a number of at least 1e-06"),
         (["replay", "{a}", "--from-seq", "5", "--to-seq", "3"], "from_seq 5 is above to_seq 3"),
         (["replay", "{a}", "--from-seq", "-5"], "'--from-seq'"),
+        (["replay", "{a}", "--to-seq", "9" * 25], "to_seq is above 9223372036854775807"),
         (["replay", "{a}", "--start", "2026-11-20T00:00"], "has no time zone"),
         (["replay", "{a}", "--clock", "wall"], "'wall' is not one of"),
         (["replay", "{a}", "--precise"], "precise pacing needs a speed"),

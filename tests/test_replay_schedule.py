@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from replica.replay.pacing import Pacer
+from replica.replay.pacing import _TIMER, Pacer
 from replica.replay.records import ReplayRecord
 from replica.replay.schedule import Schedule, parse_speed
 from replica.replay.selection import Selection
@@ -22,6 +22,7 @@ from replica.replay.stream import Replay
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 
+from tests.conftest import PATIENCE_S
 from tests.replayarchives import record_fixture_feed, rows_for, write_segments
 
 timestamps = st.lists(st.integers(0, 2**53), min_size=1, max_size=200)
@@ -99,9 +100,9 @@ def test_speeds_parse(text: str, speed: float | None) -> None:
     assert parse_speed(text) == speed
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "fast", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "1e400", "1e-12", "fast", ""])
 def test_bad_speeds_name_what_is_valid(text: str) -> None:
-    with pytest.raises(UsageError, match="is not a number above 0 or max"):
+    with pytest.raises(UsageError, match="is not a number of at least 1e-06 or max"):
         parse_speed(text)
 
 
@@ -201,3 +202,22 @@ def test_async_waits_share_one_timer_and_none_wakes_early() -> None:
     for _ in range(2):  # a second event loop finds the timer thread already running
         woken = asyncio.run(waits([0.004, 0.0, 0.001, 0.003, 0.0005]))
         assert all(at >= deadline for deadline, at in woken)
+
+
+def test_a_wait_of_centuries_neither_stops_the_timer_nor_outlives_its_cancel() -> None:
+    """A wait 30,000 years long, longer than a lock can wait in one call, once killed the
+    shared timer thread. Now the waits queued after it are woken on time, and once it is
+    cancelled (its client left) it leaves the timer's queue at once, loop and all."""
+    pacer = Pacer()
+
+    async def main() -> tuple[int, int]:
+        far = asyncio.ensure_future(pacer.wait_until_async(time.monotonic() + 1e12))
+        await asyncio.sleep(0.01)  # the timer thread now sleeps toward it
+        await asyncio.wait_for(pacer.wait_until_async(time.monotonic() + 0.001), PATIENCE_S)
+        queued = len(_TIMER._heap)
+        far.cancel()
+        await asyncio.wait([far])
+        return queued, len(_TIMER._heap)
+
+    queued, left = asyncio.run(main())
+    assert queued >= 1 and left == queued - 1

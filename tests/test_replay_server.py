@@ -12,6 +12,7 @@ import socket
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from replica.replay.server import DiskSyncServer, archive_frames
 from replica.schemas.archive import ArchiveLayout
@@ -38,14 +39,16 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> ArchiveLayout:
 
 
 def run(server: DiskSyncServer, client) -> object:
-    """Start ``server`` on a free port, run ``client(url)``, close the server."""
+    """Start ``server`` on a free port, run ``client(url)``, close the server (a close that
+    hangs fails the test)."""
 
     async def main():
         port = await server.start()
         try:
             return await client(f"ws://127.0.0.1:{port}")
         finally:
-            await server.close()
+            async with asyncio.timeout(PATIENCE_S):
+                await server.close()
 
     return asyncio.run(main())
 
@@ -121,7 +124,7 @@ def test_each_connection_is_its_own_replay(layout: ArchiveLayout) -> None:
 @pytest.mark.parametrize(
     ("query", "reason"),
     [
-        ("speed=0", "speed '0' is not a number above 0 or max"),
+        ("speed=0", "speed '0' is not a number of at least 1e-06 or max"),
         ("from_seq=abc", "query parameter from_seq='abc' is not a seq"),
         ("from_seq=5&to_seq=3", "from_seq 5 is above to_seq 3"),
         ("start=yesterday", "start='yesterday' is not an ISO 8601 time"),
@@ -194,3 +197,27 @@ def test_an_archive_that_fails_under_a_replay_closes_it_with_1011(
         seqs, code = run(server, client)
     assert (seqs, code) == (list(range(100)), 1011)
     assert f"replay failed: cannot read segment {path}" in caplog.text
+
+
+def test_clients_that_leave_a_slow_replay_free_its_batches_at_once(tmp_path: Path) -> None:
+    """At speed 0.000001 a client's second command is due in 10,000 s; each of these reads
+    the first and leaves. Their replays end with them: the Parquet batches they had read
+    ahead (about 1 MB each) are freed, not held until the command would have been due."""
+    write_segments(tmp_path, rows_for(list(range(1000)), size=1024), row_group_rows=1000)
+    server = DiskSyncServer(archive_frames(ArchiveLayout(tmp_path), default_speed=None))
+
+    async def clients(url: str) -> tuple[int, int]:
+        before = pa.total_allocated_bytes()
+        visits = [await connect(f"{url}/?speed=0.000001") for _ in range(20)]
+        for ws in visits:
+            await ws.recv()  # connected
+            await ws.recv()
+        held = pa.total_allocated_bytes() - before
+        await asyncio.gather(*(ws.close() for ws in visits))
+        deadline = time.monotonic() + PATIENCE_S
+        while pa.total_allocated_bytes() > before and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return held, pa.total_allocated_bytes() - before
+
+    held, left = run(server, clients)
+    assert held > 20 * 1_000_000 and left <= 0

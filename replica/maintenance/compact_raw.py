@@ -2,9 +2,9 @@
 
 The recorder seals a segment every minute or so, which makes a day of many small files: DuckDB
 and replays pay per file and per row group. Once a day is over and nothing can still be written
-into it, the consecutive segments of each hour are merged into segments of up to ``TARGET_ROWS``
-rows. Merged segments stay in their hour's partition and are named by their own seqs like any
-other, so nothing downstream can tell them apart from sealed ones.
+into it, the segments of each hour that follow each other in seq order are merged into segments
+of up to ``TARGET_ROWS`` rows. Merged segments stay in their hour's partition and are named by
+their own seqs like any other, so nothing downstream can tell them apart from sealed ones.
 """
 
 from __future__ import annotations
@@ -101,18 +101,28 @@ def why_open(day: date, now: datetime, spooled: dict[date, str]) -> str | None:
 
 
 def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
-    """The groups of ``day``'s segments to merge: within each hour, consecutive segments taken
-    while their rows fit ``TARGET_ROWS``. A segment left alone in its group is as large as it
-    will get and is not rewritten, which makes a second compaction of a day do nothing."""
-    by_hour: dict[Path, list[Segment]] = {}
+    """The groups of ``day``'s segments to merge: runs of segments of one hour that follow each
+    other in seq order, taken while their rows fit ``TARGET_ROWS``. A segment left alone in its
+    group is as large as it will get and is not rewritten, which makes a second compaction of a
+    day do nothing.
+
+    Only neighbours in the whole archive's seq order merge: ts_ms may go back across an hour,
+    which puts seqs 1 and 3 in one hour and seq 2 in the next, and merging 1 with 3 would make
+    a segment whose seq range overlaps seq 2's."""
+    runs: list[list[Segment]] = []
+    previous: Path | None = None  # the hour directory of the segment before, on any day
     for segment in layout.segments():
+        hour = segment.path.parent
         if segment.day == day:
-            by_hour.setdefault(segment.path.parent, []).append(segment)
+            if hour != previous:
+                runs.append([])
+            runs[-1].append(segment)
+        previous = hour
     groups = []
-    for _, segments in sorted(by_hour.items()):
+    for run in runs:
         group: list[Segment] = []
         rows = 0
-        for segment in segments:
+        for segment in run:
             count = _rows_of(segment)
             if group and rows + count > TARGET_ROWS:
                 groups.append(group)

@@ -41,7 +41,7 @@ from replica.schemas.archive import (
     hour_of,
 )
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import publish_parquet
+from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.seqranges import Range, span, subtract, union
@@ -87,6 +87,7 @@ def import_node(
         ArchiveLock(layout.maintenance_lock_path, TASK, maintenance_rule),
     ):
         _check_settled(layout)
+        _remove_abandoned_temporaries(layout)
         summary = ImportSummary()
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
@@ -111,6 +112,15 @@ def _check_settled(layout: ArchiveLayout) -> None:
             f"{layout.root} has an interrupted compaction; run 'replica compact' on it to "
             "finish it, then import"
         )
+
+
+def _remove_abandoned_temporaries(layout: ArchiveLayout) -> None:
+    """An import killed mid-write leaves its temporary files under raw/ or gaps/; the locks
+    held keep every other writer of those out, but a temporary file whose writer still runs is
+    kept all the same, as decode keeps them."""
+    for temporary in layout.temporary_files():
+        if not writer_alive(temporary):
+            temporary.unlink(missing_ok=True)
 
 
 def _import_file(

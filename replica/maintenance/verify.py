@@ -1,7 +1,8 @@
 """Checking an archive against its contract, and listing its gaps.
 
-``verify`` reads every file in full, so a file that cannot be decompressed is found tonight
-rather than by next month's backtest. Memory is bounded by the largest file, not the archive.
+``verify`` reads every file in full, checking each page against its checksum, so a file that
+cannot be decompressed, or whose bytes changed on disk, is found tonight rather than by next
+month's backtest. Memory is bounded by the largest file, not the archive.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from replica.maintenance.checksums import has_page_checksums
 from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
@@ -23,6 +25,7 @@ from replica.schemas.archive import (
     ArchiveLayout,
     hour_partition,
 )
+from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.seqranges import Range, holes, span, subtract
 
 Ranges = list[Range]  # sorted, disjoint
@@ -38,6 +41,7 @@ class Report:
     last_seq: int | None = None
     gap_records: int = 0
     missing: int = 0
+    unchecksummed: int = 0  # files without page checksums, written by an older replica
 
     @property
     def ok(self) -> bool:
@@ -89,7 +93,13 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
     present = _check_segments(layout, report, relist)
     gaps = _check_gap_files(layout, report)
     _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
+    _check_decoded_files(layout, report)
     _compare_gaps(present, gaps, report)
+    if report.unchecksummed:
+        report.notes.append(
+            f"{report.unchecksummed} files have no page checksums (an older replica wrote "
+            "them): damage inside them is found only where it breaks decompression or decoding"
+        )
     if layout.temporary_files():
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
@@ -105,9 +115,13 @@ def _describe(schema: pa.Schema) -> str:
 
 
 def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
-    """The whole file, if it reads and has ``schema``; otherwise None, with the problem noted."""
+    """The whole file, if it reads, its page checksums match and it has ``schema``; otherwise
+    None, with the problem noted."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            table = parquet.read()
+            if not has_page_checksums(path, parquet.metadata):
+                report.unchecksummed += 1
     except Exception as exc:
         report.problems.append(f"{path}: does not read: {exc}")
         return None
@@ -132,6 +146,7 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
             continue
         report.segments += 1
         report.rows += table.num_rows
+        _check_statistics(path, table, report)
         seqs = table.column("seq").combine_chunks()
         if table.num_rows == 0:
             report.problems.append(f"{path}: has no rows")
@@ -159,6 +174,43 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
     return present
+
+
+def _check_statistics(path: Path, table: pa.Table, report: Report) -> None:
+    """Each row group's min and max in the footer against its rows. Readers skip row groups by
+    them (a replay by seq and ts_ms, DuckDB by any column a query filters on), and no page
+    checksum covers the footer: a flipped bit there would make them skip rows silently."""
+    try:
+        damage = _statistics_damage(pq.read_metadata(path), table)
+    except Exception as exc:
+        damage = str(exc)
+    if damage is not None:
+        report.problems.append(f"{path}: the footer is damaged: {damage}")
+
+
+def _statistics_damage(metadata: pq.FileMetaData, table: pa.Table) -> str | None:
+    """What in the footer disagrees with the rows of ``table`` (a raw segment's, whose columns
+    are flat), or None."""
+    offset = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows = table.slice(offset, group.num_rows)
+        offset += group.num_rows
+        for column, name in enumerate(table.column_names):
+            chunk = group.column(column)
+            if chunk.physical_type != metadata.schema.column(column).physical_type:
+                # checked first: pyarrow aborts the process on such a chunk's statistics
+                return f"row group {index} says {name} is {chunk.physical_type}"
+            stats = chunk.statistics
+            if not group.num_rows or stats is None or not stats.has_min_max:
+                continue
+            actual = pc.min_max(rows.column(name))
+            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
+                return (
+                    f"the min and max of {name} in row group {index} are not its rows', and "
+                    "readers that skip row groups by them would miss rows"
+                )
+    return None
 
 
 def _runs(seqs: pa.Array, steps: pa.Array) -> Ranges:
@@ -192,6 +244,26 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
 def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):
     for path in layout.table_files(table_dir):
         _read(path, schema, report)
+
+
+def _check_decoded_files(layout: ArchiveLayout, report: Report) -> None:
+    """Read every decoded file, a row group at a time, against its page checksums. A file gone
+    since the listing was replaced or dropped by a decode or a compaction: not a problem."""
+    for path in sorted(layout.root.glob(f"{DECODED_DIR}/*/date=*/*.parquet")):
+        try:
+            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+                for index in range(parquet.num_row_groups):
+                    parquet.read_row_group(index)
+                if not has_page_checksums(path, parquet.metadata):
+                    report.unchecksummed += 1
+        except Exception as exc:
+            if not path.exists():
+                continue
+            marker = layout.root / DECODED_DIR / SEGMENTS_TABLE / path.parent.name / path.name
+            report.problems.append(
+                f"{path}: does not read: {exc}; delete {marker} and run 'replica decode' "
+                "to write the segment's decoded files again"
+            )
 
 
 def _compare_gaps(present: Ranges, gaps: Ranges, report: Report) -> None:

@@ -1,0 +1,54 @@
+"""``replica serve`` as a subprocess, as a user runs it: its stderr goes to a file, read for
+the URL it listens on and for what it logged."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import PATIENCE_S
+
+
+def wait_for_text(path: Path, pattern: str, process: subprocess.Popen) -> re.Match:
+    deadline = time.monotonic() + PATIENCE_S
+    while not (found := re.search(pattern, path.read_text())):
+        assert process.poll() is None, f"exited {process.returncode}: {path.read_text()}"
+        assert time.monotonic() < deadline, f"no {pattern!r} in {path.read_text()}"
+        time.sleep(0.02)
+    return found
+
+
+class Served:
+    """``replica serve ARCHIVE --port 0 ARGS``; as a context manager, killed if still running
+    at the end."""
+
+    def __init__(self, archive: Path, tmp_path: Path, *args: str, env: dict | None = None):
+        self.log = tmp_path / "serve.log"
+        with open(self.log, "w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "replica", "serve", archive, "--port", "0", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
+            )
+        self.url = wait_for_text(self.log, r"ws://127\.0\.0\.1:\d+", self.process)[0]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(PATIENCE_S)
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:  # a test that failed midway leaves nothing running
+            self.process.kill()
+            self.process.wait()
