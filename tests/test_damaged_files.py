@@ -49,14 +49,14 @@ COMMANDS = {
 }
 # Which commands read each kind of file (and must fail naming it when it is damaged); the
 # others must succeed. A torn spool is what a crash leaves, read as far as it is intact; a
-# damaged decoded marker only makes decode redo its segment; compaction drops decoded files it
-# cannot merge, for decode to redo.
+# damaged decoded marker only makes decode redo its segment (verify reports it); compaction
+# drops decoded files it cannot merge, for decode to redo.
 READERS = {
     "raw": {"verify", "stats", "decode", "compact", "sql", "replay"},
     "gaps": {"verify", "gaps", "stats", "sql", "replay"},
     "quarantine": {"verify", "stats", "sql"},
-    "decoded": {"stats", "sql"},
-    "marker": set(),
+    "decoded": {"verify", "stats", "sql"},
+    "marker": {"verify"},
     "spool": set(),
     "journal": {"decode", "compact"},
 }
@@ -191,7 +191,9 @@ def test_a_damaged_file_is_one_line_naming_it_or_not_read(
     elif command == "verify":  # its report, one problem a line, on stdout
         assert out.returncode == 1
         assert [line for line in out.stdout.splitlines() if str(out.victim) in line]
-        assert all(line.startswith("problem: ") for line in out.stdout.splitlines()[:-1])
+        assert all(
+            line.startswith(("problem: ", "note: ")) for line in out.stdout.splitlines()[:-1]
+        )
     else:
         assert out.returncode != 0
         errors = [line for line in out.stderr.splitlines() if line.startswith("replica: error: ")]
