@@ -135,7 +135,7 @@ def plan_merges(layout: ArchiveLayout, day: date) -> list[MergeGroup]:
 
 def _rows_of(segment: Segment) -> int:
     try:
-        return pq.read_metadata(segment.path).num_rows
+        return int(pq.read_metadata(segment.path).num_rows)
     except (OSError, pa.ArrowException) as exc:
         raise ArchiveError(
             f"cannot read segment {segment.path}: {str(exc).rstrip('.')}; "
