@@ -65,9 +65,10 @@ def archive_stats(root: Path) -> list[DayStats]:
     with connect(root) as db:
         try:
             days = _day_counts(db)
-        except duckdb.Error as exc:  # a damaged file, which DuckDB names
-            first_line = str(exc).strip().splitlines()[0]
-            raise ArchiveError(f"cannot count {root}: {first_line}") from None
+        except duckdb.Error as exc:  # a damaged file, which DuckDB names when it can
+            raise ArchiveError(
+                f"cannot count {root}: {exc}; 'replica verify {root}' lists damaged files"
+            ) from None
     layout = ArchiveLayout(root)
     for day in days.values():
         partition = day_partition(day.date)

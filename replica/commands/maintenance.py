@@ -77,8 +77,8 @@ def verify_command(ctx: click.Context, /, archive: Path, digest: bool, **selecti
     from replica.maintenance.verify import verify
 
     report = verify(archive)
-    for problem in report.problems:
-        click.echo(f"problem: {problem}")
+    for problem in report.problems:  # one line each, whatever pyarrow's message spans
+        click.echo(f"problem: {' '.join(problem.split())}")
     for note in report.notes:
         click.echo(f"note: {note}")
     span = f"seqs {report.first_seq}-{report.last_seq}" if report.rows else "no commands"
@@ -136,7 +136,7 @@ def decode(
             archive, MessageSpec(descriptor_set, message), jobs=jobs, on_progress=on_progress
         )
     for failure in summary.failed:
-        click.echo(f"replica: error: {failure}", err=True)
+        click.echo(f"replica: error: {' '.join(failure.split())}", err=True)
     if not quiet:
         click.echo(
             f"decoded {summary.decoded} of {summary.segments} segments "
@@ -168,7 +168,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     for warning in summary.warnings:
         click.echo(f"replica: warning: {warning}", err=True)
     for failure in summary.failed:
-        click.echo(f"replica: error: {failure}", err=True)
+        click.echo(f"replica: error: {' '.join(failure.split())}", err=True)
     unchanged = ": nothing written" if not summary.segments and not summary.gaps else ""
     click.echo(
         f"{summary.files} files, {summary.imported} blocks imported, {summary.present} already "

@@ -10,8 +10,10 @@ whatever a killed run left.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +106,13 @@ def compact(
 
 
 def compact_day(layout: ArchiveLayout, day: dt.date) -> DaySummary:
-    staged = stage_day(layout, day)
+    try:
+        staged = stage_day(layout, day)
+    except BaseException:  # a damaged input: what was built aside goes, nothing live changed
+        shutil.rmtree(layout.compact_dir / day_partition(day), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            layout.compact_dir.rmdir()
+        raise
     if staged is None:
         return DaySummary(day)
     staging, summary = staged
