@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -144,10 +146,30 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
 _worker_decoder: Decoder | None = None
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent is gone, however it went (``kill -9`` included).
+
+    An orphaned worker would otherwise wait for work forever, holding its memory: its siblings
+    keep the task queue's pipe open. multiprocessing gives each spawned child a sentinel, a pipe
+    whose other end only the parent holds, so it becomes readable when the parent dies, at once
+    and on every platform. A thread waits on it; Linux's PR_SET_PDEATHSIG would be Linux only,
+    and fires when the parent *thread* that started the worker ends, not the process."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # files half written are temporaries, removed by the next run
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _start_worker(spec: MessageSpec) -> None:
-    """Runs in each worker process, which exists only to decode: its garbage collector is
-    tuned as the CLI tunes the main process's."""
+    """Runs in each worker process, which exists only to decode: it ends with its parent, and
+    its garbage collector is tuned as the CLI tunes the main process's."""
     global _worker_decoder
+    _exit_with_parent()
     _worker_decoder = Decoder(spec.load())
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
@@ -176,7 +198,7 @@ def decode_archive(
         unfinished = layout.compaction_journals()
         if unfinished:
             raise ArchiveError(
-                f"a compaction was interrupted ({unfinished[0]} exists); "
+                f"a compaction or heal was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
         return _decode_archive(layout.root, spec, jobs, on_progress)

@@ -3,7 +3,9 @@
 Each payload's form is detected on its own: a node JSON block starts with ``{`` (as protobuf
 can never do: that byte would open a group on field 15), anything else is parsed as the
 protobuf message. What neither form explains becomes an ``undecoded`` row with a reason; no
-payload raises and none is dropped.
+payload raises and none is dropped. That includes a value no column can hold (an integer of
+400 digits, text that is not UTF-8): rows become columns only through ``columns.arrays``, and
+the rows it names are set aside as ``undecoded`` rows.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from replica.decoder.columns import Misfits, SurelyFit, arrays
 from replica.decoder.messages import PayloadMessage, contract_v1
 from replica.decoder.node import NodeColumns, NotABlock
-from replica.decoder.protobuf import KEY_FIELDS, CommandPlan
+from replica.decoder.protobuf import KEY_FIELDS, CommandPlan, FactBuffer, FactPlan, FactRows
 from replica.schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
 from replica.schemas.errors import UsageError
 
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.
-DECODER_VERSION = "1"
+DECODER_VERSION = "2"
 
 
 class SchemaConflict(UsageError):
@@ -86,6 +89,21 @@ def _undecoded(seq: int, ts_ms: int, payload: bytes, reason: str) -> dict[str, A
     return {"seq": seq, "idx": 0, "time_ms": ts_ms, "reason": reason, "size": len(payload)}
 
 
+def _fitting_rows(
+    fact: FactPlan, buffer: FactBuffer
+) -> tuple[FactRows | None, FactBuffer, dict[int, str]]:
+    """A kind's rows as columns, and the buffer they came from, without the commands that hold
+    a value their column cannot hold; those commands' seqs, with why."""
+    spoiled: dict[int, str] = {}
+    while buffer.columns[0]:
+        try:
+            return fact.rows(buffer), buffer, spoiled
+        except Misfits as misfits:
+            spoiled |= {buffer.columns[0][row]: why for row, why in misfits.rows.items()}
+            buffer = fact.without(buffer, set(misfits.rows))
+    return None, buffer, spoiled
+
+
 class Decoder:
     """Decodes batches of payloads into one Arrow table per kind of fact."""
 
@@ -94,6 +112,8 @@ class Decoder:
         self.version = f"{DECODER_VERSION}+{self.message.fingerprint}"
         self._plan = CommandPlan(self.message.cls)
         self.schemas = self._table_schemas()
+        self._node_fields: dict[str, list[pa.Field]] = {}
+        self._node_surely_fit: dict[str, SurelyFit] = {}
 
     def _table_schemas(self) -> dict[str, pa.Schema]:
         tables = _fact_schemas(self._plan)
@@ -105,10 +125,40 @@ class Decoder:
             tables[table] = list(schema)
         return {table: pa.schema(fields) for table, fields in tables.items()}
 
+    def _fields(self, table: str, names: Sequence[str]) -> list[pa.Field]:
+        """The fields of a node table's columns (``names``: the same for a table each time)."""
+        if table not in self._node_fields:
+            self._node_fields[table] = [self.schemas[table].field(name) for name in names]
+            self._node_surely_fit[table] = SurelyFit(self._node_fields[table])
+        return self._node_fields[table]
+
+    def _surely_fit(self, table: str, names: Sequence[str], rows: list[tuple]) -> bool:
+        self._fields(table, names)
+        return self._node_surely_fit[table](zip(*rows, strict=True))
+
+    def _node_columns(self, node: NodeColumns) -> list[tuple[str, dict[str, pa.Array], int]]:
+        """Each node table that has rows, as columns; rows holding a value their column cannot
+        hold are set aside (``NodeColumns.set_aside``) until every value fits."""
+        while True:
+            tables = []
+            for name, names, rows in node.tables():
+                if not rows:
+                    continue
+                fields = self._fields(name, names)
+                try:
+                    columns = arrays(list(zip(*rows, strict=True)), fields)
+                except Misfits as misfits:
+                    node.set_aside(name, misfits.rows)
+                    break
+                tables.append((name, dict(zip(names, columns, strict=True)), len(rows)))
+            else:
+                return tables
+
     def decode(
         self, seqs: Sequence[int], ts_ms: Sequence[int], payloads: Sequence[bytes]
     ) -> dict[str, pa.Table]:
-        """Tables with at least one row, for payloads given with their seq and archive ts_ms.
+        """Tables with at least one row, for payloads given with their seq and archive ts_ms
+        (the seqs of a batch are distinct, as in an archive).
 
         The three columns are one row each per command: ``UsageError`` if their lengths differ,
         rather than rows silently paired with another command's seq."""
@@ -125,25 +175,26 @@ class Decoder:
             tables[name].extend(columns, rows)
 
         facts, failed, blocks = self._plan.read(payloads, seqs, ts_ms)
-        for fact, buffer in facts:
-            rows = fact.rows(buffer)
-            add(fact.table, rows.columns, rows.rows)
         undecoded = [_undecoded(seqs[i], ts_ms[i], payloads[i], reason) for i, reason in failed]
+        spoiled: dict[int, str] = {}
+        for fact, buffer in facts:
+            rows, _, misfits = _fitting_rows(fact, buffer)
+            spoiled |= {seq: f"{fact.table}.{why}" for seq, why in misfits.items()}
+            if rows is not None:
+                add(fact.table, rows.columns, rows.rows)
+        if spoiled:
+            position = {seq: i for i, seq in enumerate(seqs)}
+            for seq, why in spoiled.items():
+                i = position[seq]
+                undecoded.append(_undecoded(seq, ts_ms[i], payloads[i], f"protobuf: {why}"))
         node = NodeColumns()
         for i in blocks:
             try:
-                node.add(seqs[i], payloads[i])
+                node.add(seqs[i], ts_ms[i], payloads[i])
             except NotABlock as exc:
                 undecoded.append(_undecoded(seqs[i], ts_ms[i], payloads[i], str(exc)))
-        for name, names, table_rows in node.tables():
-            if table_rows:
-                schema = self.schemas[name]
-                columns = zip(*table_rows, strict=True)
-                arrays = {
-                    c: pa.array(v, schema.field(c).type)
-                    for c, v in zip(names, columns, strict=True)
-                }
-                add(name, arrays, len(table_rows))
+        for name, columns, rows in self._node_columns(node):
+            add(name, columns, rows)
         undecoded += node.undecoded
         if undecoded:
             undecoded.sort(key=lambda row: (row["seq"], row["idx"]))
@@ -157,20 +208,26 @@ class Decoder:
         facts, failed, blocks = self._plan.read([payload], [seq], [ts_ms])
         rows: dict[str, list[dict[str, Any]]] = {}
         for fact, buffer in facts:
-            rows.setdefault(fact.table, []).extend(fact.dicts(buffer))
+            if not fact.surely_fit(buffer.columns):  # else as decode would find
+                _, buffer, spoiled = _fitting_rows(fact, buffer)
+                failed += [(0, f"protobuf: {fact.table}.{why}") for why in spoiled.values()]
+            if buffer.columns[0]:
+                rows.setdefault(fact.table, []).extend(fact.dicts(buffer))
         for _, reason in failed:
             rows["undecoded"] = [_undecoded(seq, ts_ms, payload, reason)]
         if blocks:
             node = NodeColumns()
             try:
-                node.add(seq, payload)
+                node.add(seq, ts_ms, payload)
             except NotABlock as exc:
                 node.undecoded.append(_undecoded(seq, ts_ms, payload, str(exc)))
+            if not all(self._surely_fit(*table) for table in node.tables()):
+                self._node_columns(node)  # sets aside what no column can hold, as decode does
             for name, names, table_rows in node.tables():
                 if table_rows:
-                    rows[name] = [dict(zip(names, values, strict=True)) for values in table_rows]
+                    rows[name] = [dict(zip(names, values, strict=False)) for values in table_rows]
             if node.undecoded:
-                rows["undecoded"] = node.undecoded
+                rows["undecoded"] = sorted(node.undecoded, key=lambda row: row["idx"])
         return {
             name: [{column: row.get(column) for column in self.schemas[name].names} for row in rs]
             for name, rs in rows.items()

@@ -15,25 +15,25 @@ rules a plan follows, for a command message such as ``ReplicaCommand``:
 - A fact message with exactly one repeated field yields one row per element, numbered by
   ``idx``; its other fields repeat on each row. Other repeated fields are JSON text columns.
 
-From these rules the plan generates Python source, compiled once: one loop that parses each
-payload, branches on its kind and appends each field to its column, as one would write by hand
-for one schema. Reading fields through generic per-field machinery (``getattr``, ``attrgetter``
-over batches) costs twice as much, and the decoder is meant to stay within reach of the
-hand-written loop (see ``benchmarks/decode.py``). ``CommandPlan(...).source`` shows the code.
+From these rules the plan generates Python source (written by ``reader_source.Source``),
+compiled once: one loop that parses each payload, branches on its kind and appends each field
+to its column, as one would write by hand for one schema. Reading fields through generic
+per-field machinery (``getattr``, ``attrgetter`` over batches) costs twice as much, and the
+decoder is meant to stay within reach of the hand-written loop (see ``benchmarks/decode.py``).
+``CommandPlan(...).source`` shows the code.
 """
 
 from __future__ import annotations
 
-import json
-import keyword
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
+from replica.decoder.columns import Misfits, SurelyFit, arrays
+from replica.decoder.reader_source import Source, attribute, singular
 from replica.schemas.frames import MAX_TS_MS
 
 # The v1 oneof members whose table is not simply named after them.
@@ -57,122 +57,10 @@ KEY_FIELDS = (
 # without one (or with 0) takes the archive's ts_ms.
 TIME_FIELD = "time_ms"
 
-_F = FieldDescriptor
-_ARROW_TYPES = {
-    _F.TYPE_DOUBLE: pa.float64(),
-    _F.TYPE_FLOAT: pa.float32(),
-    _F.TYPE_INT64: pa.int64(),
-    _F.TYPE_SINT64: pa.int64(),
-    _F.TYPE_SFIXED64: pa.int64(),
-    _F.TYPE_UINT64: pa.uint64(),
-    _F.TYPE_FIXED64: pa.uint64(),
-    _F.TYPE_INT32: pa.int32(),
-    _F.TYPE_SINT32: pa.int32(),
-    _F.TYPE_SFIXED32: pa.int32(),
-    _F.TYPE_UINT32: pa.uint32(),
-    _F.TYPE_FIXED32: pa.uint32(),
-    _F.TYPE_BOOL: pa.bool_(),
-    _F.TYPE_STRING: pa.string(),
-    _F.TYPE_BYTES: pa.string(),
-    _F.TYPE_ENUM: pa.string(),
-}
-
-
-def _enum_names(field: FieldDescriptor) -> dict[Any, str | None]:
-    names: dict[Any, str | None] = {v.number: v.name for v in field.enum_type.values}
-    if names.get(0, "").endswith("UNSPECIFIED"):
-        names[0] = None
-    names[None] = None  # an unset sub-message's enum
-    return names
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Message):
-        return MessageToDict(value, preserving_proto_field_name=True)
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return value
-
-
-def json_list(items: Any) -> str:
-    return json.dumps([_jsonable(item) for item in items])
-
-
-def _column_name(prefix: str, name: str) -> str:
-    if not prefix or name.startswith(prefix + "_"):
-        return name
-    return f"{prefix}_{name}"
-
-
-def _singular(name: str) -> str:
-    return name[:-1] if len(name) > 1 and name.endswith("s") else f"{name}_item"
-
-
-def _get(var: str, name: str) -> str:
-    return f"getattr({var}, {name!r})" if keyword.iskeyword(name) else f"{var}.{name}"
-
-
-class _Source:
-    """Generated source being written: statements that read each column's value into a local,
-    converted (bytes to hex text, enums to names), and the Arrow fields of those columns."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.fields: list[pa.Field] = []
-        self.values: list[str] = []  # the local holding each field's value
-        self.namespace: dict[str, Any] = {"json_list": json_list}
-        self._names = 0
-
-    def name(self, stem: str) -> str:
-        self._names += 1
-        return f"{stem}{self._names}"
-
-    def line(self, indent: int, text: str) -> None:
-        self.lines.append("    " * indent + text)
-
-    def scalar(self, indent: int, name: str, field: FieldDescriptor, expr: str) -> None:
-        local = self.name("v")
-        self.fields.append(pa.field(name, _ARROW_TYPES[field.type]))
-        self.values.append(local)
-        self.line(indent, f"{local} = {expr}")
-        if field.type == _F.TYPE_BYTES:
-            self.line(indent, f"{local} = '0x' + {local}.hex() if {local} else None")
-        elif field.type == _F.TYPE_ENUM:
-            names = self.name("ENUM")
-            self.namespace[names] = _enum_names(field)
-            self.line(indent, f"{local} = {names}[{local}] if {local} in {names} else str({local})")
-
-    def message(
-        self, indent: int, var: str, descriptor: Descriptor, prefix: str, skip: tuple[str, ...]
-    ) -> None:
-        """Read every field of ``var`` into locals, flattening sub-messages."""
-        for field in descriptor.fields:
-            if field.name in skip:
-                continue
-            name, get = _column_name(prefix, field.name), _get(var, field.name)
-            if field.is_repeated:
-                local = self.name("v")
-                self.fields.append(pa.field(name, pa.string()))
-                self.values.append(local)
-                self.line(indent, f"{local} = json_list({get})")
-            elif field.message_type is not None:
-                sub = self.name("m")
-                first = len(self.values)
-                self.line(indent, f"if {var}.HasField({field.name!r}):")
-                self.line(indent + 1, f"{sub} = {get}")
-                self.message(indent + 1, sub, field.message_type, name, ())
-                self.line(indent, "else:")
-                for local in self.values[first:] or ["_"]:
-                    self.line(indent + 1, f"{local} = None")
-            else:
-                if field.has_presence:
-                    get = f"({get} if {var}.HasField({field.name!r}) else None)"
-                self.scalar(indent, name, field, get)
-
-    def add(self, indent: int, buffer: str, first: int, values: Sequence[str]) -> None:
-        """Append ``values`` to ``buffer``'s columns from number ``first`` on."""
-        for i, local in enumerate(values, start=first):
-            self.line(indent, f"{buffer}_{i}({local})")
+# A payload over this size is an undecoded row ("too_large: ...") and is not parsed: decoding
+# takes tens of times a payload's size in memory (a 52 MB node block took 3 GB). Mainnet node
+# blocks are 0.5 MB to a few MB, protobuf commands a few hundred bytes.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -203,12 +91,12 @@ class FactPlan:
         self.table = table
         self._member = member
         self.fields: list[pa.Field] = []
-        self._types: list[pa.DataType] = []
+        self._columns: list[pa.Field] = []  # the buffer's: seq, time_ms, then ``fields``
         self._parents = 0
         self._expanded = False
 
     def emit(
-        self, source: _Source, indent: int, buffer: str, command: Descriptor, envelope: int
+        self, source: Source, indent: int, buffer: str, command: Descriptor, envelope: int
     ) -> None:
         """Source that adds a command's rows to ``buffer``; the command is in ``command``, its
         envelope already read into the first ``envelope`` of ``source.values``."""
@@ -218,13 +106,13 @@ class FactPlan:
         first_value = len(source.values)
         member, expanded = self._member, None
         if member is not None and member.message_type is None:  # a scalar member: one column
-            source.scalar(indent, member.name, member, _get("command", member.name))
+            source.scalar(indent, member.name, member, attribute("command", member.name))
         else:
             if member is None:
                 fact, var, skip = command, "command", (TIME_FIELD,)
             else:
                 fact, var, skip = member.message_type, "fact", ()
-                source.line(indent, f"fact = {_get('command', member.name)}")
+                source.line(indent, f"fact = {attribute('command', member.name)}")
             repeated = [f for f in fact.fields if f.is_repeated]
             if len(repeated) == 1:
                 expanded = repeated[0]
@@ -238,18 +126,19 @@ class FactPlan:
         if expanded is not None:
             self._emit_elements(source, indent, buffer, var, expanded)
         self.fields = envelope_fields + source.fields[first_field:]
-        self._types = [pa.int64(), pa.int64(), *(f.type for f in self.fields)]
+        self._columns = [KEY_FIELDS[0], KEY_FIELDS[2], *self.fields]
+        self.surely_fit = SurelyFit(self._columns)
         self._expanded = expanded is not None
         del source.fields[first_field:]
         del source.values[first_value:]
 
     def _emit_elements(
-        self, source: _Source, indent: int, buffer: str, var: str, field: FieldDescriptor
+        self, source: Source, indent: int, buffer: str, var: str, field: FieldDescriptor
     ) -> None:
         """One row per element of ``field``, and one with null element columns when it is empty:
         a fact is never dropped for having no elements."""
         first = len(source.values)
-        source.line(indent, f"elements = {_get(var, field.name)}")
+        source.line(indent, f"elements = {attribute(var, field.name)}")
         source.line(indent, "if elements:")
         source.line(indent + 1, f"{buffer}.owners.extend([row] * len(elements))")
         source.line(indent + 1, f"{buffer}.idx.extend(range(len(elements)))")
@@ -257,7 +146,7 @@ class FactPlan:
         if field.message_type is not None:
             source.message(indent + 2, "element", field.message_type, "", ())
         else:
-            source.scalar(indent + 2, _singular(field.name), field, "element")
+            source.scalar(indent + 2, singular(field.name), field, "element")
         source.add(indent + 2, buffer, self._parents, source.values[first:])
         source.line(indent, "else:")
         source.line(indent + 1, f"{buffer}.owners.append(row)")
@@ -265,28 +154,58 @@ class FactPlan:
         source.add(indent + 1, buffer, self._parents, ["None"] * (len(source.values) - first))
 
     def buffer(self) -> FactBuffer:
-        return FactBuffer([[] for _ in self._types], [], [])
+        return FactBuffer([[] for _ in self._columns], [], [])
 
     def rows(self, buffer: FactBuffer) -> FactRows:
         """The buffered rows as Arrow arrays, converted once: each ``pa.array`` call costs
-        some microseconds on top of its values."""
-        arrays = [pa.array(c, t) for c, t in zip(buffer.columns, self._types, strict=True)]
+        some microseconds on top of its values. Raises ``Misfits`` naming the commands (by
+        their row in the buffer's first columns) with a value their column cannot hold."""
+        parents = self._parents if self._expanded else len(self._columns)
+        columns = buffer.columns
+        misfits: dict[int, str] = {}
+        converted: list[pa.Array] = []
+        try:
+            converted += arrays(columns[:parents], self._columns[:parents])
+        except Misfits as exc:
+            misfits |= exc.rows
+        if self._expanded:
+            try:
+                converted += arrays(columns[parents:], self._columns[parents:])
+            except Misfits as exc:
+                for element, why in exc.rows.items():
+                    misfits.setdefault(buffer.owners[element], why)
+        if misfits:
+            raise Misfits(misfits)
         if self._expanded:
             take = pa.array(buffer.owners, pa.int32())
-            arrays[: self._parents] = [a.take(take) for a in arrays[: self._parents]]
+            converted[:parents] = [a.take(take) for a in converted[:parents]]
             idx = buffer.idx
         else:
-            idx = [0] * len(buffer.columns[0])
+            idx = [0] * len(columns[0])
         rows = len(idx)
-        names = ["seq", "time_ms", *(f.name for f in self.fields)]
-        values = dict(zip(names, arrays, strict=True))
+        names = [f.name for f in self._columns]
+        values = dict(zip(names, converted, strict=True))
         values["idx"] = pa.array(idx, pa.int32())
         values["kind"] = pa.array([self.kind] * rows, pa.string())
         return FactRows(values, rows)
 
+    def without(self, buffer: FactBuffer, commands: set[int]) -> FactBuffer:
+        """``buffer`` without the rows of the ``commands`` (their rows in the first columns)."""
+        parents = self._parents if self._expanded else len(self._columns)
+        keep = [row for row in range(len(buffer.columns[0])) if row not in commands]
+        columns = [[column[row] for row in keep] for column in buffer.columns[:parents]]
+        if not self._expanded:
+            return FactBuffer(columns, [], [])
+        renumbered = {old: new for new, old in enumerate(keep)}
+        elements = [i for i, owner in enumerate(buffer.owners) if owner not in commands]
+        columns += [[column[i] for i in elements] for column in buffer.columns[parents:]]
+        owners = [renumbered[buffer.owners[i]] for i in elements]
+        return FactBuffer(columns, owners, [buffer.idx[i] for i in elements])
+
     def dicts(self, buffer: FactBuffer) -> list[dict[str, Any]]:
-        """The buffered rows as Python dicts, for a few commands at a time, when building
-        Arrow arrays would cost more than the rows are worth."""
+        """The buffered rows as Python dicts, for a few commands at a time, when building an
+        Arrow table would cost more than the rows are worth (``rows`` still checks that every
+        value fits its column)."""
         names = ["seq", "time_ms", *(f.name for f in self.fields)]
         kind = self.kind
         if not self._expanded:
@@ -334,14 +253,18 @@ class CommandPlan:
                 f.name: FactPlan(f.name, TABLE_OF_KIND.get(f.name, f.name), f) for f in oneof.fields
             }
             envelope_skip = (*(f.name for f in oneof.fields), TIME_FIELD)
-        source = _Source()
+        source = Source()
         source.namespace |= {"parse": message.FromString, "DecodeError": DecodeError}
-        source.namespace |= {"MAX_TS_MS": MAX_TS_MS}
+        source.namespace |= {"MAX_TS_MS": MAX_TS_MS, "MAX_PAYLOAD_BYTES": MAX_PAYLOAD_BYTES}
         source.line(0, "def read(payloads, seqs, ts_ms, buffers, undecoded, blocks):")
         for i in range(len(self.kinds)):
             source.line(1, f"b{i} = buffers[{i}]")
             source.line(1, "")  # binds b{i}'s adders, once their number is known
         source.line(1, "for position, payload in enumerate(payloads):")
+        source.line(2, "if len(payload) > MAX_PAYLOAD_BYTES:")
+        too_large = "too_large: {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
+        source.line(3, f"undecoded.append((position, f{too_large!r}))")
+        source.line(3, "continue")
         source.line(2, "if payload[:1] == b'{':  # a node block: never a protobuf message")
         source.line(3, "blocks.append(position)")
         source.line(3, "continue")
@@ -352,7 +275,7 @@ class CommandPlan:
         source.line(3, "continue")
         source.line(2, "seq = seqs[position]")
         if TIME_FIELD in descriptor.fields_by_name:
-            source.line(2, f"time_ms = {_get('command', TIME_FIELD)}")
+            source.line(2, f"time_ms = {attribute('command', TIME_FIELD)}")
             source.line(2, "if time_ms > MAX_TS_MS:")
             message = "protobuf: time_ms {time_ms} is beyond the year 9999"
             source.line(3, f"undecoded.append((position, f{message!r}))")

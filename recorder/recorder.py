@@ -1,128 +1,61 @@
 """``Recorder``: tails the feed into an archive; the I/O shell around ``FeedSession``.
 
 The event loop only receives frames and hands them to the session. Spool writes run on one
-thread and segment writes on another, so a slow disk shows up as a logged backlog, never as a
-feed the recorder stopped reading.
+thread and segment writes on another (``Writers``), so a slow disk shows up as a logged backlog;
+only a backlog past its memory bound pauses reading the feed until the writer catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
-import os
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from replica.recorder import __version__
-from replica.recorder.feedurl import check_url, is_loopback, public_url, with_api_key
-from replica.recorder.policy import Action, Backoff, BackoffPolicy, after_close, after_rejection
-from replica.recorder.segments import publish_unit
-from replica.recorder.session import (
-    FeedSession,
-    RecentPayloads,
-    SessionStats,
-    SpoolAppend,
-    SpoolClose,
-    SpoolOpen,
-    Unit,
-)
-from replica.recorder.spool import SpoolWriter
+from replica.recorder.config import NO_KEY, RecorderConfig, Summary, iso_time, nothing_recorded
+from replica.recorder.connection import RedirectRefused, open_feed
+from replica.recorder.feedurl import is_loopback, public_url
+from replica.recorder.policy import Action, Backoff, after_close, after_rejection
+from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
+from replica.recorder.session import FeedSession, RecentPayloads, SessionStats
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
+from replica.recorder.writers import Writers
 from replica.schemas.archive import ArchiveLayout
-from replica.schemas.errors import (
-    ArchiveError,
-    AuthRefused,
-    NothingRecorded,
-    ReplicaError,
-    UsageError,
-)
+from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
-from replica.schemas.redact import RedactingLogger, redact
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from replica.schemas.redact import redact
+from replica.schemas.seqspace import FEED, claim
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    PayloadTooBig,
+)
+
+__all__ = ["Recorder", "RecorderConfig", "Summary"]  # the config and summary live in config.py
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
-MAX_FRAME_BYTES = 64 * 2**20
-_BACKLOG_WARN_UNITS = 2
-_BACKLOG_WARN_SPOOL_WRITES = 20  # about a second of flushes not yet on disk
-_BACKLOG_WARN_EVERY_S = 30.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecorderConfig:
-    url: str
-    archive: str | os.PathLike[str]
-    api_key: str | None = field(default=None, repr=False)
-    auth: str = "header"  # or "query": the key goes in the URL, where proxies may log it
-    segment_seconds: float = 60.0
-    segment_rows: int = 500_000
-    status_seconds: float = 5.0
-    deadline: datetime | None = None
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    ping_interval: float = 30.0
-    ping_timeout: float = 10.0
-    # How long to wait for the peer's close frame before dropping the connection: a dead peer
-    # never sends one, and every second spent waiting is feed not recorded.
-    close_timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        check_url(self.url)
-        if self.auth not in ("header", "query"):
-            raise UsageError(f"auth {self.auth!r} is not one of 'header', 'query'")
-        if self.auth == "query" and not self.api_key:
-            raise UsageError("--auth query needs an API key to send")
-        for name in ("segment_seconds", "segment_rows", "status_seconds"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, was {getattr(self, name)}")
-        if self.deadline is not None and self.deadline.tzinfo is None:
-            raise UsageError("deadline must be timezone-aware")
-
-
-@dataclass
-class Summary:
-    """The one JSON line a cron log keeps of a run."""
-
-    archive: str
-    source: str
-    started: str
-    ended: str
-    ended_by: str
-    exit_code: int
-    frames: int
-    appended: int
-    first_seq: int | None
-    last_seq: int | None
-    duplicates: int
-    conflicts: int
-    quarantined: int
-    gaps: int
-    missing: int
-    connections: int
-    files_written: int
-    recovered_frames: int
-    error: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+_WARN_EVERY_S = 30.0
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _too_big(exc: PayloadTooBig) -> TooBig:
+    """The size websockets saw: a frame's declared length (plus the message's earlier
+    fragments), or for a compressed frame only the limit its inflated size passed."""
+    if exc.size is None:
+        return TooBig(exc.max_size, exact=False)
+    return TooBig(exc.size + (exc.current_size or 0), exact=True)
 
 
 class Recorder:
@@ -148,24 +81,26 @@ class Recorder:
         self._closing: asyncio.Future | None = None
         self._started = time.time()
         self._ended: float | None = None
-        self._files_written = 0
+        self._recovered_files = 0
         self._recovered_frames = 0
-        self._writes: deque[Future] = deque()
-        self._spool_writes: deque[Future] = deque()
-        self._spool: SpoolWriter | None = None
-        self._spool_thread: ThreadPoolExecutor | None = None
-        self._writer_thread: ThreadPoolExecutor | None = None
+        self._writers: Writers | None = None
         self._next_maintenance = 0
         self._next_status = 0.0
         self._status_at = time.monotonic()
         self._status_frames = 0
-        self._backlog_warned = -math.inf
+        self._ts_back_warned = (0, -math.inf)  # the count when last logged, and when
+        self._pause_warned = -math.inf
 
     # ---- public -------------------------------------------------------------------------------
 
     @property
     def last_seq(self) -> int | None:
         return self._session.tracker.state.last_seq if self._session else None
+
+    @property
+    def writer_backlog(self) -> int:
+        """Sealed segments waiting to be written."""
+        return self._writers.backlog if self._writers else 0
 
     def stop(self, reason: str = "stop") -> None:
         """End the run cleanly: close the connection, seal, and return from ``run()``."""
@@ -201,8 +136,8 @@ class Recorder:
         return Summary(
             archive=str(self._layout.root),
             source=self._source,
-            started=_iso(self._started),
-            ended=_iso(self._ended or time.time()),
+            started=iso_time(self._started),
+            ended=iso_time(self._ended or time.time()),
             ended_by=type(failure).__name__ if failure else (self._stop_reason or "stop"),
             exit_code=failure.exit_code if failure else 0,
             frames=stats.frames,
@@ -215,7 +150,9 @@ class Recorder:
             gaps=stats.gaps,
             missing=stats.missing,
             connections=stats.connections,
-            files_written=self._files_written,
+            ts_back=stats.ts_back,
+            files_written=self._recovered_files
+            + (self._writers.files_written if self._writers else 0),
             recovered_frames=self._recovered_frames,
             error=str(failure) if failure else None,
         )
@@ -231,22 +168,17 @@ class Recorder:
             )
         state, recent = await asyncio.to_thread(self._prepare_archive)
         if not config.api_key:  # said once: every refusal after this is the same one
-            loopback = is_loopback(urlsplit(config.url).hostname or "")
-            log.log(
-                logging.INFO if loopback else logging.WARNING,
-                "no API key set (REPLICA_API_KEY or --api-key-file): connecting to %s without one",
-                self._source,
-            )
+            quiet = is_loopback(urlsplit(config.url).hostname or "")
+            log.log(logging.INFO if quiet else logging.WARNING, NO_KEY, self._source)
         self._session = FeedSession(
             state,
             now_us=_now_us(),
             recent=recent,
             segment_rows=config.segment_rows,
             segment_us=int(config.segment_seconds * 1e6),
+            quarantine_bytes=MAX_UNIT_QUARANTINE_BYTES,
         )
-        self._spool = SpoolWriter(self._layout.spool_dir)
-        self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
-        self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
+        self._writers = Writers(self._layout, self._metadata)
         loop = asyncio.get_running_loop()
         deadline = None
         if config.deadline is not None:
@@ -257,31 +189,17 @@ class Recorder:
         ticker = asyncio.create_task(self._tick_forever())
         ticker.add_done_callback(self._ticker_ended)
         try:
-            self._pump()
+            self._writers.pump(self._session)
             await self._connect_until_stopped()
         finally:
             ticker.cancel()
             if deadline is not None:
                 deadline.cancel()
-            await self._seal_and_drain()
+            await self._writers.drain(self._session, _now_us())
         if self._failure is None and self._stop_reason == "deadline":
-            self._failure = self._nothing_recorded()
+            self._failure = nothing_recorded(self._session.stats, self._source)
         if self._failure is not None:
             raise self._failure
-
-    def _nothing_recorded(self) -> NothingRecorded | None:
-        """A window that recorded nothing is a failure, however cleanly it ended."""
-        stats = self._session.stats if self._session else SessionStats()
-        if stats.appended:
-            return None
-        if not stats.connections:
-            return NothingRecorded(
-                f"the recording window ended without connecting to {self._source}: nothing recorded"
-            )
-        return NothingRecorded(
-            f"the recording window ended with no new command from {self._source} "
-            f"({stats.connections} connection(s)): nothing recorded"
-        )
 
     def _prepare_archive(self):
         layout = self._layout
@@ -291,6 +209,7 @@ class Recorder:
                 table_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
+        claim(layout, FEED, "replica record")
         remove_temporary_files(layout)
         recent = RecentPayloads()
         state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery
@@ -303,26 +222,12 @@ class Recorder:
                 len(recovery.files),
             )
         self._recovered_frames = recovery.frames
-        self._files_written += len(recovery.files)
+        self._recovered_files = len(recovery.files)
         if recovery.files:  # the recovery moved the archive's end
             state = archived_tail(layout, recent)
         if state.last_seq is not None:
             log.info("resuming %s after seq %d", layout.root, state.last_seq)
         return state, recent
-
-    async def _seal_and_drain(self) -> None:
-        if self._session is None:
-            return
-        empty = self._session.seal(_now_us())
-        self._pump()
-        self._spool_thread.submit(self._spool.discard, empty.unit_id)
-        writes = list(self._writes)
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in writes), return_exceptions=True)
-        # Deletes of sealed spools were queued by the writes: let the spool thread finish them.
-        await asyncio.to_thread(self._spool_thread.shutdown, True)
-        self._writer_thread.shutdown(wait=True)
-        self._spool.close_all()
-        self._check_writes()
 
     # ---- the connection loop ------------------------------------------------------------------
 
@@ -368,19 +273,28 @@ class Recorder:
                 if self._stopping.is_set():
                     await ws.close()
                 receive = session.receive
+                sealed = session.sealed  # a list the session appends each sealed unit to
                 async for frame in ws:
                     now = time.time_ns() // 1000
                     receive(frame, now)
-                    if now >= self._next_maintenance:
+                    if now >= self._next_maintenance or sealed:
                         self._maintain(now)
+                        if self._writers.behind:
+                            await self._wait_for_the_writer()
             code = ws.close_code
             why = f"closed with code {code}"
         except InvalidStatus as exc:
             status = exc.response.status_code
             return after_rejection(status), f"HTTP {status} on the upgrade", False
+        except RedirectRefused as exc:
+            return Action.BACKOFF, str(exc), False
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             why = f"closed with code {code}" if code else "connection dropped"
+            if isinstance(exc.__cause__, PayloadTooBig):
+                too_big = _too_big(exc.__cause__)
+                session.frame_too_big(too_big, _now_us())
+                why = f"{too_big.reason}; quarantined its size"
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             code, why = (
                 None,
@@ -391,23 +305,15 @@ class Recorder:
         healthy = session.stats.appended > appended_before
         return after_close(code, healthy=healthy), why, healthy
 
-    def _connect(self) -> connect:
+    def _connect(self):
         config = self.config
-        url, headers = config.url, {}
-        if config.api_key and config.auth == "query":
-            url = with_api_key(url, config.api_key)
-        elif config.api_key:
-            headers["x-api-key"] = config.api_key
-        return connect(
-            url,
-            additional_headers=headers,
-            user_agent_header=f"replica/{__version__}",
+        return open_feed(
+            config.url,
+            api_key=config.api_key,
+            auth=config.auth,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
             close_timeout=config.close_timeout,
-            max_size=MAX_FRAME_BYTES,
-            proxy=None if is_loopback(urlsplit(url).hostname or "") else True,
-            logger=RedactingLogger(logging.getLogger("websockets.client"), config.api_key),
         )
 
     # ---- maintenance: spool flushes, time seals, errors, status -------------------------------
@@ -428,60 +334,43 @@ class Recorder:
     def _maintain(self, now_us: int) -> None:
         self._next_maintenance = now_us + MAINTENANCE_US
         self._session.tick(now_us)
-        self._pump()
+        self._writers.pump(self._session)
         try:
-            self._check_writes()
+            self._writers.check()
         except ArchiveError as exc:
             self._failure = exc
             self.stop("error")
             return
         if time.monotonic() >= self._next_status:
             self._log_status()
+        self._warn_of_ts_back()
 
-    def _pump(self) -> None:
-        """Hand the session's spool writes and sealed units to their threads, in order."""
-        session = self._session
-        for op in session.take_spool_ops():
-            self._spool_writes.append(self._spool_thread.submit(self._apply_spool_op, op))
-        for unit in session.take_sealed():
-            self._writes.append(self._writer_thread.submit(self._publish, unit))
-
-    def _apply_spool_op(self, op) -> None:
-        if type(op) is SpoolAppend:
-            self._spool.append(op.unit_id, op.records)
-        elif type(op) is SpoolOpen:
-            self._spool.open(op.unit_id, op.header)
-        elif type(op) is SpoolClose:
-            self._spool.close(op.unit_id)
-
-    def _publish(self, unit: Unit) -> int:
-        written = publish_unit(unit, self._layout, self._metadata)
-        # Submitted after this unit's close, so the spool thread deletes a closed file.
-        self._spool_thread.submit(self._spool.delete, unit.unit_id)
-        return len(written)
-
-    def _check_writes(self) -> None:
-        for queue, what in ((self._writes, "archive"), (self._spool_writes, "spool")):
-            while queue and queue[0].done():
-                future = queue.popleft()
-                exc = future.exception()
-                if exc is not None:
-                    raise ArchiveError(
-                        f"cannot write the {what} in {self._layout.root}: {exc}; frames already "
-                        "spooled are recovered when the recorder starts again"
-                    ) from exc
-                if queue is self._writes:
-                    self._files_written += future.result()
-        units, flushes = len(self._writes), len(self._spool_writes)
+    async def _wait_for_the_writer(self) -> None:
+        """Stop reading the feed while the writer is too far behind (the ticker goes on
+        checking its writes), so that units waiting for the disk cannot exhaust memory."""
         now = time.monotonic()
-        behind = units > _BACKLOG_WARN_UNITS or flushes > _BACKLOG_WARN_SPOOL_WRITES
-        if behind and now - self._backlog_warned > _BACKLOG_WARN_EVERY_S:
-            self._backlog_warned = now
+        if now - self._pause_warned > _WARN_EVERY_S:
+            self._pause_warned = now
             log.warning(
-                "the disk is falling behind (%d segments to write, %d spool flushes pending); "
-                "still reading the feed",
-                units,
-                flushes,
+                "the disk is %d segments (%.0f MiB) behind; pausing reads of the feed until it "
+                "catches up",
+                self._writers.backlog,
+                self._writers.backlog_bytes / 2**20,
+            )
+        while self._writers.behind and not self._stopping.is_set():
+            await asyncio.sleep(MAINTENANCE_US / 1e6)
+
+    def _warn_of_ts_back(self) -> None:
+        count = self._session.stats.ts_back
+        logged, when = self._ts_back_warned
+        now = time.monotonic()
+        if count > logged and now - when > _WARN_EVERY_S:
+            self._ts_back_warned = (count, now)
+            log.warning(
+                "%d command(s) so far had a ts_ms in an earlier UTC hour than the segment they "
+                "arrived in (the feed's clock stepped back); they stay in that segment, filed "
+                "under its hour",
+                count,
             )
 
     def _log_status(self) -> None:
@@ -501,5 +390,5 @@ class Recorder:
             stats.duplicates,
             stats.quarantined,
             lag,
-            len(self._writes),
+            self.writer_backlog,
         )

@@ -12,7 +12,8 @@ from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
-from replica.recorder.session import QuarantineRow, Unit
+from replica.recorder.quarantine import QuarantineRow
+from replica.recorder.session import Unit
 from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -84,7 +85,7 @@ def unit_files(
         path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
         yield path, gap_table(unit), _TABLE_OPTIONS
     by_path: dict[Path, list[QuarantineRow]] = {}
-    for row in unit.quarantine:
+    for row in unit.quarantine.rows:
         path = layout.unit_path(layout.quarantine_dir, row.recv_ts_us // 1000, unit.unit_id)
         by_path.setdefault(path, []).append(row)
     for path, rows in by_path.items():

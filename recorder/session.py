@@ -1,11 +1,16 @@
 """The recorder's protocol core, free of I/O: frames in; units to seal and spool writes out.
 
-A *unit* is what one spool file holds and one seal publishes: the commands of at most one UTC
-hour (one raw segment), plus the gaps and quarantined frames seen meanwhile. Every frame is put
-on the spool of the unit that is open when it arrives, after any seal it causes, so a spool file
-replayed from its header state reproduces its unit exactly: that is how recovery stays
-idempotent. A command is spooled decoded (its payload as bytes, not hex): everything the
-archive keeps of it, at half the size, and recovery need not parse it again.
+A *unit* is what one spool file holds and one seal publishes: one raw segment, plus the gaps and
+quarantined frames seen meanwhile. A segment is filed under the UTC hour of its first command's
+``ts_ms`` and sealed when a command's ``ts_ms`` moves into a later hour; a command whose ``ts_ms``
+steps back into an earlier hour stays in the open segment and is counted (``ts_back``), so a
+clock flapping across an hour boundary cannot turn every command into a file. No ``ts_ms`` in a
+segment is later than the end of its hour; earlier ones are the anomaly the count reports.
+
+Every frame is put on the spool of the unit that is open when it arrives, after any seal it
+causes, so a spool file replayed from its header state reproduces its unit exactly: that is how
+recovery stays idempotent. A command is spooled decoded (its payload as bytes, not hex):
+everything the archive keeps of it, at half the size, and recovery need not parse it again.
 
 The I/O layer feeds ``connection_opened``/``receive``/``tick`` and drains ``take_spool_ops`` and
 ``take_sealed``; it never decides anything itself.
@@ -19,17 +24,17 @@ from array import array
 from dataclasses import dataclass, field
 
 from replica.recorder.frames import BadFrame, Command, parse_frame
+from replica.recorder.quarantine import TooBig, UnitQuarantine
 from replica.recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
 from replica.schemas.archive import MS_PER_HOUR
 from replica.schemas.frames import command_frame
 
-FRAME_TEXT_CAP = 65_536
 # Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 
 # A spool record: (recv_ts_us, item). The item is a decoded Command, the text (or bytes) of any
-# other frame, or None for a new connection.
-SpoolRecord = tuple[int, "Command | str | bytes | None"]
+# other frame, a TooBig for a frame refused unread, or None for a new connection.
+SpoolRecord = tuple[int, "Command | TooBig | str | bytes | None"]
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,6 @@ SpoolOp = SpoolOpen | SpoolAppend | SpoolClose
 
 
 @dataclass(frozen=True)
-class QuarantineRow:
-    recv_ts_us: int
-    kind: str
-    reason: str
-    seq: int | None
-    frame: str
-    frame_bytes: int
-
-
-@dataclass(frozen=True)
 class GapRow:
     gap: Gap
     detected_ts_us: int
@@ -81,13 +76,19 @@ class Unit:
     recv_ts_us: array = field(default_factory=lambda: array("q"))
     raw: list[bytes] = field(default_factory=list)
     gaps: list[GapRow] = field(default_factory=list)
-    quarantine: list[QuarantineRow] = field(default_factory=list)
+    quarantine: UnitQuarantine = field(default_factory=UnitQuarantine)
     payload_bytes: int = 0
     records: int = 0  # spool records, so that a unit with nothing in it is never sealed
 
     @property
     def rows(self) -> int:
         return len(self.raw)
+
+    @property
+    def held_bytes(self) -> int:
+        """Roughly the memory the unit holds: payloads, their bytes objects, five int64 columns
+        and the quarantine."""
+        return self.payload_bytes + 73 * len(self.raw) + self.quarantine.held_bytes
 
 
 class RecentPayloads:
@@ -125,6 +126,7 @@ class SessionStats:
     gaps: int = 0
     missing: int = 0
     connections: int = 0
+    ts_back: int = 0  # commands filed under a later hour than their ts_ms's (a clock stepped back)
     first_seq: int | None = None
     last_lag_us: int | None = None  # recv_ts_us - publish_ts_us of the last command
 
@@ -143,15 +145,18 @@ class FeedSession:
         recent: RecentPayloads,
         segment_rows: int | None = None,
         segment_us: int | None = None,
+        quarantine_bytes: int | None = None,
         unit_id: str | None = None,
     ) -> None:
-        """``segment_rows``/``segment_us`` of None never seal on size or age: the recovery of a
-        spool file must rebuild the one unit it holds, whatever the live limits were."""
+        """``segment_rows``/``segment_us``/``quarantine_bytes`` of None never seal on size, age
+        or the memory held by quarantined frames: the recovery of a spool file must rebuild the
+        one unit it holds, whatever the live limits were (or a spool from an older version)."""
         self.tracker = SeqTracker(state)
         self.stats = SessionStats()
         self._recent = recent
         self._segment_rows = segment_rows or 2**63
         self._segment_us = segment_us or 2**63
+        self._quarantine_bytes = quarantine_bytes or 2**63
         self._ops: list[SpoolOp] = []
         self._records: list[SpoolRecord] = []
         self._sealed: list[Unit] = []
@@ -177,6 +182,13 @@ class FeedSession:
         else:  # the connected greeting: nothing to archive
             self._spool(recv_us, frame)
 
+    def frame_too_big(self, too_big: TooBig, recv_us: int) -> None:
+        """A frame the connection refused unread for its size: quarantined by size alone."""
+        self.stats.frames += 1
+        self._spool(recv_us, too_big)
+        self._unit.quarantine.add_unread(recv_us, too_big)
+        self._quarantined(recv_us)
+
     def replay(self, records: list[SpoolRecord]) -> None:
         """Feed spooled records back in, as recovery does."""
         for recv_us, item in records:
@@ -185,19 +197,22 @@ class FeedSession:
             elif type(item) is Command:
                 self.stats.frames += 1
                 self._command(item, recv_us)
+            elif type(item) is TooBig:
+                self.frame_too_big(item, recv_us)
             else:
                 self.receive(item, recv_us)
 
     def _command(self, cmd: Command, recv_us: int) -> None:
         # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
         seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
+        hour = ts_ms // MS_PER_HOUR
         unit = self._unit
         last = self.tracker.state.last_seq
         if (
             unit.raw
             and (last is None or seq > last)
             and (
-                ts_ms // MS_PER_HOUR != unit.hour
+                hour > unit.hour
                 or len(unit.raw) >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
@@ -213,7 +228,9 @@ class FeedSession:
                 return
             self._gap(verdict, recv_us, ts_ms)
         if not unit.raw:
-            unit.hour = ts_ms // MS_PER_HOUR
+            unit.hour = hour
+        elif hour < unit.hour:
+            self.stats.ts_back += 1
         unit.seq.append(seq)
         unit.ts_ms.append(ts_ms)
         unit.ingest_ts_us.append(ingest_ts_us)
@@ -252,8 +269,14 @@ class FeedSession:
         return ops
 
     def take_sealed(self) -> list[Unit]:
-        sealed, self._sealed = self._sealed, []
+        sealed = self._sealed[:]
+        self._sealed.clear()
         return sealed
+
+    @property
+    def sealed(self) -> list[Unit]:
+        """Units sealed and not yet taken (the same list object for the session's life)."""
+        return self._sealed
 
     @property
     def open_unit(self) -> Unit:
@@ -295,9 +318,13 @@ class FeedSession:
     def _quarantine(
         self, recv_us: int, kind: str, reason: str, seq: int | None, frame: str | bytes
     ) -> None:
-        if isinstance(frame, str):
-            text, size = frame[:FRAME_TEXT_CAP], len(frame.encode("utf-8", "surrogatepass"))
-        else:
-            text, size = "0x" + frame[: (FRAME_TEXT_CAP - 2) // 2].hex(), len(frame)
-        self._unit.quarantine.append(QuarantineRow(recv_us, kind, reason, seq, text, size))
+        self._unit.quarantine.add(recv_us, kind, reason, seq, frame)
+        self._quarantined(recv_us)
+
+    def _quarantined(self, recv_us: int) -> None:
+        """Count a frame just quarantined (and spooled) in the open unit; seal the unit if its
+        quarantine holds all the memory it may: the frame is the unit's last record, so a
+        replay of its spool seals there too."""
         self.stats.quarantined += 1
+        if self._unit.quarantine.held_bytes >= self._quarantine_bytes:
+            self.seal(recv_us)

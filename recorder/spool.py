@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zlib
 from array import array
@@ -23,12 +24,15 @@ from typing import BinaryIO
 
 import zstandard
 from replica.recorder.frames import Command
+from replica.recorder.quarantine import TooBig
 from replica.recorder.session import SpoolRecord
 
 _CHUNK_HEAD = struct.Struct("<cII")
+_CHUNK_KIND = re.compile(b"[HR]")
 _COUNT = struct.Struct("<I")
 HEADER, RECORDS = b"H", b"R"
-_TEXT, _BINARY, _CONNECT, _COMMAND = 0, 1, 2, 3
+_TEXT, _BINARY, _CONNECT, _COMMAND, _TOO_BIG = 0, 1, 2, 3, 4
+_TOO_BIG_BLOB = struct.Struct("<Q?")
 SUFFIX = ".wal"
 
 
@@ -36,20 +40,70 @@ def encode_chunk(kind: bytes, body: bytes) -> bytes:
     return _CHUNK_HEAD.pack(kind, len(body), zlib.crc32(body)) + body
 
 
-def decode_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
-    """The intact chunks of a spool file, and whether the file ended cleanly after them."""
-    chunks = []
+@dataclass
+class ChunkScan:
+    """What a spool file's bytes hold: its intact chunks, in order, and what is not intact."""
+
+    chunks: list[tuple[bytes, bytes]]
+    damaged_bytes: int = 0  # bytes skipped between intact chunks, or at the end (not torn)
+    torn: bool = False  # the file ends in a chunk cut short: a crash mid-write
+
+    @property
+    def complete(self) -> bool:
+        return not self.damaged_bytes and not self.torn
+
+
+def _chunk_at(data: bytes, pos: int) -> tuple[bytes, bytes] | None:
+    """The intact chunk at ``pos``, if there is one."""
+    if len(data) - pos < _CHUNK_HEAD.size:
+        return None
+    kind, length, crc = _CHUNK_HEAD.unpack_from(data, pos)
+    start = pos + _CHUNK_HEAD.size
+    body = data[start : start + length]
+    if kind not in (HEADER, RECORDS) or len(body) != length or zlib.crc32(body) != crc:
+        return None
+    return kind, body
+
+
+def _next_chunk(data: bytes, pos: int) -> int | None:
+    """Where the next intact chunk after ``pos`` starts: resynchronising after damage. Writers
+    never write an empty body, so a run of zeros cannot pass for a chunk."""
+    for match in _CHUNK_KIND.finditer(data, pos + 1):
+        found = _chunk_at(data, match.start())
+        if found is not None and found[1]:
+            return match.start()
+    return None
+
+
+def _cut_short(data: bytes, pos: int) -> bool:
+    """Whether the chunk at ``pos`` runs past the end of the file, as a torn write leaves it."""
+    if len(data) - pos < _CHUNK_HEAD.size:
+        return True
+    _, length, _ = _CHUNK_HEAD.unpack_from(data, pos)
+    return pos + _CHUNK_HEAD.size + length > len(data)
+
+
+def decode_chunks(data: bytes) -> ChunkScan:
+    """Every intact chunk of a spool file. Each chunk is checksummed, so damage in the middle
+    costs only the chunks it touches: reading resumes at the next intact chunk."""
+    scan = ChunkScan([])
     pos = 0
     while pos < len(data):
-        if len(data) - pos < _CHUNK_HEAD.size:
-            return chunks, False
-        kind, length, crc = _CHUNK_HEAD.unpack_from(data, pos)
-        body = data[pos + _CHUNK_HEAD.size : pos + _CHUNK_HEAD.size + length]
-        if len(body) != length or zlib.crc32(body) != crc or kind not in (HEADER, RECORDS):
-            return chunks, False
-        chunks.append((kind, body))
-        pos += _CHUNK_HEAD.size + length
-    return chunks, True
+        found = _chunk_at(data, pos)
+        if found is not None:
+            scan.chunks.append(found)
+            pos += _CHUNK_HEAD.size + len(found[1])
+            continue
+        resume = _next_chunk(data, pos)
+        if resume is None:
+            if _cut_short(data, pos):
+                scan.torn = True
+            else:
+                scan.damaged_bytes += len(data) - pos
+            break
+        scan.damaged_bytes += resume - pos
+        pos = resume
+    return scan
 
 
 def encode_records(records: list[SpoolRecord], compressor: zstandard.ZstdCompressor) -> bytes:
@@ -80,6 +134,9 @@ def _kinds_and_blobs(items: list) -> tuple[bytes, list[bytes]]:
         elif item is None:
             kinds.append(_CONNECT)
             blobs.append(b"")
+        elif type(item) is TooBig:
+            kinds.append(_TOO_BIG)
+            blobs.append(_TOO_BIG_BLOB.pack(*item))
         elif isinstance(item, str):
             kinds.append(_TEXT)
             blobs.append(item.encode("utf-8", "surrogatepass"))
@@ -121,6 +178,8 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
             records.append((recv_us, None))
         elif kind == _TEXT:
             records.append((recv_us, blob.decode("utf-8", "surrogatepass")))
+        elif kind == _TOO_BIG:
+            records.append((recv_us, TooBig(*_TOO_BIG_BLOB.unpack(blob))))
         else:
             records.append((recv_us, blob))
     return records
@@ -130,18 +189,33 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
 class SpoolContents:
     header: dict | None
     records: list[SpoolRecord]
-    complete: bool  # False when a torn chunk ended the file (a crash mid-write)
+    torn: bool = False  # a torn chunk ended the file (a crash mid-write)
+    damaged_bytes: int = 0  # bytes of damaged chunks skipped (a disk's fault, not a crash)
+    header_lost: bool = False  # records were read but the header chunk is damaged
+
+    @property
+    def complete(self) -> bool:
+        return not self.torn and not self.damaged_bytes
 
 
 def read_spool(path: Path) -> SpoolContents:
-    chunks, complete = decode_chunks(path.read_bytes())
-    if not chunks or chunks[0][0] != HEADER:
-        return SpoolContents(None, [], complete and not chunks)
-    records: list[SpoolRecord] = []
-    for kind, body in chunks[1:]:
-        if kind == RECORDS:
-            records.extend(decode_records(body))
-    return SpoolContents(json.loads(chunks[0][1]), records, complete)
+    scan = decode_chunks(path.read_bytes())
+    chunks = scan.chunks
+    header = None
+    if chunks and chunks[0][0] == HEADER:
+        header = json.loads(chunks[0][1])
+        chunks = chunks[1:]
+    contents = SpoolContents(header, [], scan.torn, scan.damaged_bytes)
+    for kind, body in chunks:
+        if kind != RECORDS:
+            contents.damaged_bytes += _CHUNK_HEAD.size + len(body)  # a header out of place
+            continue
+        try:
+            contents.records.extend(decode_records(body))
+        except Exception:  # only a chunk whose checksum matched by chance gets here
+            contents.damaged_bytes += _CHUNK_HEAD.size + len(body)
+    contents.header_lost = header is None and bool(contents.records)
+    return contents
 
 
 class SpoolWriter:
@@ -189,6 +263,12 @@ class SpoolWriter:
         sink.write(chunk)
         sink.flush()
         os.fdatasync(sink.fileno())
+
+
+def damaged_dir(spool_dir: Path) -> Path:
+    """Where recovery moves a damaged spool after taking what it could read: kept for study,
+    outside ``leftover_spools``, so never recovered twice."""
+    return spool_dir / "damaged"
 
 
 def leftover_spools(spool_dir: Path) -> list[Path]:

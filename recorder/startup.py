@@ -1,12 +1,14 @@
 """Bringing an archive back to a consistent state before recording resumes.
 
 Temporary files of an interrupted write are removed, leftover spools are replayed into the
-units they held, and the seq tracker resumes after the last archived seq.
+units they held, and the seq tracker resumes after the last archived seq. A spool damaged on disk
+gives what its intact chunks hold and is then moved to ``spool/damaged/``, never deleted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pyarrow.parquet as pq
 from replica.recorder.segments import publish_unit
 from replica.recorder.seq import Cause, TrackerState
 from replica.recorder.session import FeedSession, RecentPayloads
-from replica.recorder.spool import leftover_spools, read_spool
+from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
@@ -27,6 +29,7 @@ class Recovery:
     spools: int = 0
     frames: int = 0
     torn: int = 0
+    damaged: int = 0
     files: list[Path] = field(default_factory=list)
 
 
@@ -70,25 +73,76 @@ def recover_spools(
     """Replay every leftover spool file from its header state and publish its unit."""
     recovery = Recovery()
     for path in leftover_spools(layout.spool_dir):
-        contents = read_spool(path)
-        if not contents.complete:
-            recovery.torn += 1
-            log.warning(
-                "%s ends in a torn chunk (a crash mid-write); keeping what precedes it", path
-            )
-        if contents.header is not None:
-            header = contents.header
-            session = FeedSession(
-                TrackerState.from_json(header["state"]),
-                now_us=header["opened_us"],
-                recent=recent,
-                unit_id=header["unit"],
-            )
-            session.replay(contents.records)
-            session.seal(header["opened_us"])
-            for unit in session.take_sealed():
-                recovery.files += publish_unit(unit, layout, metadata)
-            recovery.frames += session.stats.frames
-        recovery.spools += 1
-        path.unlink()
+        try:
+            _recover_spool(path, layout, recent, metadata, recovery)
+        except OSError as exc:  # a full disk, most likely: the spool waits for the next start
+            raise ArchiveError(
+                f"cannot recover {path} into the archive: {exc.strerror or exc}; it is kept, "
+                "and recovered when the recorder starts again with space to write"
+            ) from exc
     return recovery
+
+
+def _recover_spool(
+    path: Path,
+    layout: ArchiveLayout,
+    recent: RecentPayloads,
+    metadata: dict[str, str],
+    recovery: Recovery,
+) -> None:
+    contents = read_spool(path)
+    header = contents.header
+    if contents.header_lost:
+        header = _rebuilt_header(path, layout, recent)
+    frames = 0
+    if header is not None:
+        session = FeedSession(
+            TrackerState.from_json(header["state"]),
+            now_us=header["opened_us"],
+            recent=recent,
+            unit_id=header["unit"],
+        )
+        session.replay(contents.records)
+        session.seal(header["opened_us"])
+        for unit in session.take_sealed():
+            recovery.files += publish_unit(unit, layout, metadata)
+        frames = session.stats.frames
+    recovery.frames += frames
+    recovery.spools += 1
+    if contents.torn:
+        recovery.torn += 1
+        log.warning("%s ends in a torn chunk (a crash mid-write); keeping what precedes it", path)
+    if contents.damaged_bytes or (contents.header_lost and header is None):
+        recovery.damaged += 1
+        kept = damaged_dir(layout.spool_dir) / path.name
+        kept.parent.mkdir(exist_ok=True)
+        os.replace(path, kept)
+        log.warning(
+            "%s is damaged: %d bytes of it could not be read%s; recovered %d frames from its "
+            "intact chunks (commands lost with the damage show as a gap); moved it to %s",
+            path,
+            contents.damaged_bytes,
+            _header_note(contents.header_lost, header),
+            frames,
+            kept,
+        )
+    else:
+        path.unlink()
+
+
+def _rebuilt_header(path: Path, layout: ArchiveLayout, recent: RecentPayloads) -> dict | None:
+    """A lost header, rebuilt: the unit id and opening time are the file's name, and the seq
+    tracker resumes from the archive's end, as at a restart (spools are recovered in order)."""
+    opened = path.stem.partition("-")[0]
+    if not opened.isdigit():
+        return None
+    state = archived_tail(layout, recent)
+    return {"unit": path.stem, "opened_us": int(opened), "state": state.to_json()}
+
+
+def _header_note(header_lost: bool, header: dict | None) -> str:
+    if not header_lost:
+        return ""
+    if header is None:
+        return ", including its header, and its name does not say which unit it held"
+    return ", including its header, rebuilt from the file name and the archive's last seq"

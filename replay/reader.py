@@ -1,7 +1,7 @@
 """Reading the archive for a replay: lazily, segment by segment, row group by row group.
 
 Segments come in seq order (``ArchiveLayout.segments``). Whole segments are skipped by the seqs
-in their names and the UTC hour in their path, row groups by their Parquet statistics, and no
+in their names and by the UTC hour in their path, row groups by their Parquet statistics, and no
 more than one batch of rows is held at a time, so memory stays flat whether the range is a
 minute or a month. Segments are listed when reading starts: one a recorder seals later is not
 seen by a replay already under way. A listed segment that is gone when its turn comes was merged
@@ -26,6 +26,7 @@ from replica.schemas.errors import ArchiveError
 
 RAW_COLUMNS = RAW_SCHEMA.names
 _SEQ, _TS_MS = RAW_COLUMNS.index("seq"), RAW_COLUMNS.index("ts_ms")
+_EARLIEST_MS = -(2**63)
 
 
 class SkippedSpan(NamedTuple):
@@ -50,9 +51,11 @@ def read_selected(
                 return
             if not selection.holds_seqs(segment.first_seq, segment.last_seq):
                 continue
+            # The hour bounds a segment's ts_ms from above only: a command whose ts_ms stepped
+            # back into an earlier hour stays in the segment that was open (see the recorder).
             hour = segment.hour
             if hour is not None and not selection.holds_times(
-                hour * MS_PER_HOUR, (hour + 1) * MS_PER_HOUR - 1
+                _EARLIEST_MS, (hour + 1) * MS_PER_HOUR - 1
             ):
                 yield SkippedSpan(*selection.clip(segment.first_seq, segment.last_seq))
             else:

@@ -3,7 +3,8 @@
 The Python API is the CLI's engine: ``Recorder`` runs inside any asyncio program,
 ``decode(ARCHIVE)`` writes the decoded tables (``Decoder`` decodes payloads in memory), and
 ``open(ARCHIVE).replay(...)`` gives the archived commands back for ``for`` or ``async for``, and
-``connect(ARCHIVE)`` is a DuckDB connection with a view of every table.
+``connect(ARCHIVE)`` is a DuckDB connection with a view of every table, and ``heal(ARCHIVE,
+SOURCES)`` fills an archive's gaps from other archives of the same feed.
 
 Each name is imported from its stage on first use, so that ``import replica`` (and every
 ``replica`` command, which imports this package) loads only the stage it uses.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from replica.decoder.archive import decode_archive as decode
     from replica.decoder.core import Decoder
     from replica.maintenance.compact import CompactSummary, compact
+    from replica.maintenance.heal import HealSummary, heal
     from replica.maintenance.node_import import ImportSummary, import_node
     from replica.maintenance.verify import GapRecord, Report, read_gaps, verify
     from replica.recorder.policy import BackoffPolicy
@@ -65,6 +67,8 @@ _LAZY = {
     "CompactSummary": ("replica.maintenance.compact", "CompactSummary"),
     "compact": ("replica.maintenance.compact", "compact"),
     "connect": ("replica.sql", "connect"),
+    "HealSummary": ("replica.maintenance.heal", "HealSummary"),
+    "heal": ("replica.maintenance.heal", "heal"),
 }
 
 
@@ -94,6 +98,7 @@ __all__ = [
     "Decoder",
     "GapInRange",
     "GapRecord",
+    "HealSummary",
     "ImportSummary",
     "MessageSpec",
     "NotAnArchive",
@@ -111,6 +116,7 @@ __all__ = [
     "compact",
     "connect",
     "decode",
+    "heal",
     "import_node",
     "open",
     "read_gaps",

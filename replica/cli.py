@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from replica.commands import maintenance, query, recording, replaying
+from replica.commands import healing, maintenance, query, recording, replaying
 from replica.recorder import __version__
 from replica.schemas.errors import ReplicaError, UsageError
 
@@ -61,6 +61,7 @@ for _command in (
     maintenance.decode,
     maintenance.compact,
     maintenance.import_node_command,
+    healing.heal,
     query.sql,
     query.duckdb_command,
     query.stats,

@@ -39,6 +39,7 @@ from replica.schemas.archive import (
 )
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
+from replica.schemas.heals import HEAL_SCHEMA, heals_dir
 
 # Finest first.
 _TIMESTAMP_OF_SUFFIX = {
@@ -49,19 +50,28 @@ _TIMESTAMP_OF_SUFFIX = {
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
-# how many are recorded and missing, and the percent complete rounded down, so that only a
-# complete day shows 100. A gap across midnight counts against the day it ends in.
+# how many were recorded, how many healed (added later by ``replica heal``, present like the
+# recorded ones), how many are missing, and the percent present rounded down, so that only a
+# complete day shows 100. A gap across midnight counts against the day it ends in. A day whose
+# seqs lie below the day before (seqs of another kind mixed in, or clocks gone back) spans only
+# its own seqs, and duplicated seqs never count past the span: missing is never negative and
+# percent_complete never above 100.
 COMPLETENESS_SQL = """\
 WITH days AS (
-    SELECT date, min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS recorded
+    SELECT date, min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS held
     FROM raw_cmds GROUP BY date
+), healed_days AS (
+    SELECT date, sum(healed) AS seqs FROM heals GROUP BY date
 ), spans AS (
-    SELECT *, coalesce(lag(last_seq) OVER (ORDER BY date) + 1, first_seq) AS from_seq
-    FROM days
+    SELECT days.*, least(held, coalesce(healed_days.seqs, 0)) AS healed,
+        least(first_seq, coalesce(lag(last_seq) OVER (ORDER BY date) + 1, first_seq))
+            AS from_seq
+    FROM days LEFT JOIN healed_days USING (date)
 )
-SELECT date, from_seq, last_seq AS to_seq, recorded,
-    last_seq - from_seq + 1 - recorded AS missing,
-    floor(1000000.0 * recorded / (last_seq - from_seq + 1)) / 10000 AS percent_complete
+SELECT date, from_seq, last_seq AS to_seq, held - healed AS recorded, healed,
+    greatest(last_seq - from_seq + 1 - held, 0) AS missing,
+    floor(1000000.0 * least(held, last_seq - from_seq + 1) / (last_seq - from_seq + 1))
+        / 10000 AS percent_complete
 FROM spans
 ORDER BY date"""
 
@@ -129,6 +139,7 @@ def table_views(root: str | os.PathLike[str]) -> list[TableView]:
         _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
         _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
         _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
+        _view("heals", heals_dir(layout), DATE_FILES, HEAL_SCHEMA, ("date",)),
     ]
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
@@ -174,7 +185,7 @@ def view_statements(
     wanted = {view.name for view in views} | {"completeness"}
     if query is not None:
         named = wanted & set(re.findall(r"\w+", query.lower()))
-        wanted = named | {"raw_cmds"} if "completeness" in named else named or wanted
+        wanted = named | {"raw_cmds", "heals"} if "completeness" in named else named or wanted
     statements = [view.statement(create) for view in views if view.name in wanted]
     if "completeness" in wanted:
         statements.append(f"{create} completeness AS\n{COMPLETENESS_SQL};")

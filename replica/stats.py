@@ -18,12 +18,14 @@ from replica.schemas.archive import ArchiveLayout, day_partition
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import ArchiveError
 from replica.schemas.frames import command_frame
+from replica.schemas.heals import heals_dir
 from replica.sql import connect, view_names
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
 _FRAME_OVERHEAD = len(command_frame(ReplayRecord(0, 0, 0, 0, 0, b"", 0.0))) - 4
 _PER_DAY_SQL = f"""
-SELECT c.date, c.from_seq, c.to_seq, c.recorded, c.missing, c.percent_complete,
+SELECT c.date, c.from_seq, c.to_seq, c.recorded + c.healed, c.healed, c.missing,
+    c.percent_complete,
     coalesce(g.records, 0) AS gap_records, f.frame_bytes
 FROM completeness c
 LEFT JOIN (SELECT date, count(*) AS records FROM gaps GROUP BY date) g USING (date)
@@ -34,7 +36,7 @@ JOIN (
     FROM raw_cmds GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
-_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "completeness")
+_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness")
 
 
 @dataclass
@@ -42,14 +44,15 @@ class DayStats:
     date: date
     from_seq: int
     to_seq: int
-    commands: int
+    commands: int  # recorded and healed
+    healed: int  # added by ``replica heal``
     missing: int
     percent_complete: float
     gap_records: int
     frame_bytes: int  # the same commands as the feed's JSON frames
     raw_bytes: int = 0  # raw segments
     decoded_bytes: int = 0
-    total_bytes: int = 0  # raw, gaps, quarantine and decoded
+    total_bytes: int = 0  # raw, gaps, quarantine, heals and decoded
     decoded_rows: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -77,7 +80,13 @@ def archive_stats(root: Path) -> list[DayStats]:
         day.total_bytes = (
             day.raw_bytes
             + day.decoded_bytes
-            + _bytes_under([layout.gaps_dir / partition, layout.quarantine_dir / partition])
+            + _bytes_under(
+                [
+                    layout.gaps_dir / partition,
+                    layout.quarantine_dir / partition,
+                    heals_dir(layout) / partition,
+                ]
+            )
         )
     return list(days.values())
 

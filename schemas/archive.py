@@ -4,13 +4,18 @@ This is a contract: DuckDB users glob these paths and later stages read these co
 here is a change of the archive format.
 
     ARCHIVE/
-      raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour of ts_ms
+      raw/date=YYYY-MM-DD/hour=HH/<first_seq>-<last_seq>.parquet  commands, by UTC hour (*)
       gaps/date=YYYY-MM-DD/<unit>.parquet                         missing seq ranges
       quarantine/date=YYYY-MM-DD/<unit>.parquet                   frames that were not archived
+      heals/date=YYYY-MM-DD/<unit>.parquet                        seqs filled later (schemas.heals)
+      seq-space                                                   feed or node (schemas.seqspace)
       spool/<unit>.wal                                            write-ahead log, unsealed frames
-      .lock                                                       held by a recorder or an import
-      .maintenance.lock                                           held by compact, decode or import
-      .compact/                                                   a compaction's new directories
+      .lock                                                       held by a recorder, import or heal
+      .maintenance.lock                                           taken in turn by maintenance
+      .compact/                                                   a compaction's or heal's new days
+
+(*) of the ts_ms of the segment's first command: no ts_ms in a segment is after its hour, but a
+ts_ms that stepped back into an earlier hour stays in the segment that was open.
 
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
 name only once complete (see ``schemas.files``); temporary files start with a dot and end in

@@ -1,10 +1,11 @@
 """Exclusive locks on an archive: flocks that the kernel drops when the holder dies.
 
 Two locks, for two rules: ``.lock`` keeps a second writer of segments (a recorder, or
-``replica import-node``) out of an archive, and ``.maintenance.lock`` makes ``replica compact``,
-``replica decode`` and ``replica import-node`` take turns (a decode during a compaction would
-decode a merged segment while its small segments' decoded files still exist, and count their
-rows twice). Compaction runs beside the recorder, so it never takes ``.lock``.
+``replica import-node``, ``replica heal``) out of an archive, and ``.maintenance.lock`` makes
+``replica compact``, ``replica decode``, ``replica import-node`` and ``replica heal`` take turns
+(a decode during a compaction would decode a merged segment while its small segments' decoded
+files still exist, and count their rows twice). Compaction runs beside the recorder, so it
+never takes ``.lock``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class ArchiveLock:
     def acquire(self) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            lock_file = open(self._path, "a+b")  # noqa: SIM115 - held until release()
+            # Unbuffered: a write that fails on a full disk is not tried again by close().
+            lock_file = open(self._path, "a+b", buffering=0)  # noqa: SIM115 - held until release()
         except OSError as exc:
             raise ArchiveError(f"cannot use the archive {self._path.parent}: {exc}") from exc
         try:
@@ -54,9 +56,12 @@ class ArchiveLock:
             raise ArchiveLocked(
                 f"{self._path.parent} is held by {held_by} (pid {pid or 'unknown'}); {self._rule}"
             ) from None
-        lock_file.truncate(0)
-        lock_file.write(f"{os.getpid()} {self._task}".encode())
-        lock_file.flush()
+        try:
+            lock_file.truncate(0)
+            lock_file.write(f"{os.getpid()} {self._task}".encode())
+        except OSError as exc:  # a full disk: the pid that tells others who holds it
+            lock_file.close()
+            raise ArchiveError(f"cannot use the archive {self._path.parent}: {exc}") from exc
         self._file = lock_file
 
     def release(self) -> None:

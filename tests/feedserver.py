@@ -69,6 +69,13 @@ class Reject:
 
 
 @dataclass(frozen=True)
+class Redirect:
+    """Answer the upgrade with HTTP 302 to ``location`` (must be a script's only step)."""
+
+    location: str
+
+
+@dataclass(frozen=True)
 class Live:
     """Stream like the live feed: seq advances with wall time at ``rate``/s from when the
     server started, whether or not anyone is connected, so downtime becomes a gap."""
@@ -86,7 +93,7 @@ class Freeze:
     """Stop reading from the socket and never answer again: a peer that silently died."""
 
 
-Step = Send | Close | Drop | Reject | Live | Pause | Freeze
+Step = Send | Close | Drop | Reject | Redirect | Live | Pause | Freeze
 
 
 @dataclass
@@ -99,9 +106,14 @@ class Seen:
 
 class ScriptedFeed:
     def __init__(
-        self, *scripts: list[Step], api_key: str | None = None, tls: ssl.SSLContext | None = None
+        self,
+        *scripts: list[Step],
+        api_key: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        compression: str | None = "deflate",
     ) -> None:
         self._scripts = list(scripts)
+        self._compression = compression
         self._api_key = api_key
         self._tls = tls
         self.seen = Seen()
@@ -141,6 +153,7 @@ class ScriptedFeed:
             process_request=self._upgrade,
             close_timeout=1,
             ssl=self._tls,
+            compression=self._compression,
         )
 
     def _next_script(self) -> list[Step]:
@@ -149,10 +162,15 @@ class ScriptedFeed:
     def _upgrade(self, connection: ServerConnection, request):
         self.seen.paths.append(request.path)
         self.seen.headers.append(dict(request.headers.raw_items()))
-        if self._scripts and self._scripts[0] and isinstance(self._scripts[0][0], Reject):
-            status = self._next_script()[0].status
+        first = self._scripts[0][0] if self._scripts and self._scripts[0] else None
+        if isinstance(first, Reject | Redirect):
+            self._next_script()
             self.seen.ended_at.append(time.monotonic())
-            return connection.respond(HTTPStatus(status), "rejected by script\n")
+            if isinstance(first, Reject):
+                return connection.respond(HTTPStatus(first.status), "rejected by script\n")
+            response = connection.respond(HTTPStatus.FOUND, "moved\n")
+            response.headers["Location"] = first.location
+            return response
         key = self._api_key
         if (
             key is None

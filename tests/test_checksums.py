@@ -6,6 +6,7 @@ older replica wrote without them are a note, not a problem.
 from __future__ import annotations
 
 import random
+import shutil
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 
 from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.compact import compact
+from replica.maintenance.heal import heal
 from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
 from tests.conftest import reached, record
@@ -40,7 +42,8 @@ def flip(path: Path, position: int, bit: int) -> None:
 
 
 def test_every_file_replica_writes_has_page_checksums(tmp_path: Path):
-    """Recorder (raw, gaps, quarantine), decode, compaction (raw and decoded) and node import."""
+    """Recorder (raw, gaps, quarantine), decode, compaction (raw and decoded), heal and node
+    import."""
     archive = tmp_path / "archive"
     frames = (*FEED_LINES[:10], "not a frame", *FEED_LINES[10:])
     with ScriptedFeed([Send(frames)]) as feed:
@@ -48,14 +51,25 @@ def test_every_file_replica_writes_has_page_checksums(tmp_path: Path):
     decode_archive(archive)
     summary = compact(archive, now=LATER)
     assert sum(day.segments_in for day in summary.days) > 0
-    assert import_node([node_file(tmp_path / "node", BASE, 20)], archive).segments == 1
-    written = sorted(archive.rglob("*.parquet"))
+    healed = tmp_path / "healed"
+    shutil.copytree(archive, healed)
+    hole = ArchiveLayout(healed).segments()[1].path
+    hole.unlink()
+    assert heal(healed, [archive]).added > 0
+    node_archive = tmp_path / "node-archive"
+    assert import_node([node_file(tmp_path / "node", BASE, 20)], node_archive).segments == 1
+    written = sorted(
+        path for root in (archive, healed, node_archive) for path in root.rglob("*.parquet")
+    )
     for table in ("raw", "gaps", "quarantine", f"{DECODED_DIR}/{SEGMENTS_TABLE}"):
         assert any(path.is_relative_to(archive / table) for path in written), table
+    assert any(path.is_relative_to(healed / "heals") for path in written)
+    assert any(path.is_relative_to(hole.parent) for path in written)
     for path in written:
         assert has_page_checksums(path, pq.read_metadata(path)), path
-    report = verify(archive)
-    assert report.ok and report.unchecksummed == 0 and not report.notes, report
+    for root in (archive, healed, node_archive):
+        report = verify(root)
+        assert report.ok and report.unchecksummed == 0 and not report.notes, report
 
 
 @pytest.fixture

@@ -262,7 +262,7 @@ def test_demo_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert "verify: 2 segments, 3000 commands, ok" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines()]
     assert ["2026-11-21", "0", "1281", "482911724"] in [row[:4] for row in rows]  # per hour
-    assert ["2026-11-20", "482910000", "482911723", "1719", "5", "99.7099"] in rows
+    assert ["2026-11-20", "482910000", "482911723", "1719", "0", "5", "99.7099"] in rows
     assert "decode: 2 segments into replica-demo/decoded/<table>: actions 784" in result.stdout
     assert "replay: seqs 482911496-482911509 at speed 10" in result.stdout
     assert "  gap: seqs 482911500-482911504 missing" in result.stdout

@@ -12,12 +12,15 @@ generation rarely finds (see the constants below), so each run tries them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import random
 import re
+import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +140,21 @@ def _check_payload_rows(payload: bytes, ts_ms: int, found: Rows) -> None:
     for row in found.get("undecoded", []):
         assert isinstance(row["reason"], str) and row["reason"].strip(), f"{where}: no reason"
         assert row["size"] == len(payload), f"{where}: undecoded size {row['size']}"
-    if "blocks" in found:  # a node block: every action is in actions or, alone, in undecoded
+    if "blocks" in found:  # a node block: every action is in actions, undecoded, or both
         assert payload[:1] == b"{", f"{where}: a block row for a payload not starting with {{"
         (block,) = found["blocks"]
-        positions = [row["idx"] for row in found.get("actions", []) + found.get("undecoded", [])]
-        assert sorted(positions) == list(range(block["actions"])), (
+        actions = {row["idx"]: row["kind"] for row in found.get("actions", [])}
+        undecoded = {row["idx"]: row["reason"] for row in found.get("undecoded", [])}
+        assert len(actions) == len(found.get("actions", [])), f"{where}: an action twice"
+        assert len(undecoded) == len(found.get("undecoded", [])), f"{where}: undecoded twice"
+        assert sorted(actions.keys() | undecoded.keys()) == list(range(block["actions"])), (
             f"{where}: actions and undecoded rows do not account for the block's "
-            f"{block['actions']} actions once each: {sorted(positions)}"
+            f"{block['actions']} actions: {sorted(actions)}, {sorted(undecoded)}"
         )
-        for row in found.get("undecoded", []):
-            assert re.match(rf"node action {row['idx']}\b", row["reason"]), row
+        for idx, reason in undecoded.items():
+            # an action that kept its row lost only its facts, and the reason says its kind
+            kind = re.escape(actions[idx]) + ":" if idx in actions else ""
+            assert re.match(rf"node action {idx}: {kind}", reason), (idx, reason)
     elif "undecoded" in found:  # the whole payload is undecoded: one row, nothing else
         assert list(found) == ["undecoded"], f"{where}: undecoded and also in {list(found)}"
         (row,) = found["undecoded"]
@@ -178,11 +186,15 @@ NEIGHBOUR_ROWS = {
 
 
 def check_with_neighbours(payload: bytes) -> Rows:
-    """Decode ``payload`` between two valid ones; check it and them, and return its rows."""
+    """Decode ``payload`` between two valid ones; check it and them, check that it has the same
+    rows alone (``decode_one``), and return its rows."""
     rows = decode_checked([NEIGHBOURS[0], payload, NEIGHBOURS[1]])
     for i, alone in NEIGHBOUR_ROWS.items():
         assert _rows_for(rows, _NEIGHBOUR_SEQS[i]) == alone, "a payload changed its neighbours"
-    return _rows_for(rows, _NEIGHBOUR_SEQS[1])
+    found = _rows_for(rows, _NEIGHBOUR_SEQS[1])
+    alone = DECODER.decode_one(_NEIGHBOUR_SEQS[1], _NEIGHBOUR_TS_MS[1], payload)
+    assert_same_rows(found, alone, f"payload {payload[:120]!r} in a batch and alone")
+    return found
 
 
 def _rows_for(rows: Rows, seq: int) -> Rows:
@@ -444,56 +456,73 @@ f64 = st.floats(allow_nan=True, allow_infinity=True)
 addresses = st.binary(max_size=32)
 enum_numbers = st.integers(-2, 6)  # 0 unspecified, then named values, then numbers no name has
 
-FACTS: dict[str, st.SearchStrategy[Any]] = {
-    "order": st.builds(
-        pb.OrderPlace,
-        asset=u32,
-        is_buy=st.booleans(),
-        px=f64,
-        sz=f64,
-        reduce_only=st.booleans(),
-        tif=enum_numbers,
-        trigger=st.none()
-        | st.builds(pb.Trigger, trigger_px=f64, is_market=st.booleans(), take_profit=st.booleans()),
-        cloid=addresses,
-        oid=u64,
-    ),
-    "cancel": st.builds(pb.OrderCancel, asset=u32, oid=st.none() | u64, cloid=addresses),
-    "cancel_all": st.builds(pb.CancelAll, assets=st.lists(u32, max_size=6)),
-    "fill": st.builds(
-        pb.Fill,
-        asset=u32,
-        px=f64,
-        sz=f64,
-        taker_side=enum_numbers,
-        maker=addresses,
-        taker=addresses,
-        maker_oid=u64,
-        taker_oid=u64,
-        tid=u64,
-        fee=f64,
-    ),
-    "liquidation": st.builds(
-        pb.Liquidation,
-        asset=u32,
-        liquidated_user=addresses,
-        is_long=st.booleans(),
-        sz=f64,
-        mark_px=f64,
-        insurance_fund_delta=f64,
-    ),
-    "funding": st.builds(
-        pb.FundingSettlement,
-        rates=st.lists(st.builds(pb.FundingRate, asset=u32, rate=f64, premium=f64), max_size=5),
-    ),
-    "oracle": st.builds(
-        pb.OracleUpdate,
-        validator=addresses,
-        prices=st.lists(st.builds(pb.OraclePrice, asset=u32, px=f64), max_size=5),
-    ),
-    "withdrawal": st.builds(pb.Withdrawal, destination=addresses, amount_usd=f64, nonce=u64),
-    "deposit": st.builds(pb.Deposit, depositor=addresses, amount_usd=f64, eth_tx_hash=addresses),
-}
+
+def fact_strategies(
+    u32: st.SearchStrategy[int],
+    u64: st.SearchStrategy[int],
+    f64: st.SearchStrategy[float],
+    addresses: st.SearchStrategy[bytes],
+    enum_numbers: st.SearchStrategy[int],
+) -> dict[str, st.SearchStrategy[Any]]:
+    """A strategy per kind of command, its fields drawn from the given values."""
+    return {
+        "order": st.builds(
+            pb.OrderPlace,
+            asset=u32,
+            is_buy=st.booleans(),
+            px=f64,
+            sz=f64,
+            reduce_only=st.booleans(),
+            tif=enum_numbers,
+            trigger=st.none()
+            | st.builds(
+                pb.Trigger, trigger_px=f64, is_market=st.booleans(), take_profit=st.booleans()
+            ),
+            cloid=addresses,
+            oid=u64,
+        ),
+        "cancel": st.builds(pb.OrderCancel, asset=u32, oid=st.none() | u64, cloid=addresses),
+        "cancel_all": st.builds(pb.CancelAll, assets=st.lists(u32, max_size=6)),
+        "fill": st.builds(
+            pb.Fill,
+            asset=u32,
+            px=f64,
+            sz=f64,
+            taker_side=enum_numbers,
+            maker=addresses,
+            taker=addresses,
+            maker_oid=u64,
+            taker_oid=u64,
+            tid=u64,
+            fee=f64,
+        ),
+        "liquidation": st.builds(
+            pb.Liquidation,
+            asset=u32,
+            liquidated_user=addresses,
+            is_long=st.booleans(),
+            sz=f64,
+            mark_px=f64,
+            insurance_fund_delta=f64,
+        ),
+        "funding": st.builds(
+            pb.FundingSettlement,
+            rates=st.lists(st.builds(pb.FundingRate, asset=u32, rate=f64, premium=f64), max_size=5),
+        ),
+        "oracle": st.builds(
+            pb.OracleUpdate,
+            validator=addresses,
+            prices=st.lists(st.builds(pb.OraclePrice, asset=u32, px=f64), max_size=5),
+        ),
+        "withdrawal": st.builds(pb.Withdrawal, destination=addresses, amount_usd=f64, nonce=u64),
+        "deposit": st.builds(
+            pb.Deposit, depositor=addresses, amount_usd=f64, eth_tx_hash=addresses
+        ),
+    }
+
+
+FACTS = fact_strategies(u32, u64, f64, addresses, enum_numbers)
+
 # 0 is unset: the row takes the archive's ts_ms.
 command_times = st.just(0) | st.integers(1, MAX_TS_MS)
 far_future_times = st.integers(MAX_TS_MS + 1, 2**64 - 1)
@@ -505,11 +534,16 @@ def replica_command(
     return pb.ReplicaCommand(block=block, time_ms=time_ms, user=user, **{kind: fact})
 
 
-def _commands(times: st.SearchStrategy[int]) -> st.SearchStrategy[pb.ReplicaCommand]:
+def _commands(
+    times: st.SearchStrategy[int],
+    kinds: dict[str, st.SearchStrategy[Any]] = FACTS,
+    blocks: st.SearchStrategy[int] = u64,
+    users: st.SearchStrategy[bytes] = addresses,
+) -> st.SearchStrategy[pb.ReplicaCommand]:
     return st.one_of(
         [
-            st.builds(replica_command, st.just(kind), facts, u64, times, addresses)
-            for kind, facts in FACTS.items()
+            st.builds(replica_command, st.just(kind), facts, blocks, times, users)
+            for kind, facts in kinds.items()
         ]
     )
 
@@ -749,3 +783,250 @@ def test_a_large_batch_equals_its_slices() -> None:
     for name, table in whole.items():
         sliced = pa.concat_tables(parts[name]).combine_chunks()
         assert sliced.equals(table.combine_chunks()), f"table {name} differs when sliced"
+
+
+# --- (f) values beyond every column, in every field ---------------------------------------------
+# A value its column cannot hold must cost its own fact, never the decode: a vaultTransfer with
+# usd 1e400 raised OverflowError out of ``decode``, and every later ``replica decode`` failed on
+# that segment the same way.
+
+
+@dataclass(frozen=True)
+class Literal:
+    """JSON text put into a document as it is: what ``json.dumps`` cannot write."""
+
+    text: str
+
+
+def dumps(doc: Any) -> bytes:
+    """``json.dumps``, with each ``Literal`` written as its text."""
+    texts: list[str] = []
+
+    def placeholder(value: Any) -> str:
+        if not isinstance(value, Literal):
+            raise TypeError(f"not JSON: {value!r}")
+        texts.append(value.text)
+        return f"\x00{len(texts) - 1}\x00"
+
+    text = json.dumps(doc, default=placeholder)
+    for i, literal in enumerate(texts):
+        text = text.replace(json.dumps(f"\x00{i}\x00"), literal, 1)
+    return text.encode()
+
+
+HUGE_STRING = "x" * 1_000_000
+# Out of range for any column: integers beyond int64 and uint64, negative where unsigned,
+# numbers beyond a double, every spelling of NaN and infinity, -0, nesting and a huge string.
+OUT_OF_RANGE = [
+    Literal("1" + "0" * 400), Literal("-1" + "0" * 400), Literal("1e400"), Literal("-1e400"),
+    Literal("1E+309"), Literal("4.9e-325"), Literal("-0"), Literal("-0.0"), "NaN", "nan",
+    "Infinity", "-Infinity", "inf",
+    "1e400", "-0", "1" + "0" * 400, str(2**64), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70,
+    -(2**63) - 1, -(2**64), -1, 2**31, 2**32, -(2**31) - 1, -0.0, 5e-324, 1.7976931348623157e308,
+    Literal("[" * 200 + "]" * 200), Literal('{"a":' * 200 + "0" + "}" * 200), HUGE_STRING,
+]  # fmt: skip
+# Not JSON (NaN and infinity as bare words), or deeper than the interpreter's recursion limit:
+# not a block the node could have written (its parser stops at 128 levels), so they may cost
+# the whole block.
+NOT_A_BLOCK = [
+    Literal("NaN"), Literal("Infinity"), Literal("-Infinity"),
+    Literal("[" * 20_000 + "]" * 20_000), Literal('{"a":' * 20_000 + "0" + "}" * 20_000),
+]  # fmt: skip
+out_of_range = st.sampled_from(OUT_OF_RANGE)
+# One of each sort, for the sweep over every field.
+EACH_SORT = [
+    Literal("1" + "0" * 400), Literal("1e400"), Literal("-0"), "NaN", 2**64, 2**63, -1,
+    -(2**63) - 1, Literal("[" * 200 + "]" * 200), "x" * 100_000,
+]  # fmt: skip
+
+Path_ = tuple[str | int, ...]
+
+
+def _paths(node: Any, path: Path_ = ()) -> list[Path_]:
+    """Every place in a JSON document, containers and leaves alike."""
+    found = [path] if path else []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found += _paths(child, (*path, key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            found += _paths(child, (*path, i))
+    return found
+
+
+def _replaced(doc: Any, path: Path_, value: Any) -> Any:
+    doc = copy.deepcopy(doc)
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+VAULT_BLOCK = _block_doc(
+    {"type": "vaultTransfer", "vaultAddress": "0x" + "d1" * 20, "isDeposit": True, "usd": 1_500},
+    {"type": "noop"},
+)
+
+
+def _one_action_of_each_kind() -> list[tuple[dict[str, Any], int]]:
+    """(a block, the index of an action in it): the first action of each kind the template
+    blocks have, and a vaultTransfer."""
+    found: dict[str, tuple[dict[str, Any], int]] = {"vaultTransfer": (VAULT_BLOCK, 0)}
+    for doc in TEMPLATE_BLOCKS:
+        for index, (actions, position) in enumerate(_signed_actions(doc)):
+            action = actions[position]["action"]
+            if isinstance(action, dict):
+                found.setdefault(action["type"], (doc, index))
+    return list(found.values())
+
+
+EVERY_KIND = _one_action_of_each_kind()
+
+
+def check_action_spoils_only_itself(
+    original: dict[str, Any], index: int, path: Path_, value: Any
+) -> None:
+    """Put ``value`` at ``path`` in signed action ``index`` of ``original``: the block decodes,
+    the other actions are as they were, and the action keeps its row unless the value is in its
+    type, nonce, vault or expiry."""
+    broken = copy.deepcopy(original)
+    actions, position = _signed_actions(broken)[index]
+    actions[position] = _replaced(actions[position], path, value)
+    rows = check_with_neighbours(dumps(broken))
+    assert "blocks" in rows, f"{value!r:.80} at {path} spoiled its block: {rows.get('undecoded')}"
+    seq, ts_ms = _NEIGHBOUR_SEQS[1], _NEIGHBOUR_TS_MS[1]
+    before = DECODER.decode_one(seq, ts_ms, json.dumps(original).encode())
+    others = [row for row in before.get("actions", []) if row["idx"] != index]
+    assert [row for row in rows.get("actions", []) if row["idx"] != index] == others
+    if path[0] == "action" and len(path) > 1 and path[1] != "type":
+        kept = [row["idx"] for row in rows.get("actions", [])]
+        assert index in kept, f"{value!r:.80} at {path}: {rows.get('undecoded')}"
+
+
+def test_out_of_range_values_in_every_field_of_every_kind_of_action() -> None:
+    """A value of each sort in each field of one action of each kind (and in the fields beside
+    it: nonce, vaultAddress, expiresAfter)."""
+    for original, index in EVERY_KIND:
+        actions, position = _signed_actions(original)[index]
+        signed = {key: value for key, value in actions[position].items() if key != "signature"}
+        for path in _paths(signed):
+            for value in EACH_SORT:
+                check_action_spoils_only_itself(original, index, path, value)
+
+
+@PROPERTY
+@given(st.sampled_from([*TEMPLATE_BLOCKS, VAULT_BLOCK]), st.data())
+def test_an_out_of_range_value_anywhere_in_a_block_decodes_or_is_undecoded(
+    doc: dict[str, Any], data: st.DataObject
+) -> None:
+    path = data.draw(st.sampled_from(_paths(doc)))
+    value = data.draw(st.sampled_from(OUT_OF_RANGE + NOT_A_BLOCK))
+    check_with_neighbours(dumps(_replaced(doc, path, value)))
+
+
+def _has_fields(case: tuple[dict[str, Any], int]) -> bool:
+    actions, position = _signed_actions(case[0])[case[1]]
+    return len(actions[position]["action"]) > 1  # more than its type
+
+
+@PROPERTY
+@given(st.sampled_from([case for case in EVERY_KIND if _has_fields(case)]), st.data())
+def test_out_of_range_values_in_many_fields_of_an_action_spoil_only_it(
+    case: tuple[dict[str, Any], int], data: st.DataObject
+) -> None:
+    """Its type untouched, the action keeps its row whatever its other fields hold."""
+    original, index = case
+    actions, position = _signed_actions(original)[index]
+    paths = [p for p in _paths(actions[position]["action"]) if p[0] != "type"]
+    broken = copy.deepcopy(original)
+    slot = _signed_actions(broken)[index]
+    for path in data.draw(st.lists(st.sampled_from(paths), min_size=1, max_size=4)):
+        value = data.draw(out_of_range)
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # its container is replaced
+            slot[0][slot[1]]["action"] = _replaced(slot[0][slot[1]]["action"], path, value)
+    rows = check_with_neighbours(dumps(broken))
+    assert index in [row["idx"] for row in rows.get("actions", [])], rows.get("undecoded")
+
+
+# Protobuf: the extremes each field's type can carry, through the generated classes.
+EXTREME_U32 = st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1])
+EXTREME_U64 = st.sampled_from([0, 2**32, 2**63 - 1, 2**63, 2**64 - 1])
+EXTREME_F64 = st.sampled_from(
+    [math.nan, math.inf, -math.inf, -0.0, 5e-324, -5e-324, 1.7976931348623157e308, 1e-310]
+)
+EXTREME_BYTES = st.sampled_from([b"", b"\x00", b"\xff" * 32, b"\xab" * 100_000])
+EXTREME_ENUMS = st.sampled_from([0, 1, -1, 2**31 - 1, -(2**31)])
+EXTREME_FACTS = fact_strategies(EXTREME_U32, EXTREME_U64, EXTREME_F64, EXTREME_BYTES, EXTREME_ENUMS)
+extreme_commands = _commands(
+    st.sampled_from([0, 1, MAX_TS_MS]), EXTREME_FACTS, EXTREME_U64, EXTREME_BYTES
+)
+
+
+@FEW
+@given(st.lists(extreme_commands, min_size=1, max_size=4))
+def test_extreme_protobuf_values_round_trip_into_rows(batch: list[pb.ReplicaCommand]) -> None:
+    payloads = [command.SerializeToString() for command in batch]
+    rows = decode_checked(payloads)
+    seqs, ts_ms = _batch_keys(len(batch))
+    for command, seq, ts in zip(batch, seqs, ts_ms, strict=True):
+        assert_same_rows(_rows_for(rows, seq), expected_rows(command, seq, ts), f"{command}"[:300])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not out[-1] & 0x80:
+            return bytes(out)
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint(number << 3 | wire_type)
+
+
+def _nested(number: int, depth: int) -> bytes:
+    inner = b""
+    for _ in range(depth):
+        inner = _tag(number, 2) + _varint(len(inner)) + inner
+    return inner
+
+
+# Wire records no generated class writes: a varint beyond 64 bits, the largest one, NaN and
+# infinity bits, a length beyond the payload, a megabyte that is not UTF-8, groups and messages
+# nested deeper than the parser allows.
+HOSTILE_RECORDS: list[Callable[[int], bytes]] = [
+    lambda n: _tag(n, 0) + b"\xff" * 10 + b"\x01",
+    lambda n: _tag(n, 0) + _varint(2**64 - 1),
+    lambda n: _tag(n, 0) + _varint(2**63),
+    lambda n: _tag(n, 1) + struct.pack("<d", math.nan),
+    lambda n: _tag(n, 1) + struct.pack("<d", -math.inf),
+    lambda n: _tag(n, 5) + struct.pack("<f", math.inf),
+    lambda n: _tag(n, 2) + _varint(2**40) + b"x",
+    lambda n: _tag(n, 2) + _varint(1_000_000) + b"\xff" * 1_000_000,
+    lambda n: _tag(n, 3) * 300 + _tag(n, 4) * 300,
+    lambda n: _nested(n, 300),
+]
+KIND_FIELDS = {f.name: f for f in pb.ReplicaCommand.DESCRIPTOR.oneofs_by_name["kind"].fields}
+
+
+@PROPERTY
+@given(commands, st.sampled_from(sorted(KIND_FIELDS)), st.sampled_from(HOSTILE_RECORDS), st.data())
+def test_hostile_wire_records_in_every_field_decode_or_are_undecoded(
+    command: pb.ReplicaCommand,
+    kind: str,
+    record: Callable[[int], bytes],
+    data: st.DataObject,
+) -> None:
+    """A record appended to a command, at the top level or inside one kind's message (where
+    protobuf merges it into that message), under any field's number or an unknown one."""
+    member = KIND_FIELDS[kind]
+    top = [f.number for f in pb.ReplicaCommand.DESCRIPTOR.fields] + [99]
+    inner = [f.number for f in member.message_type.fields] + [99]
+    if data.draw(st.booleans()):
+        tail = record(data.draw(st.sampled_from(top)))
+    else:
+        body = record(data.draw(st.sampled_from(inner)))
+        tail = _tag(member.number, 2) + _varint(len(body)) + body
+    check_with_neighbours(command.SerializeToString() + tail)

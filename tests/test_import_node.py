@@ -25,6 +25,7 @@ from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet
 from replica.schemas.lock import ArchiveLock, maintenance_lock
+from replica.schemas.seqspace import NODE, write_marker
 
 from fixtures.make_feed import START_TS_MS, node_block
 from replica.maintenance.node_files import block_time_us
@@ -206,6 +207,7 @@ def test_an_hour_boundary_splits_the_segments(tmp_path: Path) -> None:
 def test_seqs_inside_a_recorded_segment_are_never_rewritten(tmp_path: Path) -> None:
     """A recorder segment with a hole inside keeps it: filling it would need a rewrite."""
     archive = tmp_path / "archive"
+    write_marker(archive, NODE)  # a node archive, whatever wrote this segment
     rows = payload_rows([b"recorded"] * 11, start_seq=BASE + 5, start_ts_ms=START_TS_MS)
     del rows[3:5]  # the recorder missed BASE+8 and BASE+9
     recorded = write_segment(archive, rows)

@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.recorder import Recorder
+from replica.recorder.writers import MAX_BACKLOG_UNITS
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveLocked, AuthRefused
 
+import replica
 from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, table_rows
 from tests.feedserver import (
@@ -26,12 +30,15 @@ from tests.feedserver import (
     Close,
     Drop,
     Freeze,
+    Redirect,
     Reject,
     ScriptedFeed,
     Send,
     frame,
     payload,
 )
+
+MAX_FRAME_BYTES = 64 * 2**20  # the README's limit on one frame
 
 
 def assert_verified(archive: Path) -> None:
@@ -136,6 +143,53 @@ def test_bad_frames_are_quarantined_and_recording_goes_on(tmp_path: Path) -> Non
     assert_verified(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("compression", "reason"),
+    [
+        (None, f"frame of {MAX_FRAME_BYTES + 1} bytes is over the {MAX_FRAME_BYTES} byte limit"),
+        ("deflate", f"compressed frame inflates to more than the {MAX_FRAME_BYTES} byte limit"),
+    ],
+)
+def test_a_frame_over_the_size_limit_is_quarantined_by_size_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, compression: str | None, reason: str
+) -> None:
+    huge = "x" * (MAX_FRAME_BYTES + 1)
+    script = [Send.cmds(0, 2), Send((huge,))]
+    with ScriptedFeed(script, [Send.cmds(3, 5)], compression=compression) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(5))
+    [row] = table_rows(tmp_path / "quarantine")
+    assert (row["kind"], row["frame"], row["seq"]) == ("too_big", "", None)
+    assert row["frame_bytes"] >= MAX_FRAME_BYTES
+    assert row["reason"].startswith(reason)
+    assert summary.quarantined == 1 and summary.appended == 6 and summary.connections == 2
+    assert f"connection ended ({reason}; its content was not read" in caplog.text
+    assert "quarantined its size" in caplog.text
+    assert_verified(tmp_path)
+
+
+def test_a_flood_of_bad_frames_holds_bounded_memory_and_every_one_is_counted(
+    tmp_path: Path,
+) -> None:
+    same = "{" + "x" * 65_535  # 64 KiB, not JSON
+    distinct = tuple(f"{{{i:05d}" + "y" * 65_530 for i in range(300))
+    flood = Send((same,) * 1200 + distinct)
+    with ScriptedFeed([Send.cmds(0, 1), flood, Send.cmds(2, 3)]) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(3))
+    assert summary.quarantined == 1500 and summary.appended == 4
+    files = ArchiveLayout(tmp_path).table_files(tmp_path / "quarantine")
+    assert len(files) > 1, "the unit was sealed early, before its quarantine grew past the bound"
+    rows = 0
+    for path in files:
+        unit = pq.read_table(path).to_pylist()
+        rows += len(unit)
+        held = sum(len(r["frame"]) + len(r["reason"]) for r in unit)
+        assert held <= 16 * 2**20 + 65_536 + 1024, path  # the bound, plus the row that reached it
+        stored_in_full = [r for r in unit if r["frame"] == same]
+        assert len(stored_in_full) <= 16, "identical frames after the 16th keep no content"
+        assert all(r["frame_bytes"] == 65_536 for r in unit)
+    assert rows == 1500
+
+
 def test_close_1000_reconnects_at_once_and_the_gap_is_a_reconnect(tmp_path: Path) -> None:
     # A backoff long enough that no loaded machine mistakes the reconnect for one.
     slow = BackoffPolicy(initial=5.0, cap=5.0, jitter=0.0)
@@ -230,6 +284,22 @@ def test_query_auth_sends_the_key_in_the_url_with_a_warning(
     assert "proxies" in caplog.text and key not in caplog.text
 
 
+def test_a_redirect_is_not_followed_and_the_key_never_leaves_the_configured_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "ak_live_REDIRECTED_789"
+    with ScriptedFeed(api_key=key) as elsewhere:
+        target = f"{elsewhere.url}/stolen?token=t0k"
+        with ScriptedFeed([Redirect(target)], [Send.cmds(0, 2)], api_key=key) as feed:
+            summary, _ = record(feed.url, tmp_path, reached(2), api_key=key)
+            redirects_seen = len(feed.seen.paths)
+        assert elsewhere.seen.headers == [], "the redirect target was never contacted"
+    assert redirects_seen == 2 and summary.appended == 3, "backed off, then reconnected"
+    refusal = [r.getMessage() for r in caplog.records if "redirect" in r.getMessage()]
+    assert refusal and f"{elsewhere.url}/stolen" in refusal[0] and "not followed" in refusal[0]
+    assert "t0k" not in caplog.text and key not in caplog.text
+
+
 def test_a_wrong_key_is_refused(tmp_path: Path) -> None:
     with ScriptedFeed(api_key="right") as feed, pytest.raises(AuthRefused, match="HTTP 401"):
         record(feed.url, tmp_path, lambda r: False, api_key="wrong")
@@ -280,17 +350,21 @@ def test_segments_seal_at_hour_boundaries_and_row_limits(tmp_path: Path) -> None
     hour = 3_600_000
     frames = [frame(seq, ts_ms=BASE_TS_MS + hour - 50 + seq * 10) for seq in range(10)]
     with ScriptedFeed([Send(tuple(frames)), Send.cmds(10, 40)]) as feed:
-        record(feed.url, tmp_path, reached(40), segment_rows=10)
+        summary, _ = record(feed.url, tmp_path, reached(40), segment_rows=10)
     segments = ArchiveLayout(tmp_path).segments()
     names = [
         (s.path.parent.parent.name, s.path.parent.name, s.first_seq, s.last_seq) for s in segments
     ]
-    assert names[:2] == [
-        ("date=2026-11-20", "hour=00", 0, 4),
-        ("date=2026-11-20", "hour=01", 5, 9),
+    assert names[0] == ("date=2026-11-20", "hour=00", 0, 4)
+    # Seqs 10.. go back to hour 00 (their ts_ms say so): they stay in the open segment, filed
+    # under hour 01, until it seals by rows; the next segments begin in hour 00.
+    assert names[1:] == [
+        ("date=2026-11-20", "hour=01", 5, 14),
+        ("date=2026-11-20", "hour=00", 15, 24),
+        ("date=2026-11-20", "hour=00", 25, 34),
+        ("date=2026-11-20", "hour=00", 35, 40),
     ]
-    # Seqs 10.. go back to hour 00 (their ts_ms say so): a new file, by rows of at most 10.
-    assert [n[2:] for n in names[2:]] == [(10, 19), (20, 29), (30, 39), (40, 40)]
+    assert summary.ts_back == 5
     assert_verified(tmp_path)
 
 
@@ -302,3 +376,40 @@ def test_a_quiet_feed_is_sealed_by_age_while_recording(tmp_path: Path) -> None:
         )
     assert summary.appended == 5
     assert [(s.first_seq, s.last_seq) for s in layout.segments()] == [(0, 4)]
+
+
+def test_a_ts_ms_flapping_across_an_hour_makes_no_file_per_command(tmp_path: Path) -> None:
+    hour = 3_600_000
+    first = BASE_TS_MS + hour  # 01:00:00
+    times = [first + seq if seq % 2 == 0 else first - hour + seq for seq in range(2000)]
+    flapping = Send(tuple(frame(seq, ts_ms=ts) for seq, ts in enumerate(times)))
+    with ScriptedFeed([flapping]) as feed:
+        summary, _ = record(feed.url, tmp_path, reached(1999))
+    segments = ArchiveLayout(tmp_path).segments()
+    assert len(segments) == 1 and segments[0].path.parent.name == "hour=01"
+    assert summary.ts_back == 1000 and summary.appended == 2000
+    assert_verified(tmp_path)
+    # A time range still finds every command, wherever its segment is filed.
+    start = datetime.fromtimestamp((first - hour) / 1000, UTC)
+    earlier = list(replica.open(tmp_path).replay(start=start, end=start + timedelta(hours=1)))
+    assert [r.seq for r in earlier] == list(range(1, 2000, 2))
+    sql = f"SELECT count(*) FROM '{tmp_path}/raw/date=*/hour=*/*.parquet' WHERE ts_ms < {first}"
+    assert duckdb.sql(sql).fetchall() == [(1000,)]
+
+
+def test_the_writer_backlog_is_bounded_when_every_command_seals_a_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hour = 3_600_000
+    stepping = Send(tuple(frame(seq, ts_ms=BASE_TS_MS + seq * hour) for seq in range(300)))
+    backlog = []
+
+    def watch(recorder: Recorder) -> bool:
+        backlog.append(recorder.writer_backlog)
+        return len(ArchiveLayout(tmp_path).segments()) >= 299  # the last is open
+
+    with ScriptedFeed([stepping]) as feed:
+        summary, _ = record(feed.url, tmp_path, watch)
+    assert summary.appended == 300 and len(ArchiveLayout(tmp_path).segments()) == 300
+    assert max(backlog) <= MAX_BACKLOG_UNITS
+    assert "pausing reads of the feed until it catches up" in caplog.text

@@ -152,17 +152,18 @@ def test_segments_and_row_groups_outside_the_range_are_not_read(tmp_path: Path) 
 
 
 def test_a_skipped_hour_counts_as_held_and_gaps_around_it_are_reported(tmp_path: Path) -> None:
-    """A segment filed under an hour outside the time range is not even opened; its seqs
-    still count as archived, so a gap is reported only where seqs are really missing."""
+    """A segment filed under an hour before the time range is not even opened (no ts_ms in a
+    segment is past its hour; earlier ones can be, so a later hour is still looked into); its
+    seqs still count as archived, so a gap is reported only where seqs are really missing."""
     hour_ms = 3_600_000
     base = 1_795_219_080_000 - 1_795_219_080_000 % hour_ms
     times = [base + 10, base + 20, base + hour_ms + 10, base + hour_ms + 20, base + 2 * hour_ms]
     paths = write_segments(tmp_path, rows_for([0, 1, 2, 3, 7], [base + t - base for t in times]))
-    paths[1].write_bytes(b"not parquet")  # the middle hour: seqs 2-3
+    paths[0].write_bytes(b"not parquet")  # the first hour: seqs 0-1
     archive = replica.open(tmp_path)
-    start = datetime.fromtimestamp(base / 1000, UTC)
+    start = datetime.fromtimestamp((base + hour_ms) / 1000, UTC)
     items = list(archive.replay(start=start, end=start + timedelta(hours=1)))
-    assert [i.seq for i in items] == [0, 1]
+    assert [i.seq for i in items] == [2, 3]
     after = datetime.fromtimestamp((base + 2 * hour_ms) / 1000, UTC)
     items = list(archive.replay(from_seq=0, start=after))
     assert [tuple(i) if isinstance(i, replica.ReplayGap) else i.seq for i in items] == [

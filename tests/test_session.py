@@ -23,12 +23,16 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replica.recorder.frames import BadFrame, parse_frame
+from replica.recorder.quarantine import (
+    FRAME_TEXT_CAP,
+    FULL_COPIES,
+    MAX_UNIT_QUARANTINE_BYTES,
+    QuarantineRow,
+)
 from replica.recorder.seq import Cause, Gap, TrackerState
 from replica.recorder.session import (
-    FRAME_TEXT_CAP,
     FeedSession,
     GapRow,
-    QuarantineRow,
     RecentPayloads,
     SpoolAppend,
     SpoolClose,
@@ -106,7 +110,7 @@ def test_commands_are_appended_with_all_columns():
     assert list(unit.recv_ts_us) == times
     assert unit.raw == [payload(1), payload(2)]
     assert unit.hour == hour_of(BASE_MS)
-    assert (unit.gaps, unit.quarantine, unit.records) == ([], [], 2)
+    assert (unit.gaps, unit.quarantine.rows, unit.records) == ([], [], 2)
 
 
 def test_every_frame_is_spooled_in_arrival_order_commands_decoded_connections_as_none():
@@ -154,12 +158,13 @@ def test_command_in_the_next_utc_hour_opens_a_new_unit_and_is_spooled_there():
     assert (new.hour, list(new.seq), new.opened_us) == (hour_of(BASE_MS) + 1, [3], t3)
 
 
-def test_command_from_an_earlier_hour_also_opens_a_new_unit():
+def test_command_from_an_earlier_hour_stays_in_the_open_unit_and_is_counted():
     live = session()
-    feed(live, [cmd(1, BASE_MS + HOUR), cmd(2, BASE_MS + HOUR - 1)])
-    [old] = live.take_sealed()
-    assert (list(old.seq), list(live.open_unit.seq)) == ([1], [2])
-    assert live.open_unit.hour == hour_of(BASE_MS)
+    flapping = [BASE_MS + HOUR + seq if seq % 2 else BASE_MS + seq for seq in range(1, 1001)]
+    feed(live, [cmd(seq, ts) for seq, ts in enumerate(flapping, start=1)])
+    assert live.take_sealed() == [], "a clock flapping across the hour makes one unit"
+    unit = live.open_unit
+    assert (unit.hour, unit.rows, live.stats.ts_back) == (hour_of(BASE_MS) + 1, 1000, 500)
 
 
 def test_seals_every_segment_rows_commands():
@@ -241,7 +246,7 @@ def test_duplicates_are_counted_and_not_appended():
     unit = live.open_unit
     assert list(unit.seq) == [1, 2, 3]
     assert (live.stats.duplicates, live.stats.conflicts, live.stats.appended) == (3, 0, 3)
-    assert unit.quarantine == []
+    assert unit.quarantine.rows == []
     assert unit.records == 6
 
 
@@ -249,7 +254,7 @@ def test_duplicate_with_a_different_payload_is_quarantined_as_a_conflict():
     live = session()
     conflicting = cmd(2, raw=b"something else")
     *_, recv_us = feed(live, [cmd(1), cmd(2), cmd(3), conflicting])
-    [row] = live.open_unit.quarantine
+    [row] = live.open_unit.quarantine.rows
     assert (row.recv_ts_us, row.kind, row.seq) == (recv_us, "conflict", 2)
     canonical = command_frame(parse_frame(conflicting))  # the same in a live run and a recovery
     assert (row.frame, row.frame_bytes) == (canonical, len(canonical))
@@ -265,14 +270,14 @@ def test_duplicate_older_than_the_recent_window_cannot_be_compared():
     live = FeedSession(TrackerState(), now_us=T0, recent=RecentPayloads(size=4))
     feed(live, [*(cmd(seq) for seq in range(1, 11)), cmd(1, raw=b"other")])
     assert (live.stats.duplicates, live.stats.conflicts) == (1, 0)
-    assert live.open_unit.quarantine == []
+    assert live.open_unit.quarantine.rows == []
 
 
 def test_conflict_is_found_against_payloads_of_an_earlier_unit():
     recent = RecentPayloads()
     live = FeedSession(TrackerState(), now_us=T0, recent=recent, segment_rows=1)
     feed(live, [cmd(1), cmd(2), cmd(1, raw=b"other")])
-    assert [row.kind for row in live.open_unit.quarantine] == ["conflict"]
+    assert [row.kind for row in live.open_unit.quarantine.rows] == ["conflict"]
     assert recent.lookup(2) == payload(2)
 
 
@@ -296,7 +301,7 @@ def test_bad_text_frame_is_quarantined_with_kind_reason_and_text(frame):
         parse_frame(frame)
     live = session()
     live.receive(frame, T0 + 7)
-    assert live.open_unit.quarantine == [
+    assert live.open_unit.quarantine.rows == [
         QuarantineRow(
             T0 + 7,
             info.value.kind,
@@ -312,7 +317,7 @@ def test_bad_text_frame_is_quarantined_with_kind_reason_and_text(frame):
 def test_binary_frame_is_quarantined_as_hex():
     live = session()
     live.receive(b"\x00\xffab", T0 + 7)
-    [row] = live.open_unit.quarantine
+    [row] = live.open_unit.quarantine.rows
     assert (row.kind, row.seq, row.frame, row.frame_bytes) == ("binary", None, "0x00ff6162", 4)
 
 
@@ -320,7 +325,7 @@ def test_quarantined_text_is_capped_but_frame_bytes_is_the_full_size():
     live = session()
     long_text = "\u00e9" * (FRAME_TEXT_CAP + 10)
     live.receive(long_text, T0 + 7)
-    [row] = live.open_unit.quarantine
+    [row] = live.open_unit.quarantine.rows
     assert row.frame == long_text[:FRAME_TEXT_CAP]
     assert row.frame_bytes == 2 * (FRAME_TEXT_CAP + 10)
 
@@ -328,7 +333,7 @@ def test_quarantined_text_is_capped_but_frame_bytes_is_the_full_size():
 def test_quarantined_binary_frame_keeps_its_full_size():
     live = session()
     live.receive(b"\x01" * (FRAME_TEXT_CAP + 10), T0 + 7)
-    [row] = live.open_unit.quarantine
+    [row] = live.open_unit.quarantine.rows
     assert row.frame.startswith("0x0101")
     assert row.frame_bytes == FRAME_TEXT_CAP + 10
 
@@ -336,7 +341,26 @@ def test_quarantined_binary_frame_keeps_its_full_size():
 def test_quarantined_binary_frame_text_is_within_the_cap():
     live = session()
     live.receive(b"\x01" * (FRAME_TEXT_CAP + 10), T0 + 7)
-    assert len(live.open_unit.quarantine[0].frame) <= FRAME_TEXT_CAP
+    assert len(live.open_unit.quarantine.rows[0].frame) <= FRAME_TEXT_CAP
+
+
+def test_quarantine_memory_is_bounded_by_sealing_and_by_storing_repeats_once():
+    live = session(quarantine_bytes=MAX_UNIT_QUARANTINE_BYTES)
+    for i in range(3000):
+        frame = "{" + "x" * 65_535 if i % 2 else f"{{{i:05d}" + "y" * 65_530
+        live.receive(frame, T0 + i)
+    sealed = live.take_sealed()
+    units = [*sealed, live.open_unit]
+    # At most the bound plus the one row that reached it (a 64 KiB str takes 64 KiB + 49).
+    assert max(u.quarantine.held_bytes for u in units) < MAX_UNIT_QUARANTINE_BYTES + 66_000
+    assert len(sealed) >= 4 and sum(len(u.quarantine.rows) for u in units) == 3000
+    assert live.stats.quarantined == 3000
+    for unit in units:
+        repeats = [row for row in unit.quarantine.rows if row.frame.startswith("{x")]
+        assert len(repeats) == min(FULL_COPIES, len(repeats))
+        rest = [row for row in unit.quarantine.rows if row.kind == "not_json" and not row.frame]
+        assert all("identical to one stored in full" in row.reason for row in rest)
+        assert all(row.frame_bytes == 65_536 for row in unit.quarantine.rows)
 
 
 def test_gap_within_a_connection_is_a_jump():
@@ -418,6 +442,7 @@ def run_live(initial: TrackerState, stream, steps, rows: int, age_us: int):
         recent=RecentPayloads(),
         segment_rows=rows,
         segment_us=age_us,
+        quarantine_bytes=1500,  # a few quarantined frames seal a unit
     )
     ops = []
     now, seq = T0, 10
@@ -476,11 +501,11 @@ def replay(header: dict, records: list) -> tuple[Unit, list]:
 
 
 def conflicts(unit: Unit) -> list[QuarantineRow]:
-    return [row for row in unit.quarantine if row.kind == "conflict"]
+    return [row for row in unit.quarantine.rows if row.kind == "conflict"]
 
 
 def without_conflicts(unit: Unit) -> Unit:
-    unit.quarantine = [row for row in unit.quarantine if row.kind != "conflict"]
+    unit.quarantine = [row for row in unit.quarantine.rows if row.kind != "conflict"]
     return unit
 
 
@@ -514,4 +539,5 @@ def test_sealed_units_respect_the_limits_and_never_overlap(initial, stream, step
     for unit in sealed:
         assert unit.records > 0
         assert unit.rows <= 3
-        assert all(hour_of(ts) == unit.hour for ts in unit.ts_ms)
+        assert not unit.rows or hour_of(unit.ts_ms[0]) == unit.hour
+        assert all(hour_of(ts) <= unit.hour for ts in unit.ts_ms)

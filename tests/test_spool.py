@@ -2,8 +2,9 @@
 
 Recovery trusts the spool to give back exactly what was written (text frames, including lone
 surrogates the writer passes through with 'surrogatepass'; binary frames; connection markers)
-and, after a crash mid-write, exactly the chunks before the torn one: a torn or corrupted chunk
-must end the read (``complete=False``), never yield garbage. Codec properties run on arbitrary
+and, after a crash mid-write, exactly the chunks before the torn one. A corrupted chunk costs
+only itself: reading resumes at the next intact chunk (``complete=False``), never yielding
+garbage. Codec properties run on arbitrary
 records and on every possible truncation point; file tests use ``tmp_path``.
 """
 
@@ -17,6 +18,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replica.recorder.frames import Command
+from replica.recorder.quarantine import TooBig
 from replica.recorder.spool import (
     HEADER,
     RECORDS,
@@ -35,8 +37,9 @@ HEAD_SIZE = 9  # kind (1) + length (4) + crc32 (4)
 any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates included
 int64 = st.integers(-(2**63), 2**63 - 1)
 commands = st.builds(Command, int64, int64, int64, int64, st.binary())
+too_big = st.builds(TooBig, st.integers(0, 2**64 - 1))
 records = st.lists(
-    st.tuples(int64, st.one_of(commands, any_text, st.binary(), st.none())),
+    st.tuples(int64, st.one_of(commands, too_big, any_text, st.binary(), st.none())),
     max_size=20,
 )
 
@@ -54,6 +57,11 @@ def sample_chunks() -> list[tuple[bytes, bytes]]:
 
 def encode_all(chunks: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(encode_chunk(kind, body) for kind, body in chunks)
+
+
+def scan(data: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+    found = decode_chunks(data)
+    return found.chunks, found.complete
 
 
 def boundaries(chunks: list[tuple[bytes, bytes]]) -> list[int]:
@@ -93,11 +101,11 @@ def test_empty_batch_round_trips():
 
 def test_chunks_round_trip():
     chunks = sample_chunks()
-    assert decode_chunks(encode_all(chunks)) == (chunks, True)
+    assert scan(encode_all(chunks)) == (chunks, True)
 
 
 def test_empty_data_is_complete_and_empty():
-    assert decode_chunks(b"") == ([], True)
+    assert scan(b"") == ([], True)
 
 
 def test_truncation_at_every_length_keeps_the_chunks_before_the_cut():
@@ -106,7 +114,8 @@ def test_truncation_at_every_length_keeps_the_chunks_before_the_cut():
     ends = boundaries(chunks)
     for cut in range(len(data) + 1):
         whole = sum(end <= cut for end in ends[1:])
-        assert decode_chunks(data[:cut]) == (chunks[:whole], cut in ends), cut
+        assert scan(data[:cut]) == (chunks[:whole], cut in ends), cut
+        assert decode_chunks(data[:cut]).torn == (cut not in ends)
 
 
 @PROPERTY
@@ -115,35 +124,56 @@ def test_truncation_anywhere_yields_a_prefix(chunks, data):
     encoded = encode_all(chunks)
     cut = data.draw(st.integers(0, len(encoded)))
     ends = boundaries(chunks)
-    decoded, complete = decode_chunks(encoded[:cut])
+    decoded, complete = scan(encoded[:cut])
     assert decoded == chunks[: len(decoded)]
     assert complete == (cut in ends)
     assert len(decoded) == sum(end <= cut for end in ends[1:])
 
 
-def test_flipped_byte_in_a_body_ends_the_read_at_that_chunk():
+def test_flipped_byte_in_a_body_costs_that_chunk_only():
     chunks = sample_chunks()
     data = encode_all(chunks)
     ends = boundaries(chunks)
+    # Chunk 2 is empty: resynchronising never trusts an empty chunk (a run of zeros is one).
+    kept = {1: chunks[:1] + chunks[3:], 3: chunks[:3]}
     for index in (1, 3):  # the two non-empty record batches
         start = ends[index] + HEAD_SIZE
         for pos in range(start, ends[index + 1]):
             for flip in (0x01, 0x80, 0xFF):
                 corrupted = bytearray(data)
                 corrupted[pos] ^= flip
-                assert decode_chunks(bytes(corrupted)) == (chunks[:index], False)
+                found = decode_chunks(bytes(corrupted))
+                assert (found.chunks, found.torn) == (kept[index], False)
+                assert found.damaged_bytes == ends[index + 1 + (index == 1)] - ends[index]
+
+
+@PROPERTY
+@given(
+    st.lists(st.tuples(st.sampled_from([HEADER, RECORDS]), st.binary(min_size=1, max_size=40))),
+    st.data(),
+)
+def test_a_flipped_byte_anywhere_loses_only_the_chunk_it_is_in(chunks, data):
+    encoded = bytearray(encode_all(chunks))
+    if not encoded:
+        return
+    pos = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[pos] ^= data.draw(st.integers(1, 255))
+    hit = sum(end <= pos for end in boundaries(chunks)[1:])
+    found = decode_chunks(bytes(encoded))
+    assert found.chunks == chunks[:hit] + chunks[hit + 1 :]
+    assert not found.complete
 
 
 def test_header_json_body_flip_is_detected():
     chunks = sample_chunks()
     corrupted = bytearray(encode_all(chunks))
     corrupted[HEAD_SIZE + 2] ^= 0x20
-    assert decode_chunks(bytes(corrupted)) == ([], False)
+    assert scan(bytes(corrupted)) == (chunks[1:], False)
 
 
-def test_unknown_chunk_kind_ends_the_read():
-    data = encode_chunk(HEADER, b"{}") + encode_chunk(b"X", b"body") + encode_chunk(RECORDS, b"")
-    assert decode_chunks(data) == ([(HEADER, b"{}")], False)
+def test_unknown_chunk_kind_is_skipped():
+    data = encode_chunk(HEADER, b"{}") + encode_chunk(b"X", b"body") + encode_chunk(RECORDS, b"r")
+    assert scan(data) == ([(HEADER, b"{}"), (RECORDS, b"r")], False)
 
 
 def test_chunk_head_layout():
@@ -225,11 +255,11 @@ def test_empty_spool_file_has_no_header(tmp_path):
     assert (contents.header, contents.records, contents.complete) == (None, [], True)
 
 
-def test_spool_without_a_header_chunk_is_not_read(tmp_path):
+def test_spool_without_a_header_chunk_gives_its_records_and_says_the_header_is_lost(tmp_path):
     path = tmp_path / "u.wal"
     path.write_bytes(encode_chunk(RECORDS, encode_records(BATCH_2, compressor())))
     contents = read_spool(path)
-    assert (contents.header, contents.records, contents.complete) == (None, [], False)
+    assert (contents.header, contents.records, contents.header_lost) == (None, BATCH_2, True)
 
 
 def test_discard_removes_the_file_and_delete_tolerates_a_missing_one(tmp_path):

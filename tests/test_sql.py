@@ -90,8 +90,8 @@ def test_completeness_per_day_counts_a_gap_across_midnight_against_the_day_it_en
     with connect(two_days) as db:
         days = db.sql("SELECT * FROM completeness").fetchall()
     assert days == [
-        (date(2026, 11, 20), 100, 199, 100, 0, 100.0),
-        (date(2026, 11, 21), 200, 299, 90, 10, 90.0),
+        (date(2026, 11, 20), 100, 199, 100, 0, 0, 100.0),
+        (date(2026, 11, 21), 200, 299, 90, 0, 10, 90.0),
     ]
 
 
@@ -268,7 +268,7 @@ def test_a_query_gets_the_views_it_names_and_a_query_naming_none_gets_all(two_da
             return {name for (name,) in db.sql("SHOW TABLES").fetchall()}
 
     assert defined("SELECT count(*) FROM gaps") == {"gaps"}
-    assert defined("SELECT * FROM Completeness") == {"completeness", "raw_cmds"}
+    assert defined("SELECT * FROM Completeness") == {"completeness", "raw_cmds", "heals"}
     every = {"raw_cmds", "gaps", "quarantine", "completeness", "orders", "fills", "undecoded"}
     assert every <= defined("SHOW TABLES")
 
@@ -279,6 +279,7 @@ def test_a_day_missing_one_seq_in_millions_is_not_shown_complete() -> None:
             "CREATE TABLE raw_cmds AS SELECT range AS seq, DATE '2026-11-20' AS date "
             "FROM range(2000000) WHERE range <> 1234"
         )
+        db.execute("CREATE TABLE heals AS SELECT DATE '2026-11-20' AS date, 0 AS healed LIMIT 0")
         [(missing, percent)] = db.sql(
             f"SELECT missing, percent_complete FROM ({COMPLETENESS_SQL})"
         ).fetchall()

@@ -53,7 +53,7 @@ def test_stats_cli_table_and_json(tmp_path: Path) -> None:
     table = replica("stats", root)
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines()]
-    assert ["2026-11-20", "1,719", "5", "99.70%"] in [row[:4] for row in rows]
+    assert ["2026-11-20", "1,719", "0", "5", "99.70%"] in [row[:5] for row in rows]
     as_json = replica("stats", root, "--json")
     assert as_json.returncode == 0, as_json.stderr
     days = json.loads(as_json.stdout)

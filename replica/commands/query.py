@@ -78,13 +78,14 @@ def stats(archive: Path, as_json: bool) -> None:
         click.echo(f"{archive}: no commands yet")
         return
     header = (
-        "date", "commands", "missing", "complete", "gaps", "raw MB", "/ JSON", "decoded MB",
-        "total MB", "decoded rows",
+        "date", "commands", "healed", "missing", "complete", "gaps", "raw MB", "/ JSON",
+        "decoded MB", "total MB", "decoded rows",
     )  # fmt: skip
     rows = [
         (
             day.date.isoformat(),
             f"{day.commands:,}",
+            f"{day.healed:,}",
             f"{day.missing:,}",
             f"{math.floor(day.percent_complete * 100) / 100:.2f}%",
             str(day.gap_records),
@@ -96,4 +97,4 @@ def stats(archive: Path, as_json: bool) -> None:
         )
         for day in days
     ]
-    click.echo(text_table(header, rows, [False] + [True] * 8 + [False]), nl=False)
+    click.echo(text_table(header, rows, [False] + [True] * 9 + [False]), nl=False)

@@ -27,6 +27,7 @@ _HEIGHT_NAME = re.compile(r"^([0-9]+)(\.lz4)?$")
 
 class _AbciBlock(msgspec.Struct):
     time: str
+    round: int | None = None  # the consensus round: rises from block to block, but skips
 
 
 class _Block(msgspec.Struct):
@@ -57,6 +58,7 @@ class Blocks:
 
     first_seq: int
     time_us: list[int] = field(default_factory=list)
+    round: list[int | None] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     unfinished: BadLine | None = None  # the last line, skipped until the node completes it
 
@@ -98,11 +100,16 @@ def node_files(paths: Iterable[str | os.PathLike[str]]) -> list[NodeFile]:
 
 def block_time_us(line: bytes) -> int:
     """The block's time (``abci_block.time``, UTC nanosecond text) floored to microseconds."""
+    return block_round_time(line)[1]
+
+
+def block_round_time(line: bytes) -> tuple[int | None, int]:
+    """The block's round (None if it has none) and its time floored to microseconds."""
     try:
-        text = _decode_block(line).abci_block.time
+        abci = _decode_block(line).abci_block
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a node block: {exc}") from None
-    return block_time_ns(text) // 1000
+    return abci.round, block_time_ns(abci.time) // 1000
 
 
 def parse_lines(first_seq: int, lines: Iterable[bytes]) -> Blocks:
@@ -119,10 +126,12 @@ def parse_lines(first_seq: int, lines: Iterable[bytes]) -> Blocks:
             continue
         payload = line[:-1]
         try:
-            blocks.time_us.append(block_time_us(payload))
+            round_, time_us = block_round_time(payload)
         except ValueError as exc:
             bad = BadLine(number, str(exc))
             continue
+        blocks.round.append(round_)
+        blocks.time_us.append(time_us)
         blocks.raw.append(payload)
     blocks.unfinished = bad
     return blocks

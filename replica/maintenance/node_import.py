@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import BadLine, Blocks, NodeFile, node_files, read_blocks
+from replica.maintenance.node_order import BlockMark, OrderCheck, capped
 from replica.recorder import __version__
 from replica.schemas.archive import (
     GAP_SCHEMA,
@@ -45,6 +46,7 @@ from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.seqranges import Range, span, subtract, union
+from replica.schemas.seqspace import NODE, NODE_SOURCE_PREFIX, claim
 
 CAUSE = "import"
 TASK = "replica import-node"
@@ -88,12 +90,14 @@ def import_node(
     ):
         _check_settled(layout)
         _remove_abandoned_temporaries(layout)
+        claim(layout, NODE, TASK)
         summary = ImportSummary()
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
         report(0, len(files))
+        order = OrderCheck()
         for done, node_file in enumerate(files, 1):
-            _import_file(node_file, layout, segments, summary)
+            _import_file(node_file, layout, segments, summary, order)
             report(done, len(files))
         summary.gaps = _record_holes(layout, segments)
         return summary
@@ -124,7 +128,11 @@ def _remove_abandoned_temporaries(layout: ArchiveLayout) -> None:
 
 
 def _import_file(
-    node_file: NodeFile, layout: ArchiveLayout, segments: list[Segment], summary: ImportSummary
+    node_file: NodeFile,
+    layout: ArchiveLayout,
+    segments: list[Segment],
+    summary: ImportSummary,
+    order: OrderCheck,
 ) -> None:
     """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
     summary.files += 1
@@ -143,6 +151,7 @@ def _import_file(
             f"{path}:{blocks.unfinished.number}: last line skipped, the node has not finished "
             f"it ({blocks.unfinished.reason}); import the file again once it has"
         )
+    summary.warnings += order_warnings(node_file, blocks, order)
     if not blocks.raw:
         return
     lo, hi = blocks.first_seq, blocks.last_seq
@@ -157,17 +166,24 @@ def _import_file(
                 f"{path}: {span(start, end) - held} blocks in seqs {start}-{end} fall in holes "
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
-    metadata = {
-        RECORDER_KEY: __version__,
-        SOURCE_KEY: f"node replica_cmds {node_file.height}",
-    }
+    metadata = node_metadata(node_file)
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
         target = layout.segment_path(first, last, hour_of(blocks.time_us[start] // 1000))
-        publish_parquet(_raw_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
         insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
         summary.segments += 1
         summary.imported += stop - start
+
+
+def order_warnings(node_file: NodeFile, blocks: Blocks, order: OrderCheck) -> list[str]:
+    """Blocks of the file out of the node's order (``node_order``), after those of the files
+    before it: the first few."""
+    found: list[str] = []
+    for index, (round_, time_us) in enumerate(zip(blocks.round, blocks.time_us, strict=True)):
+        where = f"{node_file.path}:{index + 1}"
+        found += order.check(BlockMark(where, blocks.first_seq + index, round_, time_us))
+    return capped(found, node_file.path)
 
 
 def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
@@ -188,7 +204,16 @@ def _runs(blocks: Blocks, taken: list[Range]) -> list[tuple[int, int]]:
     return found
 
 
-def _raw_table(blocks: Blocks, start: int, stop: int, metadata: dict[bytes, str]) -> pa.Table:
+def node_metadata(node_file: NodeFile) -> dict[bytes, str]:
+    """The schema metadata of a segment of blocks from ``node_file``."""
+    return {
+        RECORDER_KEY: __version__,
+        SOURCE_KEY: f"{NODE_SOURCE_PREFIX} {node_file.height}",
+    }
+
+
+def blocks_table(blocks: Blocks, start: int, stop: int, metadata: dict[bytes, str]) -> pa.Table:
+    """Blocks [start, stop) of a file as raw rows: every column a function of the file."""
     first = blocks.first_seq
     time_us = blocks.time_us[start:stop]
     stamp = pa.array(time_us, pa.int64())

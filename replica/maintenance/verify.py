@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.checksums import has_page_checksums
+from replica.maintenance.node_order import OrderCheck, segment_problems
 from replica.schemas.archive import (
     GAP_SCHEMA,
     MS_PER_HOUR,
@@ -26,7 +27,10 @@ from replica.schemas.archive import (
     hour_partition,
 )
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
+from replica.schemas.errors import UsageError
+from replica.schemas.heals import HEAL_SCHEMA, healed_ranges, heals_dir
 from replica.schemas.seqranges import Range, holes, span, subtract
+from replica.schemas.seqspace import NODE, recorded_kind
 
 Ranges = list[Range]  # sorted, disjoint
 
@@ -60,8 +64,17 @@ class GapRecord:
 
 
 def read_gaps(root: str | os.PathLike[str]) -> list[GapRecord]:
-    """Every gap record, in seq order."""
-    records = [GapRecord(**row) for row in ArchiveLayout.open(root).gap_rows()]
+    """What is still missing: every gap record, in seq order, less the seqs ``replica heal``
+    has filled since (a record partly healed gives its parts still missing). The records
+    themselves, healed or not, are the ``gaps`` table."""
+    layout = ArchiveLayout.open(root)
+    healed = healed_ranges(layout)
+    records = []
+    for row in layout.gap_rows():
+        for lo, hi in subtract([(row["from_seq"], row["to_seq"])], healed):
+            records.append(
+                GapRecord(**{**row, "from_seq": lo, "to_seq": hi, "missing": span(lo, hi)})
+            )
     records.sort(key=lambda g: (g.from_seq, g.to_seq))
     return records
 
@@ -90,11 +103,16 @@ def _verify(layout: ArchiveLayout, relist: bool = True) -> Report:
         report.problems.append(
             f"{path}: not named raw/date=*/hour=*/<first_seq>-<last_seq>.parquet"
         )
-    present = _check_segments(layout, report, relist)
+    # Heal and gap records before the segments: a heal swaps a day's raw directory in before its
+    # records, so records read first never claim seqs that the segments read after lack.
+    healed = _read_heal_files(layout, report)
     gaps = _check_gap_files(layout, report)
+    present = _check_segments(layout, report, relist)
+    for lo, hi in subtract(healed, present):
+        report.problems.append(f"heal records say seqs {lo}-{hi} were added, but they are missing")
     _check_table_files(layout, layout.quarantine_dir, QUARANTINE_SCHEMA, report)
     _check_decoded_files(layout, report)
-    _compare_gaps(present, gaps, report)
+    _compare_gaps(present, subtract(gaps, healed), report)
     if report.unchecksummed:
         report.notes.append(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
@@ -133,10 +151,21 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
     return table
 
 
+def _block_order(layout: ArchiveLayout, report: Report) -> OrderCheck | None:
+    """A check of block order for a node archive, None for a feed one."""
+    try:
+        kind = recorded_kind(layout)
+    except UsageError as mixed:
+        report.problems.append(str(mixed))
+        return None
+    return OrderCheck() if kind == NODE else None
+
+
 def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Ranges:
     """Check each raw file; returns the seq ranges the archive holds. With ``relist``, a
     segment gone since the listing raises ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
+    order = _block_order(layout, report)
     for segment in layout.segments():
         path = segment.path
         table = _read(path, RAW_SCHEMA, report)
@@ -160,17 +189,21 @@ def _check_segments(layout: ArchiveLayout, report: Report, relist: bool) -> Rang
                 f"{path}: seqs are not strictly increasing (unsorted or duplicated)"
             )
             continue
-        hours = pc.divide(table.column("ts_ms"), MS_PER_HOUR)
+        # Filed under the hour of its first command: a later ts_ms would seal the segment, an
+        # earlier one (a clock stepping back) stays in it.
         partition = segment.partition
-        low, high = pc.min(hours).as_py(), pc.max(hours).as_py()
-        if hour_partition(low) != partition or hour_partition(high) != partition:
+        high = pc.max(table.column("ts_ms")).as_py() // MS_PER_HOUR
+        if hour_partition(high) != partition:
             report.problems.append(
-                f"{path}: holds ts_ms outside its partition {'/'.join(partition)}"
+                f"{path}: its latest ts_ms is not in its partition {'/'.join(partition)}"
             )
         if present and first <= present[-1][1]:
             report.problems.append(f"{path}: seqs {first}-{last} overlap another segment")
             continue
         present += _runs(seqs, steps)
+        if order is not None:
+            payloads = table.column("raw").to_pylist()
+            report.problems += segment_problems(path, seqs.to_pylist(), payloads, order)
     if present:
         report.first_seq, report.last_seq = present[0][0], present[-1][1]
     return present
@@ -239,6 +272,18 @@ def _check_gap_files(layout: ArchiveLayout, report: Report) -> Ranges:
         if lo <= hi:
             report.problems.append(f"gap records overlap at seq {lo}")
     return gaps
+
+
+def _read_heal_files(layout: ArchiveLayout, report: Report) -> Ranges:
+    """The healed ranges, sorted; each must be in the archive, since heal added them."""
+    healed: Ranges = []
+    for path in layout.table_files(heals_dir(layout)):
+        table = _read(path, HEAL_SCHEMA, report)
+        if table is not None:
+            columns = table.column("from_seq").to_pylist(), table.column("to_seq").to_pylist()
+            healed += zip(*columns, strict=True)
+    healed.sort()
+    return healed
 
 
 def _check_table_files(layout: ArchiveLayout, table_dir: Path, schema: pa.Schema, report: Report):

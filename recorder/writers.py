@@ -1,0 +1,130 @@
+"""The recorder's two disk threads: one appends to the spool, one publishes sealed units.
+
+The event loop hands them work and never waits on them, so a slow disk shows up as a logged
+backlog rather than a feed left unread. The backlog is bounded all the same: sealed units wait
+in memory until written, so once ``MAX_BACKLOG_UNITS`` or ``MAX_BACKLOG_BYTES`` of them (or
+``MAX_BACKLOG_SPOOL_WRITES`` spool writes, which hold frames too) wait, ``behind`` tells the
+recorder to stop reading until the writers catch up (the feed's TCP window holds the rest),
+rather than grow until the process is killed for its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from replica.recorder.segments import publish_unit
+from replica.recorder.session import FeedSession, SpoolAppend, SpoolClose, SpoolOpen, Unit
+from replica.recorder.spool import SpoolWriter
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import ArchiveError
+
+log = logging.getLogger(__name__)
+
+MAX_BACKLOG_UNITS = 16
+MAX_BACKLOG_BYTES = 512 * 2**20
+MAX_BACKLOG_SPOOL_WRITES = 400  # 20 s of flushes at the usual cadence
+_BACKLOG_WARN_UNITS = 2
+_BACKLOG_WARN_SPOOL_WRITES = 20  # about a second of flushes not yet on disk
+_BACKLOG_WARN_EVERY_S = 30.0
+
+
+class Writers:
+    def __init__(self, layout: ArchiveLayout, metadata: dict[str, str]) -> None:
+        self._layout = layout
+        self._metadata = metadata
+        self._spool = SpoolWriter(layout.spool_dir)
+        self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
+        self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
+        self._writes: deque[tuple[Future, int]] = deque()  # each publish and the bytes it holds
+        self._spool_writes: deque[Future] = deque()
+        self._backlog_bytes = 0
+        self._backlog_warned = -math.inf
+        self.files_written = 0
+
+    @property
+    def backlog(self) -> int:
+        """Sealed units not yet known to be written."""
+        return len(self._writes)
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    @property
+    def behind(self) -> bool:
+        """Whether the units waiting to be written hold all the memory they may."""
+        return (
+            self.backlog >= MAX_BACKLOG_UNITS
+            or self._backlog_bytes >= MAX_BACKLOG_BYTES
+            or len(self._spool_writes) >= MAX_BACKLOG_SPOOL_WRITES
+        )
+
+    def pump(self, session: FeedSession) -> None:
+        """Hand the session's spool writes and sealed units to their threads, in order."""
+        for op in session.take_spool_ops():
+            self._spool_writes.append(self._spool_thread.submit(self._apply_spool_op, op))
+        for unit in session.take_sealed():
+            held = unit.held_bytes
+            self._backlog_bytes += held
+            self._writes.append((self._writer_thread.submit(self._publish, unit), held))
+
+    def check(self) -> None:
+        """Count what was written; raise ``ArchiveError`` for a write that failed."""
+        while self._writes and self._writes[0][0].done():
+            future, held = self._writes.popleft()
+            self._backlog_bytes -= held
+            self.files_written += self._result(future, "archive")
+        while self._spool_writes and self._spool_writes[0].done():
+            self._result(self._spool_writes.popleft(), "spool")
+        units, flushes = len(self._writes), len(self._spool_writes)
+        now = time.monotonic()
+        lagging = units > _BACKLOG_WARN_UNITS or flushes > _BACKLOG_WARN_SPOOL_WRITES
+        if lagging and now - self._backlog_warned > _BACKLOG_WARN_EVERY_S:
+            self._backlog_warned = now
+            log.warning(
+                "the disk is falling behind (%d segments to write, %d spool flushes pending); "
+                "still reading the feed",
+                units,
+                flushes,
+            )
+
+    async def drain(self, session: FeedSession, now_us: int) -> None:
+        """Seal the open unit and wait for every write; raise if one failed."""
+        empty = session.seal(now_us)
+        self.pump(session)
+        self._spool_thread.submit(self._spool.discard, empty.unit_id)
+        writes = [future for future, _ in self._writes]
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in writes), return_exceptions=True)
+        # Deletes of sealed spools were queued by the writes: let the spool thread finish them.
+        await asyncio.to_thread(self._spool_thread.shutdown, True)
+        self._writer_thread.shutdown(wait=True)
+        self._spool.close_all()
+        self.check()
+
+    def _result(self, future: Future, what: str):
+        exc = future.exception()
+        if exc is not None:
+            raise ArchiveError(
+                f"cannot write the {what} in {self._layout.root}: {exc}; frames already "
+                "spooled are recovered when the recorder starts again"
+            ) from exc
+        return future.result()
+
+    def _apply_spool_op(self, op) -> None:
+        if type(op) is SpoolAppend:
+            self._spool.append(op.unit_id, op.records)
+        elif type(op) is SpoolOpen:
+            self._spool.open(op.unit_id, op.header)
+        elif type(op) is SpoolClose:
+            self._spool.close(op.unit_id)
+
+    def _publish(self, unit: Unit) -> int:
+        written = publish_unit(unit, self._layout, self._metadata)
+        # Submitted after this unit's close, so the spool thread deletes a closed file.
+        self._spool_thread.submit(self._spool.delete, unit.unit_id)
+        return len(written)
