@@ -24,6 +24,7 @@ COMMANDS = [
     ["duckdb", "{a}", "{a}.duckdb"],
     ["replay", "{a}"],
     ["serve", "{a}", "--port", "0"],
+    ["heal", "{a}", "--from", "{source}"],
 ]
 
 
@@ -35,7 +36,7 @@ def test_a_command_on_a_directory_that_is_no_archive_is_one_line_exit_2(
     path = tmp_path / "archive"
     if what == "empty":
         path.mkdir()
-    result = run_replica(*(arg.format(a=path) for arg in args))
+    result = run_replica(*(arg.format(a=path, source=tmp_path) for arg in args))
     assert result.returncode == 2, result.stderr
     expected = (
         f"{path} is not an archive: it has none of raw/, spool/, gaps/, quarantine/, seq-space "
