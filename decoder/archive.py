@@ -52,7 +52,7 @@ class MessageSpec:
     """How to get the payload message in any process: a descriptor set and a message name, or
     neither for contract v1."""
 
-    descriptor_set: Path | None = None
+    descriptor_set: str | os.PathLike[str] | None = None
     name: str | None = None
 
     def load(self) -> PayloadMessage:
@@ -184,7 +184,7 @@ def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
 
 
 def decode_archive(
-    root: Path,
+    root: str | os.PathLike[str],
     spec: MessageSpec | None = None,
     *,
     jobs: int = 1,
@@ -196,7 +196,7 @@ def decode_archive(
     bounded by a few segments whatever the archive's size. ``on_progress(done, total)`` counts
     the segments to decode, from (0, total) before the first.
     """
-    layout = ArchiveLayout(root)
+    layout = ArchiveLayout.open(root)
     with maintenance_lock(layout, "replica decode"):
         unfinished = layout.compaction_journals()
         if unfinished:
@@ -204,7 +204,7 @@ def decode_archive(
                 f"a compaction or heal was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
-        return _decode_archive(root, spec, jobs, on_progress)
+        return _decode_archive(layout.root, spec, jobs, on_progress)
 
 
 def _decode_archive(

@@ -158,7 +158,15 @@ class Decoder:
         self, seqs: Sequence[int], ts_ms: Sequence[int], payloads: Sequence[bytes]
     ) -> dict[str, pa.Table]:
         """Tables with at least one row, for payloads given with their seq and archive ts_ms
-        (the seqs of a batch are distinct, as in an archive)."""
+        (the seqs of a batch are distinct, as in an archive).
+
+        The three columns are one row each per command: ``UsageError`` if their lengths differ,
+        rather than rows silently paired with another command's seq."""
+        if not len(seqs) == len(ts_ms) == len(payloads):
+            raise UsageError(
+                f"seqs, ts_ms and payloads have {len(seqs)}, {len(ts_ms)} and {len(payloads)} "
+                "items; give one of each per command"
+            )
         tables: dict[str, _TableColumns] = {}
 
         def add(name: str, columns: dict[str, pa.Array], rows: int) -> None:

@@ -4,6 +4,7 @@ of a descriptor set (``protoc --include_imports --descriptor_set_out``)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def contract_v1() -> PayloadMessage:
     return PayloadMessage(ReplicaCommand, _fingerprint(ReplicaCommand.DESCRIPTOR))
 
 
-def from_descriptor_set(path: Path, name: str) -> PayloadMessage:
+def from_descriptor_set(path: str | os.PathLike[str], name: str) -> PayloadMessage:
     """The message ``name`` (fully qualified) from a serialized ``FileDescriptorSet``."""
+    path = Path(path)
     try:
         files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file
     except (OSError, DecodeError) as exc:

@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from replica.recorder.feedurl import check_url
 from replica.recorder.policy import BackoffPolicy
-from replica.schemas.errors import UsageError
+from replica.recorder.session import SessionStats
+from replica.schemas.errors import NothingRecorded, UsageError
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecorderConfig:
     url: str
-    archive: Path
+    archive: str | os.PathLike[str]
     api_key: str | None = field(default=None, repr=False)
     auth: str = "header"  # or "query": the key goes in the URL, where proxies may log it
     segment_seconds: float = 60.0
@@ -74,3 +75,21 @@ class Summary:
 
 def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+NO_KEY = "no API key set (REPLICA_API_KEY or --api-key-file): connecting to %s without one"
+
+
+def nothing_recorded(stats: SessionStats, source: str) -> NothingRecorded | None:
+    """A window that recorded nothing is a failure, however cleanly it ended: cron and
+    systemd judge a day by the exit code."""
+    if stats.appended:
+        return None
+    if not stats.connections:
+        return NothingRecorded(
+            f"the recording window ended without connecting to {source}: nothing recorded"
+        )
+    return NothingRecorded(
+        f"the recording window ended with no new command from {source} "
+        f"({stats.connections} connection(s)): nothing recorded"
+    )

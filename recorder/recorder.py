@@ -13,11 +13,12 @@ import logging
 import math
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from replica.recorder import __version__
-from replica.recorder.config import RecorderConfig, Summary, iso_time
+from replica.recorder.config import NO_KEY, RecorderConfig, Summary, iso_time, nothing_recorded
 from replica.recorder.connection import RedirectRefused, open_feed
-from replica.recorder.feedurl import public_url
+from replica.recorder.feedurl import is_loopback, public_url
 from replica.recorder.policy import Action, Backoff, after_close, after_rejection
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.session import FeedSession, RecentPayloads, SessionStats
@@ -61,7 +62,8 @@ class Recorder:
     """Records until ``stop()``, the config's deadline, or a refused key.
 
     ``await run()`` returns the run's ``Summary``; it raises ``AuthRefused``, ``ArchiveLocked``
-    or ``ArchiveError`` when the run cannot go on, after sealing what it has received.
+    or ``ArchiveError`` when the run cannot go on, after sealing what it has received, and
+    ``NothingRecorded`` when the deadline came before any new command.
     ``summary()`` describes the run in either case.
     """
 
@@ -165,6 +167,9 @@ class Recorder:
                 "logs may record it; prefer the x-api-key header"
             )
         state, recent = await asyncio.to_thread(self._prepare_archive)
+        if not config.api_key:  # said once: every refusal after this is the same one
+            quiet = is_loopback(urlsplit(config.url).hostname or "")
+            log.log(logging.INFO if quiet else logging.WARNING, NO_KEY, self._source)
         self._session = FeedSession(
             state,
             now_us=_now_us(),
@@ -191,6 +196,8 @@ class Recorder:
             if deadline is not None:
                 deadline.cancel()
             await self._writers.drain(self._session, _now_us())
+        if self._failure is None and self._stop_reason == "deadline":
+            self._failure = nothing_recorded(self._session.stats, self._source)
         if self._failure is not None:
             raise self._failure
 
@@ -239,10 +246,12 @@ class Recorder:
             if self._stopping.is_set():
                 return
             if action is Action.STOP:
-                raise AuthRefused(
-                    f"authentication was refused by {self._source} ({why}); "
+                advice = (
                     "check that the API key is valid and entitled to the Disk-Sync feed"
+                    if self.config.api_key
+                    else "no API key was sent: set REPLICA_API_KEY or give --api-key-file"
                 )
+                raise AuthRefused(f"authentication was refused by {self._source} ({why}); {advice}")
             if healthy:
                 backoff.reset()
             delay = 0.0 if action is Action.RECONNECT_NOW else backoff.next_delay()

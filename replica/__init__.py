@@ -21,6 +21,8 @@ from replica.schemas.errors import (
     ArchiveLocked,
     AuthRefused,
     GapInRange,
+    NotAnArchive,
+    NothingRecorded,
     ReplicaError,
     UsageError,
 )
@@ -99,6 +101,8 @@ __all__ = [
     "HealSummary",
     "ImportSummary",
     "MessageSpec",
+    "NotAnArchive",
+    "NothingRecorded",
     "Recorder",
     "RecorderConfig",
     "Replay",

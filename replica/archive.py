@@ -25,7 +25,6 @@ from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection, utc_ms
 from replica.replay.stream import Replay
 from replica.schemas.archive import ArchiveLayout
-from replica.schemas.errors import ArchiveError
 
 
 class DecodedCommand(NamedTuple):
@@ -48,11 +47,9 @@ def _decoding(decoder: Decoder) -> Callable[[ReplayRecord], DecodedCommand]:
 
 
 def open(path: str | os.PathLike[str]) -> Archive:
-    """An archive written by ``replica record``; raises ArchiveError if ``path`` is not one."""
-    layout = ArchiveLayout.open(Path(path))
-    if not layout.raw_dir.is_dir():
-        raise ArchiveError(f"{layout.root} is not an archive: it has no raw/ directory")
-    return Archive(layout)
+    """An archive written by ``replica record`` or ``import-node``; raises ``NotAnArchive`` (an
+    ``ArchiveError``) if ``path`` is not one."""
+    return Archive(ArchiveLayout.open(path))
 
 
 class Archive:

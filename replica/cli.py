@@ -32,7 +32,8 @@ class ReplicaGroup(click.Group):
             click.echo(f"replica: interrupted {exc}", err=True)
             ctx.exit(exc.exit_code)
         except ReplicaError as exc:
-            click.echo(f"replica: error: {exc}", err=True)
+            # One line even when it quotes a library's multi-line message (pyarrow's, DuckDB's).
+            click.echo(f"replica: error: {' '.join(str(exc).split())}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("replica: interrupted", err=True)

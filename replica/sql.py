@@ -22,6 +22,7 @@ absence says one endpoint was recorded.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -145,9 +146,9 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
     ]
 
 
-def table_views(root: Path) -> list[TableView]:
+def table_views(root: str | os.PathLike[str]) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
-    layout = ArchiveLayout.open(root.resolve())
+    layout = ArchiveLayout.open(Path(root).resolve())
     views = [
         _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
         _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
@@ -210,7 +211,9 @@ def _view(
     return TableView(name, f"{table_dir}/{pattern}", schema, partitions, has_files)
 
 
-def view_statements(root: Path, create: str = "CREATE VIEW", query: str | None = None) -> list[str]:
+def view_statements(
+    root: str | os.PathLike[str], create: str = "CREATE VIEW", query: str | None = None
+) -> list[str]:
     """The SQL that defines the views on ``root``, ``completeness`` last: every view, or with
     ``query`` those it names and the views they read (every view if it names none, as ``SHOW
     TABLES`` does not)."""
@@ -226,7 +229,9 @@ def view_statements(root: Path, create: str = "CREATE VIEW", query: str | None =
 
 
 def connect(
-    root: Path, database: str = ":memory:", query: str | None = None
+    root: str | os.PathLike[str],
+    database: str | os.PathLike[str] = ":memory:",
+    query: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
     so an existing database file gets the archive's current tables), in the UTC time zone.
@@ -234,7 +239,7 @@ def connect(
     Defining a view costs DuckDB a glob and a footer read, which a query answered from metadata
     notices; so with ``query``, only the views it needs are defined."""
     statements = view_statements(root, "CREATE OR REPLACE VIEW", query)
-    connection = duckdb.connect(database)
+    connection = duckdb.connect(os.fspath(database))
     try:
         # Every timestamp in an archive is UTC, and so is "yesterday" in a completeness check.
         connection.execute("SET TimeZone = 'UTC'")

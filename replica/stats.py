@@ -81,14 +81,24 @@ def archive_stats(root: Path, days: list[date] | None = None) -> list[DayStats]:
         chosen = [_day_stats(layout, day, every) for day in days]
         return [_add_bytes(root, day) for day in chosen if day is not None]
     with connect(root) as db:
-        found = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
-        for table in view_names(db):
-            if table in _RAW_TABLES:
-                continue
-            for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
-                if day in found:
-                    found[day].decoded_rows[table] = rows
+        try:
+            found = _day_counts(db)
+        except duckdb.Error as exc:  # a damaged file, which DuckDB names when it can
+            raise ArchiveError(
+                f"cannot count {root}: {exc}; 'replica verify {root}' lists damaged files"
+            ) from None
     return [_add_bytes(root, day) for day in found.values()]
+
+
+def _day_counts(db: duckdb.DuckDBPyConnection) -> dict[date, DayStats]:
+    days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
+    for table in view_names(db):
+        if table in _RAW_TABLES:
+            continue
+        for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
+            if day in days:
+                days[day].decoded_rows[table] = rows
+    return days
 
 
 def _add_bytes(root: Path, day: DayStats) -> DayStats:
@@ -159,6 +169,17 @@ def _footer_rows(paths: list[Path]) -> int:
         except Exception as exc:
             raise ArchiveError(f"cannot read the footer of {path}: {exc}") from exc
     return rows
+
+
+def _day_counts(db: duckdb.DuckDBPyConnection) -> dict[date, DayStats]:
+    days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
+    for table in view_names(db):
+        if table in _RAW_TABLES:
+            continue
+        for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
+            if day in days:
+                days[day].decoded_rows[table] = rows
+    return days
 
 
 def _bytes_under(directories: list[Path]) -> int:

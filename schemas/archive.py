@@ -25,6 +25,7 @@ name only once complete (see ``schemas.files``); temporary files start with a do
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from replica.schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError, NotAnArchive
 from replica.schemas.files import TEMPORARY_GLOB
 
 SEQ_DIGITS = 20
@@ -95,6 +96,10 @@ RAW_WRITE_OPTIONS = {
     "column_encoding": RAW_COLUMN_ENCODING,
     "row_group_size": RAW_ROW_GROUP_ROWS,
 }
+
+# What makes a directory an archive: any one of these (``seq-space`` is the marker saying what
+# its seqs count). A directory with none is refused by every reader, never taken for empty.
+ARCHIVE_ENTRIES = ("raw/", "spool/", "gaps/", "quarantine/", "seq-space")
 
 _SEGMENT_NAME = re.compile(rf"^(\d{{{SEQ_DIGITS}}})-(\d{{{SEQ_DIGITS}}})\.parquet$")
 
@@ -184,11 +189,20 @@ class ArchiveLayout:
     root: Path
 
     @classmethod
-    def open(cls, root: Path) -> ArchiveLayout:
-        """The layout of the archive at ``root``, which must exist: reading a missing archive
-        is an error, where writing one creates it."""
+    def open(cls, root: str | os.PathLike[str]) -> ArchiveLayout:
+        """The layout of the archive at ``root``, which must exist: reading a missing archive,
+        or a directory that is not one (a typo, an empty directory), is an error, where writing
+        one creates it. An archive is a directory holding any of ``ARCHIVE_ENTRIES``, which
+        ``record`` and ``import-node`` create before anything else; it may have no commands yet.
+        """
+        root = Path(root)
         if not root.is_dir():
-            raise ArchiveError(f"archive {root} does not exist or is not a directory")
+            raise NotAnArchive(f"archive {root} does not exist or is not a directory")
+        if not any((root / entry).exists() for entry in ARCHIVE_ENTRIES):
+            raise NotAnArchive(
+                f"{root} is not an archive: it has none of {', '.join(ARCHIVE_ENTRIES)} "
+                "(only 'replica record' and 'replica import-node' create one)"
+            )
         return cls(root)
 
     @property

@@ -4,12 +4,13 @@ small files, raw or decoded, with memory bounded by a row group rather than by t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replica.schemas.errors import ArchiveError
 from replica.schemas.files import PAGE_CHECKSUMS
 
 
@@ -27,9 +28,7 @@ def concatenate(
     with open(path, "xb") as sink:
         with pq.ParquetWriter(sink, schema, **options, **PAGE_CHECKSUMS) as writer:
             for source in sources:
-                parquet = pq.ParquetFile(source)
-                for index in range(parquet.num_row_groups):
-                    group = parquet.read_row_group(index)
+                for group in _row_groups(source):
                     held.append(group)
                     rows += group.num_rows
                     while rows >= row_group_rows:
@@ -40,3 +39,13 @@ def concatenate(
                 writer.write_table(pa.concat_tables(held), row_group_rows)
         sink.flush()
         os.fsync(sink.fileno())
+
+
+def _row_groups(source: Path) -> Iterator[pa.Table]:
+    """The row groups of ``source``; ``ArchiveError`` naming it if it cannot be read."""
+    try:
+        parquet = pq.ParquetFile(source)
+        for index in range(parquet.num_row_groups):
+            yield parquet.read_row_group(index)
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError(f"cannot read {source}: {exc}") from None

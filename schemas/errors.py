@@ -2,10 +2,12 @@
 
 ReplicaError             anything replica refuses to do, with a message that says why (exit 1)
 ├── UsageError           a bad argument: a URL, a duration, a time, a path (exit 2)
+│   └── NotAnArchive     a path given as an archive is not one (also an ArchiveError)
 ├── ArchiveError         an archive cannot be used as asked (exit 1)
 │   ├── ArchiveLocked    another process holds the archive or its maintenance lock (exit 4)
 │   └── GapInRange       a replay asked to fail on gaps met one (exit 1)
-└── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
+├── AuthRefused          the feed refused the credentials; retrying will not help (exit 3)
+└── NothingRecorded      a recording window ended without one new command (exit 5)
 """
 
 
@@ -19,6 +21,10 @@ class UsageError(ReplicaError):
 
 class ArchiveError(ReplicaError):
     pass
+
+
+class NotAnArchive(UsageError, ArchiveError):
+    """Only ``record`` and ``import-node`` create an archive; everything else is handed one."""
 
 
 class ArchiveLocked(ArchiveError):
@@ -35,3 +41,10 @@ class GapInRange(ArchiveError):
 
 class AuthRefused(ReplicaError):
     exit_code = 3
+
+
+class NothingRecorded(ReplicaError):
+    """A ``--duration``/``--until`` window ended having recorded nothing: never connected, or
+    no command came. Its own exit code, so that cron and systemd see the empty day."""
+
+    exit_code = 5

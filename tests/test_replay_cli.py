@@ -120,14 +120,6 @@ def test_bad_usage_is_one_line_and_exit_2(archive: Path, args: list[str], messag
     assert result.stderr.startswith("replica: error: ") and result.stderr.count("\n") == 1
 
 
-def test_a_directory_that_is_not_an_archive_is_exit_1(tmp_path: Path) -> None:
-    result = replica("replay", tmp_path)
-    assert result.returncode == 1
-    assert (
-        result.stderr == f"replica: error: {tmp_path} is not an archive: it has no raw/ directory\n"
-    )
-
-
 def test_serve_checks_the_key_from_the_environment_and_stops_on_sigterm(
     archive: Path, tmp_path: Path
 ) -> None:

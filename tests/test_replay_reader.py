@@ -217,7 +217,7 @@ def test_bad_arguments_are_refused_before_reading(
 def test_open_refuses_what_is_not_an_archive(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="does not exist"):
         replica.open(tmp_path / "nope")
-    with pytest.raises(ArchiveError, match="has no raw/ directory"):
+    with pytest.raises(ArchiveError, match="is not an archive: it has none of raw/"):
         replica.open(tmp_path)
 
 

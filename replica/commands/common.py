@@ -21,7 +21,22 @@ if TYPE_CHECKING:
     from replica.schemas.archive import Segment
 
 Command = TypeVar("Command", bound=Callable[..., Any])
-ARCHIVE_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+class ArchiveDir(click.ParamType):
+    """The ARCHIVE argument of every command that reads an archive: one that exists, by the
+    rule of ``ArchiveLayout.open``, so that a typo or an empty directory is refused (exit 2)
+    before anything is read, locked or created in it."""
+
+    name = "archive"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from replica.schemas.archive import ArchiveLayout
+
+        return ArchiveLayout.open(Path(value)).root
+
+
+ARCHIVE_DIR = ArchiveDir()
 
 _RANGE_OPTIONS = (
     click.option("--from-seq", type=click.IntRange(min=0), help="First seq (inclusive)."),

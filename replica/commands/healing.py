@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from replica.commands.common import ARCHIVE_DIR
+
 
 @click.command()
-@click.argument("archive", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("archive", type=ARCHIVE_DIR)
 @click.option(
     "--from",
     "sources",

@@ -106,8 +106,8 @@ def verify_command(
     replay = open_archive(archive).replay(**selection) if digest else None
     days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
     report = verify(archive, days)
-    for problem in report.problems:
-        click.echo(f"problem: {problem}")
+    for problem in report.problems:  # one line each, whatever pyarrow's message spans
+        click.echo(f"problem: {' '.join(problem.split())}")
     for note in report.notes:
         click.echo(f"note: {note}")
     span = f"seqs {report.first_seq}-{report.last_seq}" if report.rows else "no commands"
@@ -184,7 +184,7 @@ def decode(
                 f"and 'replica decode {archive}' again decodes the other {left}"
             ) from None
     for failure in summary.failed:
-        click.echo(f"replica: error: {failure}", err=True)
+        click.echo(f"replica: error: {' '.join(failure.split())}", err=True)
     if not quiet:
         click.echo(
             f"decoded {summary.decoded} of {summary.segments} segments "
@@ -216,7 +216,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     for warning in summary.warnings:
         click.echo(f"replica: warning: {warning}", err=True)
     for failure in summary.failed:
-        click.echo(f"replica: error: {failure}", err=True)
+        click.echo(f"replica: error: {' '.join(failure.split())}", err=True)
     unchanged = ": nothing written" if not summary.segments and not summary.gaps else ""
     click.echo(
         f"{summary.files} files, {summary.imported} blocks imported, {summary.present} already "

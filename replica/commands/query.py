@@ -168,6 +168,9 @@ def stats(archive: Path, as_json: bool, day: datetime | None, since: datetime | 
     if as_json:
         click.echo(json.dumps([day.to_json() for day in days], indent=2))
         return
+    if not days:
+        click.echo(f"{archive}: no commands yet")
+        return
     header = (
         "date", "commands", "healed", "missing", "complete", "gaps", "raw MB", "/ JSON",
         "decoded MB", "total MB", "decoded rows",

@@ -84,7 +84,8 @@ def record(
 
     SIGTERM or SIGINT, --duration and --until end the run cleanly (exit 0). Exit codes:
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
-    recorder. The last line on stdout is a JSON summary of the run.
+    recorder, 5 the --duration/--until window recorded no command. The last line on stdout is
+    a JSON summary of the run.
     """
     from replica.recorder.recorder import Recorder, RecorderConfig
 

@@ -85,7 +85,11 @@ def replay_command(
 
     if digest and speed is not None:
         raise UsageError("--digest reads as fast as it can; --speed paces frames, drop one")
-    replay = open_archive(archive).replay(
+    opened = open_archive(archive)
+    empty = not opened.layout.segments()
+    if empty:
+        click.echo(f"replica: note: {archive} has no commands yet", err=True)
+    replay = opened.replay(
         speed=speed, clock=clock, precise=precise, fail_on_gap=fail_on_gap, **selection
     )
     if digest:
@@ -93,7 +97,7 @@ def replay_command(
         commands = digested.commands
     else:
         commands = _write_frames(replay, flush_each=speed is not None)
-    if not commands:
+    if not commands and not empty:
         warn_nothing_selected(archive, selection)
     if digest:
         click.echo(digest_line(digested))
@@ -191,11 +195,19 @@ def serve(
     400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
     """
     from replica.archive import open as open_archive
+    from replica.recorder.feedurl import is_loopback
     from replica.replay.server import DiskSyncServer, archive_frames
 
     api_key = None
     if api_key_env is not None or api_key_file is not None:
         api_key = api_key_from(api_key_env or "", api_key_env is not None, api_key_file)
+    if api_key is None and not is_loopback(host):
+        log.warning(
+            "serving %s on %s with no API key: anyone who can reach the port can read it; "
+            "give --api-key-env or --api-key-file",
+            archive,
+            host,
+        )
     source = archive_frames(open_archive(archive).layout, default_speed=1.0)
     server = DiskSyncServer(source, api_key=api_key)
     asyncio.run(_serve(server, host, port, archive, checks_key=api_key is not None))

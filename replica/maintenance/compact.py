@@ -10,8 +10,10 @@ whatever a killed run left.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +112,13 @@ def compact_day(layout: ArchiveLayout, day: dt.date, days: list[dt.date]) -> Day
     already, and mark it done."""
     if is_done(layout, day):
         return DaySummary(day)
-    staged = stage_day(layout, day, days)
+    try:
+        staged = stage_day(layout, day, days)
+    except BaseException:  # a damaged input: what was built aside goes, nothing live changed
+        shutil.rmtree(layout.compact_dir / day_partition(day), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            layout.compact_dir.rmdir()
+        raise
     summary = DaySummary(day)
     if staged is not None:
         staging, summary = staged

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replica.maintenance.days import segments_after, segments_before
@@ -29,6 +30,7 @@ from replica.schemas.archive import (
     segment_name,
 )
 from replica.schemas.concat import concatenate
+from replica.schemas.errors import ArchiveError
 
 # Eight row groups: large enough that DuckDB's per-file costs vanish and its threads each get a
 # row group, small enough that one file stays a few hundred MB at most.
@@ -118,7 +120,7 @@ def plan_merges(layout: ArchiveLayout, day: date, days: list[date]) -> list[Merg
         group: list[Segment] = []
         rows = 0
         for segment in run:
-            count = pq.read_metadata(segment.path).num_rows
+            count = _rows_of(segment)
             if group and rows + count > TARGET_ROWS:
                 groups.append(group)
                 group, rows = [], 0
@@ -126,6 +128,16 @@ def plan_merges(layout: ArchiveLayout, day: date, days: list[date]) -> list[Merg
             rows += count
         groups.append(group)
     return [MergeGroup(tuple(group)) for group in groups if len(group) > 1]
+
+
+def _rows_of(segment: Segment) -> int:
+    try:
+        return int(pq.read_metadata(segment.path).num_rows)
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError(
+            f"cannot read segment {segment.path}: {str(exc).rstrip('.')}; "
+            "run 'replica verify' on the archive"
+        ) from None
 
 
 def write_merged_segment(group: MergeGroup, path: Path) -> None:

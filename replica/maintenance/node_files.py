@@ -10,6 +10,7 @@ Parsing a line is a pure function of its bytes (``block_time_us``, ``parse_lines
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ def height_of(path: Path) -> int | None:
     return int(match[1]) if match else None
 
 
-def node_files(paths: Iterable[Path]) -> list[NodeFile]:
+def node_files(paths: Iterable[str | os.PathLike[str]]) -> list[NodeFile]:
     """The files named by ``paths`` and those under its directories, in height order.
 
     A file named on its own must be named by a height; under a directory, other files are not

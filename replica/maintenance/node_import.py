@@ -66,8 +66,8 @@ class ImportSummary:
 
 
 def import_node(
-    paths: Iterable[Path],
-    root: Path,
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import the node files ``paths`` (files, or directories searched for them) into the

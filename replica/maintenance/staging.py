@@ -108,11 +108,19 @@ class DayStaging:
 
 
 def load_swaps(layout: ArchiveLayout, journal: Path) -> list[Swap]:
-    entries = json.loads(journal.read_text())["swaps"]
-    return [
-        Swap(layout.root / e["live"], layout.root / e["staged"], frozenset(e["retired"]))
-        for e in entries
-    ]
+    """The swaps a journal lists; ``ArchiveError`` naming it if it cannot be read, before any
+    swap is made."""
+    try:
+        entries = json.loads(journal.read_text())["swaps"]
+        return [
+            Swap(layout.root / e["live"], layout.root / e["staged"], frozenset(e["retired"]))
+            for e in entries
+        ]
+    except (OSError, ValueError, LookupError, TypeError) as exc:
+        raise ArchiveError(
+            f"cannot read the compaction journal {journal} ({type(exc).__name__}: {exc}); "
+            "nothing was changed"
+        ) from None
 
 
 def swap_in(swap: Swap) -> None:

@@ -9,6 +9,7 @@ group, not by the largest file.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
@@ -60,7 +61,7 @@ class GapRecord:
     after_ts_ms: int
 
 
-def read_gaps(root: Path) -> list[GapRecord]:
+def read_gaps(root: str | os.PathLike[str]) -> list[GapRecord]:
     """What is still missing: every gap record, in seq order, less the seqs ``replica heal``
     has filled since (a record partly healed gives its parts still missing). The records
     themselves, healed or not, are the ``gaps`` table."""
@@ -83,7 +84,7 @@ class _SegmentVanished(Exception):
 _LISTINGS = 5
 
 
-def verify(root: Path, days: list[date] | None = None) -> Report:
+def verify(root: str | os.PathLike[str], days: list[date] | None = None) -> Report:
     """Check the archive at ``root``: all of it, or only ``days`` (sorted) and their seams with
     the days around them."""
     layout = ArchiveLayout.open(root)
