@@ -211,9 +211,8 @@ def test_what_is_not_an_archive_or_not_writable_is_refused(tmp_path: Path) -> No
     out = tmp_path / "report.html"
     result = replica("report", tmp_path, "-o", out)
     assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr == f"replica: error: {tmp_path} is not an archive: it has no raw/ directory\n"
-    )
+    assert result.stderr.startswith(f"replica: error: {tmp_path} is not an archive: it has none")
+    assert len(result.stderr.splitlines()) == 1
     write_archive(tmp_path / "archive", feed_rows()[:10])
     result = replica("report", tmp_path / "archive", "-o", tmp_path / "missing" / "report.html")
     assert result.returncode == 2
