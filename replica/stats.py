@@ -171,17 +171,6 @@ def _footer_rows(paths: list[Path]) -> int:
     return rows
 
 
-def _day_counts(db: duckdb.DuckDBPyConnection) -> dict[date, DayStats]:
-    days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
-    for table in view_names(db):
-        if table in _RAW_TABLES:
-            continue
-        for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
-            if day in days:
-                days[day].decoded_rows[table] = rows
-    return days
-
-
 def _bytes_under(directories: list[Path]) -> int:
     return sum(
         path.stat().st_size

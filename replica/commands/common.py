@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-class ArchiveDir(click.ParamType):
+class ArchiveDir(click.ParamType[Path]):
     """The ARCHIVE argument of every command that reads an archive: one that exists, by the
     rule of ``ArchiveLayout.open``, so that a typo or an empty directory is refused (exit 2)
     before anything is read, locked or created in it."""
