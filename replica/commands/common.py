@@ -57,6 +57,20 @@ def range_options(command: Command) -> Command:
     return command
 
 
+def date_option(help: str) -> Callable[[Command], Command]:
+    """``--date YYYY-MM-DD``, a UTC day, passed as ``day``."""
+    return click.option(
+        "--date", "day", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD", help=help
+    )
+
+
+def since_option(help: str) -> Callable[[Command], Command]:
+    """``--since YYYY-MM-DD``, the first of the UTC days wanted."""
+    return click.option(
+        "--since", type=click.DateTime(["%Y-%m-%d"]), metavar="YYYY-MM-DD", help=help
+    )
+
+
 def tune_garbage_collector() -> None:
     """Recording and decoding allocate a few short-lived, acyclic objects per command;
     collecting the young generation every 700 allocations costs each about a tenth of its

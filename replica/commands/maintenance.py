@@ -14,9 +14,11 @@ import click
 from replica.commands.common import (
     ARCHIVE_DIR,
     Interrupted,
+    date_option,
     digest_line,
     range_options,
     replay_digest,
+    since_option,
     tune_garbage_collector,
     warn_nothing_selected,
 )
@@ -69,19 +71,8 @@ def _utc_ms(ts_ms: int | None) -> str:
     help="If the archive is sound, also print the SHA-256 that 'replica replay --digest' prints "
     "for the same range.",
 )
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Check only this UTC day's files, and its seams with the days around it.",
-)
-@click.option(
-    "--since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Check only the UTC days from this one on, and their seam with the day before.",
-)
+@date_option("Check only this UTC day's files, and its seams with the days around it.")
+@since_option("Check only the UTC days from this one on, and their seam with the day before.")
 @range_options
 @click.pass_context
 def verify_command(
@@ -228,13 +219,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
 
 @click.command()
 @click.argument("archive", type=ARCHIVE_DIR)
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Compact only this UTC day; refused (exit 2) unless it is closed.",
-)
+@date_option("Compact only this UTC day; refused (exit 2) unless it is closed.")
 @click.option("--quiet", is_flag=True, help="Print only errors (for cron).")
 def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
     """Merge the small raw segments of each closed UTC day of ARCHIVE into few large ones.

@@ -11,7 +11,7 @@ from typing import IO
 
 import click
 
-from replica.commands.common import ARCHIVE_DIR
+from replica.commands.common import ARCHIVE_DIR, date_option, since_option
 from replica.schemas.errors import UsageError
 
 
@@ -142,19 +142,8 @@ def duckdb_command(archive: Path, database: Path) -> None:
 @click.command()
 @click.argument("archive", type=ARCHIVE_DIR)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Only this UTC day, read from its own files.",
-)
-@click.option(
-    "--since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Only the UTC days from this one on, read from their own files.",
-)
+@date_option("Only this UTC day, read from its own files.")
+@since_option("Only the UTC days from this one on, read from their own files.")
 def stats(archive: Path, as_json: bool, day: datetime | None, since: datetime | None) -> None:
     """Per UTC day: commands, gaps, completeness, bytes on disk, size against the feed's JSON
     frames, and rows per decoded table."""

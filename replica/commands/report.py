@@ -7,20 +7,14 @@ from pathlib import Path
 
 import click
 
-from replica.commands.common import ARCHIVE_DIR
+from replica.commands.common import ARCHIVE_DIR, date_option
 from replica.options import UtcTime
 from replica.schemas.errors import UsageError
 
 
 @click.command(name="report")
 @click.argument("archive", type=ARCHIVE_DIR)
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(["%Y-%m-%d"]),
-    metavar="YYYY-MM-DD",
-    help="Report on this UTC day.",
-)
+@date_option("Report on this UTC day.")
 @click.option("--start", type=UtcTime(), help="Report on commands with ts_ms from this time.")
 @click.option("--end", type=UtcTime(), help="Report on commands with ts_ms before this time.")
 @click.option(
