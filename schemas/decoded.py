@@ -68,6 +68,8 @@ ACTIONS_SCHEMA = pa.schema(
         pa.field("status", pa.string()),  # "ok" or "err"; null without responses
         pa.field("response", pa.string()),  # JSON text
         pa.field("action", pa.string()),  # JSON text, the whole action
+        pa.field("facts", pa.int32()),  # rows of fact tables the action gave
+        pa.field("outer_idx", pa.int32()),  # an inner action (multiSig): its outer one's idx
     ]
 )
 
@@ -82,6 +84,12 @@ TRANSFERS_SCHEMA = pa.schema(
         pa.field("token", pa.string()),
         pa.field("amount", pa.float64()),
         pa.field("nonce", pa.uint64()),
+        pa.field("raw_amount", pa.uint64()),  # an integer amount as written: usd, wei
+        pa.field("to_perp", pa.bool_()),  # usdClassTransfer: spot to perp, or back
+        pa.field("is_deposit", pa.bool_()),  # into the vault or subaccount, or out of it
+        pa.field("subaccount", pa.string()),  # the subaccount or vault moved for or with
+        pa.field("source_dex", pa.string()),  # sendAsset
+        pa.field("destination_dex", pa.string()),
     ]
 )
 
@@ -92,6 +100,35 @@ UNDECODED_SCHEMA = pa.schema(
         pa.field("size", pa.int64(), nullable=False),  # payload bytes
     ]
 )
+
+# Columns that only node actions fill, added to the tables of the protobuf facts (null in rows
+# from protobuf commands).
+NODE_FACT_FIELDS = {
+    "orders": [
+        pa.field("replaces_oid", pa.uint64()),  # modify: the order replaced, by oid
+        pa.field("replaces_cloid", pa.string()),  # or by cloid
+        pa.field("status", pa.string()),  # the response's: resting, filled, error, ...
+        pa.field("error", pa.string()),
+        pa.field("filled_sz", pa.float64()),
+        pa.field("avg_px", pa.float64()),
+    ],
+    "cancels": [
+        pa.field("status", pa.string()),  # success, error
+        pa.field("error", pa.string()),
+    ],
+    "oracle": [
+        pa.field("source", pa.string()),  # the action's field the price came from
+        pa.field("px_2", pa.float64()),  # the second element of a pxs pair
+        pa.field("coin", pa.string()),  # prices given per coin name, not asset index
+        pa.field("dex", pa.string()),  # perpDeploy setOracle: the HIP-3 dex
+    ],
+    "deposits": [
+        pa.field("eth_block_number", pa.uint64()),  # the Ethereum event id (ethId)
+        pa.field("eth_tx_index", pa.uint64()),
+        pa.field("eth_event_type", pa.string()),
+        pa.field("eth_event_index", pa.uint64()),
+    ],
+}
 
 NODE_ONLY_SCHEMAS = {
     "blocks": BLOCKS_SCHEMA,
