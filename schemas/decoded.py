@@ -140,3 +140,42 @@ NODE_ONLY_SCHEMAS = {
 def decoded_path(root: Path, table: str, segment: Segment) -> Path:
     """Where ``table``'s rows from the raw ``segment`` go: same date partition, same name."""
     return root / DECODED_DIR / table / segment.partition[0] / segment.path.name
+
+
+# Views over the decoded tables (``replica.sql`` defines them beside the tables' own views).
+# Several validators vote for one Ethereum deposit, each vote a ``deposits`` row: summing the
+# table counts a deposit once per vote. ``deposit_events`` is one row per deposit (per ethId, or
+# per hash where a row has no ethId), with its votes and voting validators; ``disagree`` is true
+# where the votes name more than one depositor or amount.
+DEPOSIT_EVENTS_SQL = """\
+SELECT min(date) AS date, min(time_ms) AS time_ms, eth_tx_hash, eth_block_number, eth_tx_index,
+    eth_event_type, eth_event_index, any_value(depositor) AS depositor,
+    any_value(amount_usd) AS amount_usd, count(*) AS votes,
+    count(DISTINCT "user") AS validators,
+    count(DISTINCT depositor) > 1 OR count(DISTINCT amount_usd) > 1 AS disagree
+FROM deposits
+GROUP BY eth_tx_hash, eth_block_number, eth_tx_index, eth_event_type, eth_event_index,
+    CASE WHEN eth_tx_hash IS NULL THEN seq END, CASE WHEN eth_tx_hash IS NULL THEN idx END"""
+
+# Per day and node action type: its actions, those that gave at least one fact row, and those
+# with an undecoded row. A type the decoder has no fact for shows actions and no facts; a new
+# type, or a changed shape, shows the next day.
+ACTION_COVERAGE_SQL = """\
+WITH a AS (
+    SELECT date, kind, count(*) AS actions,
+        count(*) FILTER (WHERE coalesce(facts, 0) > 0) AS with_facts
+    FROM actions GROUP BY date, kind
+), u AS (
+    SELECT a.date, a.kind, count(*) AS undecoded
+    FROM undecoded u JOIN actions a ON a.date = u.date AND a.seq = u.seq AND a.idx = u.idx
+    GROUP BY a.date, a.kind
+)
+SELECT a.date, a.kind, a.actions, a.with_facts, coalesce(u.undecoded, 0) AS undecoded
+FROM a LEFT JOIN u ON a.date = u.date AND a.kind IS NOT DISTINCT FROM u.kind
+ORDER BY a.date, a.kind"""
+
+# Each view, and the tables (with the columns it needs of them) it reads.
+DECODED_VIEWS = {
+    "deposit_events": (DEPOSIT_EVENTS_SQL, {"deposits": ("eth_event_index",)}),
+    "action_coverage": (ACTION_COVERAGE_SQL, {"actions": ("facts",), "undecoded": ()}),
+}
