@@ -181,8 +181,8 @@ def _own_fields(signed: _SignedAction) -> tuple[tuple[Any, ...], list[str]]:
     vault = _field(_decode_str, bytes(signed.vaultAddress), "vaultAddress", problems)
     expires = _field(_decode_int, bytes(signed.expiresAfter), "expiresAfter", problems)
     text = _field(bytes.decode, action, "action", problems)
-    kind = typed.type if typed is not None else None
-    return (kind, nonce, lower(vault), expires, None if text == "null" else text), problems
+    type_ = typed.type if typed is not None else None
+    return (type_, nonce, lower(vault), expires, None if text == "null" else text), problems
 
 
 def _signed_actions(bundle: _Bundle | _LooseBundle) -> Iterator[tuple[_SignedAction, str | None]]:

@@ -2,7 +2,8 @@
 
 Each handler of ``FACTS_OF_ACTION`` takes an action's JSON (with the user and response the node
 gave it) and yields ``(table, values)``, the values in the order of ``FACT_COLUMNS[table]``.
-Orders and cancels are in ``node_orders``, transfers in ``node_transfers``; oracle prices,
+Orders and cancels are in ``node_orders``, transfers in ``node_transfers``, standing orders,
+margin and HyperEVM transactions in ``node_account``; oracle prices,
 withdrawals and deposits here.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from replica.decoder.node_account import ACCOUNT_ACTIONS, ACCOUNT_COLUMNS
 from replica.decoder.node_orders import ORDER_ACTIONS, ORDER_COLUMNS
 from replica.decoder.node_transfers import TRANSFER_ACTIONS
 from replica.decoder.node_values import Facts, Float, Handler, decoder, lower, millionths, uint64
@@ -131,6 +133,7 @@ def _deposit(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
 
 FACT_COLUMNS = {
     **ORDER_COLUMNS,
+    **ACCOUNT_COLUMNS,
     "oracle": ("validator", "asset", "px", "source", "px_2", "coin", "dex"),
     "withdrawals": ("destination", "amount_usd", "nonce"),
     "deposits": ("depositor", "amount_usd", "eth_tx_hash", "eth_block_number", "eth_tx_index",
@@ -146,4 +149,5 @@ FACTS_OF_ACTION: dict[str, Handler] = {
     "withdraw3": _withdrawal,
     "VoteEthDepositAction": _deposit,
     **TRANSFER_ACTIONS,
+    **ACCOUNT_ACTIONS,
 }

@@ -93,6 +93,52 @@ TRANSFERS_SCHEMA = pa.schema(
     ]
 )
 
+_FACT_KEYS = [
+    *_KEYS,
+    pa.field("kind", pa.string()),
+    pa.field("block", pa.uint64()),
+    pa.field("user", pa.string()),
+]
+
+# scheduleCancel: every open order of the user cancelled at a time, or (time null) that
+# schedule removed.
+SCHEDULED_CANCELS_SCHEMA = pa.schema([*_FACT_KEYS, pa.field("at_ms", pa.uint64())])
+
+# twapOrder and twapCancel; the twap id of a new TWAP order comes from the response.
+TWAPS_SCHEMA = pa.schema(
+    [
+        *_FACT_KEYS,
+        pa.field("asset", pa.uint32()),
+        pa.field("is_buy", pa.bool_()),
+        pa.field("sz", pa.float64()),
+        pa.field("reduce_only", pa.bool_()),
+        pa.field("minutes", pa.uint32()),
+        pa.field("randomize", pa.bool_()),
+        pa.field("twap_id", pa.uint64()),
+        pa.field("status", pa.string()),  # the response's: running, success, error
+        pa.field("error", pa.string()),
+    ]
+)
+
+# updateLeverage (is_cross, leverage) and updateIsolatedMargin (is_buy, amount_usd from the
+# signed ntli in millionths: negative takes margin out).
+MARGIN_SCHEMA = pa.schema(
+    [
+        *_FACT_KEYS,
+        pa.field("asset", pa.uint32()),
+        pa.field("is_cross", pa.bool_()),
+        pa.field("leverage", pa.uint32()),
+        pa.field("is_buy", pa.bool_()),
+        pa.field("amount_usd", pa.float64()),
+        pa.field("raw_amount", pa.int64()),
+    ]
+)
+
+# evmRawTx: a raw HyperEVM transaction, by its size and Ethereum hash (keccak-256 of its bytes).
+EVM_TXS_SCHEMA = pa.schema(
+    [*_FACT_KEYS, pa.field("size", pa.int64()), pa.field("tx_hash", pa.string())]
+)
+
 UNDECODED_SCHEMA = pa.schema(
     [
         *_KEYS,
@@ -134,6 +180,10 @@ NODE_ONLY_SCHEMAS = {
     "blocks": BLOCKS_SCHEMA,
     "actions": ACTIONS_SCHEMA,
     "transfers": TRANSFERS_SCHEMA,
+    "scheduled_cancels": SCHEDULED_CANCELS_SCHEMA,
+    "twaps": TWAPS_SCHEMA,
+    "margin": MARGIN_SCHEMA,
+    "evm_txs": EVM_TXS_SCHEMA,
 }
 
 
@@ -175,7 +225,7 @@ FROM a LEFT JOIN u ON a.date = u.date AND a.kind IS NOT DISTINCT FROM u.kind
 ORDER BY a.date, a.kind"""
 
 # Each view, and the tables (with the columns it needs of them) it reads.
-DECODED_VIEWS = {
+DECODED_VIEWS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
     "deposit_events": (DEPOSIT_EVENTS_SQL, {"deposits": ("eth_event_index",)}),
     "action_coverage": (ACTION_COVERAGE_SQL, {"actions": ("facts",), "undecoded": ()}),
 }

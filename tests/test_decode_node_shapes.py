@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 from replica.decoder.core import Decoder
+from replica.decoder.keccak import keccak256
 
 from fixtures.golden_node import (
     CLOID,
+    EVM_TX,
     SUB,
     VALIDATORS,
+    account_actions,
     deposit_votes,
     mangled_actions,
     multi_sig,
@@ -134,3 +137,32 @@ def test_a_block_without_resps_has_no_responses_and_an_empty_full_has() -> None:
     assert _decode(without_responses())["blocks"][0]["has_responses"] is False
     empty = next(c for c in cases() if c["name"] == "node_block_no_bundles")
     assert _decode(bytes.fromhex(empty["raw_hex"]))["blocks"][0]["has_responses"] is True
+
+
+def test_standing_orders_margin_and_evm_transactions_get_rows() -> None:
+    rows = _decode(account_actions())
+    assert [r["at_ms"] for r in rows["scheduled_cancels"]] == [1_750_733_855_000, None]
+    twaps = [(r["kind"], r["asset"], r["sz"], r["minutes"], r["twap_id"], r["status"])
+             for r in rows["twaps"]]  # fmt: skip
+    assert twaps == [
+        ("twapOrder", 0, 1.5, 30, 77_738_308, "running"),
+        ("twapCancel", 0, None, None, 77_738_308, "success"),
+    ]
+    margin = [(r["kind"], r["is_cross"], r["leverage"], r["amount_usd"]) for r in rows["margin"]]
+    assert margin == [
+        ("updateLeverage", False, 10, None),
+        ("updateIsolatedMargin", None, None, -2.5),
+    ]
+    (evm,) = rows["evm_txs"]
+    assert evm["size"] == len(bytes.fromhex(EVM_TX[2:]))
+    assert evm["tx_hash"] == "0x" + keccak256(bytes.fromhex(EVM_TX[2:])).hex()
+
+
+def test_keccak256_is_ethereums_hash_not_sha3() -> None:
+    assert keccak256(b"").hex() == (
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    )
+    assert keccak256(b"abc").hex() == (
+        "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+    )
+    assert keccak256(b"x" * 136).hex() != keccak256(b"x" * 135).hex()  # a block boundary
