@@ -13,7 +13,7 @@ from pathlib import Path
 
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import ArchiveLayout, day_partition
-from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.decoded import DECODED_DIR, DECODED_VIEWS
 from replica.schemas.frames import command_frame
 from replica.schemas.heals import heals_dir
 from replica.sql import connect, view_names
@@ -34,6 +34,12 @@ JOIN (
 ) f USING (date)
 ORDER BY c.date"""
 _RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
+# Node blocks: the share that carried the node's responses (a node writes them only when
+# started with --replica-cmds-style actions-and-responses), and per action type the coverage.
+_RESPONSES_SQL = """SELECT date, avg(CASE WHEN has_responses THEN 1.0 ELSE 0.0 END) FROM blocks
+WHERE date BETWEEN $first AND $last GROUP BY date"""
+_COVERAGE_SQL = """SELECT date, coalesce(kind, '(no type)'), actions, with_facts, undecoded
+FROM action_coverage WHERE date BETWEEN $first AND $last ORDER BY date, kind"""
 
 
 @dataclass
@@ -51,6 +57,9 @@ class DayStats:
     decoded_bytes: int = 0
     total_bytes: int = 0  # raw, gaps, quarantine, heals and decoded
     decoded_rows: dict[str, int] = field(default_factory=dict)
+    responses_share: float | None = None  # of node blocks, those with the node's responses
+    # per node action type: actions, those with fact rows, those with undecoded rows
+    action_coverage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def compression(self) -> float:
@@ -68,8 +77,9 @@ def archive_stats(root: Path, first: date = date.min, last: date = date.max) -> 
     with connect(root) as db:
         rows = db.execute(_PER_DAY_SQL, days_wanted).fetchall()
         days = {row[0]: DayStats(*row) for row in rows}
-        for table in view_names(db):
-            if table in _RAW_TABLES:
+        names = view_names(db)
+        for table in names:
+            if table in _RAW_TABLES or table in DECODED_VIEWS:
                 continue
             query = (
                 f"SELECT date, count(*) FROM {table} WHERE date BETWEEN $first AND $last "
@@ -78,6 +88,14 @@ def archive_stats(root: Path, first: date = date.min, last: date = date.max) -> 
             for day, rows in db.execute(query, days_wanted).fetchall():
                 if day in days:
                     days[day].decoded_rows[table] = rows
+        if "blocks" in names:
+            for day, share in db.execute(_RESPONSES_SQL, days_wanted).fetchall():
+                if day in days:
+                    days[day].responses_share = float(share)
+        if "action_coverage" in names:
+            for day, kind, *counts in db.execute(_COVERAGE_SQL, days_wanted).fetchall():
+                if day in days:
+                    days[day].action_coverage[kind] = (counts[0], counts[1], counts[2])
     layout = ArchiveLayout(root)
     for day in days.values():
         partition = day_partition(day.date)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fixtures.golden_node import deposit_votes, mangled_actions, oracle_prices
+from fixtures.golden_node import deposit_votes, mangled_actions, oracle_prices, without_responses
 from tests.conftest import replica as run_replica
 from tests.rawarchive import payload_rows, write_archive
 
@@ -57,3 +57,20 @@ def test_action_coverage_shows_actions_with_facts_and_undecoded_per_type(tmp_pat
         "SetGlobalAction": (1, 1, 0),
         "perpDeploy": (2, 1, 0),
     }
+
+
+def test_stats_show_the_share_of_blocks_with_responses_and_coverage(tmp_path: Path) -> None:
+    """A node writes responses only with --replica-cmds-style actions-and-responses: stats
+    say how many blocks had them, and per action type what the decoder made of the actions."""
+    archive = _decoded(tmp_path, [deposit_votes(), without_responses(), mangled_actions()])
+    result = run_replica("stats", archive, "--json")
+    assert result.returncode == 0, result.stderr
+    (day,) = json.loads(result.stdout)
+    assert day["responses_share"] == 2 / 3
+    assert day["action_coverage"]["VoteEthDepositAction"] == [4, 4, 0]
+    assert day["action_coverage"]["cancel"] == [5, 5, 4]
+    assert "deposit_events" not in day["decoded_rows"]  # a view over deposits, not a table
+    table = run_replica("stats", archive)
+    assert table.returncode == 0, table.stderr
+    lines = [line.split() for line in table.stdout.splitlines()]
+    assert [day["date"], "66.7%", "VoteEthDepositAction", "4", "4", "0"] in lines
