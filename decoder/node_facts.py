@@ -47,6 +47,17 @@ class _Withdrawal(msgspec.Struct):
     time: int | None = None
 
 
+class _WithdrawalVote(msgspec.Struct):
+    """ValidatorSignWithdrawalAction and VoteEthFinalizedWithdrawalAction: a validator's vote
+    on a user's withdrawal."""
+
+    user: str | None = None
+    destination: str | None = None
+    usd: Any = None  # millionths of USDC, an integer
+    nonce: int | None = None
+    ethTxHash: str | None = None  # the node's names; finalized votes only
+
+
 class _Deposit(msgspec.Struct):
     user: str | None = None
     usd: Any = None  # millionths of USDC, an integer
@@ -57,6 +68,7 @@ class _Deposit(msgspec.Struct):
 _decode_oracle = decoder(_OracleAction)
 _decode_perp_deploy = decoder(_PerpDeploy)
 _decode_withdrawal = decoder(_Withdrawal)
+_decode_withdrawal_vote = decoder(_WithdrawalVote)
 _decode_deposit = decoder(_Deposit)
 
 
@@ -108,8 +120,18 @@ def _perp_deploy(action: bytes, user: str | None, response: msgspec.Raw) -> Fact
 
 
 def _withdrawal(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    """A user's own withdrawal request: the signer is the withdrawer."""
     withdrawal = _decode_withdrawal(action)
-    yield "withdrawals", (lower(withdrawal.destination), withdrawal.amount, withdrawal.time)
+    yield "withdrawals", (lower(withdrawal.destination), withdrawal.amount, withdrawal.time,
+                          user, None)  # fmt: skip
+
+
+def _withdrawal_vote(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
+    """One validator's vote (the signer, ``user``) on a withdrawal: several per withdrawal (the
+    ``withdrawal_events`` view counts each once)."""
+    vote = _decode_withdrawal_vote(action)
+    yield "withdrawals", (lower(vote.destination), millionths(vote.usd), vote.nonce,
+                          lower(vote.user), lower(vote.ethTxHash))  # fmt: skip
 
 
 # The ethId's keys, short and long: block number, tx index, event type, event index, tx hash.
@@ -135,7 +157,7 @@ FACT_COLUMNS = {
     **ORDER_COLUMNS,
     **ACCOUNT_COLUMNS,
     "oracle": ("validator", "asset", "px", "source", "px_2", "coin", "dex"),
-    "withdrawals": ("destination", "amount_usd", "nonce"),
+    "withdrawals": ("destination", "amount_usd", "nonce", "withdrawer", "eth_tx_hash"),
     "deposits": ("depositor", "amount_usd", "eth_tx_hash", "eth_block_number", "eth_tx_index",
                  "eth_event_type", "eth_event_index"),
 }  # fmt: skip
@@ -147,6 +169,8 @@ FACTS_OF_ACTION: dict[str, Handler] = {
     "SetGlobalAction": _oracle,
     "perpDeploy": _perp_deploy,
     "withdraw3": _withdrawal,
+    "ValidatorSignWithdrawalAction": _withdrawal_vote,
+    "VoteEthFinalizedWithdrawalAction": _withdrawal_vote,
     "VoteEthDepositAction": _deposit,
     **TRANSFER_ACTIONS,
     **ACCOUNT_ACTIONS,

@@ -168,6 +168,10 @@ NODE_FACT_FIELDS = {
         pa.field("coin", pa.string()),  # prices given per coin name, not asset index
         pa.field("dex", pa.string()),  # perpDeploy setOracle: the HIP-3 dex
     ],
+    "withdrawals": [
+        pa.field("withdrawer", pa.string()),  # whose withdrawal (a validator vote's subject)
+        pa.field("eth_tx_hash", pa.string()),  # VoteEthFinalizedWithdrawalAction
+    ],
     "deposits": [
         pa.field("eth_block_number", pa.uint64()),  # the Ethereum event id (ethId)
         pa.field("eth_tx_index", pa.uint64()),
@@ -207,6 +211,19 @@ FROM deposits
 GROUP BY eth_tx_hash, eth_block_number, eth_tx_index, eth_event_type, eth_event_index,
     CASE WHEN eth_tx_hash IS NULL THEN seq END, CASE WHEN eth_tx_hash IS NULL THEN idx END"""
 
+# The same for withdrawals: validators sign (ValidatorSignWithdrawalAction) and then vote it
+# finalized on Ethereum (VoteEthFinalizedWithdrawalAction), each a row per validator; a
+# withdrawal is its user and nonce (withdraw3's ``time``). One row per withdrawal and stage.
+WITHDRAWAL_EVENTS_SQL = """\
+SELECT min(date) AS date, min(time_ms) AS time_ms, kind, withdrawer, nonce,
+    any_value(destination) AS destination, any_value(amount_usd) AS amount_usd,
+    any_value(eth_tx_hash) AS eth_tx_hash, count(*) AS votes,
+    count(DISTINCT "user") AS validators,
+    count(DISTINCT destination) > 1 OR count(DISTINCT amount_usd) > 1 AS disagree
+FROM withdrawals
+GROUP BY kind, withdrawer, nonce, CASE WHEN withdrawer IS NULL THEN seq END,
+    CASE WHEN withdrawer IS NULL THEN idx END"""
+
 # Per day and node action type: its actions, those that gave at least one fact row, and those
 # with an undecoded row. A type the decoder has no fact for shows actions and no facts; a new
 # type, or a changed shape, shows the next day.
@@ -227,5 +244,6 @@ ORDER BY a.date, a.kind"""
 # Each view, and the tables (with the columns it needs of them) it reads.
 DECODED_VIEWS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
     "deposit_events": (DEPOSIT_EVENTS_SQL, {"deposits": ("eth_event_index",)}),
+    "withdrawal_events": (WITHDRAWAL_EVENTS_SQL, {"withdrawals": ("withdrawer",)}),
     "action_coverage": (ACTION_COVERAGE_SQL, {"actions": ("facts",), "undecoded": ()}),
 }

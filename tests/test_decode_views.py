@@ -8,7 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fixtures.golden_node import deposit_votes, mangled_actions, oracle_prices, without_responses
+from fixtures.golden_node import (
+    deposit_votes,
+    mangled_actions,
+    oracle_prices,
+    withdrawal_votes,
+    without_responses,
+)
 from tests.conftest import replica as run_replica
 from tests.rawarchive import payload_rows, write_archive
 
@@ -74,3 +80,19 @@ def test_stats_show_the_share_of_blocks_with_responses_and_coverage(tmp_path: Pa
     assert table.returncode == 0, table.stderr
     lines = [line.split() for line in table.stdout.splitlines()]
     assert [day["date"], "66.7%", "VoteEthDepositAction", "4", "4", "0"] in lines
+
+
+def test_a_withdrawal_is_one_row_per_stage_however_many_validators_signed(tmp_path: Path) -> None:
+    archive = _decoded(tmp_path, [withdrawal_votes()])
+    events = _sql(
+        archive,
+        "SELECT kind, withdrawer, nonce, amount_usd, eth_tx_hash, votes, validators "
+        "FROM withdrawal_events ORDER BY time_ms, kind",
+    )
+    stages = [(e["kind"], e["amount_usd"], e["votes"], e["validators"]) for e in events]
+    assert sorted(stages) == [
+        ("ValidatorSignWithdrawalAction", 99.5, 2, 2),
+        ("VoteEthFinalizedWithdrawalAction", 99.5, 1, 1),
+        ("withdraw3", 99.5, 1, 1),
+    ]
+    assert len({(e["withdrawer"], e["nonce"]) for e in events}) == 1  # one withdrawal
