@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from replica.decoder.columns import Misfits, SurelyFit, arrays
 from replica.decoder.messages import PayloadMessage, contract_v1
-from replica.decoder.node import NodeColumns, NotABlock
+from replica.decoder.node import NodeColumns
+from replica.decoder.node_frame import NotABlock
 from replica.decoder.protobuf import KEY_FIELDS, CommandPlan, FactBuffer, FactPlan, FactRows
 from replica.schemas.decoded import NODE_FACT_FIELDS, NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
 from replica.schemas.errors import UsageError

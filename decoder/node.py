@@ -23,179 +23,26 @@ row and its JSON are not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 from replica.decoder.node_facts import FACT_COLUMNS, FACT_KEYS, FACTS_OF_ACTION
+from replica.decoder.node_frame import (
+    ACTION_ERRORS,
+    NULL,
+    SignedAction,
+    describe,
+    own_fields,
+    raw_text,
+    read_block,
+    signed_actions,
+)
 from replica.decoder.node_values import lower
 from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA
 from replica.schemas.nodetime import block_time_ns
 
 Row = dict[str, Any]
-
-# Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
-_NULL = msgspec.Raw(b"null")
-
-# Integers are read as any int, whatever their column: whether one fits (a uint64 round, a
-# uint32 asset) is checked where rows become columns (``columns.arrays``), for every value alike
-# (in ``node_facts`` too).
-
-
-class NotABlock(ValueError):
-    """The payload is not a node block; the message says why."""
-
-
-# --- the block's frame, as the node writes it --------------------------------------------------
-
-
-class _SignedAction(msgspec.Struct):
-    """The fields beside the action are checked with it (``_own_fields``), so that a bad one
-    costs that value only."""
-
-    action: msgspec.Raw = _NULL
-    nonce: msgspec.Raw = _NULL
-    vaultAddress: msgspec.Raw = _NULL  # the node's names
-    expiresAfter: msgspec.Raw = _NULL
-
-
-class _SignedFields(msgspec.Struct, array_like=True):
-    nonce: int | None
-    vault: str | None
-    expires_after: int | None
-
-
-class _Bundle(msgspec.Struct):
-    signed_actions: list[_SignedAction]
-    broadcaster: str | None = None
-    broadcaster_nonce: int | None = None
-
-
-class _LooseBundle(msgspec.Struct):
-    """A bundle read again when some signed action in it is not an object: each is read alone."""
-
-    signed_actions: list[msgspec.Raw]
-    broadcaster: str | None = None
-    broadcaster_nonce: int | None = None
-
-
-class _AbciBlock(msgspec.Struct):
-    time: str
-    signed_action_bundles: list[tuple[str, _Bundle]]
-    round: int | None = None
-    parent_round: int | None = None
-    proposer: str | None = None
-    hardfork: msgspec.Raw = _NULL
-
-
-class _LooseAbciBlock(msgspec.Struct):
-    time: str
-    signed_action_bundles: list[tuple[str, _LooseBundle]]
-    round: int | None = None
-    parent_round: int | None = None
-    proposer: str | None = None
-    hardfork: msgspec.Raw = _NULL
-
-
-class _Result(msgspec.Struct):
-    status: str | None = None
-    response: msgspec.Raw = _NULL
-
-
-class _Response(msgspec.Struct):
-    user: str | None = None
-    res: _Result | None = None
-
-
-class _Responses(msgspec.Struct):
-    Full: list[tuple[str, list[_Response]]]
-
-
-class _Block(msgspec.Struct):
-    abci_block: _AbciBlock
-    resps: _Responses | None = None
-
-
-class _LooseBlock(msgspec.Struct):
-    abci_block: _LooseAbciBlock
-    resps: _Responses | None = None
-
-
-class _ActionType(msgspec.Struct):
-    type: str
-
-
-_decode_block = msgspec.json.Decoder(_Block).decode
-_decode_loose_block = msgspec.json.Decoder(_LooseBlock).decode
-_decode_signed = msgspec.json.Decoder(_SignedAction).decode
-_decode_type = msgspec.json.Decoder(_ActionType).decode
-_decode_signed_fields = msgspec.json.Decoder(_SignedFields).decode
-_decode_int = msgspec.json.Decoder(int | None).decode
-_decode_str = msgspec.json.Decoder(str | None).decode
-
-
-def _text(raw: msgspec.Raw) -> str | None:
-    text = bytes(raw).decode()
-    return None if text == "null" else text
-
-
-# What reading an action's own fields or its facts raises on a bad value: msgspec's errors and
-# UnicodeDecodeError are ValueErrors, an integer beyond a float an OverflowError.
-_ACTION_ERRORS = (ValueError, ArithmeticError, TypeError, RecursionError)
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "a string is not UTF-8"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)
-
-
-def _field(decode: Callable[[bytes], Any], raw: bytes, name: str, problems: list[str]) -> Any:
-    """One value read alone, or None with why in ``problems``."""
-    try:
-        return decode(raw)
-    except _ACTION_ERRORS as exc:
-        problems.append(f"{name}: {_describe(exc)}")
-        return None
-
-
-def _own_fields(signed: _SignedAction) -> tuple[tuple[Any, ...], list[str]]:
-    """An action's kind, nonce, vault, expiry and JSON text, each null where it cannot be read,
-    and what could not be read. One pass for the usual action, value by value otherwise."""
-    action = bytes(signed.action)
-    try:
-        kind = _decode_type(action).type
-        fields = _decode_signed_fields(
-            b"[" + bytes(signed.nonce) + b"," + bytes(signed.vaultAddress) + b","
-            + bytes(signed.expiresAfter) + b"]"
-        )  # fmt: skip
-        return (kind, fields.nonce, lower(fields.vault), fields.expires_after,
-                action.decode()), []  # fmt: skip
-    except _ACTION_ERRORS:
-        pass
-    problems: list[str] = []
-    typed = _field(_decode_type, action, "type", problems)
-    nonce = _field(_decode_int, bytes(signed.nonce), "nonce", problems)
-    vault = _field(_decode_str, bytes(signed.vaultAddress), "vaultAddress", problems)
-    expires = _field(_decode_int, bytes(signed.expiresAfter), "expiresAfter", problems)
-    text = _field(bytes.decode, action, "action", problems)
-    type_ = typed.type if typed is not None else None
-    return (type_, nonce, lower(vault), expires, None if text == "null" else text), problems
-
-
-def _signed_actions(bundle: _Bundle | _LooseBundle) -> Iterator[tuple[_SignedAction, str | None]]:
-    """Each signed action of a bundle, and why it is not an object when it is not (then as an
-    empty one)."""
-    for signed in bundle.signed_actions:
-        if isinstance(signed, _SignedAction):
-            yield signed, None
-            continue
-        try:
-            yield _decode_signed(signed), None
-        except _ACTION_ERRORS as exc:
-            yield _SignedAction(), f"signed action: {_describe(exc)}"
 
 
 def _facts(
@@ -217,34 +64,9 @@ BLOCK_COLUMNS = tuple(BLOCKS_SCHEMA.names)
 ACTION_COLUMNS = tuple(ACTIONS_SCHEMA.names)
 
 
-def _read_block(payload: bytes) -> _Block | _LooseBlock:
-    """The block's frame; raises ``NotABlock`` if the payload is not a block. Read again with
-    each signed action left raw when one of them is not an object."""
-    try:
-        try:
-            block: _Block | _LooseBlock = _decode_block(payload)
-        except msgspec.ValidationError:
-            block = _decode_loose_block(payload)
-        block_time_ns(block.abci_block.time)
-        _text(block.abci_block.hardfork)
-    except msgspec.ValidationError as exc:
-        if str(exc).startswith("Object missing required field `abci_block`"):
-            raise NotABlock("JSON but not a node block (no abci_block)") from None
-        raise NotABlock(f"node block: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise NotABlock(f"not JSON: {exc}") from None
-    except UnicodeDecodeError:
-        raise NotABlock("node block: a string is not UTF-8") from None
-    except RecursionError:
-        raise NotABlock("node block: nested too deeply") from None
-    except ValueError as exc:
-        raise NotABlock(f"node block: {exc}") from None
-    return block
-
-
 class _MultiSigPayload(msgspec.Struct):
     multiSigUser: str | None = None  # the node's names
-    action: msgspec.Raw = _NULL
+    action: msgspec.Raw = NULL
 
 
 class _MultiSig(msgspec.Struct):
@@ -254,18 +76,18 @@ class _MultiSig(msgspec.Struct):
 _decode_multi_sig = msgspec.json.Decoder(_MultiSig).decode
 
 
-def _wrapped(signed: _SignedAction, status: str | None, response: msgspec.Raw) -> _Pending:
+def _wrapped(signed: SignedAction, status: str | None, response: msgspec.Raw) -> _Pending:
     """The action a multiSig wraps, as if it stood alone: signed for the multiSigUser, with the
     outer action's nonce, vault, expiry and response (the node answers for the inner action)."""
     payload = _decode_multi_sig(bytes(signed.action)).payload
-    inner = _SignedAction(payload.action, signed.nonce, signed.vaultAddress, signed.expiresAfter)
+    inner = SignedAction(payload.action, signed.nonce, signed.vaultAddress, signed.expiresAfter)
     return inner, [], lower(payload.multiSigUser), status, response
 
 
 # An action's place: seq, time_ms, block round, bundle hash, broadcaster, broadcaster nonce.
 _Place = tuple[int, int, int | None, str, str | None, int | None]
 # An action to add: its signed fields, and the user, status and response it was given.
-_Pending = tuple[_SignedAction, list[str], str | None, str | None, msgspec.Raw]
+_Pending = tuple[SignedAction, list[str], str | None, str | None, msgspec.Raw]
 
 
 class NodeColumns:
@@ -306,7 +128,7 @@ class NodeColumns:
 
     def add(self, seq: int, ts_ms: int, payload: bytes) -> None:
         """Add one block's rows; raises ``NotABlock`` (adding nothing) if it is not one."""
-        block = _read_block(payload)
+        block = read_block(payload)
         abci = block.abci_block
         time_ns = block_time_ns(abci.time)
         self._payloads[seq] = (ts_ms, len(payload))
@@ -319,9 +141,9 @@ class NodeColumns:
             results = responses.get(bundle_hash, ())
             place = (seq, time_ms, abci.round, bundle_hash.lower(), lower(bundle.broadcaster),
                      bundle.broadcaster_nonce)  # fmt: skip
-            for position, (signed, broken) in enumerate(_signed_actions(bundle)):
+            for position, (signed, broken) in enumerate(signed_actions(bundle)):
                 user = status = None
-                response = _NULL
+                response = NULL
                 if position < len(results):
                     result = results[position]
                     user = lower(result.user)
@@ -341,7 +163,7 @@ class NodeColumns:
             next_idx += 1
         self.blocks.append(
             (seq, 0, time_ms, abci.round, time_ns, abci.parent_round, lower(abci.proposer),
-             _text(abci.hardfork), len(abci.signed_action_bundles), idx,
+             raw_text(abci.hardfork), len(abci.signed_action_bundles), idx,
              block.resps is not None)
         )  # fmt: skip
 
@@ -351,11 +173,11 @@ class NodeColumns:
         """Add one action's row and facts; the action a multiSig wraps, if it is one."""
         signed, problems, user, status, response = pending
         seq, time_ms, round_ = place[0], place[1], place[2]
-        (kind, nonce, vault, expires, text), more = _own_fields(signed)
-        for why in problems + more:
+        (kind, nonce, vault, expires, text), more = own_fields(signed)
+        for why in problems or more:  # a signed action not an object: that alone
             self.note(seq, idx, time_ms, kind, why)
         try:
-            response_text = _text(response)
+            response_text = raw_text(response)
         except UnicodeDecodeError:
             response_text = None
             self.note(seq, idx, time_ms, kind, "response: a string is not UTF-8")
@@ -367,8 +189,8 @@ class NodeColumns:
                 facts = _facts(kind, action, user, status, response)
                 if kind == "multiSig":
                     wrapped = _wrapped(signed, status, response)
-            except _ACTION_ERRORS as exc:
-                self.note(seq, idx, time_ms, kind, _describe(exc))
+            except ACTION_ERRORS as exc:
+                self.note(seq, idx, time_ms, kind, describe(exc))
         for table, values in facts:
             fact_idx = counts.get(table, 0)
             counts[table] = fact_idx + 1
