@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,7 +69,7 @@ class DecodeSummary:
     rows: Counter[str] = field(default_factory=Counter)  # rows written by this run, per table
     failed: list[str] = field(default_factory=list)  # one line per segment that did not decode
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "segments": self.segments,
             "decoded": self.decoded,

@@ -26,11 +26,13 @@ _SHOWN_CHARS = 40
 
 
 class Misfits(Exception):
-    """Rows holding a value their column cannot hold: row index -> why."""
+    """Rows holding a value their column cannot hold: row index -> why, and row index -> the
+    index of (the first) column whose value it is."""
 
-    def __init__(self, rows: dict[int, str]) -> None:
+    def __init__(self, rows: dict[int, str], columns: dict[int, int] | None = None) -> None:
         super().__init__(f"{len(rows)} rows hold values their columns cannot hold")
         self.rows = rows
+        self.columns = columns or {}
 
 
 def shown(value: Any) -> str:
@@ -68,15 +70,17 @@ def arrays(columns: Sequence[Sequence[Any]], fields: Sequence[pa.Field]) -> list
     if error is None:
         return converted
     rows: dict[int, str] = {}
+    where: dict[int, int] = {}
     for i in failed:
         for row, value in enumerate(columns[i]):
             if row not in rows:
                 reason = misfit(value, fields[i])
                 if reason is not None:
                     rows[row] = reason
+                    where[row] = i
     if not rows:  # the column failed as a whole, not for any one value: not ours to explain
         raise error
-    raise Misfits(rows)
+    raise Misfits(rows, where)
 
 
 def _sure(type_: pa.DataType) -> Callable[[Any], bool]:

@@ -17,14 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from replica.decoder.columns import Misfits, SurelyFit, arrays
 from replica.decoder.messages import PayloadMessage, contract_v1
-from replica.decoder.node import NodeColumns, NotABlock
+from replica.decoder.node import NodeColumns
+from replica.decoder.node_frame import NotABlock
 from replica.decoder.protobuf import KEY_FIELDS, CommandPlan, FactBuffer, FactPlan, FactRows
-from replica.schemas.decoded import NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
+from replica.schemas.decoded import NODE_FACT_FIELDS, NODE_ONLY_SCHEMAS, UNDECODED_SCHEMA
 from replica.schemas.errors import UsageError
 
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.
-DECODER_VERSION = "2"
+DECODER_VERSION = "3"
 
 
 class SchemaConflict(UsageError):
@@ -119,6 +120,8 @@ class Decoder:
         tables = _fact_schemas(self._plan)
         for table, fields in _V1_FACT_SCHEMAS.items():
             _merge(table, tables.setdefault(table, []), fields)
+        for table, fields in NODE_FACT_FIELDS.items():
+            _merge(table, tables[table], fields)
         for table, schema in {**NODE_ONLY_SCHEMAS, "undecoded": UNDECODED_SCHEMA}.items():
             if table in tables:
                 raise SchemaConflict(f"table {table}: the protobuf schema may not define it")
@@ -132,7 +135,7 @@ class Decoder:
             self._node_surely_fit[table] = SurelyFit(self._node_fields[table])
         return self._node_fields[table]
 
-    def _surely_fit(self, table: str, names: Sequence[str], rows: list[tuple]) -> bool:
+    def _surely_fit(self, table: str, names: Sequence[str], rows: list[tuple[Any, ...]]) -> bool:
         self._fields(table, names)
         return self._node_surely_fit[table](zip(*rows, strict=True))
 
@@ -148,7 +151,7 @@ class Decoder:
                 try:
                     columns = arrays(list(zip(*rows, strict=True)), fields)
                 except Misfits as misfits:
-                    node.set_aside(name, misfits.rows)
+                    node.set_aside(name, misfits.rows, misfits.columns)
                     break
                 tables.append((name, dict(zip(names, columns, strict=True)), len(rows)))
             else:
@@ -178,10 +181,10 @@ class Decoder:
         undecoded = [_undecoded(seqs[i], ts_ms[i], payloads[i], reason) for i, reason in failed]
         spoiled: dict[int, str] = {}
         for fact, buffer in facts:
-            rows, _, misfits = _fitting_rows(fact, buffer)
+            fitting, _, misfits = _fitting_rows(fact, buffer)
             spoiled |= {seq: f"{fact.table}.{why}" for seq, why in misfits.items()}
-            if rows is not None:
-                add(fact.table, rows.columns, rows.rows)
+            if fitting is not None:
+                add(fact.table, fitting.columns, fitting.rows)
         if spoiled:
             position = {seq: i for i, seq in enumerate(seqs)}
             for seq, why in spoiled.items():
@@ -193,8 +196,8 @@ class Decoder:
                 node.add(seqs[i], ts_ms[i], payloads[i])
             except NotABlock as exc:
                 undecoded.append(_undecoded(seqs[i], ts_ms[i], payloads[i], str(exc)))
-        for name, columns, rows in self._node_columns(node):
-            add(name, columns, rows)
+        for name, columns, count in self._node_columns(node):
+            add(name, columns, count)
         undecoded += node.undecoded
         if undecoded:
             undecoded.sort(key=lambda row: (row["seq"], row["idx"]))
@@ -220,7 +223,7 @@ class Decoder:
             try:
                 node.add(seq, ts_ms, payload)
             except NotABlock as exc:
-                node.undecoded.append(_undecoded(seq, ts_ms, payload, str(exc)))
+                node.not_a_block(seq, ts_ms, payload, str(exc))
             if not all(self._surely_fit(*table) for table in node.tables()):
                 self._node_columns(node)  # sets aside what no column can hold, as decode does
             for name, names, table_rows in node.tables():

@@ -26,7 +26,17 @@ class PayloadMessage:
 
     @property
     def descriptor(self) -> Descriptor:
-        return self.cls.DESCRIPTOR
+        return message_descriptor(self.cls)
+
+
+def message_descriptor(cls: type[Message]) -> Descriptor:
+    """A message class's descriptor. The stubs type ``DESCRIPTOR`` as the Python or the upb
+    class; at run time the upb one passes ``isinstance`` (protobuf's descriptor metaclass), so
+    this narrows without a cast and fails loudly if that ever changes."""
+    descriptor = cls.DESCRIPTOR
+    if not isinstance(descriptor, Descriptor):
+        raise TypeError(f"{cls.__name__}.DESCRIPTOR is a {type(descriptor).__name__}")
+    return descriptor
 
 
 def _files(file: FileDescriptor) -> list[FileDescriptor]:
@@ -48,7 +58,7 @@ def _fingerprint(descriptor: Descriptor) -> str:
 
 
 def contract_v1() -> PayloadMessage:
-    return PayloadMessage(ReplicaCommand, _fingerprint(ReplicaCommand.DESCRIPTOR))
+    return PayloadMessage(ReplicaCommand, _fingerprint(message_descriptor(ReplicaCommand)))
 
 
 def from_descriptor_set(path: str | os.PathLike[str], name: str) -> PayloadMessage:

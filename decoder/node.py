@@ -14,10 +14,11 @@ sometimes null, and both read as null.
 The block's frame is decoded by msgspec into typed structs in one C pass, leaving each action
 and response as raw JSON; only the actions that carry a fact are parsed further. A block whose
 frame is not what the node writes is not a block (``NotABlock``). Nothing wrong with one action
-spoils its block, each leaving an ``undecoded`` row that names the action (its ``idx``) and says
-why: an action without a readable type, nonce, vault or expiry has no ``actions`` row; one whose
-facts cannot be read (a field not what its type promises, a value no column can hold) keeps its
-``actions`` row, JSON and all, and only its facts are lost.
+spoils its block, each leaving one ``undecoded`` row that names the action (its ``idx``) and says
+why. Every signed action keeps its ``actions`` row whatever is wrong with it: a type, nonce,
+vault or expiry that cannot be read (or that no column can hold) is null in it; facts that
+cannot be read (a field not what its type promises, a value no column can hold) are lost, the
+row and its JSON are not.
 """
 
 from __future__ import annotations
@@ -26,124 +27,30 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from replica.decoder.node_facts import FACT_COLUMNS, FACT_KEYS, FACTS_OF_ACTION, lower
+from replica.decoder.node_facts import FACT_COLUMNS, FACT_KEYS, FACTS_OF_ACTION
+from replica.decoder.node_frame import (
+    ACTION_ERRORS,
+    NULL,
+    SignedAction,
+    describe,
+    own_fields,
+    raw_text,
+    read_block,
+    signed_actions,
+)
+from replica.decoder.node_values import lower
 from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA
 from replica.schemas.nodetime import block_time_ns
 
 Row = dict[str, Any]
 
-# Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
-_NULL = msgspec.Raw(b"null")
-
-# Integers are read as any int, whatever their column: whether one fits (a uint64 round, a
-# uint32 asset) is checked where rows become columns (``columns.arrays``), for every value alike
-# (in ``node_facts`` too).
-
-
-class NotABlock(ValueError):
-    """The payload is not a node block; the message says why."""
-
-
-# --- the block's frame, as the node writes it --------------------------------------------------
-
-
-class _SignedAction(msgspec.Struct):
-    """The fields beside the action are checked with it (``_SignedFields``), so that a bad one
-    costs that action only."""
-
-    action: msgspec.Raw
-    nonce: msgspec.Raw = _NULL
-    vaultAddress: msgspec.Raw = _NULL  # the node's names
-    expiresAfter: msgspec.Raw = _NULL
-
-
-class _SignedFields(msgspec.Struct, array_like=True):
-    nonce: int | None
-    vault: str | None
-    expires_after: int | None
-
-
-class _Bundle(msgspec.Struct):
-    signed_actions: list[_SignedAction]
-    broadcaster: str | None = None
-    broadcaster_nonce: int | None = None
-
-
-class _AbciBlock(msgspec.Struct):
-    time: str
-    signed_action_bundles: list[tuple[str, _Bundle]]
-    round: int | None = None
-    parent_round: int | None = None
-    proposer: str | None = None
-    hardfork: msgspec.Raw = _NULL
-
-
-class _Result(msgspec.Struct):
-    status: str | None = None
-    response: msgspec.Raw = _NULL
-
-
-class _Response(msgspec.Struct):
-    user: str | None = None
-    res: _Result | None = None
-
-
-class _Responses(msgspec.Struct):
-    Full: list[tuple[str, list[_Response]]]
-
-
-class _Block(msgspec.Struct):
-    abci_block: _AbciBlock
-    resps: _Responses | None = None
-
-
-class _ActionType(msgspec.Struct):
-    type: str
-
-
-_decode_block = msgspec.json.Decoder(_Block).decode
-_decode_type = msgspec.json.Decoder(_ActionType).decode
-_decode_signed_fields = msgspec.json.Decoder(_SignedFields).decode
-
-
-def _text(raw: msgspec.Raw) -> str | None:
-    text = bytes(raw).decode()
-    return None if text == "null" else text
-
-
-# What reading an action's own fields or its facts raises on a bad value: msgspec's errors and
-# UnicodeDecodeError are ValueErrors, an integer beyond a float an OverflowError.
-_ACTION_ERRORS = (ValueError, ArithmeticError, TypeError, RecursionError)
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "a string is not UTF-8"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)
-
-
-def _action_row(
-    signed: _SignedAction, user: str | None, status: str | None, response: msgspec.Raw
-) -> tuple:
-    """An action's own columns: kind, then nonce to action, as in ACTION_COLUMNS."""
-    action = bytes(signed.action)
-    kind = _decode_type(action).type
-    fields = _decode_signed_fields(
-        b"[" + bytes(signed.nonce) + b"," + bytes(signed.vaultAddress) + b","
-        + bytes(signed.expiresAfter) + b"]"
-    )  # fmt: skip
-    return (kind, fields.nonce, lower(fields.vault), fields.expires_after, user, status,
-            _text(response), action.decode())  # fmt: skip
-
 
 def _facts(
-    kind: str, signed: _SignedAction, user: str | None, status: str | None, response: msgspec.Raw
-) -> list[tuple[str, tuple]]:
+    kind: str, action: bytes, user: str | None, status: str | None, response: msgspec.Raw
+) -> list[tuple[str, tuple[Any, ...]]]:
     """The facts an action carries. A rejected action (status "err") placed nothing: none."""
     handler = FACTS_OF_ACTION.get(kind) if status != "err" else None
-    return list(handler(bytes(signed.action), user, response)) if handler is not None else []
+    return list(handler(action, user, response)) if handler is not None else []
 
 
 def _undecoded(seq: int, idx: int, time_ms: int, reason: str, size: int) -> Row:
@@ -157,125 +64,181 @@ BLOCK_COLUMNS = tuple(BLOCKS_SCHEMA.names)
 ACTION_COLUMNS = tuple(ACTIONS_SCHEMA.names)
 
 
+class _MultiSigPayload(msgspec.Struct):
+    multiSigUser: str | None = None  # the node's names
+    action: msgspec.Raw = NULL
+
+
+class _MultiSig(msgspec.Struct):
+    payload: _MultiSigPayload
+
+
+_decode_multi_sig = msgspec.json.Decoder(_MultiSig).decode
+
+
+def _wrapped(signed: SignedAction, status: str | None, response: msgspec.Raw) -> _Pending:
+    """The action a multiSig wraps, as if it stood alone: signed for the multiSigUser, with the
+    outer action's nonce, vault, expiry and response (the node answers for the inner action)."""
+    payload = _decode_multi_sig(bytes(signed.action)).payload
+    inner = SignedAction(payload.action, signed.nonce, signed.vaultAddress, signed.expiresAfter)
+    return inner, [], lower(payload.multiSigUser), status, response
+
+
+# An action's place: seq, time_ms, block round, bundle hash, broadcaster, broadcaster nonce.
+_Place = tuple[int, int, int | None, str, str | None, int | None]
+# An action to add: its signed fields, and the user, status and response it was given.
+_Pending = tuple[SignedAction, list[str], str | None, str | None, msgspec.Raw]
+
+
 class NodeColumns:
     """The rows of the node blocks of a batch, per table, each a tuple of the table's columns
     (``BLOCK_COLUMNS``, ``ACTION_COLUMNS``, ``FACT_KEYS`` + ``FACT_COLUMNS``): one append per
     row, and one ``zip`` turns a table's rows into its columns. A fact's tuple ends with one
     more value, the idx of its action, so that ``set_aside`` can find an action's facts.
 
+    Every signed action has its ``actions`` row, whatever is wrong with it: the block's
+    ``actions`` count is the number of its top-level rows (idx 0 to count - 1); the actions
+    inside a ``multiSig`` follow, from idx count on. What could not be read leaves one
+    ``undecoded`` row per action (same seq and idx) saying what and why.
+
     The seqs of the blocks of one batch are distinct, as in an archive."""
 
     def __init__(self) -> None:
-        self.blocks: list[tuple] = []
-        self.actions: list[tuple] = []
-        self.facts: dict[str, list[tuple]] = {}
-        self.undecoded: list[Row] = []
+        self.blocks: list[tuple[Any, ...]] = []
+        self.actions: list[tuple[Any, ...]] = []
+        self.facts: dict[str, list[tuple[Any, ...]]] = {}
+        self._undecoded: dict[tuple[int, int], Row] = {}
         self._payloads: dict[int, tuple[int, int]] = {}  # seq -> archive ts_ms, payload size
+
+    @property
+    def undecoded(self) -> list[Row]:
+        return list(self._undecoded.values())
+
+    def not_a_block(self, seq: int, ts_ms: int, payload: bytes, why: str) -> None:
+        self._undecoded[seq, 0] = _undecoded(seq, 0, ts_ms, why, len(payload))
+
+    def note(self, seq: int, idx: int, time_ms: int, kind: str | None, why: str) -> None:
+        """Say why something of action ``idx`` was not decoded: one row per action."""
+        row = self._undecoded.get((seq, idx))
+        if row is not None:
+            row["reason"] += f"; {why}"
+            return
+        reason = f"node action {idx}: {kind if kind is not None else '(no type)'}: {why}"
+        self._undecoded[seq, idx] = _undecoded(seq, idx, time_ms, reason, self._payloads[seq][1])
 
     def add(self, seq: int, ts_ms: int, payload: bytes) -> None:
         """Add one block's rows; raises ``NotABlock`` (adding nothing) if it is not one."""
-        try:
-            block = _decode_block(payload)
-            abci = block.abci_block
-            time_ns = block_time_ns(abci.time)
-            hardfork = _text(abci.hardfork)
-        except msgspec.ValidationError as exc:
-            if str(exc).startswith("Object missing required field `abci_block`"):
-                raise NotABlock("JSON but not a node block (no abci_block)") from None
-            raise NotABlock(f"node block: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise NotABlock(f"not JSON: {exc}") from None
-        except UnicodeDecodeError:
-            raise NotABlock("node block: a string is not UTF-8") from None
-        except RecursionError:
-            raise NotABlock("node block: nested too deeply") from None
-        except ValueError as exc:
-            raise NotABlock(f"node block: {exc}") from None
-        size = len(payload)
-        self._payloads[seq] = (ts_ms, size)
+        block = read_block(payload)
+        abci = block.abci_block
+        time_ns = block_time_ns(abci.time)
+        self._payloads[seq] = (ts_ms, len(payload))
         time_ms = time_ns // 1_000_000
-        round_ = abci.round
         responses = dict(block.resps.Full) if block.resps is not None else {}
-        add_action = self.actions.append
+        counts: dict[str, int] = {}
+        inner: list[tuple[_Place, int, _Pending]] = []
         idx = 0
-        fact_counts: dict[str, int] = {}
         for bundle_hash, bundle in abci.signed_action_bundles:
             results = responses.get(bundle_hash, ())
-            hash_text = bundle_hash.lower()
-            broadcaster = lower(bundle.broadcaster)
-            for position, signed in enumerate(bundle.signed_actions):
+            place = (seq, time_ms, abci.round, bundle_hash.lower(), lower(bundle.broadcaster),
+                     bundle.broadcaster_nonce)  # fmt: skip
+            for position, (signed, broken) in enumerate(signed_actions(bundle)):
                 user = status = None
-                response = _NULL
+                response = NULL
                 if position < len(results):
                     result = results[position]
                     user = lower(result.user)
                     if result.res is not None:
                         status, response = result.res.status, result.res.response
-                try:
-                    row = _action_row(signed, user, status, response)
-                except _ACTION_ERRORS as exc:
-                    reason = f"node action {idx}: {_describe(exc)}"
-                    self.undecoded.append(_undecoded(seq, idx, time_ms, reason, size))
-                    idx += 1
-                    continue
-                add_action((seq, idx, time_ms, row[0], round_, hash_text, broadcaster,
-                            bundle.broadcaster_nonce, *row[1:]))  # fmt: skip
-                kind = row[0]
-                try:
-                    facts = _facts(kind, signed, user, status, response)
-                except _ACTION_ERRORS as exc:
-                    reason = f"node action {idx}: {kind}: {_describe(exc)}"
-                    self.undecoded.append(_undecoded(seq, idx, time_ms, reason, size))
-                    facts = []
-                for table, values in facts:
-                    fact_idx = fact_counts.get(table, 0)
-                    fact_counts[table] = fact_idx + 1
-                    keys = (seq, fact_idx, time_ms, kind, round_, user)
-                    self.facts.setdefault(table, []).append((*keys, *values, idx))
+                pending = (signed, [broken] if broken else [], user, status, response)
+                wrapped = self._action(place, idx, None, pending, counts)
+                if wrapped is not None:
+                    inner.append((place, idx, wrapped))
                 idx += 1
+        next_idx = idx
+        while inner:  # a multiSig's action, and any inside it, after all top-level actions
+            place, outer, pending = inner.pop(0)
+            wrapped = self._action(place, next_idx, outer, pending, counts)
+            if wrapped is not None:
+                inner.append((place, next_idx, wrapped))
+            next_idx += 1
         self.blocks.append(
-            (seq, 0, time_ms, round_, time_ns, abci.parent_round, lower(abci.proposer),
-             hardfork, len(abci.signed_action_bundles), idx, bool(responses))
+            (seq, 0, time_ms, abci.round, time_ns, abci.parent_round, lower(abci.proposer),
+             raw_text(abci.hardfork), len(abci.signed_action_bundles), idx,
+             block.resps is not None)
         )  # fmt: skip
 
-    def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple]]]:
+    def _action(
+        self, place: _Place, idx: int, outer: int | None, pending: _Pending, counts: dict[str, int]
+    ) -> _Pending | None:
+        """Add one action's row and facts; the action a multiSig wraps, if it is one."""
+        signed, problems, user, status, response = pending
+        seq, time_ms, round_ = place[0], place[1], place[2]
+        (kind, nonce, vault, expires, text), more = own_fields(signed)
+        for why in problems or more:  # a signed action not an object: that alone
+            self.note(seq, idx, time_ms, kind, why)
+        try:
+            response_text = raw_text(response)
+        except UnicodeDecodeError:
+            response_text = None
+            self.note(seq, idx, time_ms, kind, "response: a string is not UTF-8")
+        facts: list[tuple[str, tuple[Any, ...]]] = []
+        wrapped: _Pending | None = None
+        if kind is not None:
+            action = bytes(signed.action)
+            try:
+                facts = _facts(kind, action, user, status, response)
+                if kind == "multiSig":
+                    wrapped = _wrapped(signed, status, response)
+            except ACTION_ERRORS as exc:
+                self.note(seq, idx, time_ms, kind, describe(exc))
+        for table, values in facts:
+            fact_idx = counts.get(table, 0)
+            counts[table] = fact_idx + 1
+            keys = (seq, fact_idx, time_ms, kind, round_, user)
+            self.facts.setdefault(table, []).append((*keys, *values, idx))
+        self.actions.append(
+            (seq, idx, time_ms, kind, round_, *place[3:], nonce, vault, expires, user, status,
+             response_text, text, len(facts), outer)
+        )  # fmt: skip
+        return wrapped
+
+    def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
         """Each table's name, columns and rows (a fact's rows with its action's idx beyond)."""
         yield "blocks", BLOCK_COLUMNS, self.blocks
         yield "actions", ACTION_COLUMNS, self.actions
         for table, rows in self.facts.items():
             yield table, FACT_KEYS + FACT_COLUMNS[table], rows
 
-    def set_aside(self, table: str, misfits: dict[int, str]) -> None:
-        """Take out the rows of ``table`` (by index) that hold a value their column cannot
-        hold, with the rows that depend on them, leaving an undecoded row that says why: a
-        fact costs its action's facts (the action keeps its row), an action its row and facts,
-        a block all of its rows."""
+    def set_aside(self, table: str, misfits: dict[int, str], columns: dict[int, int]) -> None:
+        """Deal with the rows of ``table`` (by index) that hold a value their column cannot
+        hold (``columns``: which), leaving an undecoded row that says why: a fact costs its
+        action's facts in that table, an action that value (null), a block all of its rows."""
         if table == "blocks":
             blocks = self.blocks
             self._set_aside_blocks({blocks[r][0]: f"blocks.{why}" for r, why in misfits.items()})
             return
         if table == "actions":
-            rows = self.actions
-            spoiled = {
-                (rows[r][0], rows[r][1]): (rows[r][2], f"node action {rows[r][1]}: actions.{why}")
-                for r, why in misfits.items()
-            }
-            self.actions = [row for row in rows if (row[0], row[1]) not in spoiled]
-            self.undecoded = [u for u in self.undecoded if (u["seq"], u["idx"]) not in spoiled]
-            for name, facts in self.facts.items():
-                self.facts[name] = [row for row in facts if (row[0], row[-1]) not in spoiled]
-        else:
-            rows = self.facts[table]
-            spoiled = {
-                (rows[r][0], rows[r][-1]): (
-                    rows[r][2],
-                    f"node action {rows[r][-1]}: {rows[r][3]}: {table}.{why}",
-                )
-                for r, why in misfits.items()
-            }
-            self.facts[table] = [row for row in rows if (row[0], row[-1]) not in spoiled]
-        for (seq, idx), (time_ms, reason) in spoiled.items():
-            self.undecoded.append(_undecoded(seq, idx, time_ms, reason, self._payloads[seq][1]))
+            for r, why in misfits.items():
+                row = self.actions[r]
+                self.actions[r] = (*row[: columns[r]], None, *row[columns[r] + 1 :])
+                self.note(row[0], row[1], row[2], row[3], f"actions.{why}")
+            return
+        rows = self.facts[table]
+        spoiled = {
+            (rows[r][0], rows[r][-1]): (rows[r][2], rows[r][3], why) for r, why in misfits.items()
+        }
+        self.facts[table] = [row for row in rows if (row[0], row[-1]) not in spoiled]
+        for (seq, idx), (time_ms, kind, why) in spoiled.items():
+            self.note(seq, idx, time_ms, kind, f"{table}.{why}")
+        gone = {key: 0 for key in spoiled}
+        for facts in self.facts.values():
+            for row in facts:
+                if (row[0], row[-1]) in gone:
+                    gone[row[0], row[-1]] += 1
+        at = ACTION_COLUMNS.index("facts")
+        for r, row in enumerate(self.actions):
+            if (row[0], row[1]) in gone:
+                self.actions[r] = (*row[:at], gone[row[0], row[1]], *row[at + 1 :])
 
     def _set_aside_blocks(self, spoiled: dict[int, str]) -> None:
         """Blocks (by seq) become one undecoded row each, as a payload that is not a block."""
@@ -283,7 +246,7 @@ class NodeColumns:
         self.actions = [row for row in self.actions if row[0] not in spoiled]
         for name, facts in self.facts.items():
             self.facts[name] = [row for row in facts if row[0] not in spoiled]
-        self.undecoded = [u for u in self.undecoded if u["seq"] not in spoiled]
+        self._undecoded = {key: u for key, u in self._undecoded.items() if key[0] not in spoiled}
         for seq, why in spoiled.items():
             ts_ms, size = self._payloads[seq]
-            self.undecoded.append(_undecoded(seq, 0, ts_ms, f"node block: {why}", size))
+            self._undecoded[seq, 0] = _undecoded(seq, 0, ts_ms, f"node block: {why}", size)

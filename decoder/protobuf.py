@@ -33,6 +33,7 @@ import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from replica.decoder.columns import Misfits, SurelyFit, arrays
+from replica.decoder.messages import message_descriptor
 from replica.decoder.reader_source import Source, attribute, singular
 from replica.schemas.frames import MAX_TS_MS
 
@@ -108,9 +109,9 @@ class FactPlan:
         if member is not None and member.message_type is None:  # a scalar member: one column
             source.scalar(indent, member.name, member, attribute("command", member.name))
         else:
-            if member is None:
-                fact, var, skip = command, "command", (TIME_FIELD,)
-            else:
+            fact, var = command, "command"
+            skip: tuple[str, ...] = (TIME_FIELD,)
+            if member is not None and member.message_type is not None:
                 fact, var, skip = member.message_type, "fact", ()
                 source.line(indent, f"fact = {attribute('command', member.name)}")
             repeated = [f for f in fact.fields if f.is_repeated]
@@ -231,6 +232,13 @@ def _snake_case(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def _field(field: object) -> FieldDescriptor:
+    """A oneof member as the Python descriptor type (see ``messages.message_descriptor``)."""
+    if not isinstance(field, FieldDescriptor):
+        raise TypeError(f"a oneof member is a {type(field).__name__}")
+    return field
+
+
 class CommandPlan:
     """The plan for a whole command message: a FactPlan per kind of fact, and one generated
     function that parses payloads and adds each command's rows to its kind's buffer.
@@ -241,7 +249,7 @@ class CommandPlan:
     and reports each payload it cannot decode in ``undecoded`` as (position, reason)."""
 
     def __init__(self, message: type[Message]) -> None:
-        descriptor = message.DESCRIPTOR
+        descriptor = message_descriptor(message)
         self.descriptor = descriptor
         oneof = descriptor.oneofs[0] if descriptor.oneofs else None
         if oneof is None:
@@ -250,7 +258,8 @@ class CommandPlan:
             envelope_skip = tuple(descriptor.fields_by_name)
         else:
             self.kinds = {
-                f.name: FactPlan(f.name, TABLE_OF_KIND.get(f.name, f.name), f) for f in oneof.fields
+                f.name: FactPlan(f.name, TABLE_OF_KIND.get(f.name, f.name), _field(f))
+                for f in oneof.fields
             }
             envelope_skip = (*(f.name for f in oneof.fields), TIME_FIELD)
         source = Source()
@@ -277,8 +286,8 @@ class CommandPlan:
         if TIME_FIELD in descriptor.fields_by_name:
             source.line(2, f"time_ms = {attribute('command', TIME_FIELD)}")
             source.line(2, "if time_ms > MAX_TS_MS:")
-            message = "protobuf: time_ms {time_ms} is beyond the year 9999"
-            source.line(3, f"undecoded.append((position, f{message!r}))")
+            beyond = "protobuf: time_ms {time_ms} is beyond the year 9999"
+            source.line(3, f"undecoded.append((position, f{beyond!r}))")
             source.line(3, "continue")
             source.line(2, "time_ms = time_ms or ts_ms[position]")
         else:

@@ -37,8 +37,10 @@ _ARROW_TYPES = {
 
 
 def _enum_names(field: FieldDescriptor) -> dict[Any, str | None]:
+    if field.enum_type is None:
+        raise ValueError(f"field {field.name} is not an enum")
     names: dict[Any, str | None] = {v.number: v.name for v in field.enum_type.values}
-    if names.get(0, "").endswith("UNSPECIFIED"):
+    if (names.get(0) or "").endswith("UNSPECIFIED"):
         names[0] = None
     names[None] = None  # an unset sub-message's enum
     return names

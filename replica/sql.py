@@ -41,7 +41,7 @@ from replica.schemas.archive import (
     RAW_SCHEMA,
     ArchiveLayout,
 )
-from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.decoded import DECODED_DIR, DECODED_VIEWS
 from replica.schemas.errors import ArchiveError
 from replica.schemas.heals import HEAL_SCHEMA, heals_dir
 from replica.schemas.metadata import DECODER_KEY
@@ -219,13 +219,31 @@ def view_statements(
     TABLES`` does not)."""
     views = table_views(root)
     wanted = {view.name for view in views} | {"completeness"}
+    words = None
     if query is not None:
-        named = wanted & set(re.findall(r"\w+", query.lower()))
+        words = set(re.findall(r"\w+", query.lower()))
+        for name in DECODED_VIEWS.keys() & words:  # and the tables a decoded view reads
+            words |= set(DECODED_VIEWS[name][1])
+        named = wanted & words
         wanted = named | {"raw_cmds", "heals"} if "completeness" in named else named or wanted
+        words = words if named else None
     statements = [view.statement(create) for view in views if view.name in wanted]
+    statements += _decoded_views(views, create, words)
     if "completeness" in wanted:
         statements.append(f"{create} completeness AS\n{COMPLETENESS_SQL};")
     return statements
+
+
+def _decoded_views(views: list[TableView], create: str, words: set[str] | None) -> list[str]:
+    """``DECODED_VIEWS`` (all, or those in ``words``) whose tables are defined with the columns
+    they read (decoded files of an older decoder may lack them until the next decode)."""
+    columns = {view.name: set(view.schema.names) for view in views}
+    return [
+        f"{create} {name} AS\n{sql};"
+        for name, (sql, needs) in DECODED_VIEWS.items()
+        if (words is None or name in words)
+        and all(set(cols) <= columns.get(table, set()) for table, cols in needs.items())
+    ]
 
 
 def connect(

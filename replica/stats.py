@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from replica.maintenance.days import raw_days, segments_before
 from replica.replay.records import ReplayRecord
 from replica.schemas.archive import HOUR_FILES, ArchiveLayout, day_partition
-from replica.schemas.decoded import DECODED_DIR
+from replica.schemas.decoded import ACTION_COVERAGE_SQL, DECODED_DIR, DECODED_VIEWS
 from replica.schemas.errors import ArchiveError
 from replica.schemas.frames import command_frame
 from replica.schemas.heals import heals_dir
@@ -46,6 +46,12 @@ JOIN (
 ) f USING (date)
 ORDER BY c.date"""
 _RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
+# Node blocks: the share that carried the node's responses (a node writes them only when
+# started with --replica-cmds-style actions-and-responses), and per action type the coverage.
+_RESPONSES_SQL = """SELECT date, avg(CASE WHEN has_responses THEN 1.0 ELSE 0.0 END) FROM blocks
+GROUP BY date"""
+_COVERAGE_SQL = """SELECT date, coalesce(kind, '(no type)'), actions, with_facts, undecoded
+FROM action_coverage ORDER BY date, kind"""
 
 
 @dataclass
@@ -63,6 +69,9 @@ class DayStats:
     decoded_bytes: int = 0
     total_bytes: int = 0  # raw, gaps, quarantine, heals and decoded
     decoded_rows: dict[str, int] = field(default_factory=dict)
+    responses_share: float | None = None  # of node blocks, those with the node's responses
+    # per node action type: actions, those with fact rows, those with undecoded rows
+    action_coverage: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def compression(self) -> float:
@@ -92,13 +101,28 @@ def archive_stats(root: Path, days: list[date] | None = None) -> list[DayStats]:
 
 def _day_counts(db: duckdb.DuckDBPyConnection) -> dict[date, DayStats]:
     days = {row[0]: DayStats(*row) for row in db.sql(_PER_DAY_SQL).fetchall()}
-    for table in view_names(db):
-        if table in _RAW_TABLES:
+    names = view_names(db)
+    for table in names:
+        if table in _RAW_TABLES or table in DECODED_VIEWS:
             continue
         for day, rows in db.sql(f"SELECT date, count(*) FROM {table} GROUP BY date").fetchall():
             if day in days:
                 days[day].decoded_rows[table] = rows
+    _add_node_figures(db, days, coverage="action_coverage" in names)
     return days
+
+
+def _add_node_figures(
+    db: duckdb.DuckDBPyConnection, days: dict[date, DayStats], coverage: bool
+) -> None:
+    """The share of node blocks with responses, and (``coverage``: the view is defined) each
+    action type's coverage, from ``db``'s ``blocks`` and ``action_coverage``."""
+    for day, share in db.sql(_RESPONSES_SQL).fetchall():
+        if day in days and share is not None:
+            days[day].responses_share = float(share)
+    for day, kind, *counts in db.sql(_COVERAGE_SQL).fetchall() if coverage else []:
+        if day in days:
+            days[day].action_coverage[kind] = (counts[0], counts[1], counts[2])
 
 
 def _add_bytes(root: Path, day: DayStats) -> DayStats:
@@ -148,7 +172,31 @@ def _day_stats(layout: ArchiveLayout, day: date, every: list[date]) -> DayStats 
             rows = _footer_rows(sorted((table_dir / partition).glob("*.parquet")))
             if rows:
                 stats.decoded_rows[table_dir.name] = rows
+    if "blocks" in stats.decoded_rows:
+        _add_day_node_figures(decoded, stats)
     return stats
+
+
+def _add_day_node_figures(decoded: Path, stats: DayStats) -> None:
+    """``_add_node_figures`` over the day's own decoded files, not the views of every day."""
+    partition = day_partition(stats.date)
+    with duckdb.connect() as db:
+        for table in ("blocks", "actions", "undecoded"):
+            files = [str(path) for path in sorted((decoded / table / partition).glob("*.parquet"))]
+            if files:
+                source = f"read_parquet({files!r}, union_by_name = true)"
+            elif table == "undecoded":  # a day where everything decoded
+                source = "(SELECT NULL::BIGINT AS seq, NULL::INTEGER AS idx WHERE false)"
+            else:
+                continue
+            db.execute(
+                f"CREATE VIEW {table} AS SELECT *, DATE '{stats.date}' AS date FROM {source}"
+            )
+        names = {name for (name,) in db.sql("SELECT view_name FROM duckdb_views()").fetchall()}
+        coverage = "actions" in names and "facts" in db.sql("SELECT * FROM actions LIMIT 0").columns
+        if coverage:
+            db.execute(f"CREATE VIEW action_coverage AS {ACTION_COVERAGE_SQL}")
+        _add_node_figures(db, {stats.date: stats}, coverage)
 
 
 def _healed_rows(layout: ArchiveLayout, day: date) -> int:

@@ -259,8 +259,10 @@ def test_a_malformed_action_spoils_only_itself(bad_action: Any) -> None:
     payload = _block_payload([bad_signed, {"action": {"type": "noop"}, "nonce": 1}])
     rows = Decoder().decode_one(1, 2, payload)
     undecoded = rows.get("undecoded", [])
-    assert "blocks" in rows and [row["idx"] for row in rows.get("actions", [])] == [1], (
-        f"the block around one malformed action was not decoded; got undecoded rows {undecoded}"
+    kinds = [(row["idx"], row["kind"]) for row in rows.get("actions", [])]
+    assert "blocks" in rows and kinds == [(0, None), (1, "noop")], (
+        f"the block around one malformed action was not decoded, or the action lost its row "
+        f"(every signed action keeps one): {kinds}, undecoded rows {undecoded}"
     )
     assert [row["idx"] for row in undecoded] == [0], undecoded
     assert re.match(r"node action 0\b", undecoded[0]["reason"]), undecoded
@@ -273,16 +275,21 @@ def test_a_malformed_action_spoils_only_itself(bad_action: Any) -> None:
 )
 def test_a_bad_field_beside_an_action_spoils_only_that_action(field: str, value: Any) -> None:
     """One signed action with an odd ``nonce``, ``vaultAddress`` or ``expiresAfter`` costs that
-    action only, like a bad field inside the action: it becomes an undecoded row, and every
-    other action of the block, whoever signed it, decodes. The block as a whole is not lost."""
+    value only: the action keeps its row with the value null, an undecoded row says why, and
+    every other action of the block decodes. (Earlier, the action lost its row, so
+    ``blocks.actions`` no longer matched the rows of ``actions``.)"""
     bad_signed = {"action": {"type": "noop"}, "nonce": 0, field: value}
     payload = _block_payload([bad_signed, {"action": {"type": "noop"}, "nonce": 1}])
     rows = Decoder().decode_one(1, 2, payload)
     undecoded = rows.get("undecoded", [])
-    assert "blocks" in rows and [row["idx"] for row in rows.get("actions", [])] == [1], (
-        f"one signed action with {field}={value!r} spoiled its block: {undecoded}"
+    actions = rows.get("actions", [])
+    assert "blocks" in rows and [row["idx"] for row in actions] == [0, 1], (
+        f"one signed action with {field}={value!r} lost its row: {undecoded}"
     )
+    column = {"nonce": "nonce", "vaultAddress": "vault", "expiresAfter": "expires_after"}[field]
+    assert actions[0]["kind"] == "noop" and actions[0][column] is None, actions[0]
     assert [row["idx"] for row in undecoded] == [0], undecoded
+    assert field in undecoded[0]["reason"] or column in undecoded[0]["reason"], undecoded
 
 
 def test_vault_transfer_amount_is_in_usd_like_usd_send() -> None:

@@ -17,7 +17,6 @@ import copy
 import json
 import math
 import random
-import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from replica.decoder.core import Decoder
+from replica.schemas.decoded import NODE_FACT_FIELDS
 from replica.schemas.frames import MAX_TS_MS
 from replica.schemas.hyperliquid.replica.v1 import replica_pb2 as pb
 
@@ -140,21 +140,26 @@ def _check_payload_rows(payload: bytes, ts_ms: int, found: Rows) -> None:
     for row in found.get("undecoded", []):
         assert isinstance(row["reason"], str) and row["reason"].strip(), f"{where}: no reason"
         assert row["size"] == len(payload), f"{where}: undecoded size {row['size']}"
-    if "blocks" in found:  # a node block: every action is in actions, undecoded, or both
+    if "blocks" in found:  # a node block: every signed action has its actions row, always
         assert payload[:1] == b"{", f"{where}: a block row for a payload not starting with {{"
         (block,) = found["blocks"]
-        actions = {row["idx"]: row["kind"] for row in found.get("actions", [])}
+        rows = found.get("actions", [])
+        actions = {row["idx"]: row["kind"] for row in rows}
+        top = sorted(row["idx"] for row in rows if row["outer_idx"] is None)
         undecoded = {row["idx"]: row["reason"] for row in found.get("undecoded", [])}
-        assert len(actions) == len(found.get("actions", [])), f"{where}: an action twice"
+        assert len(actions) == len(rows), f"{where}: an action twice"
         assert len(undecoded) == len(found.get("undecoded", [])), f"{where}: undecoded twice"
-        assert sorted(actions.keys() | undecoded.keys()) == list(range(block["actions"])), (
-            f"{where}: actions and undecoded rows do not account for the block's "
-            f"{block['actions']} actions: {sorted(actions)}, {sorted(undecoded)}"
+        assert top == list(range(block["actions"])), (
+            f"{where}: the block's {block['actions']} actions have top-level rows {top}"
         )
+        for row in rows:
+            if row["outer_idx"] is not None:  # an inner action, after the top-level ones
+                assert row["idx"] >= block["actions"] and row["outer_idx"] in actions, row
+        assert undecoded.keys() <= actions.keys(), f"{where}: {sorted(undecoded)} {sorted(actions)}"
         for idx, reason in undecoded.items():
-            # an action that kept its row lost only its facts, and the reason says its kind
-            kind = re.escape(actions[idx]) + ":" if idx in actions else ""
-            assert re.match(rf"node action {idx}: {kind}", reason), (idx, reason)
+            # the reason names the action and its kind
+            kind = actions[idx] if actions[idx] is not None else "(no type)"
+            assert reason.startswith(f"node action {idx}: {kind}: "), (idx, reason)
     elif "undecoded" in found:  # the whole payload is undecoded: one row, nothing else
         assert list(found) == ["undecoded"], f"{where}: undecoded and also in {list(found)}"
         (row,) = found["undecoded"]
@@ -274,7 +279,7 @@ def _template_blocks() -> list[dict[str, Any]]:
     golden = REPO / "fixtures" / "golden" / "payloads.jsonl"
     for line in golden.read_text(encoding="utf-8").splitlines():
         case = json.loads(line)
-        if case["name"].startswith("node_"):
+        if case["name"].startswith("node_") and "mangled" not in case["name"]:  # valid ones
             blocks.append(json.loads(bytes.fromhex(case["raw_hex"])))
     return blocks
 
@@ -356,6 +361,11 @@ def blocks_with_a_broken_action(draw: Callable[..., Any]) -> tuple[dict, dict, i
     return original, doc, index
 
 
+def _other_actions(rows: Rows, index: int) -> list[dict[str, Any]]:
+    """The actions rows of a block but action ``index`` and the actions inside it (multiSig)."""
+    return [row for row in rows.get("actions", []) if index not in (row["idx"], row["outer_idx"])]
+
+
 def _broken_first_action(action: Any) -> tuple[dict, dict, int]:
     original = _block_doc({"type": "noop"}, {"type": "cancel", "cancels": [{"a": 1, "o": 2}]})
     broken = copy.deepcopy(original)
@@ -377,8 +387,7 @@ def test_a_broken_action_spoils_only_itself(case: tuple[dict, dict, int]) -> Non
     )
     seq, ts_ms = _NEIGHBOUR_SEQS[1], _NEIGHBOUR_TS_MS[1]
     before = DECODER.decode_one(seq, ts_ms, json.dumps(original).encode())
-    others = [row for row in before.get("actions", []) if row["idx"] != index]
-    assert [row for row in rows.get("actions", []) if row["idx"] != index] == others
+    assert _other_actions(rows, index) == _other_actions(before, index)
 
 
 # --- (c) mutations of realistic payloads -------------------------------------------------------
@@ -666,7 +675,9 @@ def expected_rows(command: pb.ReplicaCommand, seq: int, ts_ms: int) -> Rows:
         "user": _hex(command.user),
     }
     rows = _fact_rows(kind, getattr(command, kind))
-    return {TABLE_OF[kind]: [envelope | {"idx": i} | row for i, row in enumerate(rows)]}
+    table = TABLE_OF[kind]
+    node_only = {field.name: None for field in NODE_FACT_FIELDS.get(table, ())}
+    return {table: [envelope | {"idx": i} | row | node_only for i, row in enumerate(rows)]}
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -897,8 +908,7 @@ def check_action_spoils_only_itself(
     assert "blocks" in rows, f"{value!r:.80} at {path} spoiled its block: {rows.get('undecoded')}"
     seq, ts_ms = _NEIGHBOUR_SEQS[1], _NEIGHBOUR_TS_MS[1]
     before = DECODER.decode_one(seq, ts_ms, json.dumps(original).encode())
-    others = [row for row in before.get("actions", []) if row["idx"] != index]
-    assert [row for row in rows.get("actions", []) if row["idx"] != index] == others
+    assert _other_actions(rows, index) == _other_actions(before, index)
     if path[0] == "action" and len(path) > 1 and path[1] != "type":
         kept = [row["idx"] for row in rows.get("actions", [])]
         assert index in kept, f"{value!r:.80} at {path}: {rows.get('undecoded')}"
@@ -1030,3 +1040,33 @@ def test_hostile_wire_records_in_every_field_decode_or_are_undecoded(
         body = record(data.draw(st.sampled_from(inner)))
         tail = _tag(member.number, 2) + _varint(len(body)) + body
     check_with_neighbours(command.SerializeToString() + tail)
+
+
+@st.composite
+def blocks_with_mangled_signed_actions(draw: Callable[..., Any]) -> tuple[dict[str, Any], int]:
+    """A valid block with some of its signed actions (or their action, nonce, vault or expiry)
+    replaced by any value, and the number of signed actions it has."""
+    doc = copy.deepcopy(draw(st.sampled_from([d for d in TEMPLATE_BLOCKS if _signed_actions(d)])))
+    slots = _signed_actions(doc)
+    for actions, position in draw(st.lists(st.sampled_from(slots), min_size=1, max_size=4)):
+        where = draw(st.sampled_from([None, "action", "nonce", "vaultAddress", "expiresAfter"]))
+        value = copy.deepcopy(draw(odd_values))
+        if where is None or not isinstance(actions[position], dict):
+            actions[position] = value
+        else:
+            actions[position][where] = value
+    return doc, len(slots)
+
+
+@PROPERTY
+@given(blocks_with_mangled_signed_actions())
+def test_every_signed_action_has_one_actions_row_however_mangled(case: tuple[dict, int]) -> None:
+    """However its signed actions are mangled, a block decodes, and its ``actions`` count and
+    its top-level ``actions`` rows are its signed actions, one each (earlier, an action whose
+    own fields could not be read lost its row, and one that was not an object its block)."""
+    doc, count = case
+    rows = check_with_neighbours(dumps(doc))
+    assert "blocks" in rows, rows.get("undecoded")
+    assert rows["blocks"][0]["actions"] == count
+    top = [row["idx"] for row in rows.get("actions", []) if row["outer_idx"] is None]
+    assert top == list(range(count))

@@ -181,3 +181,16 @@ def stats(archive: Path, as_json: bool, day: datetime | None, since: datetime | 
         for day in days
     ]
     click.echo(text_table(header, rows, [False] + [True] * 9 + [False]), nl=False)
+    node_header = ("date", "blocks with responses", "action type", "actions", "with facts",
+                   "undecoded")  # fmt: skip
+    node_rows = [
+        (day.date.isoformat(), f"{share * 100:.1f}%", kind, f"{n:,}", f"{facts:,}",
+         f"{undecoded:,}")
+        for day in days
+        if (share := day.responses_share) is not None
+        for kind, (n, facts, undecoded) in sorted(day.action_coverage.items())
+    ]  # fmt: skip
+    if node_rows:
+        click.echo("\nnode blocks: responses, and actions by type")
+        click.echo(text_table(node_header, node_rows, [False, True, False, True, True, True]),
+                   nl=False)  # fmt: skip
