@@ -79,7 +79,12 @@ class DayStats:
         return self.raw_bytes / self.frame_bytes if self.frame_bytes else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "date": self.date.isoformat(), "compression": self.compression}
+        return {
+            **asdict(self),
+            "date": self.date.isoformat(),
+            "compression": self.compression,
+            "action_coverage": {kind: list(n) for kind, n in self.action_coverage.items()},
+        }
 
 
 def archive_stats(root: Path, days: list[date] | None = None) -> list[DayStats]:

@@ -105,6 +105,12 @@ def test_the_page_figures_equal_the_rows_and_sql_on_the_files(archive, tmp_path:
         "GROUP BY ALL ORDER BY 1, 3 DESC, 2"
     ).fetchall()
     assert [(a["date"], a["kind"], a["actions"]) for a in data["actions"]] == actions
+    with_facts = plain.sql(
+        f"SELECT date::VARCHAR, kind, count(*) FILTER (WHERE coalesce(facts, 0) > 0) "
+        f"FROM {files(root, 'decoded/actions')} GROUP BY ALL ORDER BY 1, count(*) DESC, 2"
+    ).fetchall()
+    assert [(a["date"], a["kind"], a["with_facts"]) for a in data["actions"]] == with_facts
+    assert "<th>% undecoded</th>" in html  # the undecoded share of each action type
     [undecoded] = plain.sql(
         f"SELECT count(*), count(DISTINCT seq) FROM {files(root, 'decoded/undecoded')}"
     ).fetchall()

@@ -82,6 +82,11 @@ _DAYS = "date BETWEEN $first AND $last"
 ACTIONS_SQL = f"""
 SELECT date, kind, count(*) AS actions FROM actions WHERE {_DAYS}
 GROUP BY date, kind ORDER BY date, actions DESC, kind"""
+# The same per action type, with how many gave fact rows and how many an undecoded row, where
+# the decoded files are recent enough to say (the action_coverage view is defined).
+COVERAGE_SQL = f"""
+SELECT date, kind, actions, with_facts, undecoded FROM action_coverage WHERE {_DAYS}
+ORDER BY date, actions DESC, kind"""
 
 # Undecoded rows name no action type; their reason's first clause does, with numbers as N
 # ("node action N", "protobuf"), which keeps the classes few.
@@ -140,7 +145,9 @@ def gather(root: Path, asked: Range) -> dict[str, Any]:
             "gap_bands": _rows(db, GAP_BANDS_SQL, parameters),
             "quarantine": _rows(db, QUARANTINE_SQL, parameters),
             "quarantine_by_day": _rows(db, QUARANTINE_BY_DAY_SQL, parameters),
-            "actions": _rows(db, ACTIONS_SQL, asked.days()),
+            "actions": _rows(
+                db, COVERAGE_SQL if "action_coverage" in views else ACTIONS_SQL, asked.days()
+            ),
             "undecoded": _rows(db, UNDECODED_SQL, asked.days()),
             "endpoints": None,
         }

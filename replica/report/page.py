@@ -268,9 +268,20 @@ def _decoded(data: dict[str, Any]) -> str:
         else _none("every payload decoded")
     )
     parts.append("<h3>Node actions, by type</h3>")
+    if data["actions"] and "undecoded" in data["actions"][0]:
+        coverage = [
+            [
+                row["date"], row["kind"], row["actions"], row["with_facts"], row["undecoded"],
+                100 * row["undecoded"] / row["actions"] if row["actions"] else None,
+            ]
+            for row in data["actions"]
+        ]  # fmt: skip
+        headers = ["date", "action type", "actions", "with facts", "undecoded", "% undecoded"]
+        parts.append(_table(headers, coverage, 2))
+        return "\n".join(parts)
     parts.append(
-        '<p class="meta">Undecoded rows carry no action type (the payload did not decode '
-        "far enough to say), so they are shown by reason above.</p>"
+        '<p class="meta">These decoded files predate per-action coverage: run replica decode '
+        "again for the undecoded share of each action type.</p>"
     )
     actions = {(row["kind"], row["date"]): row["actions"] for row in data["actions"]}
     parts.append(_by_date(actions, "action type", dates) if actions else _none("no actions"))
