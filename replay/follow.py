@@ -2,14 +2,19 @@
 recorder seals it, until the consumer stops.
 
 The archive is polled every ``POLL_S`` seconds (portable, and cheap: a directory listing) rather
-than watched with inotify. Only sealed segments are read; what the recorder holds in its spool
-is seen once it is sealed.
+than watched with inotify. Each poll reads the recorder's spool (``ARCHIVE/spool/*.wal``, the
+commands received but not yet sealed, read on from where the last poll stopped), then the sealed
+segments after the last seq yielded, and yields the segments' commands, then the spooled ones
+not among them.
 
-The seams rule: a follower remembers the last seq it yielded and each poll reads only seqs
-after it, so a command is yielded once, in seq order, whether it was archived before the follow
-began or while it ran, and whether its segment was compacted meanwhile (``read_selected`` lists
-again and goes on after the last segment read). Missing seqs show as a ``ReplayGap`` before the
-first command after them (cause None: the recorder writes its gap records with the segment).
+The seams rule: a follower remembers the last seq it yielded and yields only seqs after it, so
+a command is yielded once, in seq order, whether it was archived before the follow began or
+while it ran, still spooled or sealed, and whether its segment was compacted meanwhile. The
+spool is read before the segments are listed, so a command that moves from the spool to a
+segment under a poll is found in one or both, never in neither (the recorder deletes a spool
+only after its segment is published, and seals units in seq order). Missing seqs show as a
+``ReplayGap`` before the first command after them (cause None: the recorder writes its gap
+records with the segment).
 """
 
 from __future__ import annotations
@@ -22,17 +27,21 @@ import pyarrow as pa
 from replica.replay.reader import read_selected
 from replica.replay.records import ReplayGap, ReplayRecord
 from replica.replay.selection import Selection
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout
 from replica.schemas.seqranges import span
+from replica.schemas.spool import SpooledCommand, SpoolTail
 
 POLL_S = 0.2  # between looks for new segments once the follower has caught up
 _BATCH_ROWS = 8192
 
 
 def live_edge(layout: ArchiveLayout) -> int | None:
-    """The last seq archived now, or None in an archive with no segment yet."""
+    """The last seq archived now, sealed or spooled, or None in an archive with neither."""
     segments = layout.segments()
-    return segments[-1].last_seq if segments else None
+    seqs = [seq for seq, *_ in SpoolTail(layout.spool_dir).new_commands()]
+    if segments:
+        seqs.append(segments[-1].last_seq)
+    return max(seqs, default=None)
 
 
 class Follow:
@@ -54,10 +63,10 @@ class Follow:
         self._poll_s = poll_s
 
     def __iter__(self) -> Iterator[ReplayRecord | ReplayGap]:
-        position = _Position(self._after)
+        position = Position(self.layout, self._after)
         while True:
             found = False
-            for batch in position.batches(self.layout):
+            for batch in position.batches():
                 found = True
                 yield from position.items(batch)
             if not found:
@@ -65,9 +74,9 @@ class Follow:
 
     async def __aiter__(self) -> AsyncIterator[ReplayRecord | ReplayGap]:
         loop = asyncio.get_running_loop()
-        position = _Position(self._after)
+        position = Position(self.layout, self._after)
         while True:
-            batches = position.batches(self.layout)
+            batches = position.batches()
             found = False
             while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
                 found = True
@@ -77,18 +86,27 @@ class Follow:
                 await asyncio.sleep(self._poll_s)
 
 
-class _Position:
-    """The last seq a follower yielded (None before its first, without a start)."""
+class Position:
+    """The last seq a follower yielded (None before its first, without a start), and how far
+    it has read the spool."""
 
-    def __init__(self, after: int | None) -> None:
+    def __init__(self, layout: ArchiveLayout, after: int | None) -> None:
+        self.layout = layout
         self.last = after
+        self._spool = SpoolTail(layout.spool_dir)
 
-    def batches(self, layout: ArchiveLayout) -> Iterator[pa.RecordBatch]:
-        """One pass over what is archived after ``last``: the segments listed now."""
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """One pass over what is archived after ``last``: the spool first, then the segments
+        listed now, then what only the spool holds (``items`` drops what is not after
+        ``last``)."""
+        spooled = self._spool.new_commands()
         selection = Selection(from_seq=None if self.last is None else self.last + 1)
-        for batch in read_selected(layout, selection, _BATCH_ROWS):
+        for batch in read_selected(self.layout, selection, _BATCH_ROWS):
             if isinstance(batch, pa.RecordBatch):  # no time range, so nothing is skipped
                 yield batch
+        if spooled:
+            by_seq = {row[0]: row for row in reversed(spooled)}  # a seq received twice: the first
+            yield _as_batch([by_seq[seq] for seq in sorted(by_seq)])
 
     def items(self, batch: pa.RecordBatch) -> Iterator[ReplayRecord | ReplayGap]:
         columns = [column.to_pylist() for column in batch.columns]
@@ -99,3 +117,11 @@ class _Position:
                 yield ReplayGap(self.last + 1, seq - 1, span(self.last + 1, seq - 1), None)
             self.last = seq
             yield ReplayRecord(seq, ts_ms, ingest, publish, recv, raw, None)
+
+
+def _as_batch(rows: list[SpooledCommand]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(column, field.type) for column, field in zip(columns, RAW_SCHEMA, strict=True)],
+        schema=RAW_SCHEMA,
+    )

@@ -22,10 +22,9 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlsplit
 
-from replica.replay.follow import Follow, live_edge
+from replica.replay.follow import Follow, Position, live_edge
 from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
-from replica.replay.reader import read_selected
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
 from replica.replay.server import FrameSource, TooSlow
@@ -35,7 +34,6 @@ from replica.schemas.frames import command_frame
 from websockets.http11 import Request
 
 CLIENT_BUFFER_FRAMES = 10_000  # live commands held for one client before it is too slow
-_BATCH_ROWS = 8192
 
 
 class Subscriber:
@@ -138,8 +136,6 @@ async def _client_frames(
         if last is not None:
             while True:
                 async for record in _archived_after(layout, last):
-                    if record.seq <= last:
-                        continue  # a segment compacted under the pass, read again
                     last = record.seq
                     yield command_frame(record)
                 if not subscriber.overflowed:
@@ -160,12 +156,12 @@ async def _client_frames(
 
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
-    """One pass over the commands archived after ``last``, read on a worker thread."""
+    """One pass over the commands archived (sealed or spooled) after ``last``, read on a worker
+    thread."""
     loop = asyncio.get_running_loop()
-    batches = read_selected(layout, Selection(from_seq=last + 1), _BATCH_ROWS)
+    position = Position(layout, last)
+    batches = position.batches()
     while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
-        if isinstance(batch, tuple):  # a SkippedSpan: none without a time range
-            continue
-        columns = [column.to_pylist() for column in batch.columns]
-        for seq, ts_ms, ingest, publish, recv, raw in zip(*columns, strict=True):
-            yield ReplayRecord(seq, ts_ms, ingest, publish, recv, raw, None)
+        for item in position.items(batch):
+            if type(item) is ReplayRecord:  # a gap is the client's seq jump
+                yield item

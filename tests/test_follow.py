@@ -1,8 +1,10 @@
 """Following an archive while it grows: ``replica serve --follow`` to several clients at once,
 ``replica replay --follow`` and ``replay(follow=True)``, against real subprocesses on loopback.
 
-The test process is the writer: it seals segments into the archive, as the recorder does, while
-the server or replay (another process) follows. Each follower must end with exactly the
+The test process is the writer: as the recorder does, it spools each unit's commands in small
+batches (``SpoolWriter``), then seals the unit's segment, then deletes its spool, while the
+server or replay (another process) follows. When a follower starts, the archive holds sealed
+segments and one unit still only in the spool. Each follower must end with exactly the
 ledger's commands from its ``from_seq``: none twice, none skipped at the seam between what was
 archived when it started and what came after; the ledger's one real gap shows as a seq jump.
 """
@@ -22,7 +24,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from replica.recorder.frames import Command
+from replica.recorder.spool import SpoolWriter, read_spool
 from replica.replay.records import ReplayGap
+from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
@@ -34,8 +39,9 @@ from tests.served import Served
 FIRST, LAST = 1000, 1399
 REAL_GAP = range(1250, 1260)
 LEDGER = [seq for seq in range(FIRST, LAST + 1) if seq not in REAL_GAP]
-SEALED_AT_START = 100  # the ledger's first 100 commands are archived before anyone follows
-CHUNK = 25  # commands per segment the writer seals
+SEALED_AT_START = 100  # the ledger's first 100 commands are sealed before anyone follows
+CHUNK = 25  # commands per unit: the next 25 are only spooled when followers start
+IN_SPOOL = LEDGER[SEALED_AT_START : SEALED_AT_START + CHUNK]
 
 
 def rows(seqs: list[int], size: int = 16) -> list[dict]:
@@ -54,8 +60,28 @@ def rows(seqs: list[int], size: int = 16) -> list[dict]:
     ]
 
 
-def seal(archive: Path, seqs: list[int], size: int = 16) -> None:
-    write_segment(archive, rows(seqs, size))
+def spool(archive: Path, seqs: list[int], size: int = 16, pause: float = 0.0) -> list[dict]:
+    """Spools a unit's commands as the recorder does, five at a time; returns its rows."""
+    unit = rows(seqs, size)
+    spooler = SpoolWriter(ArchiveLayout(archive).spool_dir)
+    spooler.open(f"u{seqs[0]}", {"unit": f"u{seqs[0]}"})
+    for i in range(0, len(unit), 5):
+        spooler.append(
+            f"u{seqs[0]}", [(row["recv_ts_us"], command(row)) for row in unit[i : i + 5]]
+        )
+        time.sleep(pause)
+    spooler.close_all()
+    return unit
+
+
+def command(row: dict) -> Command:
+    return Command(row["seq"], row["ts_ms"], row["ingest_ts_us"], row["publish_ts_us"], row["raw"])
+
+
+def seal(archive: Path, unit: list[dict]) -> None:
+    """Publishes the unit's segment, then deletes its spool, in the recorder's order."""
+    write_segment(archive, unit)
+    (ArchiveLayout(archive).spool_dir / f"u{unit[0]['seq']}.wal").unlink()
 
 
 def chunks(seqs: list[int]) -> list[list[int]]:
@@ -63,20 +89,32 @@ def chunks(seqs: list[int]) -> list[list[int]]:
 
 
 class Writer(threading.Thread):
-    """Seals the given segments one after another, a little apart, as a recorder would."""
+    """Records as the recorder does: seals the unit left in the spool, then spools and seals
+    each of the given units in turn."""
 
-    def __init__(self, archive: Path, segments: list[list[int]], size: int = 16) -> None:
+    def __init__(self, archive: Path, units: list[list[int]], size: int = 16) -> None:
         super().__init__(daemon=True)
-        self.archive, self.segments, self.size = archive, segments, size
+        self.archive, self.units, self.size = archive, units, size
         self.sealed = threading.Event()  # set once a third of them are sealed
 
     def run(self) -> None:
-        for i, seqs in enumerate(self.segments):
-            seal(self.archive, seqs, self.size)
-            if i >= len(self.segments) // 3:
+        seal(self.archive, rows_in_spool(self.archive))
+        for i, seqs in enumerate(self.units):
+            seal(self.archive, spool(self.archive, seqs, self.size, pause=0.01))
+            if i >= len(self.units) // 3:
                 self.sealed.set()
-            time.sleep(0.05)
         self.sealed.set()
+
+
+def rows_in_spool(archive: Path) -> list[dict]:
+    """The rows of the unit the fixture left in the spool, as spooled."""
+    (path,) = ArchiveLayout(archive).spool_dir.glob("*.wal")
+    records = read_spool(path).records
+    return [
+        {**item._asdict(), "recv_ts_us": recv_us}
+        for recv_us, item in records
+        if isinstance(item, Command)
+    ]
 
 
 def free_port() -> int:
@@ -114,7 +152,8 @@ def seqs_of(frames: list[str]) -> list[int]:
 def archive(tmp_path: Path) -> Path:
     root = tmp_path / "archive"
     for seqs in chunks(LEDGER[:SEALED_AT_START]):
-        seal(root, seqs)
+        write_segment(root, rows(seqs))
+    spool(root, IN_SPOOL)
     return root
 
 
@@ -122,8 +161,9 @@ def test_serve_follow_sends_every_client_the_ledger_from_its_point_once(
     archive: Path, tmp_path: Path
 ) -> None:
     metrics_port = free_port()
-    starts = {"live": None, "sealed": 1020, "edge": LEDGER[SEALED_AT_START - 1], "ahead": 1300}
-    writer = Writer(archive, chunks(LEDGER[SEALED_AT_START:]))
+    starts = {"live": None, "sealed": 1020, "spooled": IN_SPOOL[10], "edge": IN_SPOOL[-1]}
+    starts["ahead"] = 1300
+    writer = Writer(archive, chunks(LEDGER[SEALED_AT_START + CHUNK :]))
 
     async def clients(url: str) -> dict[str, list[str]]:
         opened: dict[str, ClientConnection] = {}
@@ -133,6 +173,12 @@ def test_serve_follow_sends_every_client_the_ledger_from_its_point_once(
             opened[name] = await connect(f"{url}/{query}", max_size=None)
             hellos.append(json.loads(await opened[name].recv()))
         assert {hello["type"] for hello in hellos} == {"connected"}
+        # Before anything more is sealed: what is only in the spool is sent already.
+        early = []
+        async with asyncio.timeout(PATIENCE_S):
+            while not early or json.loads(early[-1])["seq"] < IN_SPOOL[-1]:
+                early.append(str(await opened["spooled"].recv()))
+        assert seqs_of(early) == IN_SPOOL[10:]
         writer.start()
         await asyncio.to_thread(writer.sealed.wait, PATIENCE_S)
         # Joins while segments are being sealed: its catch-up meets the live edge mid-stream.
@@ -141,6 +187,7 @@ def test_serve_follow_sends_every_client_the_ledger_from_its_point_once(
         received = dict(
             zip(opened, await asyncio.gather(*map(read_until_last, opened.values())), strict=True)
         )
+        received["spooled"] = early + received["spooled"]
         metrics = await asyncio.to_thread(scrape, metrics_port)
         sent = sum(map(len, received.values())) + len(hellos)
         sent_bytes = sum(len(frame.encode()) for frames in received.values() for frame in frames)
@@ -158,7 +205,7 @@ def test_serve_follow_sends_every_client_the_ledger_from_its_point_once(
     with Served(archive, tmp_path, "--follow", "--metrics-port", str(metrics_port)) as served:
         received = asyncio.run(clients(served.url))
         assert served.stop() == 0
-    starts["live"], starts["joining"] = FIRST + SEALED_AT_START, FIRST
+    starts["live"], starts["joining"] = IN_SPOOL[-1] + 1, FIRST
     for name, start in starts.items():
         assert start is not None
         assert seqs_of(received[name]) == [seq for seq in LEDGER if seq >= start], name
@@ -170,7 +217,7 @@ def test_serve_follow_closes_a_client_that_stops_reading_while_others_keep_up(
     """Large commands fill every buffer of a client that reads nothing; it is closed with 1013,
     and a client beside it still gets every command."""
     metrics_port = free_port()
-    big = [seq for seq in LEDGER[SEALED_AT_START:] if seq < 1250]
+    big = [seq for seq in LEDGER[SEALED_AT_START + CHUNK :] if seq < 1250]
     writer = Writer(archive, [big[i : i + 10] for i in range(0, len(big), 10)], size=64 * 1024)
 
     async def clients(url: str, log: Path) -> tuple[int, list[int]]:
@@ -231,7 +278,7 @@ def test_replay_follow_prints_new_commands_until_ctrl_c(archive: Path) -> None:
         text=True,
     )
     try:
-        writer = Writer(archive, chunks(LEDGER[SEALED_AT_START:]))
+        writer = Writer(archive, chunks(LEDGER[SEALED_AT_START + CHUNK :]))
         assert process.stdout is not None
         seqs = [json.loads(process.stdout.readline())["seq"]]
         writer.start()
@@ -252,7 +299,7 @@ def test_replay_follow_prints_new_commands_until_ctrl_c(archive: Path) -> None:
 
 def test_the_api_follows_with_for_and_async_for(archive: Path) -> None:
     followed = replica.open(archive)
-    writer = Writer(archive, chunks(LEDGER[SEALED_AT_START:]))
+    writer = Writer(archive, chunks(LEDGER[SEALED_AT_START + CHUNK :]))
     writer.start()
     items = []
     for item in followed.replay(from_seq=1240, follow=True):
