@@ -26,7 +26,10 @@ from pathlib import Path
 import pytest
 from replica.recorder.frames import Command
 from replica.recorder.spool import SpoolWriter, read_spool
-from replica.replay.records import ReplayGap
+from replica.replay.live import LiveHub, follow_frames
+from replica.replay.metrics import ServeMetrics
+from replica.replay.records import ReplayGap, ReplayRecord
+from replica.replay.server import DiskSyncServer
 from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
@@ -326,3 +329,32 @@ def test_the_api_follows_with_for_and_async_for(archive: Path) -> None:
     assert asyncio.run(tail()) == list(range(1390, LAST + 1))
     with pytest.raises(replica.UsageError, match="takes no to_seq"):
         followed.replay(from_seq=1, to_seq=5, follow=True)
+
+
+def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> None:
+    """A client that reads, but slower than commands come, fills its bounded buffer: the hub
+    never waits for it, and it is closed with 1013 rather than skip commands."""
+    hub = LiveHub(limit=10)
+    metrics = ServeMetrics()
+    server = DiskSyncServer(follow_frames(ArchiveLayout(archive), hub, metrics), metrics=metrics)
+
+    async def main() -> tuple[int, list[str]]:
+        port = await server.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await ws.recv()  # connected: subscribed
+                for row in rows(list(range(2000, 2100))):  # all at once: faster than it reads
+                    hub.publish(ReplayRecord(*row.values(), None))
+                frames = []
+                with pytest.raises(ConnectionClosedError) as closed:
+                    async with asyncio.timeout(PATIENCE_S):
+                        while True:
+                            frames.append(str(await ws.recv()))
+                assert closed.value.rcvd is not None
+                return closed.value.rcvd.code, frames
+        finally:
+            await server.close()
+
+    code, frames = asyncio.run(main())
+    assert code == 1013 and frames == []
+    assert metrics.registry.get_sample_value("replica_serve_slow_client_closes_total") == 1
