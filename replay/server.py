@@ -14,7 +14,9 @@ with 1011, as the feed does on an unexpected server error, and the reason is log
 Like the live feed, it closes a client that cannot keep up with 1013 rather than skip frames:
 a client is too slow when one send stays blocked for ``slow_client_timeout`` seconds because
 the client has stopped reading (the socket buffers and websockets' write buffer are full). A
-client that reads again finds every frame sent before the close, then the close frame.
+client that reads again finds every frame sent before the close, then the close frame. A frame
+source with a bounded buffer of its own (``serve --follow``) raises ``TooSlow`` when it fills,
+and gets the same 1013. ``metrics``, when given, counts clients, frames, bytes and 1013s.
 
 A connection's replay lives exactly as long as the connection: however far off its next
 command is, a client that leaves (or a server that stops) ends it and frees its memory, files
