@@ -1,22 +1,14 @@
 """The write-ahead spool: every frame reaches disk here before it counts as received.
 
-One file per unit, ``spool/<unit>.wal``, a sequence of chunks::
-
-    kind (1 byte) | body length (u32 LE) | crc32 of body (u32 LE) | body
-
-``H`` is the JSON header (unit id and the seq tracker's state when the unit opened); ``R`` is a
-zstandard frame of a batch of records (see ``encode_records``), written and flushed together.
-A crash can leave only a torn last chunk, which the length and checksum reveal; everything
-before it is intact.
+The file format (chunks, and the records in a chunk) is ``schemas.spool``, where the replay
+stage reads it too; a batch of records is written and flushed together (``encode_records``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import struct
-import zlib
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,84 +18,23 @@ import zstandard
 from replica.recorder.frames import Command
 from replica.recorder.quarantine import TooBig
 from replica.recorder.session import SpoolRecord
+from replica.schemas.spool import BINARY as _BINARY
+from replica.schemas.spool import CHUNK_HEAD as _CHUNK_HEAD
+from replica.schemas.spool import COMMAND as _COMMAND
+from replica.schemas.spool import CONNECT as _CONNECT
+from replica.schemas.spool import COUNT as _COUNT
+from replica.schemas.spool import (
+    HEADER,
+    RECORDS,
+    SUFFIX,
+    decode_chunks,
+    encode_chunk,
+    split_records,
+)
+from replica.schemas.spool import TEXT as _TEXT
+from replica.schemas.spool import TOO_BIG as _TOO_BIG
 
-_CHUNK_HEAD = struct.Struct("<cII")
-_CHUNK_KIND = re.compile(b"[HR]")
-_COUNT = struct.Struct("<I")
-HEADER, RECORDS = b"H", b"R"
-_TEXT, _BINARY, _CONNECT, _COMMAND, _TOO_BIG = 0, 1, 2, 3, 4
 _TOO_BIG_BLOB = struct.Struct("<Q?")
-SUFFIX = ".wal"
-
-
-def encode_chunk(kind: bytes, body: bytes) -> bytes:
-    return _CHUNK_HEAD.pack(kind, len(body), zlib.crc32(body)) + body
-
-
-@dataclass
-class ChunkScan:
-    """What a spool file's bytes hold: its intact chunks, in order, and what is not intact."""
-
-    chunks: list[tuple[bytes, bytes]]
-    damaged_bytes: int = 0  # bytes skipped between intact chunks, or at the end (not torn)
-    torn: bool = False  # the file ends in a chunk cut short: a crash mid-write
-
-    @property
-    def complete(self) -> bool:
-        return not self.damaged_bytes and not self.torn
-
-
-def _chunk_at(data: bytes, pos: int) -> tuple[bytes, bytes] | None:
-    """The intact chunk at ``pos``, if there is one."""
-    if len(data) - pos < _CHUNK_HEAD.size:
-        return None
-    kind, length, crc = _CHUNK_HEAD.unpack_from(data, pos)
-    start = pos + _CHUNK_HEAD.size
-    body = data[start : start + length]
-    if kind not in (HEADER, RECORDS) or len(body) != length or zlib.crc32(body) != crc:
-        return None
-    return kind, body
-
-
-def _next_chunk(data: bytes, pos: int) -> int | None:
-    """Where the next intact chunk after ``pos`` starts: resynchronising after damage. Writers
-    never write an empty body, so a run of zeros cannot pass for a chunk."""
-    for match in _CHUNK_KIND.finditer(data, pos + 1):
-        found = _chunk_at(data, match.start())
-        if found is not None and found[1]:
-            return match.start()
-    return None
-
-
-def _cut_short(data: bytes, pos: int) -> bool:
-    """Whether the chunk at ``pos`` runs past the end of the file, as a torn write leaves it."""
-    if len(data) - pos < _CHUNK_HEAD.size:
-        return True
-    _, length, _ = _CHUNK_HEAD.unpack_from(data, pos)
-    return pos + _CHUNK_HEAD.size + length > len(data)
-
-
-def decode_chunks(data: bytes) -> ChunkScan:
-    """Every intact chunk of a spool file. Each chunk is checksummed, so damage in the middle
-    costs only the chunks it touches: reading resumes at the next intact chunk."""
-    scan = ChunkScan([])
-    pos = 0
-    while pos < len(data):
-        found = _chunk_at(data, pos)
-        if found is not None:
-            scan.chunks.append(found)
-            pos += _CHUNK_HEAD.size + len(found[1])
-            continue
-        resume = _next_chunk(data, pos)
-        if resume is None:
-            if _cut_short(data, pos):
-                scan.torn = True
-            else:
-                scan.damaged_bytes += len(data) - pos
-            break
-        scan.damaged_bytes += resume - pos
-        pos = resume
-    return scan
 
 
 def encode_records(records: list[SpoolRecord], compressor: zstandard.ZstdCompressor) -> bytes:
@@ -146,32 +77,11 @@ def _kinds_and_blobs(items: list) -> tuple[bytes, list[bytes]]:
     return bytes(kinds), blobs
 
 
-def _array(typecode: str, view: memoryview) -> array:
-    values = array(typecode)
-    values.frombytes(view)
-    return values
-
-
 def decode_records(chunk: bytes) -> list[SpoolRecord]:
-    body = memoryview(zstandard.ZstdDecompressor().decompress(chunk))
-    (count,) = _COUNT.unpack_from(body)
-    pos = _COUNT.size
-    times = _array("q", body[pos : pos + 8 * count])
-    pos += 8 * count
-    kinds = bytes(body[pos : pos + count])
-    pos += count
-    sizes = _array("I", body[pos : pos + 4 * count])
-    pos += 4 * count
-    commands = kinds.count(_COMMAND)
-    ints = []
-    for _ in range(4):
-        ints.append(_array("q", body[pos : pos + 8 * commands]))
-        pos += 8 * commands
-    fields = zip(*ints, strict=True)
+    body = split_records(chunk)
+    fields = body.command_fields
     records: list[SpoolRecord] = []
-    for recv_us, size, kind in zip(times, sizes, kinds, strict=True):
-        blob = bytes(body[pos : pos + size])
-        pos += size
+    for recv_us, kind, blob in zip(body.times, body.kinds, body.blobs, strict=True):
         if kind == _COMMAND:
             records.append((recv_us, Command(*next(fields), blob)))
         elif kind == _CONNECT:

@@ -14,7 +14,9 @@ with 1011, as the feed does on an unexpected server error, and the reason is log
 Like the live feed, it closes a client that cannot keep up with 1013 rather than skip frames:
 a client is too slow when one send stays blocked for ``slow_client_timeout`` seconds because
 the client has stopped reading (the socket buffers and websockets' write buffer are full). A
-client that reads again finds every frame sent before the close, then the close frame.
+client that reads again finds every frame sent before the close, then the close frame. A frame
+source with a bounded buffer of its own (``serve --follow``) raises ``TooSlow`` when it fills,
+and gets the same 1013. ``metrics``, when given, counts clients, frames, bytes and 1013s.
 
 A connection's replay lives exactly as long as the connection: however far off its next
 command is, a client that leaves (or a server that stops) ends it and frees its memory, files
@@ -33,6 +35,7 @@ from collections.abc import AsyncGenerator, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
+from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayGap
 from replica.replay.selection import Selection
@@ -49,6 +52,13 @@ from websockets.http11 import Request, Response
 log = logging.getLogger(__name__)
 
 FrameSource = Callable[[Request], AsyncGenerator[str, None]]
+
+
+class TooSlow(Exception):
+    """Raised by a frame source whose client fell too far behind its bounded buffer: the
+    connection is closed with 1013, as for a send blocked too long."""
+
+
 FEED_NAME = "disk-sync"  # in the ``connected`` frame, as the live feed's
 SLOW_CLIENT_TIMEOUT_S = 5.0
 SHUTDOWN_GRACE_S = 1.0  # for clients to answer the 1001 close when the server stops
@@ -62,7 +72,9 @@ class DiskSyncServer:
         *,
         api_key: str | None = None,
         slow_client_timeout: float = SLOW_CLIENT_TIMEOUT_S,
+        metrics: ServeMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._source = source
         self._api_key = api_key
         self._slow_client_timeout = slow_client_timeout
@@ -129,6 +141,8 @@ class DiskSyncServer:
         a command hours away is cancelled the moment its client leaves, releasing its batch,
         files and socket, rather than when that command comes due."""
         peer = _peer(connection)
+        if self._metrics is not None:
+            self._metrics.clients.inc()
         watch = _SendWatch()
         watchdog = asyncio.create_task(self._close_if_stalled(connection, peer, watch))
         sender = asyncio.create_task(self._send(connection, peer, watch))
@@ -138,20 +152,29 @@ class DiskSyncServer:
             watchdog.cancel()
             sender.cancel()
             await asyncio.wait([sender])  # its replay closes before the handler returns
+            if self._metrics is not None:
+                self._metrics.clients.dec()
             log.info("%s: connection ended after %d frames", peer, watch.sent)
 
     async def _send(self, connection: ServerConnection, peer: str, watch: _SendWatch) -> None:
         try:
             async with contextlib.aclosing(self._frames.pop(connection)) as frames:
                 # Its ts_ms is this server's wall clock, as on the live feed.
-                await connection.send(connected_frame(FEED_NAME, time.time_ns() // 10**6))
+                sent = self._metrics.sent if self._metrics is not None else _not_counted
+                connected = connected_frame(FEED_NAME, time.time_ns() // 10**6)
+                await connection.send(connected)
+                sent(connected)
                 async for frame in frames:
                     watch.sending = True
                     await connection.send(frame)
                     watch.sending = False
                     watch.sent += 1
+                    sent(frame)
         except ConnectionClosed:
             pass
+        except TooSlow:
+            log.warning("%s: client too slow: its buffer filled; closing with 1013", peer)
+            await self._close_too_slow(connection)
         except Exception as exc:  # the archive failed under this replay: say so, like the feed
             if isinstance(exc, ReplicaError):
                 log.error("%s: replay failed: %s", peer, exc)
@@ -177,11 +200,20 @@ class DiskSyncServer:
             peer,
             self._slow_client_timeout,
         )
+        await self._close_too_slow(connection)
+
+    async def _close_too_slow(self, connection: ServerConnection) -> None:
+        if self._metrics is not None:
+            self._metrics.slow_closes.inc()
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await connection.close(CloseCode.TRY_AGAIN_LATER, "client too slow; reconnect")
         except TimeoutError:
             connection.transport.abort()  # it never read again: drop it
+
+
+def _not_counted(frame: str) -> None:
+    pass
 
 
 def _peer(connection: ServerConnection) -> str:

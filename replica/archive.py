@@ -18,13 +18,15 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 from replica.decoder.core import Decoder
+from replica.replay.follow import Follow
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection, utc_ms
 from replica.replay.stream import Replay
 from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import UsageError
 
 
 class DecodedCommand(NamedTuple):
@@ -60,6 +62,7 @@ class Archive:
     def root(self) -> Path:
         return self.layout.root
 
+    @overload
     def replay(
         self,
         *,
@@ -72,7 +75,39 @@ class Archive:
         precise: bool = False,
         fail_on_gap: bool = False,
         decode: bool = False,
-    ) -> Replay:
+        follow: Literal[False] = False,
+    ) -> Replay: ...
+
+    @overload
+    def replay(
+        self,
+        *,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        speed: float | None = None,
+        clock: str = "ts_ms",
+        precise: bool = False,
+        fail_on_gap: bool = False,
+        decode: bool = False,
+        follow: Literal[True],
+    ) -> Follow: ...
+
+    def replay(
+        self,
+        *,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        speed: float | None = None,
+        clock: str = "ts_ms",
+        precise: bool = False,
+        fail_on_gap: bool = False,
+        decode: bool = False,
+        follow: bool = False,
+    ) -> Replay | Follow:
         """The archived commands with seqs from_seq..to_seq (inclusive) and ts_ms in
         [start, end) (aware datetimes), in seq order, as ``ReplayRecord``s with a ``ReplayGap``
         before the first command after each gap inside the range.
@@ -83,6 +118,8 @@ class Archive:
         the cost of a core. ``fail_on_gap`` raises ``GapInRange`` where the gap would be.
         ``decode`` yields ``DecodedCommand``s, decoded by the same decoder as ``replica
         decode`` (about 80 us a command of the bundled feed; at paced speeds before the wait).
+        ``follow`` goes on past the archive's last command with each one a recorder archives
+        later, until the loop stops (see ``replay.follow``): it takes only ``from_seq``.
         Bad arguments raise ``UsageError`` here, before anything is read.
         """
         selection = Selection(
@@ -91,6 +128,15 @@ class Archive:
             start_ms=None if start is None else utc_ms("start", start),
             end_ms=None if end is None else utc_ms("end", end),
         )
+        if follow:
+            asked = {"to_seq": to_seq, "start": start, "end": end, "speed": speed}
+            named = [name for name, value in asked.items() if value is not None]
+            if named or precise or fail_on_gap or decode or clock != "ts_ms":
+                raise UsageError(
+                    "follow replays from from_seq as the archive grows; it takes no "
+                    + ", ".join(named or ["precise, fail_on_gap, decode or clock"])
+                )
+            return Follow(self.layout, from_seq=selection.from_seq)
         return Replay(
             self.layout,
             selection,

@@ -107,9 +107,10 @@ def test_every_third_party_import_is_a_declared_dependency(installed: Installed)
         requires = {
             _normal(re.split(r"[ ;<>=!~\[(]", line.split(":", 1)[1].strip())[0])
             for line in wheel.read(metadata).decode().splitlines()
-            # replica.report imports what its extra declares: its import says how to install it
+            # report and serve --metrics import what their extras declare: their imports say how
+            # to install it
             if line.startswith("Requires-Dist:")
-            and ("extra ==" not in line or 'extra == "report"' in line)
+            and ("extra ==" not in line or re.search(r'extra == "(report|metrics)"', line))
         }
         imported = set()
         for name in wheel.namelist():

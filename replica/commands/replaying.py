@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +30,9 @@ from replica.schemas.errors import ReplicaError, UsageError
 from replica.schemas.frames import command_frame
 
 if TYPE_CHECKING:
+    from replica.replay.live import LiveHub
     from replica.replay.server import DiskSyncServer
-    from replica.replay.stream import Replay
+    from replica.schemas.archive import ArchiveLayout
 
 log = logging.getLogger("replica")
 
@@ -64,6 +66,12 @@ log = logging.getLogger("replica")
     is_flag=True,
     help="Print only the SHA-256 of the replayed commands (see README), not the frames.",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="After the last archived command, go on with each one the recorder archives, until "
+    "Ctrl-C (new segments are looked for every 0.2 s). Takes only --from-seq.",
+)
 def replay_command(
     archive: Path,
     speed: float | None,
@@ -71,6 +79,7 @@ def replay_command(
     precise: bool,
     fail_on_gap: bool,
     digest: bool,
+    follow: bool,
     **selection: Any,
 ) -> None:
     """Write ARCHIVE's commands to stdout in seq order, one replica_cmd frame of the feed per
@@ -86,6 +95,11 @@ def replay_command(
     if digest and speed is not None:
         raise UsageError("--digest reads as fast as it can; --speed paces frames, drop one")
     opened = open_archive(archive)
+    if follow:
+        if digest:
+            raise UsageError("--digest needs an end; --follow has none, drop one")
+        _write_frames(opened.replay(follow=True, **selection), flush_each=True)
+        return
     empty = not opened.layout.segments()
     if empty:
         click.echo(f"replica: note: {archive} has no commands yet", err=True)
@@ -103,7 +117,7 @@ def replay_command(
         click.echo(digest_line(digested))
 
 
-def _write_frames(replay: Replay, *, flush_each: bool) -> int:
+def _write_frames(replay: Iterable[Any], *, flush_each: bool) -> int:
     """Writes the frames; returns how many. Ctrl-C while a line is being written (or flushed
     to a slow reader) takes effect once it is written, so the output ends on a whole line and
     the count is exact; a second Ctrl-C then ends it at once."""
@@ -184,8 +198,25 @@ class _WriteGuard:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File holding the key clients must present (instead of the environment).",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Serve an archive being recorded: each client gets live commands as they are "
+    "archived, after the archived ones from its from_seq if it gives one.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Expose Prometheus metrics at http://HOST:PORT/metrics (needs replica[metrics]).",
+)
 def serve(
-    archive: Path, port: int, host: str, api_key_env: str | None, api_key_file: Path | None
+    archive: Path,
+    port: int,
+    host: str,
+    api_key_env: str | None,
+    api_key_file: Path | None,
+    follow: bool,
+    metrics_port: int | None,
 ) -> None:
     """Serve ARCHIVE over the Disk-Sync WebSocket protocol until SIGINT or SIGTERM.
 
@@ -193,6 +224,10 @@ def serve(
     start, end (as for 'replica replay') and speed (a number or max; 1 if not given), e.g.
     ws://127.0.0.1:PORT/?from_seq=482910000&speed=10. A bad parameter is answered with HTTP
     400, a wrong key with 401. A client that stops reading for 5 s is closed with 1013.
+
+    With --follow, a client takes only from_seq: without it, it gets commands from the moment
+    it connects; with it, the archived ones from there, then live, with no gap or duplicate at
+    the seam. A client whose buffer of 10000 live commands fills is closed with 1013.
     """
     from replica.archive import open as open_archive
     from replica.recorder.feedurl import is_loopback
@@ -208,13 +243,35 @@ def serve(
             archive,
             host,
         )
-    source = archive_frames(open_archive(archive).layout, default_speed=1.0)
-    server = DiskSyncServer(source, api_key=api_key)
-    asyncio.run(_serve(server, host, port, archive, checks_key=api_key is not None))
+    metrics = None
+    if metrics_port is not None:
+        from replica.replay.metrics import ServeMetrics
+
+        metrics = ServeMetrics()
+    layout = open_archive(archive).layout
+    hub = None
+    if follow:
+        from replica.replay.live import LiveHub, follow_frames
+
+        hub = LiveHub()
+        source = follow_frames(layout, hub, metrics)
+    else:
+        source = archive_frames(layout, default_speed=1.0)
+    server = DiskSyncServer(source, api_key=api_key, metrics=metrics)
+    if metrics is not None and metrics_port is not None:
+        metrics.expose(host, metrics_port)
+        log.info("metrics at http://%s:%d/metrics", host, metrics_port)
+    following = None if hub is None else (layout, hub)
+    asyncio.run(_serve(server, host, port, archive, api_key is not None, following))
 
 
 async def _serve(
-    server: DiskSyncServer, host: str, port: int, archive: Path, checks_key: bool
+    server: DiskSyncServer,
+    host: str,
+    port: int,
+    archive: Path,
+    checks_key: bool,
+    following: tuple[ArchiveLayout, LiveHub] | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -232,6 +289,16 @@ async def _serve(
         port,
         "clients must present the API key" if checks_key else "no API key checked",
     )
-    await stop.wait()
+    follower = None
+    if following is not None:
+        from replica.replay.live import follow_archive
+
+        follower = asyncio.create_task(follow_archive(*following))
+    waits = [asyncio.create_task(stop.wait())] + ([follower] if follower else [])
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping: closing connections")
     await server.close()
+    for task in waits:
+        task.cancel()
+    if follower is not None and follower.done() and not follower.cancelled():
+        follower.result()  # the archive failed under the follower: its error is the exit

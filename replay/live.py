@@ -1,0 +1,167 @@
+"""Many clients off one live source: ``replica serve --follow``.
+
+A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
+bounded buffer without waiting for any of them: a client whose buffer is full is marked too
+slow and closed with 1013, and the others never notice. Today the archive follower
+(``follow_archive``) publishes; a recorder can publish in-process instead, the clients' side
+unchanged.
+
+A client with ``from_seq`` subscribes first, then reads the archive from ``from_seq``: anything
+published before it subscribed was archived before that read listed the segments, anything
+published after is in its buffer, and from the buffer it skips seqs it already sent. So the
+seam between archive and live has no gap and no duplicate. If its buffer fills during that
+catch-up, it is emptied and another pass reads on from the last seq sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from urllib.parse import urlsplit
+
+from replica.replay.follow import Follow, Position, live_edge
+from replica.replay.metrics import ServeMetrics
+from replica.replay.query import parse_query
+from replica.replay.records import ReplayRecord
+from replica.replay.selection import Selection
+from replica.replay.server import FrameSource, TooSlow
+from replica.schemas.archive import ArchiveLayout
+from replica.schemas.errors import UsageError
+from replica.schemas.frames import command_frame
+from websockets.http11 import Request
+
+CLIENT_BUFFER_FRAMES = 10_000  # live commands held for one client before it is too slow
+
+
+class Subscriber:
+    """One client's bounded buffer of live commands."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[ReplayRecord] = deque()
+        self._limit = limit
+        self._ready = asyncio.Event()
+        self.overflowed = False
+
+    def offer(self, record: ReplayRecord) -> None:
+        if self.overflowed:
+            return
+        if len(self._items) >= self._limit:
+            self.overflowed = True
+            self._items.clear()  # it will be closed (or caught up from the archive again)
+        else:
+            self._items.append(record)
+        self._ready.set()
+
+    def restart(self) -> None:
+        """Forgets the buffer, for a client about to catch up from the archive again."""
+        self._items.clear()
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> ReplayRecord:
+        while not self._items:
+            if self.overflowed:
+                raise TooSlow
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class LiveHub:
+    def __init__(self, limit: int = CLIENT_BUFFER_FRAMES) -> None:
+        # Weak: a subscriber whose connection never started sending (a failed handshake) goes
+        # with its unstarted generator; one that did leaves in its generator's ``finally``.
+        self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
+        self._limit = limit
+
+    def publish(self, record: ReplayRecord) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber.offer(record)
+
+    def subscribe(self) -> Subscriber:
+        subscriber = Subscriber(self._limit)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+
+async def follow_archive(layout: ArchiveLayout, hub: LiveHub) -> None:
+    """Publishes each command the recorder seals from now on; runs until cancelled."""
+    async for item in Follow(layout, after_seq=live_edge(layout)):
+        if type(item) is ReplayRecord:
+            hub.publish(item)
+
+
+def follow_frames(
+    layout: ArchiveLayout, hub: LiveHub, metrics: ServeMetrics | None = None
+) -> FrameSource:
+    """A source for ``DiskSyncServer``: live commands from the moment of connecting, or the
+    archive from ``?from_seq=`` and then live; any other parameter is refused (400)."""
+
+    clients = itertools.count(1)
+
+    def frames(request: Request) -> AsyncGenerator[str, None]:
+        query = parse_query(urlsplit(request.path).query, default_speed=None)
+        selection = query.selection
+        if query.speed is not None or selection != Selection(from_seq=selection.from_seq):
+            raise UsageError("a followed archive takes only from_seq; it is sent as it grows")
+        # Subscribed now, before the connected frame: live means from the moment of connecting.
+        subscriber = hub.subscribe()
+        return _client_frames(
+            layout, hub, subscriber, selection.from_seq, metrics, str(next(clients))
+        )
+
+    return frames
+
+
+async def _client_frames(
+    layout: ArchiveLayout,
+    hub: LiveHub,
+    subscriber: Subscriber,
+    from_seq: int | None,
+    metrics: ServeMetrics | None,
+    client: str,
+) -> AsyncGenerator[str, None]:
+    if metrics is not None:
+        metrics.watch_backlog(client, subscriber.__len__)
+    try:
+        last = None if from_seq is None else from_seq - 1
+        if last is not None:
+            while True:
+                async for record in _archived_after(layout, last):
+                    last = record.seq
+                    yield command_frame(record)
+                if not subscriber.overflowed:
+                    break
+                subscriber.restart()
+        while True:
+            record = await subscriber.get()
+            if last is not None and record.seq <= last:
+                continue
+            last = record.seq
+            if metrics is not None:
+                metrics.follow_lag(record.recv_ts_us)
+            yield command_frame(record)
+    finally:
+        hub.unsubscribe(subscriber)
+        if metrics is not None:
+            metrics.forget_backlog(client)
+
+
+async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
+    """One pass over the commands archived (sealed or spooled) after ``last``, read on a worker
+    thread."""
+    loop = asyncio.get_running_loop()
+    position = Position(layout, last)
+    batches = position.batches()
+    while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
+        for item in position.items(batch):
+            if type(item) is ReplayRecord:  # a gap is the client's seq jump
+                yield item
