@@ -1,0 +1,26 @@
+"""``replica sync``: an archive copied to or from an object store (``s3://bucket/prefix``)."""
+
+from __future__ import annotations
+
+import click
+
+ENDPOINT_OPTION = click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="The S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL, else AWS S3). "
+    "Credentials come from the AWS chain: environment, profile or instance role.",
+)
+
+
+@click.command()
+@click.argument("archive")
+@click.argument("dest")
+@ENDPOINT_OPTION
+def sync(archive: str, dest: str, endpoint_url: str | None) -> None:
+    """Copy ARCHIVE's sealed files to DEST: a local archive to s3://bucket/prefix, or back.
+
+    Files DEST already holds at the same size and SHA-256 are skipped, so a second run copies
+    nothing; the spool, locks and staging directories are never copied."""
+    from replica.maintenance.sync import sync as run_sync
+
+    click.echo(run_sync(archive, dest, endpoint_url).line())
