@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
-from replica.schemas.errors import UsageError
+from replica.schemas.errors import ArchiveError, UsageError
 
 S3_SCHEME = "s3"
 # A request that fails for a transient reason (a 5xx, a throttle, a dropped connection) is
@@ -31,6 +31,20 @@ S3_ATTEMPTS = 6
 
 class StorageUrlError(UsageError):
     """An ARCHIVE or DEST that names no store this build can open."""
+
+
+class StorageError(ArchiveError):
+    """A store refused or failed a request (credentials, endpoint, network)."""
+
+
+def masked(text: str) -> str:
+    """``text`` on one line, with any AWS secret of the environment masked: pyarrow's messages
+    name the bucket, key and AWS error but no credential, and this keeps it so."""
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)

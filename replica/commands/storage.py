@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
 ENDPOINT_OPTION = click.option(
@@ -10,6 +13,24 @@ ENDPOINT_OPTION = click.option(
     help="The S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL, else AWS S3). "
     "Credentials come from the AWS chain: environment, profile or instance role.",
 )
+
+
+class ArchiveOrUrl(click.ParamType[Path | str]):
+    """An ARCHIVE that may be on an object store: a URL is kept as given (its store is reached
+    when the command runs), a local path is checked as ``ARCHIVE_DIR`` checks it."""
+
+    name = "archive"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | str:
+        from replica.schemas.archive import ArchiveLayout
+        from replica.schemas.storage import is_remote
+
+        return str(value) if is_remote(value) else ArchiveLayout.open(Path(value)).root
+
+
+ARCHIVE_OR_URL = ArchiveOrUrl()
 
 
 @click.command()

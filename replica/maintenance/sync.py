@@ -33,7 +33,7 @@ import pyarrow.fs as pafs
 
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, NotAnArchive
-from replica.schemas.storage import Location, locate
+from replica.schemas.storage import Location, StorageError, locate, masked
 
 TABLE_DIRS = ("raw", "gaps", "quarantine", "heals", "arrivals", "decoded")
 MARKERS = ("seq-space",)
@@ -41,10 +41,6 @@ MANIFEST = ".replica-sync.json"
 CHUNK = 8 << 20
 ATTEMPTS = 4
 BACKOFF_S = 0.5
-
-
-class StorageError(ArchiveError):
-    """A store refused or failed a request (credentials, endpoint, network)."""
 
 
 @dataclass
@@ -219,12 +215,4 @@ class _store_errors:
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, OSError):
-            raise StorageError(f"{self.location.url}: {_masked(str(exc))}") from None
-
-
-def _masked(text: str) -> str:
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        secret = os.environ.get(name)
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())
+            raise StorageError(f"{self.location.url}: {masked(str(exc))}") from None
