@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from replica.schemas.archive import ARCHIVE_ENTRIES, ArchiveLayout
-from replica.schemas.errors import ArchiveError, NotAnArchive, UsageError
+from replica.schemas.errors import ArchiveError, NotAnArchive
 from replica.schemas.storage import Location, StorageError, is_remote, locate, masked
 
 if TYPE_CHECKING:
@@ -100,10 +100,7 @@ def open_tree(archive: str | os.PathLike[str], endpoint_url: str | None = None) 
 
 
 def _fsspec(filesystem: pafs.FileSystem) -> AbstractFileSystem:
-    try:
-        from fsspec.implementations.arrow import ArrowFSWrapper
-    except ImportError:
-        raise UsageError("SQL on s3:// needs fsspec: pip install 'replica[s3]'") from None
+    from fsspec.implementations.arrow import ArrowFSWrapper
 
     class S3Wrapper(ArrowFSWrapper):  # type: ignore[misc]
         protocol = "s3"  # the paths DuckDB hands it
