@@ -142,3 +142,24 @@ def test_credentials_in_the_url_are_refused_without_echoing_them(demo: Path) -> 
     assert result.returncode == 2
     assert "credentials in a URL are refused" in result.stderr
     assert SECRET_KEY not in result.stderr and ACCESS_KEY not in result.stderr
+
+
+def test_delete_removes_what_the_archive_no_longer_has_and_nothing_else(
+    demo: Path, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """As after a compaction, which replaces a day's hourly files by others."""
+    archive = tmp_path / "archive"
+    replica("sync", demo, archive)
+    url, env = _url(object_store, "delete"), object_store.env()
+    assert replica("sync", archive, url, env=env).returncode == 0
+    replaced = next(archive.glob("decoded/orders/date=*/*.parquet"))
+    replaced.unlink()
+    files = len(_sealed(archive))
+    kept = replica("sync", archive, url, env=env)
+    assert _summary(kept.stdout) == (0, files, 0)  # without --delete, the bucket keeps it
+    deleted = replica("sync", archive, url, "--delete", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == f"0 files copied, {files} skipped, 0 bytes, 1 deleted\n"
+    down = tmp_path / "down"
+    assert replica("sync", url, down, env=env).returncode == 0
+    assert _sealed(down) == _sealed(archive)

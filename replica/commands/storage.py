@@ -37,11 +37,17 @@ ARCHIVE_OR_URL = ArchiveOrUrl()
 @click.argument("archive")
 @click.argument("dest")
 @ENDPOINT_OPTION
-def sync(archive: str, dest: str, endpoint_url: str | None) -> None:
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Then remove the sealed files DEST has and ARCHIVE no longer does (those a compaction "
+    "replaced).",
+)
+def sync(archive: str, dest: str, endpoint_url: str | None, delete: bool) -> None:
     """Copy ARCHIVE's sealed files to DEST: a local archive to s3://bucket/prefix, or back.
 
     Files DEST already holds at the same size and SHA-256 are skipped, so a second run copies
     nothing; the spool, locks and staging directories are never copied."""
     from replica.maintenance.sync import sync as run_sync
 
-    click.echo(run_sync(archive, dest, endpoint_url).line())
+    click.echo(run_sync(archive, dest, endpoint_url, delete).line())

@@ -48,9 +48,11 @@ class SyncSummary:
     copied: int = 0
     skipped: int = 0
     bytes_copied: int = 0
+    deleted: int | None = None  # None: not asked to delete
 
     def line(self) -> str:
-        return f"{self.copied} files copied, {self.skipped} skipped, {self.bytes_copied} bytes"
+        line = f"{self.copied} files copied, {self.skipped} skipped, {self.bytes_copied} bytes"
+        return line if self.deleted is None else f"{line}, {self.deleted} deleted"
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,12 @@ def sync(
     archive: str | os.PathLike[str],
     dest: str | os.PathLike[str],
     endpoint_url: str | None = None,
+    delete: bool = False,
 ) -> SyncSummary:
-    """Copy ``archive``'s sealed files that ``dest`` lacks or holds differently."""
+    """Copy ``archive``'s sealed files that ``dest`` lacks or holds differently; with
+    ``delete``, then remove the sealed files ``dest`` has and ``archive`` no longer does (the
+    hourly files a compaction replaced), after the copies, so that a reader meanwhile sees
+    rows twice rather than not at all."""
     source, target = locate(archive, endpoint_url), locate(dest, endpoint_url)
     if source.is_local:
         ArchiveLayout.open(source.root)  # the one not-an-archive message every command gives
@@ -91,8 +97,15 @@ def sync(
             target_digests[file.relative] = digest
             summary.copied += 1
             summary.bytes_copied += file.size
+        if delete:
+            summary.deleted = 0
+            for relative in sorted(set(target_sizes) - {file.relative for file in files}):
+                with _store_errors(target):
+                    target.filesystem.delete_file(target.path(relative))
+                target_digests.pop(relative, None)
+                summary.deleted += 1
     finally:
-        if not target.is_local and summary.copied:
+        if not target.is_local and (summary.copied or summary.deleted):
             with _store_errors(target):
                 _write_manifest(target, target_digests)
     return summary
