@@ -5,9 +5,11 @@ out of every message."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 
 from tests.conftest import replica
@@ -163,3 +165,38 @@ def test_delete_removes_what_the_archive_no_longer_has_and_nothing_else(
     down = tmp_path / "down"
     assert replica("sync", url, down, env=env).returncode == 0
     assert _sealed(down) == _sealed(archive)
+
+
+def test_a_big_file_goes_up_in_parts_and_comes_back_whole(
+    demo: Path, object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "archive"
+    replica("sync", demo, archive)
+    big = archive / "quarantine" / "date=2026-11-20" / "big.parquet"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(os.urandom(23 << 20))
+    url, env = _url(object_store, "big"), object_store.env()
+    assert replica("sync", archive, url, env=env).returncode == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    store = pafs.S3FileSystem(endpoint_override=object_store.endpoint, region="us-east-1")
+    key = f"{url.removeprefix('s3://')}/quarantine/date=2026-11-20/big.parquet"
+    with store.open_input_stream(key) as stream:
+        etag = stream.metadata()["ETag"].decode().strip('"')
+    assert int(etag.rsplit("-", 1)[1]) > 1  # the ETag of a multipart upload counts its parts
+    down = tmp_path / "down"
+    assert replica("sync", url, down, env=env).returncode == 0
+    assert (down / big.relative_to(archive)).read_bytes() == big.read_bytes()
+
+
+def test_the_endpoint_may_be_given_as_an_option(
+    demo: Path, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    env = {**object_store.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # overridden
+    url = _url(object_store, "option")
+    up = replica("sync", demo, url, "--endpoint-url", object_store.endpoint, env=env)
+    assert up.returncode == 0, up.stderr
+    query = "SELECT count(*) FROM raw_cmds"
+    answer = replica("sql", url, query, "--endpoint-url", object_store.endpoint, env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == replica("sql", demo, query).stdout
