@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from replica.schemas.archive import ARCHIVE_ENTRIES, ArchiveLayout
 from replica.schemas.errors import ArchiveError, NotAnArchive
-from replica.schemas.storage import Location, StorageError, is_remote, locate, masked
+from replica.schemas.storage import Location, is_remote, locate, store_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -63,7 +63,7 @@ class StoreTree(ArchiveTree):
         try:
             found = self._fs.glob(self._location.path(pattern))
         except OSError as exc:
-            raise _store_error(self._location, exc) from None
+            raise store_error(self._location, exc) from None
         return sorted(f"s3://{path}" for path in found)
 
     def subdirectories(self, relative: str) -> list[str]:
@@ -71,7 +71,7 @@ class StoreTree(ArchiveTree):
         try:
             infos = self._location.filesystem.get_file_info(selector)
         except OSError as exc:
-            raise _store_error(self._location, exc) from None
+            raise store_error(self._location, exc) from None
         return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
 
     def schema(self, path: str) -> pa.Schema:
@@ -90,7 +90,7 @@ def open_tree(archive: str | os.PathLike[str], endpoint_url: str | None = None) 
     try:
         infos = location.filesystem.get_file_info([location.path(e) for e in ARCHIVE_ENTRIES])
     except OSError as exc:
-        raise _store_error(location, exc) from None
+        raise store_error(location, exc) from None
     if all(info.type == pafs.FileType.NotFound for info in infos):
         raise NotAnArchive(
             f"{location.url} is not an archive: it has none of {', '.join(ARCHIVE_ENTRIES)} "
@@ -114,7 +114,3 @@ def _read_schema(path: str, name: str, filesystem: pafs.FileSystem | None) -> pa
         return pq.read_schema(path, filesystem=filesystem)
     except Exception as exc:
         raise ArchiveError(f"cannot read the schema of {name}: {exc}") from exc
-
-
-def _store_error(location: Location, exc: OSError) -> ArchiveError:
-    return StorageError(f"{location.url}: {masked(str(exc))}")

@@ -47,6 +47,24 @@ def masked(text: str) -> str:
     return " ".join(text.split())
 
 
+# What pyarrow's AWS errors say, and what to check for each.
+_HINTS = {
+    ("ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "Forbidden"): (
+        "check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+    ),
+    ("NETWORK_CONNECTION", "Could not resolve host"): (
+        "check the endpoint (AWS_ENDPOINT_URL or --endpoint-url)"
+    ),
+}
+
+
+def store_error(location: Location, exc: OSError) -> StorageError:
+    """A store's error as one line naming the location, with what to check."""
+    text = masked(str(exc)).rstrip(". ")
+    hints = [hint for words, hint in _HINTS.items() if any(word in text for word in words)]
+    return StorageError(f"{location.url}: {text}" + "".join(f"; {hint}" for hint in hints[:1]))
+
+
 @dataclass(frozen=True)
 class Location:
     """Where an archive is: ``root`` is a path inside ``filesystem`` (``bucket/prefix`` on S3,

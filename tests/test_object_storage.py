@@ -136,6 +136,7 @@ def test_a_wrong_secret_or_endpoint_is_one_line_naming_no_secret(
     assert result.stderr.startswith("replica: error: s3://") and result.stderr.count("\n") == 1
     for secret in (SECRET_KEY, bad_secret):
         assert secret not in result.stderr
+    assert f"; check the {'credentials' if wrong == 'secret' else 'endpoint'} (" in result.stderr
     assert "Traceback" not in result.stderr
 
 

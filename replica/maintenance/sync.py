@@ -33,7 +33,7 @@ import pyarrow.fs as pafs
 
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, NotAnArchive
-from replica.schemas.storage import Location, StorageError, locate, masked
+from replica.schemas.storage import Location, locate, store_error
 
 TABLE_DIRS = ("raw", "gaps", "quarantine", "heals", "arrivals", "decoded")
 MARKERS = ("seq-space",)
@@ -228,4 +228,4 @@ class _store_errors:
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, OSError):
-            raise StorageError(f"{self.location.url}: {masked(str(exc))}") from None
+            raise store_error(self.location, exc) from None
