@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from replica.commands import healing, maintenance, query, recording, replaying, report
+from replica.commands import healing, maintenance, query, recording, replaying, report, storage
 from replica.commands.common import Interrupted
 from replica.recorder import __version__
 from replica.schemas.errors import ReplicaError, UsageError
@@ -73,6 +73,7 @@ for _command in (
     query.duckdb_command,
     query.stats,
     report.report,
+    storage.sync,
 ):
     cli.add_command(_command)
 

@@ -62,3 +62,14 @@ def writes_inside(query: str, root: Path) -> str | None:
             if target and Path(target).expanduser().resolve().is_relative_to(inside):
                 return target
     return None
+
+
+def writes_to_store(query: str) -> str | None:
+    """The first URL (``s3://...``) ``query`` would write, or None: a query on an archive in an
+    object store reaches the store with the archive's credentials, and writes none of it."""
+    for kind, text in _statements(query):
+        if kind in _WRITING:
+            for target in _targets(kind, text):
+                if "://" in target:
+                    return target
+    return None

@@ -26,11 +26,10 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import field as dataclass_field
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from replica.decoder.core import Decoder
 from replica.schemas.archive import (
@@ -39,12 +38,12 @@ from replica.schemas.archive import (
     HOUR_FILES,
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
-    ArchiveLayout,
 )
 from replica.schemas.decoded import DECODED_DIR, DECODED_VIEWS
 from replica.schemas.errors import ArchiveError
-from replica.schemas.heals import HEAL_SCHEMA, heals_dir
+from replica.schemas.heals import HEAL_SCHEMA, HEALS_DIR
 from replica.schemas.metadata import DECODER_KEY
+from replica.sql_storage import ArchiveTree, open_tree
 
 # Finest first.
 _TIMESTAMP_OF_SUFFIX = {
@@ -93,15 +92,16 @@ class TableView:
     has_files: bool
     # Decoded files written by different decoder versions may differ in columns.
     decoded: bool = False
+    tree: ArchiveTree | None = dataclass_field(default=None, compare=False)
 
     def union_by_name(self) -> bool:
         """Whether the view must union its files by name. That holds every file's footer in
         memory while the view binds (half a GB for a year of hourly files), so only a decoded
         table whose files are of several versions gets it; asked only of the views a query
         needs, since finding out reads each file's key-value metadata."""
-        if not self.decoded or not self.has_files:
+        if not self.decoded or not self.has_files or self.tree is None:
             return False
-        return not one_decoder_version(Path(self.glob.removesuffix(f"/{DATE_FILES}")))
+        return not one_decoder_version(self.tree, self.glob)
 
     def statement(self, create: str = "CREATE VIEW") -> str:
         derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
@@ -146,73 +146,72 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
     ]
 
 
-def table_views(root: str | os.PathLike[str]) -> list[TableView]:
+def table_views(root: str | os.PathLike[str] | ArchiveTree) -> list[TableView]:
     """The views of every table the archive has, raw first, decoded tables by name."""
-    layout = ArchiveLayout.open(Path(root).resolve())
+    tree = root if isinstance(root, ArchiveTree) else open_tree(root)
     views = [
-        _view("raw_cmds", layout.raw_dir, HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
-        _view("gaps", layout.gaps_dir, DATE_FILES, GAP_SCHEMA, ("date",)),
-        _view("quarantine", layout.quarantine_dir, DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
-        _view("heals", heals_dir(layout), DATE_FILES, HEAL_SCHEMA, ("date",)),
+        _view(tree, "raw_cmds", "raw", HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
+        _view(tree, "gaps", "gaps", DATE_FILES, GAP_SCHEMA, ("date",)),
+        _view(tree, "quarantine", "quarantine", DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
+        _view(tree, "heals", HEALS_DIR, DATE_FILES, HEAL_SCHEMA, ("date",)),
     ]
-    arrivals = next((layout.root / ARRIVALS_DIR).glob(DATE_FILES), None)
-    if arrivals is not None:
-        table_dir = layout.root / ARRIVALS_DIR
-        views.append(_view("arrivals", table_dir, DATE_FILES, _schema(arrivals), ("date",)))
-    decoded = layout.root / DECODED_DIR
+    arrivals = tree.glob(f"{ARRIVALS_DIR}/{DATE_FILES}")
+    if arrivals:
+        schema = tree.schema(arrivals[0])
+        views.append(_view(tree, "arrivals", ARRIVALS_DIR, DATE_FILES, schema, ("date",)))
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
-    for table_dir in _decoded_table_dirs(decoded):
-        first = next(table_dir.glob(DATE_FILES), None)
-        if first is not None:
-            schemas[table_dir.name] = _schema(first)
+    for name in _decoded_tables(tree):
+        first = tree.glob(f"{DECODED_DIR}/{name}/{DATE_FILES}")
+        if first:
+            schemas[name] = tree.schema(first[0])
     for name, schema in sorted(schemas.items()):
-        views.append(
-            replace(_view(name, decoded / name, DATE_FILES, schema, ("date",)), decoded=True)
-        )
+        view = _view(tree, name, f"{DECODED_DIR}/{name}", DATE_FILES, schema, ("date",))
+        views.append(replace(view, decoded=True))
     return views
 
 
-def one_decoder_version(table_dir: Path) -> bool:
-    """Whether every file of a decoded table says it was written by one and the same decoder
-    version, and so has that version's one schema. Only the files' key-value metadata is read,
-    which DuckDB streams: a footer at a time, not all of them at once."""
-    files = sum(1 for _ in table_dir.glob(DATE_FILES))
+def one_decoder_version(tree: ArchiveTree, glob: str) -> bool:
+    """Whether every file of a decoded table (``glob``, as DuckDB reads it) says it was written
+    by one and the same decoder version, and so has that version's one schema. Only the files'
+    key-value metadata is read, which DuckDB streams: a footer at a time, not all at once."""
+    files = len(tree.glob(glob.removeprefix(f"{tree.root}/")))
     try:
         with duckdb.connect() as db:
+            tree.register(db)
             found = db.execute(
                 "SELECT count(DISTINCT value), count(DISTINCT file_name) "
                 "FROM parquet_kv_metadata(?) WHERE key = ?",
-                [f"{table_dir}/{DATE_FILES}", DECODER_KEY],
+                [glob, DECODER_KEY],
             ).fetchone()
     except duckdb.Error:
         return False  # a file that does not read: the query that reads it says which
     return found == (1, files)
 
 
-def _decoded_table_dirs(decoded: Path) -> Iterator[Path]:
+def _decoded_tables(tree: ArchiveTree) -> Iterator[str]:
     """Decoded tables, without the ``_segments`` bookkeeping or hidden staging directories."""
-    if decoded.is_dir():
-        for path in sorted(decoded.iterdir()):
-            if path.is_dir() and path.name[0] not in "._":
-                yield path
-
-
-def _schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except Exception as exc:
-        raise ArchiveError(f"cannot read the schema of {path}: {exc}") from exc
+    for name in tree.subdirectories(DECODED_DIR):
+        if name[0] not in "._":
+            yield name
 
 
 def _view(
-    name: str, table_dir: Path, pattern: str, schema: pa.Schema, partitions: tuple[str, ...]
+    tree: ArchiveTree,
+    name: str,
+    table_dir: str,
+    pattern: str,
+    schema: pa.Schema,
+    partitions: tuple[str, ...],
 ) -> TableView:
-    has_files = next(table_dir.glob(pattern), None) is not None
-    return TableView(name, f"{table_dir}/{pattern}", schema, partitions, has_files)
+    has_files = bool(tree.glob(f"{table_dir}/{pattern}"))
+    glob = f"{tree.root}/{table_dir}/{pattern}"
+    return TableView(name, glob, schema, partitions, has_files, tree=tree)
 
 
 def view_statements(
-    root: str | os.PathLike[str], create: str = "CREATE VIEW", query: str | None = None
+    root: str | os.PathLike[str] | ArchiveTree,
+    create: str = "CREATE VIEW",
+    query: str | None = None,
 ) -> list[str]:
     """The SQL that defines the views on ``root``, ``completeness`` last: every view, or with
     ``query`` those it names and the views they read (every view if it names none, as ``SHOW
@@ -250,15 +249,19 @@ def connect(
     root: str | os.PathLike[str],
     database: str | os.PathLike[str] = ":memory:",
     query: str | None = None,
+    endpoint_url: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the archive's views defined (``replace``-ing any already there,
     so an existing database file gets the archive's current tables), in the UTC time zone.
+    ``root`` is a local path or ``s3://bucket/prefix`` (see ``replica.sql_storage``).
 
     Defining a view costs DuckDB a glob and a footer read, which a query answered from metadata
     notices; so with ``query``, only the views it needs are defined."""
-    statements = view_statements(root, "CREATE OR REPLACE VIEW", query)
+    tree = open_tree(root, endpoint_url)
+    statements = view_statements(tree, "CREATE OR REPLACE VIEW", query)
     connection = duckdb.connect(os.fspath(database))
     try:
+        tree.register(connection)
         # Every timestamp in an archive is UTC, and so is "yesterday" in a completeness check.
         connection.execute("SET TimeZone = 'UTC'")
         for statement in statements:

