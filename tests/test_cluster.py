@@ -33,6 +33,8 @@ def cluster() -> Iterator[distributed.Client]:
             scheduler_port=0,
             dashboard_address=None,
             worker_dashboard_address=None,
+            # its HTTP server (health, metrics) runs even so: on a free port, not 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         ) as local,
         distributed.Client(local, set_as_default=False) as client,
     ):
