@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from replica.decoder.archive import decode_archive
 
+from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
 from tests.conftest import replica
 from tests.rawarchive import feed_rows, write_archive
+from tests.test_import_node import BASE, block, node_file
 
 GUARD_S = 300  # against a hang, not a measure
 
@@ -128,6 +130,52 @@ def test_verify_on_a_cluster_reports_what_verify_here_reports(
     assert verify(root, cluster=cluster) == damaged
     done = replica("verify", root, "--cluster", cluster.scheduler.address, timeout=GUARD_S)
     assert done.returncode == 1 and done.stdout == replica("verify", root).stdout
+
+
+def _node_files(directory: Path) -> Path:
+    """Files an import meets: one overlapping the one before, a hole, a bad middle line, an
+    unfinished last line, one out of the node's order, and one compressed."""
+    node_file(directory, BASE, 30)
+    node_file(directory, BASE + 20, 30, compressed=True)  # its first 10 blocks are the above's
+    node_file(directory, BASE + 70, 10, tail=block(BASE + 81)[:-5])
+    bad = node_file(directory, BASE + 100, 5)
+    bad.write_bytes(bad.read_bytes().replace(b"\n", b"\nnot a block\n", 1))
+    (directory / str(BASE + 120)).write_bytes(block(BASE + 122) + b"\n" + block(BASE + 121) + b"\n")
+    node_file(directory, BASE + 130, 40, compressed=True)
+    return directory
+
+
+def _raw(root: Path) -> dict[str, object]:
+    return {
+        str(p.relative_to(root / "raw")): pq.read_table(p)
+        for p in sorted((root / "raw").rglob("*.parquet"))
+    }
+
+
+def test_import_node_on_a_cluster_imports_what_a_local_import_does(
+    tmp_path: Path, cluster: distributed.Client
+):
+    files = _node_files(tmp_path / "node")
+    local, clustered = tmp_path / "a", tmp_path / "b"
+    for root in (local, clustered):  # an archive holding some of the blocks already
+        import_node([files / str(BASE + 70)], root)
+    expected = import_node([files], local)
+    calls: list[tuple[int, int]] = []
+    summary = import_node([files], clustered, lambda *c: calls.append(c), cluster=cluster)
+    assert summary == expected and summary.imported and summary.present
+    assert summary.warnings and summary.failed and summary.truncated and summary.gaps
+    assert [done for done, _ in calls] == list(range(summary.files + 1))
+    ours, theirs = _raw(local), _raw(clustered)
+    assert ours.keys() == theirs.keys()
+    assert all(table.equals(theirs[name]) for name, table in ours.items())  # type: ignore[attr-defined]
+    assert _leftovers(clustered) == []
+    assert import_node([files], clustered, cluster=cluster).segments == 0
+    # verify of a node archive checks block order across segments, here and on workers alike
+    assert verify(clustered, cluster=cluster) == verify(clustered)
+    done = replica(
+        "import-node", files, clustered, "--cluster", cluster.scheduler.address, timeout=GUARD_S
+    )
+    assert done.returncode == 1 and "0 segments written" in done.stdout, done.stderr
 
 
 def test_without_the_extra_cluster_is_one_line_naming_it(tmp_path: Path):

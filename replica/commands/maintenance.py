@@ -212,8 +212,11 @@ def decode(
 @click.command(name="import-node")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@cluster_option
 @click.pass_context
-def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Path) -> None:
+def import_node_command(
+    ctx: click.Context, paths: tuple[Path, ...], archive: Path, cluster: str | None
+) -> None:
     """Import the replica_cmds files a Hyperliquid node writes into ARCHIVE (created if missing).
 
     Each PATH is a file named by its block height (plain, or .lz4) or a directory searched for
@@ -225,7 +228,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     from replica.maintenance.node_import import import_node
 
     with progress_bar("importing") as on_progress:
-        summary = import_node(paths, archive, on_progress)
+        summary = import_node(paths, archive, on_progress, cluster)
     for warning in summary.warnings:
         click.echo(f"replica: warning: {warning}", err=True)
     for failure in summary.failed:
