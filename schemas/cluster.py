@@ -43,6 +43,12 @@ def connected(cluster: Cluster) -> Iterator[Any]:
         yield cluster
         return
     distributed = _distributed()
+    try:  # before a Client, which would be left half made
+        distributed.comm.get_address_host_port(cluster)
+    except ValueError as exc:
+        raise UsageError(
+            f"--cluster {cluster}: not a scheduler address like tcp://HOST:8786 ({exc})"
+        ) from None
     try:
         client = distributed.Client(cluster, timeout=_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, ValueError, TypeError) as exc:

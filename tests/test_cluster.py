@@ -189,3 +189,13 @@ def test_without_the_extra_cluster_is_one_line_naming_it(tmp_path: Path):
     assert done.stderr.strip().splitlines() == [
         "replica: error: --cluster needs dask.distributed: pip install 'replica[cluster]'"
     ]
+
+
+def test_an_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path):
+    root = _archive(tmp_path / "a", 1000)
+    done = replica("decode", root, "--cluster", "nonsense")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "replica: error: --cluster nonsense: not a scheduler address like tcp://HOST:8786 "
+        "(missing port number in address 'nonsense')"
+    ]
