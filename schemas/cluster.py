@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from replica.schemas.errors import UsageError
+from replica.schemas.errors import ArchiveError, UsageError
 
 # A scheduler address ("tcp://host:8786") or a ``distributed.Client`` already connected.
 Cluster = Any
@@ -81,6 +81,12 @@ def run_tasks(
             for future in distributed.as_completed(futures, loop=client.loop):
                 if future.status == "error":
                     error = future.exception()
+                    if isinstance(error, distributed.KilledWorker):
+                        raise ArchiveError(
+                            f"the workers running task {index[future.key]} of {function.__name__}"
+                            " died each time (out of memory?); what the other tasks wrote is "
+                            "kept, and running the command again goes on from there"
+                        ) from None
                     if not isinstance(error, expected):
                         raise error
                     yield index[future.key], None, error

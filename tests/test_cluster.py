@@ -14,6 +14,8 @@ import distributed
 import pyarrow.parquet as pq
 import pytest
 from replica.decoder.archive import decode_archive
+from replica.schemas.cluster import run_tasks
+from replica.schemas.errors import ArchiveError
 
 from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
@@ -199,3 +201,12 @@ def test_an_address_that_is_not_one_is_one_line_and_exit_2(tmp_path: Path):
         "replica: error: --cluster nonsense: not a scheduler address like tcp://HOST:8786 "
         "(missing port number in address 'nonsense')"
     ]
+
+
+def test_a_task_that_kills_every_worker_running_it_is_one_error(cluster: distributed.Client):
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(ArchiveError, match=r"^the workers running task 0 of die died each time"):
+        list(run_tasks(cluster, die, [()], ()))
+    cluster.wait_for_workers(2, timeout=GUARD_S)
