@@ -251,7 +251,12 @@ def _decode_archive(
         report(summary.decoded + len(summary.failed), len(pending))
 
     if cluster is not None:
-        tasks = [(str(root), str(s.path), s.first_seq, s.last_seq, spec) for s in pending]
+        # absolute: a worker elsewhere has its own working directory
+        where = MessageSpec(spec.descriptor_set and Path(spec.descriptor_set).absolute(), spec.name)
+        tasks = [
+            (str(root.absolute()), str(s.path.absolute()), s.first_seq, s.last_seq, where)
+            for s in pending
+        ]
         for i, rows, error in run_tasks(
             cluster, decode_segment_task, tasks, (OSError, pa.ArrowException)
         ):

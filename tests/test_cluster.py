@@ -210,3 +210,17 @@ def test_a_task_that_kills_every_worker_running_it_is_one_error(cluster: distrib
     with pytest.raises(ArchiveError, match=r"^the workers running task 0 of die died each time"):
         list(run_tasks(cluster, die, [()], ()))
     cluster.wait_for_workers(2, timeout=GUARD_S)
+
+
+def test_paths_relative_to_this_process_reach_workers_elsewhere(
+    tmp_path: Path, cluster: distributed.Client, monkeypatch: pytest.MonkeyPatch
+):
+    """The workers started in another working directory, as on another machine."""
+    _archive(tmp_path / "a", 500)
+    _node_files(tmp_path / "node")
+    monkeypatch.chdir(tmp_path)
+    summary = decode_archive(Path("a"), cluster=cluster)
+    assert summary.decoded == summary.segments and not summary.failed
+    assert verify(Path("a"), cluster=cluster) == verify(Path("a"))
+    local = import_node([Path("node")], Path("b"))
+    assert local.failed and import_node([Path("node")], Path("c"), cluster=cluster) == local

@@ -36,16 +36,15 @@ Runs = list[tuple[int, int, str]]  # blocks [start, stop) of a file, and the seg
 class FileScan:
     """One file as read on a worker: why it does not read, or its blocks without their bytes."""
 
-    failure: str | None
+    failure: BadLine | OSError | None
     blocks: Blocks | None
 
 
 def scan_file_task(path: str, height: int) -> FileScan:
-    node_file = NodeFile(Path(path), height)
     try:
-        blocks = read_blocks(node_file)
+        blocks = read_blocks(NodeFile(Path(path), height))
     except (BadLine, OSError) as exc:
-        return FileScan(unreadable(node_file, exc), None)
+        return FileScan(exc, None)
     blocks.raw = [b""] * len(blocks.raw)  # only their count is planned with
     return FileScan(None, blocks)
 
@@ -71,9 +70,10 @@ def import_on_cluster(
     """Import ``files`` as a local import does, reading and writing them on ``cluster``;
     ``report(done, total)`` after each file is written (or found to need nothing)."""
     scans: list[FileScan | None] = [None] * len(files)
-    for index, scan, _ in run_tasks(
-        cluster, scan_file_task, [(str(f.path), f.height) for f in files], ()
-    ):
+    # Absolute paths for the workers, which have their own working directories; messages name
+    # the files as they were given.
+    scan_tasks = [(str(f.path.absolute()), f.height) for f in files]
+    for index, scan, _ in run_tasks(cluster, scan_file_task, scan_tasks, ()):
         scans[index] = scan
     order = OrderCheck()
     planned: set[Path] = set()
@@ -83,13 +83,14 @@ def import_on_cluster(
         assert scan is not None
         summary.files += 1
         runs = []
-        if scan.blocks is None:
-            summary.failed.append(scan.failure or str(node_file.path))
+        if scan.failure is not None:
+            summary.failed.append(unreadable(node_file, scan.failure))
         else:
+            assert scan.blocks is not None
             runs = plan_file(node_file, scan.blocks, layout, segments, summary, order, planned)
         if runs:
-            planned_runs = [(start, stop, str(target)) for start, stop, target in runs]
-            writes.append((str(node_file.path), node_file.height, planned_runs))
+            planned_runs = [(start, stop, str(target.absolute())) for start, stop, target in runs]
+            writes.append((str(node_file.path.absolute()), node_file.height, planned_runs))
         else:
             done += 1
             report(done, len(files))

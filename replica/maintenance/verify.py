@@ -185,13 +185,14 @@ def _segment_checks(
             yield check_segment(segment, report, order)
         return
     node = order is not None
-    tasks = [(str(s.path), s.first_seq, s.last_seq, node) for s in scope.segments]
+    # absolute: a worker elsewhere has its own working directory
+    tasks = [(str(s.path.absolute()), s.first_seq, s.last_seq, node) for s in scope.segments]
     results: list[SegmentResult | None] = [None] * len(tasks)
     for index, result, _ in run_tasks(cluster, check_segment_task, tasks, ()):
         results[index] = result
-    for result in results:
+    for segment, result in zip(scope.segments, results, strict=True):
         assert result is not None
-        yield result.add_to(report, order)
+        yield result.add_to(segment, report, order)
 
 
 def _check_segments(

@@ -9,7 +9,7 @@ the next is the last seq, the latest hour and the runs of seqs found so far.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
@@ -168,13 +168,21 @@ class SegmentResult:
     first_block: BlockMark | None
     last_block: BlockMark | None
 
-    def add_to(self, report: Problems, order: OrderCheck | None) -> SegmentCheck | None:
+    def add_to(
+        self, segment: Segment, report: Problems, order: OrderCheck | None
+    ) -> SegmentCheck | None:
         """Its problems into ``report``, after those of its first block against the last block
-        of the segments before it (``order``, a node archive's)."""
+        of the segments before it (``order``, a node archive's). The worker was given the
+        segment's absolute path: the problems name it as ``segment`` does."""
+        checked, shown = str(segment.path.absolute()), str(segment.path)
+
+        def named(mark: BlockMark) -> BlockMark:
+            return replace(mark, where=mark.where.replace(checked, shown, 1))
+
         if order is not None and self.first_block is not None and self.last_block is not None:
-            report.problems += order.check(self.first_block)
-            order.follow(self.last_block)
-        report.problems += self.problems
+            report.problems += order.check(named(self.first_block))
+            order.follow(named(self.last_block))
+        report.problems += [problem.replace(checked, shown) for problem in self.problems]
         report.unchecksummed += self.unchecksummed
         return self.check
 
