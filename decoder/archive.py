@@ -34,6 +34,7 @@ from replica.decoder.core import Decoder
 from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
 from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
+from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import (
@@ -88,10 +89,12 @@ def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     return decoded_by(metadata, segment.path) == version
 
 
-def remove_abandoned_temporaries(root: Path) -> None:
-    """A decode killed mid-write leaves its temporary files; one still running keeps its own."""
+def remove_abandoned_temporaries(root: Path, *, all_of_them: bool = False) -> None:
+    """A decode killed mid-write leaves its temporary files; one still running keeps its own.
+    ``all_of_them`` once every task of a cluster run has finished: a worker killed on another
+    machine left them, whose pid says nothing here."""
     for temporary in (root / DECODED_DIR).glob(TEMPORARY_GLOB):
-        if not writer_alive(temporary):
+        if all_of_them or not writer_alive(temporary):
             temporary.unlink(missing_ok=True)
 
 
@@ -184,18 +187,35 @@ def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
     return decode_segment(root, segment, _worker_decoder)
 
 
+_task_decoders = threading.local()  # per worker thread: the spec and its Decoder
+
+
+def decode_segment_task(
+    root: str, path: str, first_seq: int, last_seq: int, spec: MessageSpec
+) -> dict[str, int]:
+    """Decode one segment on a cluster worker: plain strings in, rows per table out. Its
+    Decoder is built once per worker thread and spec, as a pool worker builds its own."""
+    cached = getattr(_task_decoders, "cached", None)
+    if cached is None or cached[0] != spec:
+        cached = _task_decoders.cached = (spec, Decoder(spec.load()))
+    return decode_segment(Path(root), Segment(Path(path), first_seq, last_seq), cached[1])
+
+
 def decode_archive(
     root: str | os.PathLike[str],
     spec: MessageSpec | None = None,
     *,
     jobs: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
+    cluster: Cluster | None = None,
 ) -> DecodeSummary:
     """Decode every raw segment of ``root`` that is new or was decoded by another version.
 
     ``jobs`` > 1 decodes that many segments at once, each in its own process; memory stays
-    bounded by a few segments whatever the archive's size. ``on_progress(done, total)`` counts
-    the segments to decode, from (0, total) before the first.
+    bounded by a few segments whatever the archive's size. ``cluster`` (a Dask scheduler's
+    address, or a ``distributed.Client``) decodes each segment as a task on its workers instead,
+    which must see the archive at the same path. ``on_progress(done, total)`` counts the
+    segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout.open(root)
     with maintenance_lock(layout, "replica decode"):
@@ -205,7 +225,7 @@ def decode_archive(
                 f"a compaction or heal was interrupted ({unfinished[0]} exists); "
                 f"run 'replica compact {root}' to finish it, then decode"
             )
-        return _decode_archive(layout.root, spec, jobs, on_progress)
+        return _decode_archive(layout.root, spec, jobs, on_progress, cluster)
 
 
 def _decode_archive(
@@ -213,6 +233,7 @@ def _decode_archive(
     spec: MessageSpec | None,
     jobs: int,
     on_progress: Callable[[int, int], None] | None,
+    cluster: Cluster | None,
 ) -> DecodeSummary:
     spec = spec or MessageSpec()
     decoder = Decoder(spec.load())
@@ -230,6 +251,19 @@ def _decode_archive(
             summary.rows.update(rows or {})
         report(summary.decoded + len(summary.failed), len(pending))
 
+    if cluster is not None:
+        # absolute: a worker elsewhere has its own working directory
+        where = MessageSpec(spec.descriptor_set and Path(spec.descriptor_set).absolute(), spec.name)
+        tasks = [
+            (str(root.absolute()), str(s.path.absolute()), s.first_seq, s.last_seq, where)
+            for s in pending
+        ]
+        for i, rows, error in run_tasks(
+            cluster, decode_segment_task, tasks, (OSError, pa.ArrowException)
+        ):
+            done(pending[i], rows, error if isinstance(error, Exception) else None)
+        remove_abandoned_temporaries(root, all_of_them=True)
+        return summary
     if jobs <= 1 or len(pending) <= 1:
         for segment in pending:
             try:

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Small sizes: about 25 s for all five on 2 cores.
+# Small sizes: about 35 s for all six on 2 cores.
 SMALL = {
     "record": ["--quick"],
     "decode": ["--commands", "3000"],
     "replay": ["--commands", "5000", "--paced", "200"],
     "query": ["--commands", "50000"],
     "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
+    "cluster": ["--commands", "3000"],
 }
 MEASURES = {
     "record": 2,
@@ -32,6 +33,7 @@ MEASURES = {
     "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
     "query": 2,
     "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
+    "cluster": 1,
 }
 
 
@@ -77,6 +79,7 @@ def test_every_benchmark_runs_once_into_one_table(
         ("query", r"(PASS|MISS) ratio gap finding replica/plain "),
         ("age", r"(PASS|MISS) ratio verify --date 12d/3d "),
         ("age", r"(PASS|MISS) verify peak RSS "),
+        ("cluster", r"(PASS|MISS) ratio decode --cluster 2 workers/1 worker "),
     ):
         assert re.search(rf"^\[{name}\] {line}", out, re.MULTILINE), (name, line)
     table = out[out.index("\nbenchmark ") :]

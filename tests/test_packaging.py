@@ -101,16 +101,24 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _requirement_names(requirement: str) -> list[str]:
+    """A requirement's distribution and its extras: "dask[distributed]>=1" gives both names."""
+    match = re.match(r"\s*([A-Za-z0-9._-]+)(?:\[([^\]]*)\])?", requirement)
+    assert match, requirement
+    return [match[1], *(extra.strip() for extra in (match[2] or "").split(",") if extra.strip())]
+
+
 def test_every_third_party_import_is_a_declared_dependency(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as wheel:
         (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
         requires = {
-            _normal(re.split(r"[ ;<>=!~\[(]", line.split(":", 1)[1].strip())[0])
+            _normal(name)
             for line in wheel.read(metadata).decode().splitlines()
-            # report and serve --metrics import what their extras declare: their imports say how
-            # to install it
+            # report, serve --metrics and --cluster import what their extras declare, and say how
+            # to install it; dask[distributed] declares the distributed package too
             if line.startswith("Requires-Dist:")
-            and ("extra ==" not in line or re.search(r'extra == "(report|metrics)"', line))
+            and ("extra ==" not in line or re.search(r'extra == "(report|metrics|cluster)"', line))
+            for name in _requirement_names(line.split(":", 1)[1])
         }
         imported = set()
         for name in wheel.namelist():

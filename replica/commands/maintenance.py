@@ -25,6 +25,13 @@ from replica.commands.common import (
 from replica.progress import progress_bar
 from replica.schemas.errors import UsageError
 
+cluster_option = click.option(
+    "--cluster",
+    metavar="tcp://HOST:PORT",
+    help="Run the work as tasks on this Dask scheduler's workers, which must see ARCHIVE at the "
+    "same path (needs replica[cluster]).",
+)
+
 
 @click.command()
 @click.argument("archive", type=ARCHIVE_DIR)
@@ -74,6 +81,7 @@ def _utc_ms(ts_ms: int | None) -> str:
 @date_option("Check only this UTC day's files, and its seams with the days around it.")
 @since_option("Check only the UTC days from this one on, and their seam with the day before.")
 @range_options
+@cluster_option
 @click.pass_context
 def verify_command(
     ctx: click.Context,
@@ -82,6 +90,7 @@ def verify_command(
     digest: bool,
     day: datetime | None,
     since: datetime | None,
+    cluster: str | None,
     **selection: Any,
 ) -> None:
     """Check that every file in ARCHIVE reads, seqs are sorted, disjoint and unique, and the
@@ -96,7 +105,7 @@ def verify_command(
     # Built first, so that a bad range is refused before the archive is read.
     replay = open_archive(archive).replay(**selection) if digest else None
     days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
-    report = verify(archive, days)
+    report = verify(archive, days, cluster)
     for problem in report.problems:  # one line each, whatever pyarrow's message spans
         click.echo(f"problem: {' '.join(problem.split())}")
     for note in report.notes:
@@ -134,6 +143,7 @@ def verify_command(
     help="Parse protobuf payloads with a message of this FileDescriptorSet instead of v1.",
 )
 @click.option("--message", metavar="NAME", help="The --schema message, fully qualified.")
+@cluster_option
 @click.pass_context
 def decode(
     ctx: click.Context,
@@ -142,6 +152,7 @@ def decode(
     quiet: bool,
     descriptor_set: Path | None,
     message: str | None,
+    cluster: str | None,
 ) -> None:
     """Decode ARCHIVE's raw payloads into typed tables under ARCHIVE/decoded/.
 
@@ -155,6 +166,8 @@ def decode(
 
     if (descriptor_set is None) != (message is None):
         raise UsageError("--schema and --message go together")
+    if cluster is not None and jobs > 1:
+        raise UsageError("--jobs is for the local processes; with --cluster the workers decide")
     tune_garbage_collector()
     spec = MessageSpec(descriptor_set, message)
     todo = [0]  # segments to decode, as the run found them
@@ -166,7 +179,7 @@ def decode(
             on_progress(done, total)
 
         try:
-            summary = decode_archive(archive, spec, jobs=jobs, on_progress=report)
+            summary = decode_archive(archive, spec, jobs=jobs, on_progress=report, cluster=cluster)
         except KeyboardInterrupt:
             # Counted again on disk: a segment finishes before the progress call that counts it.
             left = len(pending_segments(archive, Decoder(spec.load()).version)[1])
@@ -190,8 +203,11 @@ def decode(
 @click.command(name="import-node")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@cluster_option
 @click.pass_context
-def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Path) -> None:
+def import_node_command(
+    ctx: click.Context, paths: tuple[Path, ...], archive: Path, cluster: str | None
+) -> None:
     """Import the replica_cmds files a Hyperliquid node writes into ARCHIVE (created if missing).
 
     Each PATH is a file named by its block height (plain, or .lz4) or a directory searched for
@@ -203,7 +219,7 @@ def import_node_command(ctx: click.Context, paths: tuple[Path, ...], archive: Pa
     from replica.maintenance.node_import import import_node
 
     with progress_bar("importing") as on_progress:
-        summary = import_node(paths, archive, on_progress)
+        summary = import_node(paths, archive, on_progress, cluster)
     for warning in summary.warnings:
         click.echo(f"replica: warning: {warning}", err=True)
     for failure in summary.failed:

@@ -45,6 +45,10 @@ class BadLine(ValueError):
         self.number = number
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[BadLine], tuple[int, str]]:
+        """Pickled by its arguments, to come back from a cluster worker (``unfinished``)."""
+        return BadLine, (self.number, self.reason)
+
 
 @dataclass(frozen=True)
 class NodeFile:

@@ -42,6 +42,7 @@ from replica.schemas.archive import (
     Segment,
     hour_of,
 )
+from replica.schemas.cluster import Cluster
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
@@ -69,10 +70,13 @@ def import_node(
     paths: Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str],
     on_progress: Callable[[int, int], None] | None = None,
+    cluster: Cluster | None = None,
 ) -> ImportSummary:
     """Import the node files ``paths`` (files, or directories searched for them) into the
     archive at ``root``, created if missing. ``on_progress(done, total)`` counts files, from
-    (0, total) before the first.
+    (0, total) before the first. ``cluster`` (a Dask scheduler's address, or a
+    ``distributed.Client``) reads and writes the files on its workers, which must see them and
+    the archive at the same paths.
 
     Raises ``UsageError`` for a path that is not a node file, ``ArchiveLocked`` while a
     recorder, a compaction or a decode runs on the archive. A file with a bad line is not
@@ -96,10 +100,15 @@ def import_node(
         segments = layout.segments()
         report = on_progress or (lambda done, total: None)
         report(0, len(files))
-        order = OrderCheck()
-        for done, node_file in enumerate(files, 1):
-            _import_file(node_file, layout, segments, summary, order)
-            report(done, len(files))
+        if cluster is not None:
+            from replica.maintenance.node_import_cluster import import_on_cluster
+
+            import_on_cluster(files, layout, segments, summary, cluster, report)
+        else:
+            order = OrderCheck()
+            for done, node_file in enumerate(files, 1):
+                _import_file(node_file, layout, segments, summary, order)
+                report(done, len(files))
         summary.gaps = _record_holes(layout, segments)
         return summary
 
@@ -137,15 +146,37 @@ def _import_file(
 ) -> None:
     """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
     summary.files += 1
-    path = node_file.path
     try:
         blocks = read_blocks(node_file)
-    except BadLine as bad:
-        summary.failed.append(f"{path}:{bad.number}: {bad.reason}; nothing of this file imported")
+    except (BadLine, OSError) as exc:
+        summary.failed.append(unreadable(node_file, exc))
         return
-    except OSError as exc:
-        summary.failed.append(f"{path}: cannot read it: {exc}; nothing of this file imported")
-        return
+    metadata = node_metadata(node_file)
+    for start, stop, target in plan_file(node_file, blocks, layout, segments, summary, order):
+        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+
+
+def unreadable(node_file: NodeFile, exc: BadLine | OSError) -> str:
+    """The ``failed`` line of a file that does not read."""
+    if isinstance(exc, BadLine):
+        return f"{node_file.path}:{exc.number}: {exc.reason}; nothing of this file imported"
+    return f"{node_file.path}: cannot read it: {exc}; nothing of this file imported"
+
+
+def plan_file(
+    node_file: NodeFile,
+    blocks: Blocks,
+    layout: ArchiveLayout,
+    segments: list[Segment],
+    summary: ImportSummary,
+    order: OrderCheck,
+    planned: set[Path] | None = None,
+) -> list[tuple[int, int, Path]]:
+    """The segments to write of one file's ``blocks``, as (start, stop, path): blocks
+    [start, stop) at path. ``segments`` gains them, and ``summary`` counts them. ``planned``
+    holds the paths of segments planned but not written yet (on a cluster), which hold every
+    seq of their names."""
+    path = node_file.path
     if blocks.unfinished is not None:
         summary.truncated += 1
         summary.warnings.append(
@@ -154,27 +185,32 @@ def _import_file(
         )
     summary.warnings += order_warnings(node_file, blocks, order)
     if not blocks.raw:
-        return
+        return []
     lo, hi = blocks.first_seq, blocks.last_seq
     taken = []
     for segment in _overlapping(segments, lo, hi):
         start, end = max(lo, segment.first_seq), min(hi, segment.last_seq)
         taken.append((start, end))
-        held = _held(segment, start, end)
+        held = (
+            span(start, end) if planned and segment.path in planned else _held(segment, start, end)
+        )
         summary.present += held
         if held < span(start, end):
             summary.warnings.append(
                 f"{path}: {span(start, end) - held} blocks in seqs {start}-{end} fall in holes "
                 f"inside {segment.path}, which is never rewritten; they stay gaps"
             )
-    metadata = node_metadata(node_file)
+    runs = []
     for start, stop in _runs(blocks, taken):
         first, last = lo + start, lo + stop - 1
         target = layout.segment_path(first, last, hour_of(blocks.time_us[start] // 1000))
-        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        runs.append((start, stop, target))
         insort(segments, Segment(target, first, last), key=lambda s: (s.first_seq, s.last_seq))
         summary.segments += 1
         summary.imported += stop - start
+    if planned is not None:
+        planned.update(target for _, _, target in runs)
+    return runs
 
 
 def order_warnings(node_file: NodeFile, blocks: Blocks, order: OrderCheck) -> list[str]:

@@ -55,6 +55,11 @@ class OrderCheck:
             )
         return problems
 
+    def follow(self, mark: BlockMark) -> None:
+        """Take ``mark`` as the last block, unchecked: the last of a segment checked elsewhere
+        (a cluster worker), whose first block ``check`` has just been given."""
+        self._last = mark
+
 
 def _utc(time_us: int) -> str:
     return (_EPOCH + timedelta(microseconds=time_us)).strftime("%Y-%m-%dT%H:%M:%S.%f")

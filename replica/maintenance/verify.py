@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
@@ -22,8 +23,15 @@ import pyarrow.parquet as pq
 from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.node_order import OrderCheck
 from replica.maintenance.verify_scope import Scope, some_days, whole_archive
-from replica.maintenance.verify_segment import check_segment, describe
+from replica.maintenance.verify_segment import (
+    SegmentCheck,
+    SegmentResult,
+    check_segment,
+    check_segment_task,
+    describe,
+)
 from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout
+from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.errors import UsageError
 from replica.schemas.heals import HEAL_SCHEMA, healed_ranges
@@ -84,19 +92,25 @@ class _SegmentVanished(Exception):
 _LISTINGS = 5
 
 
-def verify(root: str | os.PathLike[str], days: list[date] | None = None) -> Report:
+def verify(
+    root: str | os.PathLike[str], days: list[date] | None = None, cluster: Cluster | None = None
+) -> Report:
     """Check the archive at ``root``: all of it, or only ``days`` (sorted) and their seams with
-    the days around them."""
+    the days around them. ``cluster`` (a Dask scheduler's address, or a ``distributed.Client``)
+    checks each raw segment as a task on its workers, which must see the archive at the same
+    path; what spans segments is checked here."""
     layout = ArchiveLayout.open(root)
     for _ in range(_LISTINGS - 1):
         try:
-            return _verify(layout, days)
+            return _verify(layout, days, cluster)
         except _SegmentVanished:
             continue
-    return _verify(layout, days, relist=False)
+    return _verify(layout, days, cluster, relist=False)
 
 
-def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True) -> Report:
+def _verify(
+    layout: ArchiveLayout, days: list[date] | None, cluster: Cluster | None, relist: bool = True
+) -> Report:
     report = Report()
     scope = whole_archive(layout) if days is None else some_days(layout, days)
     for path in scope.stray:
@@ -107,7 +121,8 @@ def _verify(layout: ArchiveLayout, days: list[date] | None, relist: bool = True)
     # records, so records read first never claim seqs that the segments read after lack.
     healed = _read_heal_files(scope.heal_files, report)
     gaps = _check_gap_files(scope.gap_files, report)
-    present = _check_segments(scope, report, relist, _block_order(layout, scope, report))
+    order = _block_order(layout, scope, report)
+    present = _check_segments(scope, report, relist, order, cluster)
     for lo, hi in _within(subtract(healed, present), scope.window):
         report.problems.append(f"heal records say seqs {lo}-{hi} were added, but they are missing")
     for path in scope.quarantine_files:
@@ -160,13 +175,39 @@ def _block_order(layout: ArchiveLayout, scope: Scope, report: Report) -> OrderCh
     return OrderCheck() if kind == NODE else None
 
 
-def _check_segments(scope: Scope, report: Report, relist: bool, order: OrderCheck | None) -> Ranges:
+def _segment_checks(
+    scope: Scope, report: Report, order: OrderCheck | None, cluster: Cluster | None
+) -> Iterator[SegmentCheck | None]:
+    """``check_segment`` of each raw file of the scope, in order: here, or all on ``cluster``
+    first, then added to ``report`` in the same order."""
+    if cluster is None:
+        for segment in scope.segments:
+            yield check_segment(segment, report, order)
+        return
+    node = order is not None
+    # absolute: a worker elsewhere has its own working directory
+    tasks = [(str(s.path.absolute()), s.first_seq, s.last_seq, node) for s in scope.segments]
+    results: list[SegmentResult | None] = [None] * len(tasks)
+    for index, result, _ in run_tasks(cluster, check_segment_task, tasks, ()):
+        results[index] = result
+    for segment, result in zip(scope.segments, results, strict=True):
+        assert result is not None
+        yield result.add_to(segment, report, order)
+
+
+def _check_segments(
+    scope: Scope,
+    report: Report,
+    relist: bool,
+    order: OrderCheck | None,
+    cluster: Cluster | None,
+) -> Ranges:
     """Check each raw file of the scope; returns the seq ranges it holds, with those of its
     seams (by their names). With ``relist``, a segment gone since the listing raises
     ``_SegmentVanished`` rather than being a problem."""
     present: Ranges = []
-    for segment in scope.segments:
-        check = check_segment(segment, report, order)
+    checks = _segment_checks(scope, report, order, cluster)
+    for segment, check in zip(scope.segments, checks, strict=True):
         if check is None:
             if relist and not segment.path.exists():
                 raise _SegmentVanished(segment.path)

@@ -9,7 +9,7 @@ the next is the last seq, the latest hour and the runs of seqs found so far.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replica.maintenance.checksums import has_page_checksums
-from replica.maintenance.node_order import OrderCheck, segment_problems
+from replica.maintenance.node_order import BlockMark, OrderCheck, segment_problems
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
 from replica.schemas.seqranges import Range
 
@@ -135,6 +135,66 @@ def check_segment(
     if not check.sorted:
         report.problems.append(f"{path}: seqs are not strictly increasing (unsorted or duplicated)")
     return check
+
+
+@dataclass
+class _Noted:
+    problems: list[str] = field(default_factory=list)
+    unchecksummed: int = 0
+
+
+class _MarkedOrder(OrderCheck):
+    """The order check of one segment alone, keeping its first and last blocks, so that the
+    client checks the seam with the segment before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: BlockMark | None = None
+        self.last: BlockMark | None = None
+
+    def check(self, mark: BlockMark) -> list[str]:
+        self.first = self.first or mark
+        self.last = mark
+        return super().check(mark)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What ``check_segment`` found in one segment on a cluster worker, to add to the report."""
+
+    check: SegmentCheck | None
+    problems: list[str]
+    unchecksummed: int
+    first_block: BlockMark | None
+    last_block: BlockMark | None
+
+    def add_to(
+        self, segment: Segment, report: Problems, order: OrderCheck | None
+    ) -> SegmentCheck | None:
+        """Its problems into ``report``, after those of its first block against the last block
+        of the segments before it (``order``, a node archive's). The worker was given the
+        segment's absolute path: the problems name it as ``segment`` does."""
+        checked, shown = str(segment.path.absolute()), str(segment.path)
+
+        def named(mark: BlockMark) -> BlockMark:
+            return replace(mark, where=mark.where.replace(checked, shown, 1))
+
+        if order is not None and self.first_block is not None and self.last_block is not None:
+            report.problems += order.check(named(self.first_block))
+            order.follow(named(self.last_block))
+        report.problems += [problem.replace(checked, shown) for problem in self.problems]
+        report.unchecksummed += self.unchecksummed
+        return self.check
+
+
+def check_segment_task(path: str, first_seq: int, last_seq: int, node: bool) -> SegmentResult:
+    """``check_segment`` on a cluster worker: plain strings in, a picklable result out. For a
+    node archive (``node``) the blocks are checked in order within the segment only."""
+    noted = _Noted()
+    order = _MarkedOrder() if node else None
+    check = check_segment(Segment(Path(path), first_seq, last_seq), noted, order)
+    first, last = (order.first, order.last) if order else (None, None)
+    return SegmentResult(check, noted.problems, noted.unchecksummed, first, last)
 
 
 def _statistics_damage(metadata: pq.FileMetaData, index: int, rows: pa.Table) -> str | None:
