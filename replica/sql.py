@@ -17,7 +17,8 @@ that matches nothing.
 
 ``arrivals`` (one row per delivery per endpoint: ``seq``, ``endpoint``, ``recv_ts_us``), which
 only a recorder of several endpoints writes, is a view only where it has files, so that its
-absence says one endpoint was recorded.
+absence says one endpoint was recorded; so is ``connections`` (one row per ended connection:
+``endpoint``, ``connected_ts_us``, ``closed_ts_us``, ``why``, ``delivered``, ``won``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ _TIMESTAMP_OF_SUFFIX = {
 }
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 ARRIVALS_DIR = "arrivals"
+CONNECTIONS_DIR = "connections"
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
 # how many were recorded, how many healed (added later by ``replica heal``, present like the
@@ -149,6 +151,11 @@ def table_views(root: Path) -> list[TableView]:
     if arrivals is not None:
         table_dir = layout.root / ARRIVALS_DIR
         views.append(_view("arrivals", table_dir, DATE_FILES, _schema(arrivals), ("date",)))
+    connections = next((layout.root / CONNECTIONS_DIR).glob(DATE_FILES), None)
+    if connections is not None:
+        table_dir = layout.root / CONNECTIONS_DIR
+        schema = _schema(connections)
+        views.append(_view("connections", table_dir, DATE_FILES, schema, ("date",)))
     decoded = layout.root / DECODED_DIR
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for table_dir in _decoded_table_dirs(decoded):

@@ -33,7 +33,15 @@ JOIN (
     FROM raw_cmds WHERE date BETWEEN $first AND $last GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
-_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
+_RAW_TABLES = (
+    "raw_cmds",
+    "gaps",
+    "quarantine",
+    "heals",
+    "completeness",
+    "arrivals",
+    "connections",
+)
 
 
 @dataclass
