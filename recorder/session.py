@@ -9,7 +9,7 @@ command into a file. No ``ts_ms`` in a segment is later than the end of its hour
 
 Several endpoints (the same feed from several places) merge here: each seq is archived once,
 from the first delivery, in seq order. A command that arrives ahead of a missing seq is held
-while another connected endpoint could still deliver that seq, for at most ``gap_wait_us`` (and
+while another endpoint could still deliver that seq, for at most ``gap_wait_us`` (and
 ``MAX_HELD_BYTES``); only then is the seq a gap. One endpoint never waits: nobody else could
 deliver.
 
@@ -290,9 +290,11 @@ class FeedSession:
     # ---- merging ------------------------------------------------------------------------------
 
     def _could_deliver(self, seq: int, other_than: int | None = None) -> bool:
-        """Whether a connected endpoint has not yet passed ``seq`` (feeds deliver in order)."""
+        """Whether an endpoint may still deliver ``seq``: one connected that has not passed it
+        (feeds deliver in order), or one not connected (still connecting, or reconnecting: a
+        lagging endpoint's new connection starts where it is, maybe below ``seq``)."""
         return any(
-            state.connected and (state.last_seq is None or state.last_seq < seq)
+            not state.connected or state.last_seq is None or state.last_seq < seq
             for endpoint, state in enumerate(self._states)
             if endpoint != other_than
         )
