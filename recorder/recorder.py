@@ -93,7 +93,7 @@ class Recorder:
         self._layout = ArchiveLayout(Path(config.archive))
         self._endpoints = [_Endpoint(index, url) for index, url in enumerate(config.urls)]
         self._source = " ".join(endpoint.source for endpoint in self._endpoints)
-        self._metadata: dict[bytes | str, str] = {
+        self._metadata: dict[bytes, str] = {
             RECORDER_KEY: __version__,
             SOURCE_KEY: self._source,
         }

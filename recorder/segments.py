@@ -10,6 +10,7 @@ from array import array
 from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from replica.recorder.quarantine import QuarantineRow
@@ -43,7 +44,7 @@ CONNECTIONS_SCHEMA = pa.schema(
 _US_PER_DAY = 86_400_000_000
 
 
-def _int64(values: array) -> pa.Array:
+def _int64(values: array[int]) -> pa.Array:
     """Wraps the session's array without copying it."""
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
@@ -118,7 +119,7 @@ def connection_table(rows: list[ConnectionRow]) -> pa.Table:
 
 def unit_files(
     unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]
-) -> Iterator[tuple[Path, pa.Table, dict]]:
+) -> Iterator[tuple[Path, pa.Table, dict[str, Any]]]:
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
         path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)

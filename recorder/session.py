@@ -210,7 +210,7 @@ class FeedSession:
             hour = cmd.ts_ms // MS_PER_HOUR
             unit = self._unit
             if unit.raw and (
-                hour > (unit.hour or 0)
+                hour > unit.hour
                 or len(unit.raw) >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
@@ -323,7 +323,7 @@ class FeedSession:
                 return
             cmd, endpoint, recv_us = held.pop()
             unit = self._unit
-            if unit.raw and cmd.ts_ms // MS_PER_HOUR > (unit.hour or 0):
+            if unit.raw and cmd.ts_ms // MS_PER_HOUR > unit.hour:
                 held.add(cmd, endpoint, recv_us)  # the next unit carries it
                 self.seal(now_us)
                 self._spool(now_us, Release(force))
@@ -357,7 +357,7 @@ class FeedSession:
             self._gap(verdict, recv_us, ts_ms)
         if not unit.raw:
             unit.hour = hour
-        elif hour < (unit.hour or 0):
+        elif hour < unit.hour:
             self.stats.ts_back += 1
         unit.seq.append(seq)
         unit.ts_ms.append(ts_ms)

@@ -82,7 +82,7 @@ def _cut_short(data: bytes, pos: int) -> bool:
     """Whether the chunk at ``pos`` runs past the end of the file, as a torn write leaves it."""
     if len(data) - pos < _CHUNK_HEAD.size:
         return True
-    _, length, _ = _CHUNK_HEAD.unpack_from(data, pos)
+    length: int = _CHUNK_HEAD.unpack_from(data, pos)[1]
     return pos + _CHUNK_HEAD.size + length > len(data)
 
 
@@ -171,7 +171,7 @@ def _kinds_and_blobs(
     return bytes(endpoints) if merged else b"", bytes(kinds), commands, blobs
 
 
-def _array(typecode: str, view: memoryview) -> array:
+def _array(typecode: str, view: memoryview) -> array[int]:
     values = array(typecode)
     values.frombytes(view)
     return values
@@ -204,7 +204,8 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
         pos += size
         item: Item
         if kind_of in _WITH_COMMAND:
-            item = Command(*next(fields), blob)
+            seq, ts_ms, ingest_ts_us, publish_ts_us = next(fields)
+            item = Command(seq, ts_ms, ingest_ts_us, publish_ts_us, blob)
             if kind_of == _CARRIED:
                 item = Carried(item)
         elif kind_of == _CONNECT:

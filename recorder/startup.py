@@ -23,7 +23,7 @@ from replica.recorder.segments import publish_unit
 from replica.recorder.seq import Cause, TrackerState
 from replica.recorder.session import Carry, FeedSession
 from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
-from replica.recorder.units import RecentPayloads, Unit
+from replica.recorder.units import RecentPayloads, SpoolRecord, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
@@ -74,7 +74,7 @@ def _last_rows(path: Path, rows: int) -> pa.Table:
 
 
 def recover_spools(
-    layout: ArchiveLayout, recent: RecentPayloads, metadata: dict[bytes | str, str]
+    layout: ArchiveLayout, recent: RecentPayloads, metadata: dict[bytes, str]
 ) -> Recovery:
     """Replay every leftover spool file from its header state and publish its unit."""
     recovery = Recovery()
@@ -114,7 +114,7 @@ def _session(header: dict[str, object], recent: RecentPayloads) -> FeedSession:
 
 
 def _replayed_units(
-    session: FeedSession, contents_records: list, carry: Carry, last: bool, end_us: int
+    session: FeedSession, contents_records: list[SpoolRecord], carry: Carry, last: bool, end_us: int
 ) -> tuple[list[Unit], Carry]:
     """The units one spool's replay publishes, and what it hands to the next spool's."""
     session.restore(carry)
@@ -134,7 +134,7 @@ def _recover_spool(
     path: Path,
     layout: ArchiveLayout,
     recent: RecentPayloads,
-    metadata: dict[bytes | str, str],
+    metadata: dict[bytes, str],
     recovery: Recovery,
     carry: Carry,
     last: bool,

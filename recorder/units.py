@@ -99,7 +99,7 @@ def _int64s() -> array[int]:
 class Unit:
     unit_id: str
     opened_us: int
-    hour: int | None = None
+    hour: int = 0  # the UTC hour of its first command (meaningless while it has none)
     seq: array[int] = field(default_factory=_int64s)
     ts_ms: array[int] = field(default_factory=_int64s)
     ingest_ts_us: array[int] = field(default_factory=_int64s)

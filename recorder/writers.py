@@ -37,7 +37,7 @@ _BACKLOG_WARN_EVERY_S = 30.0
 
 
 class Writers:
-    def __init__(self, layout: ArchiveLayout, metadata: dict[bytes | str, str]) -> None:
+    def __init__(self, layout: ArchiveLayout, metadata: dict[bytes, str]) -> None:
         self._layout = layout
         self._metadata = metadata
         self._spool = SpoolWriter(layout.spool_dir)
