@@ -25,17 +25,15 @@ and drains ``take_spool_ops`` and ``take_sealed``; it never decides anything its
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
-from replica.recorder.frames import BadFrame, Command, parse_frame
+from replica.recorder.frames import BadFrame, Command, parse_frame, peek_seq
 from replica.recorder.merge import MAX_HELD_BYTES, EndpointState, EndpointTotals, Held
-from replica.recorder.quarantine import TooBig
+from replica.recorder.quarantine import TooBig, conflict_reason
 from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
 from replica.recorder.units import (
     Carried,
     Closed,
     ConnectionRow,
+    Echo,
     GapRow,
     Item,
     RecentPayloads,
@@ -48,6 +46,7 @@ from replica.recorder.units import (
     SpoolRecord,
     Unit,
     Via,
+    new_unit_id,
 )
 from replica.schemas.archive import MS_PER_HOUR
 from replica.schemas.frames import command_frame
@@ -59,15 +58,6 @@ __all__ += ["SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 
 Carry = list[tuple[Command, int, int]]  # held commands: command, endpoint, recv_ts_us
-
-
-def new_unit_id(now_us: int, after: str | None = None) -> str:
-    """Sortable by time, unique even if the clock steps back across a restart. The unit after
-    ``after`` gets an id derived from it, so that a replay that seals where the live session did
-    names the next unit alike."""
-    if after is None:
-        return f"{now_us:017d}-{secrets.token_hex(4)}"
-    return f"{now_us:017d}-{hashlib.blake2b(after.encode(), digest_size=4).hexdigest()}"
 
 
 class FeedSession:
@@ -137,6 +127,18 @@ class FeedSession:
 
     def receive(self, frame: str | bytes, recv_us: int, endpoint: int = 0) -> None:
         self.stats.frames += 1
+        if self._several and type(frame) is str:
+            # The other endpoint's copy of an archived command, the same text: no parse.
+            seq = peek_seq(frame)
+            last = self.tracker.state.last_seq
+            if (
+                seq is not None
+                and last is not None
+                and seq <= last
+                and self._recent.same_text(seq, frame)
+            ):
+                self._echo(seq, recv_us, endpoint)
+                return
         try:
             cmd = parse_frame(frame)
         except BadFrame as bad:
@@ -144,7 +146,10 @@ class FeedSession:
             self._quarantine(recv_us, bad.kind, bad.reason, None, frame)
             return
         if type(cmd) is Command:
+            duplicates = self.stats.duplicates
             self._command(cmd, recv_us, endpoint)
+            if self._several and self.stats.duplicates == duplicates and type(frame) is str:
+                self._recent.remember_text(cmd.seq, frame)
         else:  # the connected greeting: nothing to archive
             self._spool(recv_us, frame, endpoint)
 
@@ -174,6 +179,9 @@ class FeedSession:
             elif type(item) is Release:
                 self._spool(recv_us, item)
                 self._release(recv_us, item.force)
+            elif type(item) is Echo:
+                self.stats.frames += 1
+                self._echo(item.seq, recv_us, endpoint)
             elif isinstance(item, str | bytes):
                 self.receive(item, recv_us, endpoint)
 
@@ -228,6 +236,7 @@ class FeedSession:
             self._duplicate(cmd, recv_us, self._held.raw(seq))
         else:
             self._held.add(cmd, endpoint, recv_us)
+        if self._held:  # this endpoint moved on: what it no longer can deliver is a gap
             self._release(recv_us, force=False)
 
     # ---- outputs ------------------------------------------------------------------------------
@@ -336,6 +345,13 @@ class FeedSession:
         if (last is None or cmd.seq > last) and cmd.seq not in self._held:
             self._held.add(cmd, endpoint, recv_us)
 
+    def _echo(self, seq: int, recv_us: int, endpoint: int) -> None:
+        self._spool(recv_us, Echo(seq), endpoint)
+        self._delivered(seq, endpoint, recv_us)
+        self.stats.duplicates += 1
+        if self._held:
+            self._release(recv_us, force=False)
+
     def _delivered(self, seq: int, endpoint: int, recv_us: int) -> None:
         state = self._states[endpoint]
         state.delivered += 1
@@ -404,11 +420,7 @@ class FeedSession:
         self.stats.duplicates += 1
         if archived is not None and archived != cmd.raw:
             self.stats.conflicts += 1
-            reason = (
-                f"seq {cmd.seq} repeated with a different payload: archived "
-                f"{len(archived)} bytes sha256 {hashlib.sha256(archived).hexdigest()[:16]}, "
-                f"this frame {len(cmd.raw)} bytes sha256 {hashlib.sha256(cmd.raw).hexdigest()[:16]}"
-            )
+            reason = conflict_reason(cmd.seq, archived, cmd.raw)
             self._quarantine(recv_us, "conflict", reason, cmd.seq, command_frame(cmd))
 
     def _gap(self, gap: Gap, recv_us: int, after_ts_ms: int) -> None:

@@ -25,7 +25,7 @@ from typing import BinaryIO
 import zstandard
 from replica.recorder.frames import Command
 from replica.recorder.quarantine import TooBig
-from replica.recorder.units import Carried, Closed, Item, Release, SpoolRecord, Via
+from replica.recorder.units import Carried, Closed, Echo, Item, Release, SpoolRecord, Via
 
 _CHUNK_HEAD = struct.Struct("<cII")
 _CHUNK_KIND = re.compile(b"[HR]")
@@ -33,7 +33,8 @@ _COUNT = struct.Struct("<I")
 HEADER, RECORDS = b"H", b"R"
 _WITH_ENDPOINTS = 1 << 31  # set in a batch's count when it has an endpoint column
 _TEXT, _BINARY, _CONNECT, _COMMAND, _TOO_BIG = 0, 1, 2, 3, 4
-_CLOSED, _CARRIED, _RELEASE = 5, 6, 7
+_CLOSED, _CARRIED, _RELEASE, _ECHO = 5, 6, 7, 8
+_SEQ = struct.Struct("<q")
 _WITH_COMMAND = (_COMMAND, _CARRIED)
 _TOO_BIG_BLOB = struct.Struct("<Q?")
 SUFFIX = ".wal"
@@ -158,6 +159,9 @@ def _kinds_and_blobs(
         elif type(item) is Closed:
             kinds.append(_CLOSED)
             blobs.append(item.why.encode("utf-8", "surrogatepass"))
+        elif type(item) is Echo:
+            kinds.append(_ECHO)
+            blobs.append(_SEQ.pack(item.seq))
         elif type(item) is Release:
             kinds.append(_RELEASE)
             blobs.append(bytes([item.force]))
@@ -216,6 +220,8 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
             item = TooBig(*_TOO_BIG_BLOB.unpack(blob))
         elif kind_of == _CLOSED:
             item = Closed(blob.decode("utf-8", "surrogatepass"))
+        elif kind_of == _ECHO:
+            item = Echo(_SEQ.unpack(blob)[0])
         elif kind_of == _RELEASE:
             item = Release(bool(blob[0]))
         else:

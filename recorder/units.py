@@ -6,6 +6,8 @@ publisher depend on these shapes alone.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -28,6 +30,12 @@ class Carried(NamedTuple):
     cmd: Command
 
 
+class Echo(NamedTuple):
+    """Another endpoint's frame identical, text for text, to that of an archived command."""
+
+    seq: int
+
+
 class Release(NamedTuple):
     """The wait for missing seqs was re-examined at this record's time (``force``: given up,
     as at a stop). Spooled whenever it can change what is archived, so a replay decides alike."""
@@ -35,7 +43,7 @@ class Release(NamedTuple):
     force: bool
 
 
-Item = Command | TooBig | Closed | Carried | Release | str | bytes | None
+Item = Command | TooBig | Closed | Carried | Release | Echo | str | bytes | None
 
 
 class Via(NamedTuple):
@@ -133,6 +141,18 @@ class Unit:
         )
 
 
+def new_unit_id(now_us: int, after: str | None = None) -> str:
+    """Sortable by time, unique even if the clock steps back across a restart. The unit after
+    ``after`` sorts after it even when sealed in the same microsecond (recovery replays spools
+    in name order), and gets an id derived from it, so that a replay that seals where the live
+    session did names the next unit alike."""
+    if after is None:
+        return f"{now_us:017d}-{secrets.token_hex(4)}"
+    prefix = after.partition("-")[0]
+    opened = max(now_us, int(prefix) + 1) if prefix.isdigit() else now_us
+    return f"{opened:017d}-{hashlib.blake2b(after.encode(), digest_size=4).hexdigest()}"
+
+
 class RecentPayloads:
     """The payloads of the last ``size`` seqs, to tell a harmless duplicate from a conflict.
 
@@ -147,11 +167,23 @@ class RecentPayloads:
         self._mask = size - 1
         self._seqs = [-1] * size
         self._raws: list[bytes | None] = [None] * size
+        self._texts: list[str | None] = [None] * size  # frame texts, with several endpoints
 
     def remember(self, seq: int, raw: bytes) -> None:
         slot = seq & self._mask
         self._seqs[slot] = seq
         self._raws[slot] = raw
+        self._texts[slot] = None
+
+    def remember_text(self, seq: int, text: str) -> None:
+        """The frame text of ``seq``'s archived payload (call after ``remember``)."""
+        slot = seq & self._mask
+        if self._seqs[slot] == seq:
+            self._texts[slot] = text
+
+    def same_text(self, seq: int, text: str) -> bool:
+        slot = seq & self._mask
+        return self._seqs[slot] == seq and self._texts[slot] == text
 
     def lookup(self, seq: int) -> bytes | None:
         slot = seq & self._mask

@@ -78,7 +78,12 @@ def command_frame(seq: int) -> str:
     return frame(seq, ts_ms=BASE_MS + (seq // 7) * MS_PER_HOUR + seq)
 
 
-def run_live(case: Case, gap_wait_us: int, rows: int) -> tuple[list[SpoolOp], list[Unit]]:
+def run_live(
+    case: Case, gap_wait_us: int, rows: int
+) -> tuple[list[SpoolOp], list[Unit], dict[str, int]]:
+    """The spool operations, the sealed units, and for each unit the number of operations that
+    were handed out with its seal: the recorder publishes a unit (and then deletes its spool, on
+    the spool thread, after those operations) only once they are all queued."""
     session = FeedSession(
         TrackerState(),
         now_us=T0,
@@ -93,6 +98,15 @@ def run_live(case: Case, gap_wait_us: int, rows: int) -> tuple[list[SpoolOp], li
         session.connection_opened(now, endpoint)
     position = [0, 0]
     ops: list[SpoolOp] = []
+    units: list[Unit] = []
+    queued: dict[str, int] = {}
+
+    def pump() -> None:
+        ops.extend(session.take_spool_ops())
+        for unit in session.take_sealed():
+            units.append(unit)
+            queued[unit.unit_id] = len(ops)
+
     for endpoint, step, tick in zip(case.order, case.steps, case.ticks, strict=True):
         now += step
         seqs, at = case.delivered[endpoint], position[endpoint]
@@ -103,11 +117,11 @@ def run_live(case: Case, gap_wait_us: int, rows: int) -> tuple[list[SpoolOp], li
         session.receive(command_frame(seqs[at]), now, endpoint)
         if tick:
             session.tick(now)
-        ops += session.take_spool_ops()
+        pump()
     session.finish(now)
     session.seal(now)
-    ops += session.take_spool_ops()
-    return ops, session.take_sealed()
+    pump()
+    return ops, units, queued
 
 
 def archived(units: list[Unit]) -> list[int]:
@@ -126,7 +140,7 @@ def gap_seqs(units: list[Unit]) -> list[int]:
 @settings(max_examples=300, deadline=None, database=None)
 @given(cases(), st.integers(1, 5))
 def test_with_time_to_wait_the_archive_is_the_union_and_gaps_what_neither_delivered(case, rows):
-    _, units = run_live(case, FOREVER_US, rows)
+    _, units, _ = run_live(case, FOREVER_US, rows)
     union = set(case.delivered[0]) | set(case.delivered[1])
     assert archived(units) == sorted(union)
     if union:
@@ -146,7 +160,7 @@ def test_with_time_to_wait_the_archive_is_the_union_and_gaps_what_neither_delive
 @settings(max_examples=300, deadline=None, database=None)
 @given(cases(), st.integers(0, 5_000), st.integers(1, 5))
 def test_with_any_wait_each_seq_is_archived_once_or_a_gap(case, gap_wait_us, rows):
-    _, units = run_live(case, gap_wait_us, rows)
+    _, units, _ = run_live(case, gap_wait_us, rows)
     seqs, gaps = archived(units), gap_seqs(units)
     assert seqs == sorted(set(seqs))
     assert set(seqs) <= set(case.delivered[0]) | set(case.delivered[1])
@@ -190,10 +204,10 @@ def archive_seqs(layout: ArchiveLayout) -> list[int]:
 @settings(max_examples=150, deadline=None, database=None)
 @given(cases(), st.integers(1, 5), st.data())
 def test_killed_after_any_spool_write_recovery_archives_what_was_spooled_once(case, rows, data):
-    ops, units = run_live(case, FOREVER_US, rows)
+    ops, units, queued = run_live(case, FOREVER_US, rows)
     cut = data.draw(st.integers(0, len(ops)))
     written = ops[:cut]
-    closed = [op.unit_id for op in written if isinstance(op, SpoolClose)]
+    closed = [unit.unit_id for unit in units if queued[unit.unit_id] <= cut]
     published = data.draw(st.integers(0, len(closed)))
     with tempfile.TemporaryDirectory() as tmp:
         layout = ArchiveLayout(Path(tmp))
