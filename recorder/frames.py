@@ -39,22 +39,6 @@ class Connected(NamedTuple):
     ts_ms: int
 
 
-class _SeqOnly(msgspec.Struct):
-    seq: int
-
-
-_decode_seq = msgspec.json.Decoder(_SeqOnly).decode
-
-
-def peek_seq(frame: str) -> int | None:
-    """A frame's ``seq`` alone, or None: a third of a full parse, for the second endpoint's copy
-    of a command already archived (whose text is then compared whole)."""
-    try:
-        return _decode_seq(frame).seq
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError, RecursionError):
-        return None
-
-
 _new_command = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 

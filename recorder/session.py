@@ -25,7 +25,7 @@ and drains ``take_spool_ops`` and ``take_sealed``; it never decides anything its
 
 from __future__ import annotations
 
-from replica.recorder.frames import BadFrame, Command, parse_frame, peek_seq
+from replica.recorder.frames import BadFrame, Command, parse_frame
 from replica.recorder.merge import MAX_HELD_BYTES, EndpointState, EndpointTotals, Held
 from replica.recorder.quarantine import TooBig, conflict_reason
 from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
@@ -128,15 +128,9 @@ class FeedSession:
     def receive(self, frame: str | bytes, recv_us: int, endpoint: int = 0) -> None:
         self.stats.frames += 1
         if self._several and type(frame) is str:
-            # The other endpoint's copy of an archived command, the same text: no parse.
-            seq = peek_seq(frame)
-            last = self.tracker.state.last_seq
-            if (
-                seq is not None
-                and last is not None
-                and seq <= last
-                and self._recent.same_text(seq, frame)
-            ):
+            # Another endpoint's copy of a command delivered first, the same text: no parse.
+            seq = self._recent.seq_of_text(frame)
+            if seq is not None:
                 self._echo(seq, recv_us, endpoint)
                 return
         try:

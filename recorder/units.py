@@ -31,7 +31,8 @@ class Carried(NamedTuple):
 
 
 class Echo(NamedTuple):
-    """Another endpoint's frame identical, text for text, to that of an archived command."""
+    """A frame identical, text for text, to one that delivered ``seq`` first (archived, or
+    held until it is): a duplicate, known without a parse."""
 
     seq: int
 
@@ -167,23 +168,28 @@ class RecentPayloads:
         self._mask = size - 1
         self._seqs = [-1] * size
         self._raws: list[bytes | None] = [None] * size
-        self._texts: list[str | None] = [None] * size  # frame texts, with several endpoints
+        # With several endpoints: the frame texts of the last ``size`` seqs first delivered, so
+        # that another endpoint's identical copy is known by its text alone, unparsed.
+        self._texts: list[str | None] = [None] * size
+        self._text_seqs: dict[str, int] = {}
 
     def remember(self, seq: int, raw: bytes) -> None:
         slot = seq & self._mask
         self._seqs[slot] = seq
         self._raws[slot] = raw
-        self._texts[slot] = None
 
     def remember_text(self, seq: int, text: str) -> None:
-        """The frame text of ``seq``'s archived payload (call after ``remember``)."""
+        """``text`` delivered ``seq`` first (it is archived, or held until it is)."""
         slot = seq & self._mask
-        if self._seqs[slot] == seq:
-            self._texts[slot] = text
+        old = self._texts[slot]
+        if old is not None:
+            self._text_seqs.pop(old, None)
+        self._texts[slot] = text
+        self._text_seqs[text] = seq
 
-    def same_text(self, seq: int, text: str) -> bool:
-        slot = seq & self._mask
-        return self._seqs[slot] == seq and self._texts[slot] == text
+    def seq_of_text(self, text: str) -> int | None:
+        """The seq a frame of exactly this text delivered first, if it is still remembered."""
+        return self._text_seqs.get(text)
 
     def lookup(self, seq: int) -> bytes | None:
         slot = seq & self._mask
