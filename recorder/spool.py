@@ -18,6 +18,7 @@ import re
 import struct
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -228,6 +229,16 @@ def decode_records(chunk: bytes) -> list[SpoolRecord]:
             item = blob
         records.append((recv_us, Via(endpoint, item) if endpoint else item))
     return records
+
+
+def spooled_commands(records: list[SpoolRecord]) -> Iterator[Command]:
+    """Every command a spool's records hold, whichever endpoint delivered it, carried ones too."""
+    for _, record in records:
+        item = record.item if type(record) is Via else record
+        if type(item) is Carried:
+            yield item.cmd
+        elif type(item) is Command:
+            yield item
 
 
 @dataclass

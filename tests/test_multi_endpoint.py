@@ -16,15 +16,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from replica.recorder.frames import Command
+from replica.recorder.frames import parse_frame
 from replica.recorder.recorder import Recorder
-from replica.recorder.spool import leftover_spools, read_spool
+from replica.recorder.spool import SpoolWriter, leftover_spools, read_spool, spooled_commands
 from replica.recorder.units import Carried, Via
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import ArchiveLayout, day_of
 
+from replica.maintenance.compact_raw import spooled_days
 from replica.maintenance.verify import read_gaps, verify
 from tests.conftest import PATIENCE_S, raw_rows, reached, record, replica, table_rows
-from tests.feedserver import Close, Live, ScriptedFeed, Send, Signal, WaitFor
+from tests.feedserver import BASE_TS_MS, Close, Live, ScriptedFeed, Send, Signal, WaitFor, frame
 from tests.test_cli import start_recording, summary_of, wait_for
 
 
@@ -89,14 +90,11 @@ def test_the_same_url_twice_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def spooled_seqs(layout: ArchiveLayout) -> set[int]:
-    seqs = set()
-    for path in leftover_spools(layout.spool_dir):
-        for _, record_ in read_spool(path).records:
-            item = record_.item if type(record_) is Via else record_
-            item = item.cmd if type(item) is Carried else item
-            if type(item) is Command:
-                seqs.add(item.seq)
-    return seqs
+    return {
+        command.seq
+        for path in leftover_spools(layout.spool_dir)
+        for command in spooled_commands(read_spool(path).records)
+    }
 
 
 def spool_bytes(layout: ArchiveLayout) -> int:
@@ -152,3 +150,16 @@ def test_kill_9_with_two_endpoints_loses_nothing_spooled_and_archives_no_seq_twi
     covered = set(archived) | {s for g in gaps for s in range(g.from_seq, g.to_seq + 1)}
     assert covered == set(range(archived[0], archived[-1] + 1))
     assert not layout.temporary_files() and not leftover_spools(layout.spool_dir)
+
+
+def test_compaction_sees_a_day_that_only_another_endpoints_spooled_commands_hold(
+    tmp_path: Path,
+) -> None:
+    layout = ArchiveLayout(tmp_path)
+    writer = SpoolWriter(layout.spool_dir)
+    writer.open("01764000000000000-00000000", {"unit": "01764000000000000-00000000"})
+    second = parse_frame(frame(7))
+    first = parse_frame(frame(8, ts_ms=BASE_TS_MS + 86_400_000))
+    writer.append("01764000000000000-00000000", [(1, Via(1, second)), (2, Carried(first))])
+    writer.close_all()
+    assert set(spooled_days(layout)) == {day_of(BASE_TS_MS), day_of(BASE_TS_MS + 86_400_000)}
