@@ -89,3 +89,32 @@ class Held:
 
     def in_order(self) -> list[tuple[Command, int, int]]:
         return [self._by_seq[seq] for seq in sorted(self._heap)]
+
+
+def could_deliver(states: list[EndpointState], seq: int, other_than: int | None = None) -> bool:
+    """Whether an endpoint may still deliver ``seq``: one connected that has not passed it
+    (feeds deliver in order), or one not connected (still connecting, or reconnecting: a
+    lagging endpoint's new connection starts where it is, maybe below ``seq``)."""
+    return any(
+        not state.connected or state.last_seq is None or state.last_seq < seq
+        for endpoint, state in enumerate(states)
+        if endpoint != other_than
+    )
+
+
+def releasable(
+    held: Held, states: list[EndpointState], last_seq: int | None, gap_wait_us: int, now_us: int
+) -> bool:
+    """Whether the first held command is due: next in seq order, or its wait for the seqs
+    before it is over (no endpoint can still deliver them, ``gap_wait_us`` passed since it
+    arrived, or the held commands fill ``MAX_HELD_BYTES``)."""
+    cmd, _, recv_us = held.first()
+    if last_seq is not None and cmd.seq == last_seq + 1:
+        return True
+    # The first seq missing before it; before anything was archived, any lower seq.
+    missing = cmd.seq - 1 if last_seq is None else last_seq + 1
+    return (
+        now_us - recv_us >= gap_wait_us
+        or held.payload_bytes >= MAX_HELD_BYTES
+        or not could_deliver(states, missing)
+    )

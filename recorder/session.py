@@ -26,7 +26,13 @@ and drains ``take_spool_ops`` and ``take_sealed``; it never decides anything its
 from __future__ import annotations
 
 from replica.recorder.frames import BadFrame, Command, parse_frame
-from replica.recorder.merge import MAX_HELD_BYTES, EndpointState, EndpointTotals, Held
+from replica.recorder.merge import (
+    EndpointState,
+    EndpointTotals,
+    Held,
+    could_deliver,
+    releasable,
+)
 from replica.recorder.quarantine import TooBig, conflict_reason
 from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
 from replica.recorder.units import (
@@ -204,10 +210,11 @@ class FeedSession:
         # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
         seq = cmd.seq
         last = self.tracker.state.last_seq
+        states = self._states
         if not self._held and (
-            (last is None and not self._could_deliver(seq - 1, endpoint))
-            or (last is not None and seq == last + 1)
-            or (last is not None and seq > last and not self._could_deliver(last + 1, endpoint))
+            (last is not None and seq == last + 1)
+            or (last is None and not could_deliver(states, seq - 1, endpoint))
+            or (last is not None and seq > last and not could_deliver(states, last + 1, endpoint))
         ):
             hour = cmd.ts_ms // MS_PER_HOUR
             unit = self._unit
@@ -292,30 +299,9 @@ class FeedSession:
 
     # ---- merging ------------------------------------------------------------------------------
 
-    def _could_deliver(self, seq: int, other_than: int | None = None) -> bool:
-        """Whether an endpoint may still deliver ``seq``: one connected that has not passed it
-        (feeds deliver in order), or one not connected (still connecting, or reconnecting: a
-        lagging endpoint's new connection starts where it is, maybe below ``seq``)."""
-        return any(
-            not state.connected or state.last_seq is None or state.last_seq < seq
-            for endpoint, state in enumerate(self._states)
-            if endpoint != other_than
-        )
-
     def _releasable(self, now_us: int) -> bool:
-        cmd, _, recv_us = self._held.first()
-        last = self.tracker.state.last_seq
-        if last is not None and cmd.seq == last + 1:
-            return True
-        # The first seq missing before it; before anything was archived, any lower seq.
-        missing = cmd.seq - 1 if last is None else last + 1
-        return self._give_up(missing, recv_us, now_us)
-
-    def _give_up(self, missing: int, since_us: int, now_us: int) -> bool:
-        return (
-            now_us - since_us >= self._gap_wait_us
-            or self._held.payload_bytes >= MAX_HELD_BYTES
-            or not self._could_deliver(missing)
+        return releasable(
+            self._held, self._states, self.tracker.state.last_seq, self._gap_wait_us, now_us
         )
 
     def _release(self, now_us: int, force: bool) -> None:
