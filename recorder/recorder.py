@@ -23,6 +23,7 @@ from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.seq import TrackerState
 from replica.recorder.session import FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
+from replica.recorder.status import WARN_EVERY_S, StatusLog
 from replica.recorder.units import RecentPayloads, SessionStats
 from replica.recorder.writers import Writers
 from replica.schemas.archive import ArchiveLayout
@@ -44,7 +45,6 @@ __all__ = ["Recorder", "RecorderConfig", "Summary"]  # the config and summary li
 log = logging.getLogger(__name__)
 
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
-_WARN_EVERY_S = 30.0
 
 
 def _now_us() -> int:
@@ -106,10 +106,7 @@ class Recorder:
         self._recovered_files = 0
         self._recovered_frames = 0
         self._next_maintenance = 0
-        self._next_status = 0.0
-        self._status_at = time.monotonic()
-        self._status_frames = 0
-        self._ts_back_warned = (0, -math.inf)  # the count when last logged, and when
+        self._status = StatusLog(config.status_seconds)
         self._pause_warned = -math.inf
 
     # ---- public -------------------------------------------------------------------------------
@@ -207,8 +204,7 @@ class Recorder:
         if config.deadline is not None:
             delay = max(0.0, config.deadline.timestamp() - time.time())
             deadline = loop.call_later(delay, self.stop, "deadline")
-        self._status_at = time.monotonic()
-        self._next_status = self._status_at + config.status_seconds
+        self._status.start()
         ticker = asyncio.create_task(self._tick_forever(run))
         ticker.add_done_callback(self._ticker_ended)
         try:
@@ -385,15 +381,14 @@ class Recorder:
             self._failure = exc
             self.stop("error")
             return
-        if time.monotonic() >= self._next_status:
-            self._log_status(run)
-        self._warn_of_ts_back(run)
+        up = [endpoint.ws is not None for endpoint in self._endpoints]
+        self._status.due(run.session, up, run.writers.backlog)
 
     async def _wait_for_the_writer(self, run: _Run) -> None:
         """Stop reading the feed while the writer is too far behind (the ticker goes on
         checking its writes), so that units waiting for the disk cannot exhaust memory."""
         now = time.monotonic()
-        if now - self._pause_warned > _WARN_EVERY_S:
+        if now - self._pause_warned > WARN_EVERY_S:
             self._pause_warned = now
             log.warning(
                 "the disk is %d segments (%.0f MiB) behind; pausing reads of the feed until it "
@@ -403,48 +398,3 @@ class Recorder:
             )
         while run.writers.behind and not run.stopping.is_set():
             await asyncio.sleep(MAINTENANCE_US / 1e6)
-
-    def _warn_of_ts_back(self, run: _Run) -> None:
-        count = run.session.stats.ts_back
-        logged, when = self._ts_back_warned
-        now = time.monotonic()
-        if count > logged and now - when > _WARN_EVERY_S:
-            self._ts_back_warned = (count, now)
-            log.warning(
-                "%d command(s) so far had a ts_ms in an earlier UTC hour than the segment they "
-                "arrived in (the feed's clock stepped back); they stay in that segment, filed "
-                "under its hour",
-                count,
-            )
-
-    def _log_status(self, run: _Run) -> None:
-        session = run.session
-        stats = session.stats
-        now = time.monotonic()
-        rate = (stats.frames - self._status_frames) / max(now - self._status_at, 1e-6)
-        self._next_status = now + self.config.status_seconds
-        self._status_at, self._status_frames = now, stats.frames
-        lag = f"{stats.last_lag_us / 1000:.1f} ms" if stats.last_lag_us is not None else "-"
-        endpoints = ""
-        if len(self._endpoints) > 1:
-            endpoints = (
-                " | "
-                + ", ".join(
-                    f"{t.endpoint} {'up' if e.ws is not None else 'down'} won {t.won}/{t.delivered}"
-                    for t, e in zip(session.totals, self._endpoints, strict=True)
-                )
-                + f" | held {session.held}"
-            )
-        log.info(
-            "%.0f msg/s | last seq %s | gaps %d (%d missing) | duplicates %d | quarantined %d "
-            "| lag %s | writer backlog %d%s",
-            rate,
-            self.last_seq,
-            stats.gaps,
-            stats.missing,
-            stats.duplicates,
-            stats.quarantined,
-            lag,
-            self.writer_backlog,
-            endpoints,
-        )

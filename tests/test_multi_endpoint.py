@@ -9,13 +9,16 @@ nothing that reached the spool is lost, no seq is archived twice.
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 import signal
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from replica.recorder.frames import parse_frame
 from replica.recorder.recorder import Recorder
 from replica.recorder.spool import SpoolWriter, leftover_spools, read_spool, spooled_commands
@@ -34,7 +37,10 @@ def all_delivered(recorder: Recorder) -> bool:
     return sum(e["delivered"] for e in recorder.summary().endpoints) == 85 + 90
 
 
-def test_complementary_outages_on_two_endpoints_leave_no_gap(tmp_path: Path) -> None:
+def test_complementary_outages_on_two_endpoints_leave_no_gap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "replica.recorder")
     us_done = threading.Event()
     us = ScriptedFeed(
         [Send.cmds(0, 29), Close(1011)],
@@ -46,7 +52,9 @@ def test_complementary_outages_on_two_endpoints_leave_no_gap(tmp_path: Path) -> 
         [Send.cmds(80, 99)],
     )
     with us, jp:
-        summary, _ = record((us.url, jp.url), tmp_path, all_delivered, gap_wait=PATIENCE_S)
+        summary, _ = record(
+            (us.url, jp.url), tmp_path, all_delivered, gap_wait=PATIENCE_S, status_seconds=0.01
+        )
     assert [row["seq"] for row in raw_rows(tmp_path)] == list(range(100))
     assert summary.gaps == 0 and table_rows(tmp_path / "gaps") == []
     by_url = {e["endpoint"]: e for e in summary.endpoints}
@@ -62,6 +70,9 @@ def test_complementary_outages_on_two_endpoints_leave_no_gap(tmp_path: Path) -> 
     assert (us.url, "closed with code 1011") in ended
     assert (jp.url, "closed with code 1000") in ended
     assert sum(row["won"] for row in connections) == 100
+
+    # The status line says, per endpoint, whether it is up and how much it won of what it sent.
+    assert re.search(rf"{us.url} (up|down) won \d+/\d+, {jp.url} (up|down) won", caplog.text)
 
     # The arrivals and connections views answer in SQL: US against JP, per command.
     query = (
