@@ -6,6 +6,12 @@ and noisy: an absolute msgs/s threshold would flap with the neighbours, while th
 much the recorder's own work (parsing, spooling, fsync, Parquet) costs on top of the WebSocket
 stack it cannot avoid. Targets: recorder/bare >= 0.7 and archive/zstd-3-of-payloads <= 1.15.
 
+The recorder is also run on two endpoints serving the same N frames at once (two server
+processes): every command arrives twice, is spooled twice and kept as two arrivals, and is
+archived once. Its msgs/s (N commands archived over the slower server's time) is compared with
+the one-endpoint recorder's in the same run: target two/one >= 0.8. The arrivals table's size
+per delivery is reported too.
+
 Each measured client gets a fresh feed server in its own process (so it does not share the
 client's GIL) that sends the ``connected`` frame and then N realistic pre-encoded frames from
 ``fixtures.make_feed`` as fast as the client reads them, then a ping. msgs/s is N divided by the
@@ -49,6 +55,7 @@ from fixtures.make_feed import feed_frames  # noqa: E402
 RUNS = 3
 TIMEOUT_S = 600.0
 THROUGHPUT_TARGET = 0.7
+TWO_ENDPOINTS_TARGET = 0.8
 SIZE_TARGET = 1.15
 
 
@@ -132,32 +139,26 @@ def measure_bare_client(frames_path: Path, n: int) -> float:
     return n / read_s
 
 
-def measure_recorder(frames_path: Path, n: int, archive: Path) -> float:
-    """msgs/s of the real ``replica record`` CLI; fails unless it appended exactly n."""
-    process, pipe, port = start_feed_server(frames_path)
+def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 1) -> float:
+    """msgs/s of the real ``replica record`` CLI on ``endpoints`` servers of the same frames;
+    fails unless it appended exactly n."""
+    servers = [start_feed_server(frames_path) for _ in range(endpoints)]
+    urls = [f"ws://127.0.0.1:{port}" for _, _, port in servers]
     recorder = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "replica",
-            "record",
-            f"ws://127.0.0.1:{port}",
-            archive,
-            "--status-seconds",
-            "3600",
-        ],
+        [sys.executable, "-m", "replica", "record", *urls, archive, "--status-seconds", "3600"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        read_s = expect(pipe, "read")
+        read_s = max(expect(pipe, "read") for _, pipe, _ in servers)
         recorder.send_signal(signal.SIGTERM)
         out, err = recorder.communicate(timeout=TIMEOUT_S)
     finally:
         if recorder.poll() is None:
             recorder.kill()
-    stop_feed_server(process)
+    for process, _, _ in servers:
+        stop_feed_server(process)
     lines = out.strip().splitlines()
     summary = json.loads(lines[-1]) if lines else {}
     if recorder.returncode != 0 or summary.get("appended") != n:
@@ -171,9 +172,9 @@ def measure_recorder(frames_path: Path, n: int, archive: Path) -> float:
 # ---- sizes ----------------------------------------------------------------------------------
 
 
-def archive_raw_bytes(archive: Path) -> tuple[int, int]:
-    """(bytes of the raw Parquet segments, number of segment files)."""
-    files = list((archive / "raw").rglob("*.parquet"))
+def archive_raw_bytes(archive: Path, table: str = "raw") -> tuple[int, int]:
+    """(bytes of a table's Parquet files, number of files): the raw segments by default."""
+    files = list((archive / table).rglob("*.parquet"))
     return sum(f.stat().st_size for f in files), len(files)
 
 
@@ -205,7 +206,7 @@ def main() -> None:
         zstd3 = zstd3_payload_bytes(frames)
         print(f"{n:,} commands, built in {time.perf_counter() - began:.1f} s")
 
-        bare, recorded = [], []
+        bare, recorded, two = [], [], []
         for run in range(1, RUNS + 1):
             bare.append(measure_bare_client(frames_path, n))
             print(f"run {run} bare     {bare[-1]:>9,.0f} msgs/s")
@@ -214,15 +215,24 @@ def main() -> None:
                 (measure_recorder(frames_path, n, archive), *archive_raw_bytes(archive))
             )
             print(f"run {run} recorder {recorded[-1][0]:>9,.0f} msgs/s")
+            archive = Path(tmp) / f"archive-two-{run}"
+            rate = measure_recorder(frames_path, n, archive, 2)
+            two.append((rate, archive_raw_bytes(archive, "arrivals")))
+            print(f"run {run} recorder on 2 endpoints {two[-1][0]:>9,.0f} msgs/s")
 
     bare_best = max(bare)
     rec_best, archive_bytes, segments = max(recorded)
     throughput = rec_best / bare_best
+    two_best, (arrival_bytes, _) = max(two)
+    two_vs_one = two_best / rec_best
     vs_zstd3 = archive_bytes / zstd3
     rows = [
         ("bare client msgs/s", f"{bare_best:,.0f}", ""),
         ("replica record msgs/s", f"{rec_best:,.0f}", ""),
         ("ratio recorder/bare", f"{throughput:.3f}", f">= {THROUGHPUT_TARGET}"),
+        ("record 2 endpoints msgs/s", f"{two_best:,.0f}", ""),
+        ("ratio 2 endpoints/1", f"{two_vs_one:.3f}", f">= {TWO_ENDPOINTS_TARGET}"),
+        ("arrivals B/delivery", f"{arrival_bytes / (2 * n):.1f}", ""),
         ("archive raw/ B/command", f"{archive_bytes / n:.1f}", f"{segments} segment files"),
         ("JSON frames B/command", f"{json_bytes / n:.1f}", ""),
         ("zstd-3 payloads B/command", f"{zstd3 / n:.1f}", ""),
@@ -234,11 +244,15 @@ def main() -> None:
         print(f"{name:<28}{value:>12}   {note}".rstrip())
     print(f"{verdict(throughput >= THROUGHPUT_TARGET)} throughput recorder/bare {throughput:.3f}")
     print(f"{verdict(vs_zstd3 <= SIZE_TARGET)} size archive/zstd-3 {vs_zstd3:.3f}")
+    print(
+        f"{verdict(two_vs_one >= TWO_ENDPOINTS_TARGET)} throughput 2 endpoints/1 {two_vs_one:.3f}"
+    )
     print(f"total {time.perf_counter() - began:.1f} s")
     if args.json:
         measures = [
             ("throughput recorder/bare", throughput, ">=", THROUGHPUT_TARGET, ""),
             ("size archive/zstd-3", vs_zstd3, "<=", SIZE_TARGET, ""),
+            ("throughput 2 endpoints/1", two_vs_one, ">=", TWO_ENDPOINTS_TARGET, ""),
         ]
         write_json(args.json, "record", measures)
 

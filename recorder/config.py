@@ -8,15 +8,20 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from replica.recorder.feedurl import check_url
+from replica.recorder.feedurl import check_url, public_url
 from replica.recorder.policy import BackoffPolicy
-from replica.recorder.session import SessionStats
+from replica.recorder.units import SessionStats
 from replica.schemas.errors import NothingRecorded, UsageError
+
+MAX_ENDPOINTS = 255  # a spool record names its endpoint in one byte
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecorderConfig:
-    url: str
+    """``urls`` are the feed's endpoints, recorded at once (``url=`` is the same for one)."""
+
+    urls: tuple[str, ...] = ()
+    url: str = ""
     archive: str | os.PathLike[str]
     api_key: str | None = field(default=None, repr=False)
     auth: str = "header"  # or "query": the key goes in the URL, where proxies may log it
@@ -30,9 +35,29 @@ class RecorderConfig:
     # How long to wait for the peer's close frame before dropping the connection: a dead peer
     # never sends one, and every second spent waiting is feed not recorded.
     close_timeout: float = 5.0
+    # How long a command that arrived ahead of a missing seq waits for another endpoint to
+    # deliver that seq before the seq is recorded as a gap (one endpoint never waits).
+    gap_wait: float = 3.0
+    arrivals: bool = True  # with several URLs, keep every delivery in the arrivals table
 
     def __post_init__(self) -> None:
-        check_url(self.url)
+        if self.url and self.urls:
+            raise UsageError("give the feed's URLs as urls= or one as url=, not both")
+        urls = tuple(self.urls) or ((self.url,) if self.url else ())
+        if not urls:
+            raise UsageError("no feed URL to record")
+        if len(urls) > MAX_ENDPOINTS:
+            raise UsageError(f"at most {MAX_ENDPOINTS} URLs can be recorded at once")
+        for url in urls:
+            check_url(url)
+        public = [public_url(url) for url in urls]
+        repeated = next((url for url in public if public.count(url) > 1), None)
+        if repeated is not None:
+            raise UsageError(f"the URL {repeated} is given twice")
+        object.__setattr__(self, "urls", urls)
+        object.__setattr__(self, "url", urls[0])
+        if not self.gap_wait >= 0:
+            raise UsageError(f"gap_wait must not be negative, was {self.gap_wait}")
         if self.auth not in ("header", "query"):
             raise UsageError(f"auth {self.auth!r} is not one of 'header', 'query'")
         if self.auth == "query" and not self.api_key:
@@ -68,6 +93,9 @@ class Summary:
     files_written: int
     recovered_frames: int
     error: str | None = None
+    # Per endpoint: URL (without credentials), connections, commands delivered and won (archived
+    # from it, being first), and how its last connection ended.
+    endpoints: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

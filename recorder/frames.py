@@ -53,7 +53,7 @@ def parse_frame(frame: str | bytes) -> Command | Connected:
         raise BadFrame("not_json", f"not JSON: {exc}") from None
     except RecursionError:
         raise BadFrame("not_json", "JSON nested too deeply to parse") from None
-    if type(msg) is ConnectedFrame:
+    if isinstance(msg, ConnectedFrame):
         return Connected(msg.feed, msg.ts_ms)
     try:
         raw = binascii.unhexlify(msg.raw_hex)

@@ -55,7 +55,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         policy = self._policy
-        base = min(policy.initial * 2**self._attempt, policy.cap)
+        base = min(policy.initial * 2.0**self._attempt, policy.cap)
         if base < policy.cap:
             self._attempt += 1
         return base + self._rng.uniform(0, policy.jitter)

@@ -22,6 +22,14 @@ MAX_UNIT_QUARANTINE_BYTES = 16 * 2**20
 _ROW_OVERHEAD = 200  # a row's Python objects besides its two strings, roughly
 
 
+def conflict_reason(seq: int, archived: bytes, raw: bytes) -> str:
+    return (
+        f"seq {seq} repeated with a different payload: archived {len(archived)} bytes sha256 "
+        f"{hashlib.sha256(archived).hexdigest()[:16]}, this frame {len(raw)} bytes sha256 "
+        f"{hashlib.sha256(raw).hexdigest()[:16]}"
+    )
+
+
 @dataclass(frozen=True)
 class QuarantineRow:
     recv_ts_us: int

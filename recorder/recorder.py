@@ -21,8 +21,11 @@ from replica.recorder.connection import RedirectRefused, open_feed
 from replica.recorder.feedurl import is_loopback, public_url
 from replica.recorder.policy import Action, Backoff, after_close, after_rejection
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
-from replica.recorder.session import FeedSession, RecentPayloads, SessionStats
+from replica.recorder.seq import TrackerState
+from replica.recorder.session import FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
+from replica.recorder.status import WARN_EVERY_S, StatusLog
+from replica.recorder.units import RecentPayloads, SessionStats
 from replica.recorder.writers import Writers
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
@@ -30,7 +33,7 @@ from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import redact
 from replica.schemas.seqspace import FEED, claim
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -43,7 +46,6 @@ __all__ = ["Recorder", "RecorderConfig", "Summary"]  # the config and summary li
 log = logging.getLogger(__name__)
 
 MAINTENANCE_US = 50_000  # spool flush cadence: frames reach disk well within 100 ms
-_WARN_EVERY_S = 30.0
 
 
 def _now_us() -> int:
@@ -58,6 +60,27 @@ def _too_big(exc: PayloadTooBig) -> TooBig:
     return TooBig(exc.size + (exc.current_size or 0), exact=True)
 
 
+class _Endpoint:
+    """One URL's connection: its index in the session, its open socket, its pending attempt."""
+
+    def __init__(self, index: int, url: str) -> None:
+        self.index = index
+        self.url = url
+        self.source = public_url(url)
+        self.ws: ClientConnection | None = None
+        self.attempt: asyncio.Future[tuple[Action, str, bool]] | None = None
+
+
+class _Run:
+    """What exists only while ``run()`` does: the archive's session, its writers, the event
+    that ends the run."""
+
+    def __init__(self, session: FeedSession, writers: Writers) -> None:
+        self.session = session
+        self.writers = writers
+        self.stopping = asyncio.Event()
+
+
 class Recorder:
     """Records until ``stop()``, the config's deadline, or a refused key.
 
@@ -70,54 +93,49 @@ class Recorder:
     def __init__(self, config: RecorderConfig) -> None:
         self.config = config
         self._layout = ArchiveLayout(Path(config.archive))
-        self._source = public_url(config.url)
-        self._metadata = {RECORDER_KEY: __version__, SOURCE_KEY: self._source}
-        self._session: FeedSession | None = None
+        self._endpoints = [_Endpoint(index, url) for index, url in enumerate(config.urls)]
+        self._source = " ".join(endpoint.source for endpoint in self._endpoints)
+        self._metadata: dict[bytes, str] = {
+            RECORDER_KEY: __version__,
+            SOURCE_KEY: self._source,
+        }
+        self._run: _Run | None = None
         self._stop_reason: str | None = None
-        self._stopping: asyncio.Event | None = None
         self._failure: ReplicaError | None = None
-        self._ws: ClientConnection | None = None
-        self._attempt: asyncio.Task | None = None
-        self._closing: asyncio.Future | None = None
+        self._closing: list[asyncio.Future[None]] = []
         self._started = time.time()
         self._ended: float | None = None
         self._recovered_files = 0
         self._recovered_frames = 0
-        self._writers: Writers | None = None
         self._next_maintenance = 0
-        self._next_status = 0.0
-        self._status_at = time.monotonic()
-        self._status_frames = 0
-        self._ts_back_warned = (0, -math.inf)  # the count when last logged, and when
+        self._status = StatusLog(config.status_seconds)
         self._pause_warned = -math.inf
 
     # ---- public -------------------------------------------------------------------------------
 
     @property
     def last_seq(self) -> int | None:
-        return self._session.tracker.state.last_seq if self._session else None
+        return self._run.session.tracker.state.last_seq if self._run else None
 
     @property
     def writer_backlog(self) -> int:
         """Sealed segments waiting to be written."""
-        return self._writers.backlog if self._writers else 0
+        return self._run.writers.backlog if self._run else 0
 
     def stop(self, reason: str = "stop") -> None:
-        """End the run cleanly: close the connection, seal, and return from ``run()``."""
+        """End the run cleanly: close the connections, seal, and return from ``run()``."""
         if self._stop_reason is None:
             self._stop_reason = reason
-        if self._stopping is None:
+        if self._run is None:
             return
-        self._stopping.set()
-        if self._ws is not None:
-            self._closing = asyncio.ensure_future(self._ws.close())
-        elif self._attempt is not None:
-            self._attempt.cancel()
+        self._run.stopping.set()
+        for endpoint in self._endpoints:
+            if endpoint.ws is not None:
+                self._closing.append(asyncio.ensure_future(endpoint.ws.close()))
+            elif endpoint.attempt is not None:
+                endpoint.attempt.cancel()
 
     async def run(self) -> Summary:
-        self._stopping = asyncio.Event()
-        if self._stop_reason is not None:
-            self._stopping.set()
         lock = ArchiveLock(self._layout.lock_path)
         try:
             lock.acquire()
@@ -131,7 +149,8 @@ class Recorder:
         return self.summary()
 
     def summary(self) -> Summary:
-        stats = self._session.stats if self._session else SessionStats()
+        session = self._run.session if self._run else None
+        stats = session.stats if session else SessionStats()
         failure = self._failure
         return Summary(
             archive=str(self._layout.root),
@@ -152,9 +171,10 @@ class Recorder:
             connections=stats.connections,
             ts_back=stats.ts_back,
             files_written=self._recovered_files
-            + (self._writers.files_written if self._writers else 0),
+            + (self._run.writers.files_written if self._run else 0),
             recovered_frames=self._recovered_frames,
             error=str(failure) if failure else None,
+            endpoints=[vars(totals).copy() for totals in session.totals] if session else [],
         )
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -168,40 +188,44 @@ class Recorder:
             )
         state, recent = await asyncio.to_thread(self._prepare_archive)
         if not config.api_key:  # said once: every refusal after this is the same one
-            quiet = is_loopback(urlsplit(config.url).hostname or "")
+            quiet = all(is_loopback(urlsplit(url).hostname or "") for url in config.urls)
             log.log(logging.INFO if quiet else logging.WARNING, NO_KEY, self._source)
-        self._session = FeedSession(
+        session = FeedSession(
             state,
             now_us=_now_us(),
             recent=recent,
             segment_rows=config.segment_rows,
             segment_us=int(config.segment_seconds * 1e6),
             quarantine_bytes=MAX_UNIT_QUARANTINE_BYTES,
+            endpoints=tuple(endpoint.source for endpoint in self._endpoints),
+            gap_wait_us=int(config.gap_wait * 1e6),
+            arrivals=config.arrivals,
         )
-        self._writers = Writers(self._layout, self._metadata)
+        run = self._run = _Run(session, Writers(self._layout, self._metadata))
+        if self._stop_reason is not None:
+            run.stopping.set()
         loop = asyncio.get_running_loop()
         deadline = None
         if config.deadline is not None:
             delay = max(0.0, config.deadline.timestamp() - time.time())
             deadline = loop.call_later(delay, self.stop, "deadline")
-        self._status_at = time.monotonic()
-        self._next_status = self._status_at + config.status_seconds
-        ticker = asyncio.create_task(self._tick_forever())
+        self._status.start()
+        ticker = asyncio.create_task(self._tick_forever(run))
         ticker.add_done_callback(self._ticker_ended)
         try:
-            self._writers.pump(self._session)
-            await self._connect_until_stopped()
+            run.writers.pump(session)
+            await self._connect_all(run)
         finally:
             ticker.cancel()
             if deadline is not None:
                 deadline.cancel()
-            await self._writers.drain(self._session, _now_us())
+            await run.writers.drain(session, _now_us())
         if self._failure is None and self._stop_reason == "deadline":
-            self._failure = nothing_recorded(self._session.stats, self._source)
+            self._failure = nothing_recorded(session.stats, self._source)
         if self._failure is not None:
             raise self._failure
 
-    def _prepare_archive(self):
+    def _prepare_archive(self) -> tuple[TrackerState, RecentPayloads]:
         layout = self._layout
         try:
             layout.root.mkdir(parents=True, exist_ok=True)
@@ -229,21 +253,40 @@ class Recorder:
             log.info("resuming %s after seq %d", layout.root, state.last_seq)
         return state, recent
 
-    # ---- the connection loop ------------------------------------------------------------------
+    # ---- the connection loops -----------------------------------------------------------------
 
-    async def _connect_until_stopped(self) -> None:
+    async def _connect_all(self, run: _Run) -> None:
+        """One connection loop per endpoint; the first that cannot go on ends them all."""
+        loops = [
+            asyncio.ensure_future(self._connect_until_stopped(run, endpoint))
+            for endpoint in self._endpoints
+        ]
+        try:
+            for done in asyncio.as_completed(loops):
+                try:
+                    await done
+                except AuthRefused as exc:
+                    self._failure = self._failure or exc
+                    self.stop("error")
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _connect_until_stopped(self, run: _Run, endpoint: _Endpoint) -> None:
         backoff = Backoff(self.config.backoff)
-        while not self._stopping.is_set():
-            self._attempt = asyncio.ensure_future(self._one_connection())
+        while not run.stopping.is_set():
+            attempt = endpoint.attempt = asyncio.ensure_future(self._one_connection(run, endpoint))
             try:
-                action, why, healthy = await self._attempt
+                action, why, healthy = await attempt
             except asyncio.CancelledError:
-                if self._stopping.is_set() and self._attempt.cancelled():
+                if run.stopping.is_set() and attempt.cancelled():
                     return
                 raise
             finally:
-                self._attempt = None
-            if self._stopping.is_set():
+                endpoint.attempt = None
+            run.session.connection_closed(_now_us(), endpoint.index, why)
+            if run.stopping.is_set():
                 return
             if action is Action.STOP:
                 advice = (
@@ -251,36 +294,44 @@ class Recorder:
                     if self.config.api_key
                     else "no API key was sent: set REPLICA_API_KEY or give --api-key-file"
                 )
-                raise AuthRefused(f"authentication was refused by {self._source} ({why}); {advice}")
+                raise AuthRefused(
+                    f"authentication was refused by {endpoint.source} ({why}); {advice}"
+                )
             if healthy:
                 backoff.reset()
             delay = 0.0 if action is Action.RECONNECT_NOW else backoff.next_delay()
-            log.warning("connection ended (%s); reconnecting in %.1f s", why, delay)
+            to = f" to {endpoint.source}" if len(self._endpoints) > 1 else ""
+            log.warning("connection%s ended (%s); reconnecting in %.1f s", to, why, delay)
             if delay:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    await asyncio.wait_for(run.stopping.wait(), delay)
 
-    async def _one_connection(self) -> tuple[Action, str, bool]:
+    async def _one_connection(self, run: _Run, endpoint: _Endpoint) -> tuple[Action, str, bool]:
         """One connection from connect to close: returns what to do next, why, and whether it
         delivered new commands (only that resets the backoff)."""
-        session = self._session
-        appended_before = session.stats.appended
+        session, writers, index = run.session, run.writers, endpoint.index
+        totals = session.totals[index]
+        # Only new commands count as healthy (reset the backoff): archived from this endpoint,
+        # or with several endpoints delivered by it at all (the other may have been first).
+        several = len(self._endpoints) > 1
+        progress_before = totals.delivered if several else totals.won
+        code: int | None
         try:
-            async with self._connect() as ws:
-                self._ws = ws
-                session.connection_opened(_now_us())
-                log.info("connected to %s", self._source)
-                if self._stopping.is_set():
+            async with self._connect(endpoint.url) as ws:
+                endpoint.ws = ws
+                session.connection_opened(_now_us(), index)
+                log.info("connected to %s", endpoint.source)
+                if run.stopping.is_set():
                     await ws.close()
                 receive = session.receive
                 sealed = session.sealed  # a list the session appends each sealed unit to
                 async for frame in ws:
                     now = time.time_ns() // 1000
-                    receive(frame, now)
+                    receive(frame, now, index)
                     if now >= self._next_maintenance or sealed:
-                        self._maintain(now)
-                        if self._writers.behind:
-                            await self._wait_for_the_writer()
+                        self._maintain(run, now)
+                        if writers.behind:
+                            await self._wait_for_the_writer(run)
             code = ws.close_code
             why = f"closed with code {code}"
         except InvalidStatus as exc:
@@ -293,7 +344,7 @@ class Recorder:
             why = f"closed with code {code}" if code else "connection dropped"
             if isinstance(exc.__cause__, PayloadTooBig):
                 too_big = _too_big(exc.__cause__)
-                session.frame_too_big(too_big, _now_us())
+                session.frame_too_big(too_big, _now_us(), index)
                 why = f"{too_big.reason}; quarantined its size"
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             code, why = (
@@ -301,14 +352,14 @@ class Recorder:
                 f"cannot connect: {redact(str(exc), self.config.api_key) or type(exc).__name__}",
             )
         finally:
-            self._ws = None
-        healthy = session.stats.appended > appended_before
+            endpoint.ws = None
+        healthy = (totals.delivered if several else totals.won) > progress_before
         return after_close(code, healthy=healthy), why, healthy
 
-    def _connect(self):
+    def _connect(self, url: str) -> connect:
         config = self.config
         return open_feed(
-            config.url,
+            url,
             api_key=config.api_key,
             auth=config.auth,
             ping_interval=config.ping_interval,
@@ -318,12 +369,12 @@ class Recorder:
 
     # ---- maintenance: spool flushes, time seals, errors, status -------------------------------
 
-    async def _tick_forever(self) -> None:
+    async def _tick_forever(self, run: _Run) -> None:
         while True:
             await asyncio.sleep(MAINTENANCE_US / 1e6)
-            self._maintain(_now_us())
+            self._maintain(run, _now_us())
 
-    def _ticker_ended(self, ticker: asyncio.Task) -> None:
+    def _ticker_ended(self, ticker: asyncio.Task[None]) -> None:
         """Without the ticker a quiet feed's frames would sit unflushed: end the run instead."""
         if not ticker.cancelled() and ticker.exception() is not None:
             self._failure = ReplicaError(
@@ -331,64 +382,30 @@ class Recorder:
             )
             self.stop("error")
 
-    def _maintain(self, now_us: int) -> None:
+    def _maintain(self, run: _Run, now_us: int) -> None:
         self._next_maintenance = now_us + MAINTENANCE_US
-        self._session.tick(now_us)
-        self._writers.pump(self._session)
+        run.session.tick(now_us)
+        run.writers.pump(run.session)
         try:
-            self._writers.check()
+            run.writers.check()
         except ArchiveError as exc:
             self._failure = exc
             self.stop("error")
             return
-        if time.monotonic() >= self._next_status:
-            self._log_status()
-        self._warn_of_ts_back()
+        up = [endpoint.ws is not None for endpoint in self._endpoints]
+        self._status.due(run.session, up, run.writers.backlog)
 
-    async def _wait_for_the_writer(self) -> None:
+    async def _wait_for_the_writer(self, run: _Run) -> None:
         """Stop reading the feed while the writer is too far behind (the ticker goes on
         checking its writes), so that units waiting for the disk cannot exhaust memory."""
         now = time.monotonic()
-        if now - self._pause_warned > _WARN_EVERY_S:
+        if now - self._pause_warned > WARN_EVERY_S:
             self._pause_warned = now
             log.warning(
                 "the disk is %d segments (%.0f MiB) behind; pausing reads of the feed until it "
                 "catches up",
-                self._writers.backlog,
-                self._writers.backlog_bytes / 2**20,
+                run.writers.backlog,
+                run.writers.backlog_bytes / 2**20,
             )
-        while self._writers.behind and not self._stopping.is_set():
+        while run.writers.behind and not run.stopping.is_set():
             await asyncio.sleep(MAINTENANCE_US / 1e6)
-
-    def _warn_of_ts_back(self) -> None:
-        count = self._session.stats.ts_back
-        logged, when = self._ts_back_warned
-        now = time.monotonic()
-        if count > logged and now - when > _WARN_EVERY_S:
-            self._ts_back_warned = (count, now)
-            log.warning(
-                "%d command(s) so far had a ts_ms in an earlier UTC hour than the segment they "
-                "arrived in (the feed's clock stepped back); they stay in that segment, filed "
-                "under its hour",
-                count,
-            )
-
-    def _log_status(self) -> None:
-        stats = self._session.stats
-        now = time.monotonic()
-        rate = (stats.frames - self._status_frames) / max(now - self._status_at, 1e-6)
-        self._next_status = now + self.config.status_seconds
-        self._status_at, self._status_frames = now, stats.frames
-        lag = f"{stats.last_lag_us / 1000:.1f} ms" if stats.last_lag_us is not None else "-"
-        log.info(
-            "%.0f msg/s | last seq %s | gaps %d (%d missing) | duplicates %d | quarantined %d "
-            "| lag %s | writer backlog %d",
-            rate,
-            self.last_seq,
-            stats.gaps,
-            stats.missing,
-            stats.duplicates,
-            stats.quarantined,
-            lag,
-            self.writer_backlog,
-        )

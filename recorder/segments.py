@@ -10,10 +10,11 @@ from array import array
 from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from replica.recorder.quarantine import QuarantineRow
-from replica.recorder.session import Unit
+from replica.recorder.units import ConnectionRow, Unit
 from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -24,9 +25,26 @@ from replica.schemas.archive import (
 from replica.schemas.files import publish_parquet
 
 _TABLE_OPTIONS = {"compression": "zstd"}
+# Tables of a recording from several endpoints, beside raw/, gaps/ and quarantine/.
+ARRIVALS_DIR = "arrivals"
+CONNECTIONS_DIR = "connections"
+ARRIVALS_SCHEMA = pa.schema(
+    [("seq", pa.int64()), ("endpoint", pa.string()), ("recv_ts_us", pa.int64())]
+)
+CONNECTIONS_SCHEMA = pa.schema(
+    [
+        ("endpoint", pa.string()),
+        ("connected_ts_us", pa.int64()),
+        ("closed_ts_us", pa.int64()),
+        ("why", pa.string()),
+        ("delivered", pa.int64()),
+        ("won", pa.int64()),
+    ]
+)
+_US_PER_DAY = 86_400_000_000
 
 
-def _int64(values: array) -> pa.Array:
+def _int64(values: array[int]) -> pa.Array:
     """Wraps the session's array without copying it."""
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
@@ -74,9 +92,34 @@ def quarantine_table(rows: list[QuarantineRow]) -> pa.Table:
     )
 
 
+def arrival_tables(unit: Unit) -> Iterator[tuple[int, pa.Table]]:
+    """The unit's deliveries per UTC day of arrival (a unit rarely spans midnight): the first
+    ``recv_ts_us`` of each, and its rows. The endpoint column is dictionary-sized on disk."""
+    names = pa.array(unit.endpoints, pa.string())
+    endpoint = pa.DictionaryArray.from_arrays(
+        pa.array(unit.arrival_endpoint, pa.int8()), names
+    ).cast(pa.string())
+    table = pa.Table.from_arrays(
+        [_int64(unit.arrival_seq), endpoint, _int64(unit.arrival_recv_us)],
+        schema=ARRIVALS_SCHEMA,
+    )
+    start, recv = 0, unit.arrival_recv_us
+    while start < len(recv):
+        end = start + 1
+        day = recv[start] // _US_PER_DAY
+        while end < len(recv) and recv[end] // _US_PER_DAY == day:
+            end += 1
+        yield recv[start], table.slice(start, end - start)
+        start = end
+
+
+def connection_table(rows: list[ConnectionRow]) -> pa.Table:
+    return pa.Table.from_pylist([vars(row) for row in rows], schema=CONNECTIONS_SCHEMA)
+
+
 def unit_files(
     unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]
-) -> Iterator[tuple[Path, pa.Table, dict]]:
+) -> Iterator[tuple[Path, pa.Table, dict[str, Any]]]:
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
         path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)
@@ -90,6 +133,14 @@ def unit_files(
         by_path.setdefault(path, []).append(row)
     for path, rows in by_path.items():
         yield path, quarantine_table(rows), _TABLE_OPTIONS
+    for first_us, table in arrival_tables(unit) if unit.arrival_seq else ():
+        name = f"{unit.unit_id}-{first_us}" if first_us != unit.arrival_recv_us[0] else unit.unit_id
+        path = layout.unit_path(layout.root / ARRIVALS_DIR, first_us // 1000, name)
+        yield path, table, _TABLE_OPTIONS
+    if unit.connections:
+        ts_ms = unit.connections[0].closed_ts_us // 1000
+        path = layout.unit_path(layout.root / CONNECTIONS_DIR, ts_ms, unit.unit_id)
+        yield path, connection_table(unit.connections), _TABLE_OPTIONS
 
 
 def publish_unit(unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]) -> list[Path]:

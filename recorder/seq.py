@@ -28,13 +28,17 @@ class TrackerState:
     # What happened since the last appended command that could explain a gap.
     pending: Cause | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"last_seq": self.last_seq, "last_ts_ms": self.last_ts_ms, "pending": self.pending}
 
     @classmethod
-    def from_json(cls, data: dict) -> TrackerState:
-        pending = data["pending"]
-        return cls(data["last_seq"], data["last_ts_ms"], Cause(pending) if pending else None)
+    def from_json(cls, data: dict[str, object]) -> TrackerState:
+        last_seq, last_ts_ms, pending = data["last_seq"], data["last_ts_ms"], data["pending"]
+        return cls(
+            last_seq if isinstance(last_seq, int) else None,
+            last_ts_ms if isinstance(last_ts_ms, int) else None,
+            Cause(pending) if isinstance(pending, str) and pending else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,13 @@ class Gap:
         return span(self.from_seq, self.to_seq)
 
 
-APPEND: Final = "append"
-DUPLICATE: Final = "duplicate"
+class Verdict(StrEnum):
+    APPEND = "append"
+    DUPLICATE = "duplicate"
+
+
+APPEND: Final = Verdict.APPEND
+DUPLICATE: Final = Verdict.DUPLICATE
 
 
 class SeqTracker:
@@ -61,13 +70,13 @@ class SeqTracker:
         if self.state.pending is not Cause.RESTART:
             self.state.pending = Cause.RECONNECT
 
-    def observe(self, seq: int, ts_ms: int) -> str | Gap:
+    def observe(self, seq: int, ts_ms: int) -> Verdict | Gap:
         """APPEND, DUPLICATE, or the Gap that ``seq`` closes (the command is appended too)."""
         state = self.state
         last = state.last_seq
         if last is not None and seq <= last:
             return DUPLICATE
-        verdict: str | Gap = APPEND
+        verdict: Verdict | Gap = APPEND
         if last is not None and seq != last + 1:
             verdict = Gap(last + 1, seq - 1, state.pending or Cause.JUMP, state.last_ts_ms)
         state.last_seq = seq

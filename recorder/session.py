@@ -1,139 +1,69 @@
 """The recorder's protocol core, free of I/O: frames in; units to seal and spool writes out.
 
-A *unit* is what one spool file holds and one seal publishes: one raw segment, plus the gaps and
-quarantined frames seen meanwhile. A segment is filed under the UTC hour of its first command's
-``ts_ms`` and sealed when a command's ``ts_ms`` moves into a later hour; a command whose ``ts_ms``
-steps back into an earlier hour stays in the open segment and is counted (``ts_back``), so a
-clock flapping across an hour boundary cannot turn every command into a file. No ``ts_ms`` in a
-segment is later than the end of its hour; earlier ones are the anomaly the count reports.
+A *unit* is what one spool file holds and one seal publishes: one raw segment, plus the gaps,
+quarantined frames, arrivals and connection rows seen meanwhile. A segment is filed under the
+UTC hour of its first command's ``ts_ms`` and sealed when a command's ``ts_ms`` moves into a
+later hour; a command whose ``ts_ms`` steps back into an earlier hour stays in the open segment
+and is counted (``ts_back``), so a clock flapping across an hour boundary cannot turn every
+command into a file. No ``ts_ms`` in a segment is later than the end of its hour.
 
-Every frame is put on the spool of the unit that is open when it arrives, after any seal it
-causes, so a spool file replayed from its header state reproduces its unit exactly: that is how
-recovery stays idempotent. A command is spooled decoded (its payload as bytes, not hex):
-everything the archive keeps of it, at half the size, and recovery need not parse it again.
+Several endpoints (the same feed from several places) merge here: each seq is archived once,
+from the first delivery, in seq order. A command that arrives ahead of a missing seq is held
+while another endpoint could still deliver that seq, for at most ``gap_wait_us`` (and
+``MAX_HELD_BYTES``); only then is the seq a gap. One endpoint never waits: nobody else could
+deliver.
 
-The I/O layer feeds ``connection_opened``/``receive``/``tick`` and drains ``take_spool_ops`` and
-``take_sealed``; it never decides anything itself.
+Every frame is put on the spool of the unit that is open when it arrives, so a spool file
+replayed from its header state reproduces its unit exactly: that is how recovery stays
+idempotent. A unit sealed while commands are held starts the next unit's spool with them
+(``Carried``), and every decision that depends on the clock is spooled (``Release``), so a
+replay decides alike. A command is spooled decoded (its payload as bytes, not hex).
+
+The I/O layer feeds ``connection_opened``/``connection_closed``/``receive``/``tick``/``finish``
+and drains ``take_spool_ops`` and ``take_sealed``; it never decides anything itself.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from array import array
-from dataclasses import dataclass, field
-
 from replica.recorder.frames import BadFrame, Command, parse_frame
-from replica.recorder.quarantine import TooBig, UnitQuarantine
-from replica.recorder.seq import APPEND, DUPLICATE, Gap, SeqTracker, TrackerState
+from replica.recorder.merge import (
+    EndpointState,
+    EndpointTotals,
+    Held,
+    could_deliver,
+    releasable,
+)
+from replica.recorder.quarantine import TooBig, conflict_reason
+from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
+from replica.recorder.units import (
+    Carried,
+    Closed,
+    ConnectionRow,
+    Echo,
+    GapRow,
+    Item,
+    RecentPayloads,
+    Release,
+    SessionStats,
+    SpoolAppend,
+    SpoolClose,
+    SpoolOp,
+    SpoolOpen,
+    SpoolRecord,
+    Unit,
+    Via,
+    new_unit_id,
+)
 from replica.schemas.archive import MS_PER_HOUR
 from replica.schemas.frames import command_frame
+
+__all__ = ["FeedSession", "GapRow", "RecentPayloads", "SpoolAppend", "SpoolClose", "SpoolOpen"]
+__all__ += ["SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 
 # Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 
-# A spool record: (recv_ts_us, item). The item is a decoded Command, the text (or bytes) of any
-# other frame, a TooBig for a frame refused unread, or None for a new connection.
-SpoolRecord = tuple[int, "Command | TooBig | str | bytes | None"]
-
-
-@dataclass(frozen=True)
-class SpoolOpen:
-    unit_id: str
-    header: dict
-
-
-@dataclass(frozen=True)
-class SpoolAppend:
-    unit_id: str
-    records: list[SpoolRecord]
-
-
-@dataclass(frozen=True)
-class SpoolClose:
-    unit_id: str
-
-
-SpoolOp = SpoolOpen | SpoolAppend | SpoolClose
-
-
-@dataclass(frozen=True)
-class GapRow:
-    gap: Gap
-    detected_ts_us: int
-    after_ts_ms: int
-
-
-@dataclass
-class Unit:
-    unit_id: str
-    opened_us: int
-    hour: int | None = None
-    seq: array = field(default_factory=lambda: array("q"))
-    ts_ms: array = field(default_factory=lambda: array("q"))
-    ingest_ts_us: array = field(default_factory=lambda: array("q"))
-    publish_ts_us: array = field(default_factory=lambda: array("q"))
-    recv_ts_us: array = field(default_factory=lambda: array("q"))
-    raw: list[bytes] = field(default_factory=list)
-    gaps: list[GapRow] = field(default_factory=list)
-    quarantine: UnitQuarantine = field(default_factory=UnitQuarantine)
-    payload_bytes: int = 0
-    records: int = 0  # spool records, so that a unit with nothing in it is never sealed
-
-    @property
-    def rows(self) -> int:
-        return len(self.raw)
-
-    @property
-    def held_bytes(self) -> int:
-        """Roughly the memory the unit holds: payloads, their bytes objects, five int64 columns
-        and the quarantine."""
-        return self.payload_bytes + 73 * len(self.raw) + self.quarantine.held_bytes
-
-
-class RecentPayloads:
-    """The payloads of the last ``size`` seqs, to tell a harmless duplicate from a conflict.
-
-    Duplicates come right after a reconnect or restart, so a window suffices; an older duplicate
-    is counted but cannot be compared.
-    """
-
-    def __init__(self, size: int = 8192) -> None:
-        if size & (size - 1):
-            raise ValueError("size must be a power of two")
-        self.size = size
-        self._mask = size - 1
-        self._seqs = [-1] * size
-        self._raws: list[bytes | None] = [None] * size
-
-    def remember(self, seq: int, raw: bytes) -> None:
-        slot = seq & self._mask
-        self._seqs[slot] = seq
-        self._raws[slot] = raw
-
-    def lookup(self, seq: int) -> bytes | None:
-        slot = seq & self._mask
-        return self._raws[slot] if self._seqs[slot] == seq else None
-
-
-@dataclass
-class SessionStats:
-    frames: int = 0
-    appended: int = 0
-    duplicates: int = 0
-    conflicts: int = 0
-    quarantined: int = 0
-    gaps: int = 0
-    missing: int = 0
-    connections: int = 0
-    ts_back: int = 0  # commands filed under a later hour than their ts_ms's (a clock stepped back)
-    first_seq: int | None = None
-    last_lag_us: int | None = None  # recv_ts_us - publish_ts_us of the last command
-
-
-def new_unit_id(now_us: int) -> str:
-    """Sortable by time, unique even if the clock steps back across a restart."""
-    return f"{now_us:017d}-{secrets.token_hex(4)}"
+Carry = list[tuple[Command, int, int]]  # held commands: command, endpoint, recv_ts_us
 
 
 class FeedSession:
@@ -147,12 +77,26 @@ class FeedSession:
         segment_us: int | None = None,
         quarantine_bytes: int | None = None,
         unit_id: str | None = None,
+        endpoints: tuple[str, ...] = ("",),
+        gap_wait_us: int = 0,
+        arrivals: bool = False,
+        endpoint_states: list[EndpointState] | None = None,
     ) -> None:
         """``segment_rows``/``segment_us``/``quarantine_bytes`` of None never seal on size, age
         or the memory held by quarantined frames: the recovery of a spool file must rebuild the
-        one unit it holds, whatever the live limits were (or a spool from an older version)."""
+        one unit it holds, whatever the live limits were (or a spool from an older version).
+        ``endpoints`` names the feed's URLs (without credentials); with more than one, every
+        delivery is kept as an arrival if ``arrivals``, and each connection as a row."""
         self.tracker = SeqTracker(state)
         self.stats = SessionStats()
+        self.endpoints = endpoints
+        self.totals = [EndpointTotals(name) for name in endpoints]
+        self._several = len(endpoints) > 1
+        self._arrivals = arrivals and self._several
+        self._states = endpoint_states or [EndpointState() for _ in endpoints]
+        self._gap_wait_us = gap_wait_us
+        self._held = Held()
+        self.first_carry: Carry | None = None  # what the first seal carried to the next unit
         self._recent = recent
         self._segment_rows = segment_rows or 2**63
         self._segment_us = segment_us or 2**63
@@ -164,92 +108,137 @@ class FeedSession:
 
     # ---- inputs -------------------------------------------------------------------------------
 
-    def connection_opened(self, now_us: int) -> None:
-        self._spool(now_us, None)
+    def connection_opened(self, now_us: int, endpoint: int = 0) -> None:
+        self._spool(now_us, None, endpoint)
         self.stats.connections += 1
-        self.tracker.connection_opened()
+        self.totals[endpoint].connections += 1
+        others = any(s.connected for i, s in enumerate(self._states) if i != endpoint)
+        self._states[endpoint] = EndpointState(connected=True, since_us=now_us)
+        if not others:  # another endpoint still delivering: this reconnect explains no gap
+            self.tracker.connection_opened()
 
-    def receive(self, frame: str | bytes, recv_us: int) -> None:
+    def connection_closed(self, now_us: int, endpoint: int, why: str) -> None:
+        """Only several endpoints need to know: a closed one can no longer fill a gap."""
+        self.totals[endpoint].last_close = why
+        if not self._several:
+            return
+        self._spool(now_us, Closed(why), endpoint)
+        state = self._states[endpoint]
+        if state.connected:
+            name = self.endpoints[endpoint]
+            row = ConnectionRow(name, state.since_us, now_us, why, state.delivered, state.won)
+            self._unit.connections.append(row)
+        state.connected = False
+        self._release(now_us, force=False)
+
+    def receive(self, frame: str | bytes, recv_us: int, endpoint: int = 0) -> None:
         self.stats.frames += 1
+        if self._several and type(frame) is str:
+            # Another endpoint's copy of a command delivered first, the same text: no parse.
+            seq = self._recent.seq_of_text(frame)
+            if seq is not None:
+                self._echo(seq, recv_us, endpoint)
+                return
         try:
             cmd = parse_frame(frame)
         except BadFrame as bad:
-            self._spool(recv_us, frame)
+            self._spool(recv_us, frame, endpoint)
             self._quarantine(recv_us, bad.kind, bad.reason, None, frame)
             return
         if type(cmd) is Command:
-            self._command(cmd, recv_us)
+            duplicates = self.stats.duplicates
+            self._command(cmd, recv_us, endpoint)
+            if self._several and self.stats.duplicates == duplicates and type(frame) is str:
+                self._recent.remember_text(cmd.seq, frame)
         else:  # the connected greeting: nothing to archive
-            self._spool(recv_us, frame)
+            self._spool(recv_us, frame, endpoint)
 
-    def frame_too_big(self, too_big: TooBig, recv_us: int) -> None:
+    def frame_too_big(self, too_big: TooBig, recv_us: int, endpoint: int = 0) -> None:
         """A frame the connection refused unread for its size: quarantined by size alone."""
         self.stats.frames += 1
-        self._spool(recv_us, too_big)
+        self._spool(recv_us, too_big, endpoint)
         self._unit.quarantine.add_unread(recv_us, too_big)
         self._quarantined(recv_us)
 
     def replay(self, records: list[SpoolRecord]) -> None:
         """Feed spooled records back in, as recovery does."""
-        for recv_us, item in records:
+        for recv_us, record in records:
+            endpoint, item = record if type(record) is Via else (0, record)
+            self._know(endpoint)
             if item is None:
-                self.connection_opened(recv_us)
+                self.connection_opened(recv_us, endpoint)
             elif type(item) is Command:
                 self.stats.frames += 1
-                self._command(item, recv_us)
+                self._command(item, recv_us, endpoint)
             elif type(item) is TooBig:
-                self.frame_too_big(item, recv_us)
-            else:
-                self.receive(item, recv_us)
+                self.frame_too_big(item, recv_us, endpoint)
+            elif type(item) is Closed:
+                self.connection_closed(recv_us, endpoint, item.why)
+            elif type(item) is Carried:
+                self._restore(item.cmd, endpoint, recv_us)
+            elif type(item) is Release:
+                self._spool(recv_us, item)
+                self._release(recv_us, item.force)
+            elif type(item) is Echo:
+                self.stats.frames += 1
+                self._echo(item.seq, recv_us, endpoint)
+            elif isinstance(item, str | bytes):
+                self.receive(item, recv_us, endpoint)
 
-    def _command(self, cmd: Command, recv_us: int) -> None:
-        # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
-        seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
-        hour = ts_ms // MS_PER_HOUR
+    def tick(self, now_us: int) -> None:
+        """Seal a unit that has aged past ``segment_us`` even when the feed is quiet, and give
+        up waiting for seqs no endpoint delivered in time."""
         unit = self._unit
+        if unit.records and now_us - unit.opened_us >= self._segment_us:
+            self.seal(now_us)
+        if self._held and self._releasable(now_us):
+            self._spool(now_us, Release(False))
+            self._release(now_us, force=False)
+
+    def finish(self, now_us: int, why: str | None = None) -> None:
+        """Archive every held command, the seqs before them gaps: the run ends. With ``why``,
+        connections still open end too (a recovery: the recorder died with them open)."""
+        if self._held:
+            self._spool(now_us, Release(True))
+            self._release(now_us, force=True)
+        if why is not None:
+            for endpoint, state in enumerate(self._states):
+                if state.connected:
+                    self.connection_closed(now_us, endpoint, why)
+
+    def _command(self, cmd: Command, recv_us: int, endpoint: int) -> None:
+        # The recorder's hottest path: locals over attribute lookups, no avoidable calls.
+        seq = cmd.seq
         last = self.tracker.state.last_seq
-        if (
-            unit.raw
-            and (last is None or seq > last)
-            and (
+        states = self._states
+        if not self._held and (
+            (last is not None and seq == last + 1)
+            or (last is None and not could_deliver(states, seq - 1, endpoint))
+            or (last is not None and seq > last and not could_deliver(states, last + 1, endpoint))
+        ):
+            hour = cmd.ts_ms // MS_PER_HOUR
+            unit = self._unit
+            if unit.raw and (
                 hour > unit.hour
                 or len(unit.raw) >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
-            )
-        ):
-            unit = self.seal(recv_us)
-        self._records.append((recv_us, cmd))
-        unit.records += 1
-        verdict = self.tracker.observe(seq, ts_ms)
-        if verdict is not APPEND:
-            if verdict is DUPLICATE:
-                self._duplicate(cmd, recv_us)
-                return
-            self._gap(verdict, recv_us, ts_ms)
-        if not unit.raw:
-            unit.hour = hour
-        elif hour < unit.hour:
-            self.stats.ts_back += 1
-        unit.seq.append(seq)
-        unit.ts_ms.append(ts_ms)
-        unit.ingest_ts_us.append(ingest_ts_us)
-        unit.publish_ts_us.append(publish_ts_us)
-        unit.recv_ts_us.append(recv_us)
-        unit.raw.append(raw)
-        unit.payload_bytes += len(raw)
-        self._recent.remember(seq, raw)
-        stats = self.stats
-        stats.appended += 1
-        stats.last_lag_us = recv_us - publish_ts_us
-        if stats.first_seq is None:
-            stats.first_seq = seq
-
-    def tick(self, now_us: int) -> None:
-        """Seal a unit that has aged past ``segment_us`` even when the feed is quiet."""
-        unit = self._unit
-        if unit.records and now_us - unit.opened_us >= self._segment_us:
-            self.seal(now_us)
+            ):
+                self.seal(recv_us)
+            self._spool(recv_us, cmd, endpoint)
+            self._delivered(seq, endpoint, recv_us)
+            self._append(cmd, endpoint, recv_us)
+            return
+        self._spool(recv_us, cmd, endpoint)
+        self._delivered(seq, endpoint, recv_us)
+        if last is not None and seq <= last:
+            self._duplicate(cmd, recv_us, self._recent.lookup(seq))
+        elif seq in self._held:
+            self._duplicate(cmd, recv_us, self._held.raw(seq))
+        else:
+            self._held.add(cmd, endpoint, recv_us)
+        if self._held:  # this endpoint moved on: what it no longer can deliver is a gap
+            self._release(recv_us, force=False)
 
     # ---- outputs ------------------------------------------------------------------------------
 
@@ -260,7 +249,12 @@ class FeedSession:
             self._flush_records()
             self._ops.append(SpoolClose(unit.unit_id))
             self._sealed.append(unit)
-            self._unit = self._open_unit(now_us, new_unit_id(now_us))
+            self._unit = self._open_unit(now_us, new_unit_id(now_us, unit.unit_id))
+            carry = self._held.in_order()
+            if self.first_carry is None:
+                self.first_carry = carry
+            for cmd, endpoint, recv_us in carry:
+                self._spool(recv_us, Carried(cmd), endpoint)
         return self._unit
 
     def take_spool_ops(self) -> list[SpoolOp]:
@@ -282,15 +276,119 @@ class FeedSession:
     def open_unit(self) -> Unit:
         return self._unit
 
+    @property
+    def held(self) -> int:
+        """Commands waiting for a missing seq before them."""
+        return len(self._held)
+
+    def carry(self) -> Carry:
+        """The held commands, in seq order: what a recovery hands to the next unit's replay."""
+        return self._held.in_order()
+
+    def restore(self, carry: Carry) -> None:
+        for cmd, endpoint, recv_us in carry:
+            self._restore(cmd, endpoint, recv_us)
+
+    def _know(self, endpoint: int) -> None:
+        """A spool whose header was lost names no endpoints: number those its records have."""
+        while endpoint >= len(self.endpoints):
+            self.endpoints += (f"endpoint {len(self.endpoints)}",)
+            self.totals.append(EndpointTotals(self.endpoints[-1]))
+            self._states.append(EndpointState())
+            self._several = True
+
+    # ---- merging ------------------------------------------------------------------------------
+
+    def _releasable(self, now_us: int) -> bool:
+        return releasable(
+            self._held, self._states, self.tracker.state.last_seq, self._gap_wait_us, now_us
+        )
+
+    def _release(self, now_us: int, force: bool) -> None:
+        """Archive held commands in seq order while the next is due or its wait is over."""
+        held = self._held
+        while held:
+            if not force and not self._releasable(now_us):
+                return
+            cmd, endpoint, recv_us = held.pop()
+            unit = self._unit
+            if unit.raw and cmd.ts_ms // MS_PER_HOUR > unit.hour:
+                held.add(cmd, endpoint, recv_us)  # the next unit carries it
+                self.seal(now_us)
+                self._spool(now_us, Release(force))
+                continue
+            self._append(cmd, endpoint, recv_us)
+
+    def _restore(self, cmd: Command, endpoint: int, recv_us: int) -> None:
+        self._spool(recv_us, Carried(cmd), endpoint)
+        last = self.tracker.state.last_seq
+        if (last is None or cmd.seq > last) and cmd.seq not in self._held:
+            self._held.add(cmd, endpoint, recv_us)
+
+    def _echo(self, seq: int, recv_us: int, endpoint: int) -> None:
+        self._spool(recv_us, Echo(seq), endpoint)
+        self._delivered(seq, endpoint, recv_us)
+        self.stats.duplicates += 1
+        if self._held:
+            self._release(recv_us, force=False)
+
+    def _delivered(self, seq: int, endpoint: int, recv_us: int) -> None:
+        state = self._states[endpoint]
+        state.delivered += 1
+        if state.last_seq is None or seq > state.last_seq:
+            state.last_seq = seq
+        self.totals[endpoint].delivered += 1
+        if self._arrivals:
+            unit = self._unit
+            unit.arrival_seq.append(seq)
+            unit.arrival_endpoint.append(endpoint)
+            unit.arrival_recv_us.append(recv_us)
+
+    def _append(self, cmd: Command, endpoint: int, recv_us: int) -> None:
+        seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
+        hour = ts_ms // MS_PER_HOUR
+        unit = self._unit
+        verdict = self.tracker.observe(seq, ts_ms)
+        if verdict is not APPEND and isinstance(verdict, Gap):
+            self._gap(verdict, recv_us, ts_ms)
+        if not unit.raw:
+            unit.hour = hour
+        elif hour < unit.hour:
+            self.stats.ts_back += 1
+        unit.seq.append(seq)
+        unit.ts_ms.append(ts_ms)
+        unit.ingest_ts_us.append(ingest_ts_us)
+        unit.publish_ts_us.append(publish_ts_us)
+        unit.recv_ts_us.append(recv_us)
+        unit.raw.append(raw)
+        unit.payload_bytes += len(raw)
+        self._recent.remember(seq, raw)
+        self._states[endpoint].won += 1
+        self.totals[endpoint].won += 1
+        stats = self.stats
+        stats.appended += 1
+        stats.last_lag_us = recv_us - publish_ts_us
+        if stats.first_seq is None:
+            stats.first_seq = seq
+
     # ---- internals ----------------------------------------------------------------------------
 
     def _open_unit(self, now_us: int, unit_id: str) -> Unit:
-        header = {"unit": unit_id, "opened_us": now_us, "state": self.tracker.state.to_json()}
+        header: dict[str, object] = {
+            "unit": unit_id,
+            "opened_us": now_us,
+            "state": self.tracker.state.to_json(),
+        }
+        if self._several:
+            header["endpoints"] = list(self.endpoints)
+            header["endpoint_states"] = [state.to_json() for state in self._states]
+            header["gap_wait_us"] = self._gap_wait_us
+            header["arrivals"] = self._arrivals
         self._ops.append(SpoolOpen(unit_id, header))
-        return Unit(unit_id, now_us)
+        return Unit(unit_id, now_us, endpoints=self.endpoints if self._arrivals else ())
 
-    def _spool(self, recv_us: int, item: Command | str | bytes | None) -> None:
-        self._records.append((recv_us, item))
+    def _spool(self, recv_us: int, item: Item, endpoint: int = 0) -> None:
+        self._records.append((recv_us, Via(endpoint, item) if endpoint else item))
         self._unit.records += 1
 
     def _flush_records(self) -> None:
@@ -298,16 +396,11 @@ class FeedSession:
             self._ops.append(SpoolAppend(self._unit.unit_id, self._records))
             self._records = []
 
-    def _duplicate(self, cmd: Command, recv_us: int) -> None:
+    def _duplicate(self, cmd: Command, recv_us: int, archived: bytes | None) -> None:
         self.stats.duplicates += 1
-        archived = self._recent.lookup(cmd.seq)
         if archived is not None and archived != cmd.raw:
             self.stats.conflicts += 1
-            reason = (
-                f"seq {cmd.seq} repeated with a different payload: archived "
-                f"{len(archived)} bytes sha256 {hashlib.sha256(archived).hexdigest()[:16]}, "
-                f"this frame {len(cmd.raw)} bytes sha256 {hashlib.sha256(cmd.raw).hexdigest()[:16]}"
-            )
+            reason = conflict_reason(cmd.seq, archived, cmd.raw)
             self._quarantine(recv_us, "conflict", reason, cmd.seq, command_frame(cmd))
 
     def _gap(self, gap: Gap, recv_us: int, after_ts_ms: int) -> None:

@@ -1,7 +1,9 @@
 """The write-ahead spool: every frame reaches disk here before it counts as received.
 
-The file format (chunks, and the records in a chunk) is ``schemas.spool``, where the replay
-stage reads it too; a batch of records is written and flushed together (``encode_records``).
+The file and chunk format is ``schemas.spool``'s, shared with the replay stage, which follows a
+running recorder's spool. The records a chunk holds are the recorder's own (``encode_records``):
+with several endpoints a batch also names each record's endpoint, and the merge's decisions
+(carried, released, closed, echoed) are records too, so that recovery decides the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import struct
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,87 +20,158 @@ from typing import BinaryIO
 import zstandard
 from replica.recorder.frames import Command
 from replica.recorder.quarantine import TooBig
-from replica.recorder.session import SpoolRecord
-from replica.schemas.spool import BINARY as _BINARY
+from replica.recorder.units import Carried, Closed, Echo, Item, Release, SpoolRecord, Via
 from replica.schemas.spool import CHUNK_HEAD as _CHUNK_HEAD
-from replica.schemas.spool import COMMAND as _COMMAND
-from replica.schemas.spool import CONNECT as _CONNECT
 from replica.schemas.spool import COUNT as _COUNT
 from replica.schemas.spool import (
     HEADER,
     RECORDS,
     SUFFIX,
+    WITH_ENDPOINTS,
     decode_chunks,
     encode_chunk,
-    split_records,
 )
-from replica.schemas.spool import TEXT as _TEXT
-from replica.schemas.spool import TOO_BIG as _TOO_BIG
 
+_TEXT, _BINARY, _CONNECT, _COMMAND, _TOO_BIG = 0, 1, 2, 3, 4
+_CLOSED, _CARRIED, _RELEASE, _ECHO = 5, 6, 7, 8
+_SEQ = struct.Struct("<q")
+_WITH_COMMAND = (_COMMAND, _CARRIED)
 _TOO_BIG_BLOB = struct.Struct("<Q?")
 
 
 def encode_records(records: list[SpoolRecord], compressor: zstandard.ZstdCompressor) -> bytes:
-    """One batch, columnar: count; each record's time, kind and blob size; each command's seq,
-    ts_ms, ingest_ts_us and publish_ts_us as four columns; then the blobs (payloads, frame
-    texts) end to end. A batch of commands only, the usual case, is transposed in C."""
+    """One batch, columnar: count; each record's time, its endpoint (only in a batch with a
+    record of endpoint >= 1 or a merge marker: the count's top bit says so, and a one-URL spool
+    is what it always was), kind and blob size; each command's seq, ts_ms, ingest_ts_us and
+    publish_ts_us as four columns; then the blobs (payloads, frame texts) end to end. A batch of
+    endpoint 0's commands only, the usual case, is transposed in C."""
     times = array("q", [recv_us for recv_us, _ in records])
     items = [item for _, item in records]
     commands = [item for item in items if type(item) is Command]
-    columns = list(zip(*commands, strict=True)) or [()] * 5
     if len(commands) == len(items):
-        kinds, blobs = bytes([_COMMAND]) * len(items), columns[4]
+        endpoints, kinds = b"", bytes([_COMMAND]) * len(items)
+        columns = list(zip(*commands, strict=True)) or [()] * 5
+        blobs = list(columns[4])
     else:
-        kinds, blobs = _kinds_and_blobs(items)
+        endpoints, kinds, commands, blobs = _kinds_and_blobs(items)
+        columns = list(zip(*commands, strict=True)) or [()] * 5
     ints = [array("q", column) for column in columns[:4]]
     sizes = array("I", map(len, blobs))
-    body = b"".join((_COUNT.pack(len(records)), times, kinds, sizes, *ints, *blobs))
-    return compressor.compress(body)
+    count = len(records) | (WITH_ENDPOINTS if endpoints else 0)
+    head = (_COUNT.pack(count), times, endpoints, kinds, sizes)
+    return compressor.compress(b"".join((*head, *ints, *blobs)))
 
 
-def _kinds_and_blobs(items: list) -> tuple[bytes, list[bytes]]:
-    kinds = bytearray()
-    blobs = []
-    for item in items:
+def _kinds_and_blobs(
+    records: list[Item | Via],
+) -> tuple[bytes, bytes, list[Command], list[bytes]]:
+    endpoints, kinds = bytearray(), bytearray()
+    commands: list[Command] = []
+    blobs: list[bytes] = []
+    for record in records:
+        endpoint, item = record if type(record) is Via else (0, record)
+        endpoints.append(endpoint)
         if type(item) is Command:
             kinds.append(_COMMAND)
+            commands.append(item)
             blobs.append(item.raw)
+        elif type(item) is Carried:
+            kinds.append(_CARRIED)
+            commands.append(item.cmd)
+            blobs.append(item.cmd.raw)
         elif item is None:
             kinds.append(_CONNECT)
             blobs.append(b"")
         elif type(item) is TooBig:
             kinds.append(_TOO_BIG)
             blobs.append(_TOO_BIG_BLOB.pack(*item))
+        elif type(item) is Closed:
+            kinds.append(_CLOSED)
+            blobs.append(item.why.encode("utf-8", "surrogatepass"))
+        elif type(item) is Echo:
+            kinds.append(_ECHO)
+            blobs.append(_SEQ.pack(item.seq))
+        elif type(item) is Release:
+            kinds.append(_RELEASE)
+            blobs.append(bytes([item.force]))
         elif isinstance(item, str):
             kinds.append(_TEXT)
             blobs.append(item.encode("utf-8", "surrogatepass"))
-        else:
+        elif isinstance(item, bytes):
             kinds.append(_BINARY)
             blobs.append(item)
-    return bytes(kinds), blobs
+    merged = any(endpoints) or any(kind > _TOO_BIG for kind in kinds)
+    return bytes(endpoints) if merged else b"", bytes(kinds), commands, blobs
+
+
+def _array(typecode: str, view: memoryview) -> array[int]:
+    values = array(typecode)
+    values.frombytes(view)
+    return values
 
 
 def decode_records(chunk: bytes) -> list[SpoolRecord]:
-    body = split_records(chunk)
-    fields = body.command_fields
+    body = memoryview(zstandard.ZstdDecompressor().decompress(chunk))
+    (count,) = _COUNT.unpack_from(body)
+    with_endpoints, count = count & WITH_ENDPOINTS, count & ~WITH_ENDPOINTS
+    pos = _COUNT.size
+    times = _array("q", body[pos : pos + 8 * count])
+    pos += 8 * count
+    endpoints = bytes(count)
+    if with_endpoints:
+        endpoints = bytes(body[pos : pos + count])
+        pos += count
+    kinds = bytes(body[pos : pos + count])
+    pos += count
+    sizes = _array("I", body[pos : pos + 4 * count])
+    pos += 4 * count
+    commands = kinds.count(_COMMAND) + kinds.count(_CARRIED)
+    ints = []
+    for _ in range(4):
+        ints.append(_array("q", body[pos : pos + 8 * commands]))
+        pos += 8 * commands
+    fields = zip(*ints, strict=True)
     records: list[SpoolRecord] = []
-    for recv_us, kind, blob in zip(body.times, body.kinds, body.blobs, strict=True):
-        if kind == _COMMAND:
-            records.append((recv_us, Command(*next(fields), blob)))
-        elif kind == _CONNECT:
-            records.append((recv_us, None))
-        elif kind == _TEXT:
-            records.append((recv_us, blob.decode("utf-8", "surrogatepass")))
-        elif kind == _TOO_BIG:
-            records.append((recv_us, TooBig(*_TOO_BIG_BLOB.unpack(blob))))
+    for recv_us, endpoint, size, kind_of in zip(times, endpoints, sizes, kinds, strict=True):
+        blob = bytes(body[pos : pos + size])
+        pos += size
+        item: Item
+        if kind_of in _WITH_COMMAND:
+            seq, ts_ms, ingest_ts_us, publish_ts_us = next(fields)
+            item = Command(seq, ts_ms, ingest_ts_us, publish_ts_us, blob)
+            if kind_of == _CARRIED:
+                item = Carried(item)
+        elif kind_of == _CONNECT:
+            item = None
+        elif kind_of == _TEXT:
+            item = blob.decode("utf-8", "surrogatepass")
+        elif kind_of == _TOO_BIG:
+            item = TooBig(*_TOO_BIG_BLOB.unpack(blob))
+        elif kind_of == _CLOSED:
+            item = Closed(blob.decode("utf-8", "surrogatepass"))
+        elif kind_of == _ECHO:
+            item = Echo(_SEQ.unpack(blob)[0])
+        elif kind_of == _RELEASE:
+            item = Release(bool(blob[0]))
         else:
-            records.append((recv_us, blob))
+            item = blob
+        records.append((recv_us, Via(endpoint, item) if endpoint else item))
     return records
+
+
+def spooled_commands(records: list[SpoolRecord]) -> Iterator[Command]:
+    """Every command a spool's records hold, whichever endpoint delivered it, carried ones too."""
+    for _, record in records:
+        item = record.item if type(record) is Via else record
+        if type(item) is Carried:
+            yield item.cmd
+        elif type(item) is Command:
+            yield item
 
 
 @dataclass
 class SpoolContents:
-    header: dict | None
+    header: dict[str, object] | None
     records: list[SpoolRecord]
     torn: bool = False  # a torn chunk ended the file (a crash mid-write)
     damaged_bytes: int = 0  # bytes of damaged chunks skipped (a disk's fault, not a crash)
@@ -143,7 +217,7 @@ class SpoolWriter:
     def path(self, unit_id: str) -> Path:
         return self._dir / f"{unit_id}{SUFFIX}"
 
-    def open(self, unit_id: str, header: dict) -> None:
+    def open(self, unit_id: str, header: dict[str, object]) -> None:
         sink = open(self.path(unit_id), "ab")  # noqa: SIM115 - closed in close()
         self._files[unit_id] = sink
         self._write(sink, encode_chunk(HEADER, json.dumps(header).encode()))

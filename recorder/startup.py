@@ -1,7 +1,11 @@
 """Bringing an archive back to a consistent state before recording resumes.
 
 Temporary files of an interrupted write are removed, leftover spools are replayed into the
-units they held, and the seq tracker resumes after the last archived seq. A spool damaged on disk
+units they held, and the seq tracker resumes after the last archived seq. Spools are replayed in
+order, and the commands one unit still held (waiting for a missing seq from another endpoint)
+are handed to the next: its spool starts with them too, unless the crash came before it got
+them; after the last spool, nothing more can come, so they are archived, the seqs before them
+gaps. A spool damaged on disk
 gives what its intact chunks hold and is then moved to ``spool/damaged/``, never deleted.
 """
 
@@ -14,10 +18,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replica.recorder.merge import EndpointState
 from replica.recorder.segments import publish_unit
 from replica.recorder.seq import Cause, TrackerState
-from replica.recorder.session import FeedSession, RecentPayloads
+from replica.recorder.session import Carry, FeedSession
 from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
+from replica.recorder.units import RecentPayloads, SpoolRecord, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
@@ -72,9 +78,13 @@ def recover_spools(
 ) -> Recovery:
     """Replay every leftover spool file from its header state and publish its unit."""
     recovery = Recovery()
-    for path in leftover_spools(layout.spool_dir):
+    spools = leftover_spools(layout.spool_dir)
+    carry: Carry = []
+    for index, path in enumerate(spools):
         try:
-            _recover_spool(path, layout, recent, metadata, recovery)
+            carry = _recover_spool(
+                path, layout, recent, metadata, recovery, carry, last=index == len(spools) - 1
+            )
         except OSError as exc:  # a full disk, most likely: the spool waits for the next start
             raise ArchiveError(
                 f"cannot recover {path} into the archive: {exc.strerror or exc}; it is kept, "
@@ -83,28 +93,63 @@ def recover_spools(
     return recovery
 
 
+def _session(header: dict[str, object], recent: RecentPayloads) -> FeedSession:
+    state = header["state"]
+    opened_us = header["opened_us"]
+    endpoints = header.get("endpoints")
+    states = header.get("endpoint_states")
+    gap_wait_us = header.get("gap_wait_us")
+    return FeedSession(
+        TrackerState.from_json(state if isinstance(state, dict) else {}),
+        now_us=opened_us if isinstance(opened_us, int) else 0,
+        recent=recent,
+        unit_id=str(header["unit"]),
+        endpoints=tuple(map(str, endpoints)) if isinstance(endpoints, list) else ("",),
+        gap_wait_us=gap_wait_us if isinstance(gap_wait_us, int) else 0,
+        arrivals=bool(header.get("arrivals")),
+        endpoint_states=[EndpointState.from_json(s) for s in states]
+        if isinstance(states, list)
+        else None,
+    )
+
+
+def _replayed_units(
+    session: FeedSession, contents_records: list[SpoolRecord], carry: Carry, last: bool, end_us: int
+) -> tuple[list[Unit], Carry]:
+    """The units one spool's replay publishes, and what it hands to the next spool's."""
+    session.restore(carry)
+    session.replay(contents_records)
+    if last:  # nothing more can come: archive what is held, close what was open
+        session.finish(end_us, "the recorder stopped without closing it (killed or crashed)")
+        session.seal(end_us)
+        return session.take_sealed(), []
+    session.seal(end_us)
+    sealed = session.take_sealed()
+    # The next spool replays from where this unit was sealed; the first seal's carry is what
+    # its spool starts with.
+    return sealed[:1], session.first_carry or []
+
+
 def _recover_spool(
     path: Path,
     layout: ArchiveLayout,
     recent: RecentPayloads,
-    metadata: dict[str, str],
+    metadata: dict[bytes, str],
     recovery: Recovery,
-) -> None:
+    carry: Carry,
+    last: bool,
+) -> Carry:
     contents = read_spool(path)
     header = contents.header
     if contents.header_lost:
         header = _rebuilt_header(path, layout, recent)
     frames = 0
     if header is not None:
-        session = FeedSession(
-            TrackerState.from_json(header["state"]),
-            now_us=header["opened_us"],
-            recent=recent,
-            unit_id=header["unit"],
-        )
-        session.replay(contents.records)
-        session.seal(header["opened_us"])
-        for unit in session.take_sealed():
+        session = _session(header, recent)
+        times = [recv_us for recv_us, _ in contents.records]
+        end_us = max([session.open_unit.opened_us, *times])
+        units, carry = _replayed_units(session, contents.records, carry, last, end_us)
+        for unit in units:
             recovery.files += publish_unit(unit, layout, metadata)
         frames = session.stats.frames
     recovery.frames += frames
@@ -128,9 +173,12 @@ def _recover_spool(
         )
     else:
         path.unlink()
+    return carry
 
 
-def _rebuilt_header(path: Path, layout: ArchiveLayout, recent: RecentPayloads) -> dict | None:
+def _rebuilt_header(
+    path: Path, layout: ArchiveLayout, recent: RecentPayloads
+) -> dict[str, object] | None:
     """A lost header, rebuilt: the unit id and opening time are the file's name, and the seq
     tracker resumes from the archive's end, as at a restart (spools are recovered in order)."""
     opened = path.stem.partition("-")[0]
@@ -140,7 +188,7 @@ def _rebuilt_header(path: Path, layout: ArchiveLayout, recent: RecentPayloads) -
     return {"unit": path.stem, "opened_us": int(opened), "state": state.to_json()}
 
 
-def _header_note(header_lost: bool, header: dict | None) -> str:
+def _header_note(header_lost: bool, header: dict[str, object] | None) -> str:
     if not header_lost:
         return ""
     if header is None:

@@ -16,14 +16,17 @@ import math
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from replica.recorder.segments import publish_unit
-from replica.recorder.session import FeedSession, SpoolAppend, SpoolClose, SpoolOpen, Unit
+from replica.recorder.session import FeedSession
 from replica.recorder.spool import SpoolWriter
+from replica.recorder.units import SpoolAppend, SpoolClose, SpoolOp, SpoolOpen, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BACKLOG_UNITS = 16
 MAX_BACKLOG_BYTES = 512 * 2**20
@@ -34,14 +37,15 @@ _BACKLOG_WARN_EVERY_S = 30.0
 
 
 class Writers:
-    def __init__(self, layout: ArchiveLayout, metadata: dict[str, str]) -> None:
+    def __init__(self, layout: ArchiveLayout, metadata: dict[bytes, str]) -> None:
         self._layout = layout
         self._metadata = metadata
         self._spool = SpoolWriter(layout.spool_dir)
         self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
         self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
-        self._writes: deque[tuple[Future, int]] = deque()  # each publish and the bytes it holds
-        self._spool_writes: deque[Future] = deque()
+        # each publish and the bytes it holds
+        self._writes: deque[tuple[Future[int], int]] = deque()
+        self._spool_writes: deque[Future[None]] = deque()
         self._backlog_bytes = 0
         self._backlog_warned = -math.inf
         self.files_written = 0
@@ -94,7 +98,9 @@ class Writers:
             )
 
     async def drain(self, session: FeedSession, now_us: int) -> None:
-        """Seal the open unit and wait for every write; raise if one failed."""
+        """Archive what is held, seal the open unit and wait for every write; raise if one
+        failed."""
+        session.finish(now_us)
         empty = session.seal(now_us)
         self.pump(session)
         self._spool_thread.submit(self._spool.discard, empty.unit_id)
@@ -106,7 +112,7 @@ class Writers:
         self._spool.close_all()
         self.check()
 
-    def _result(self, future: Future, what: str):
+    def _result(self, future: Future[T], what: str) -> T:
         exc = future.exception()
         if exc is not None:
             raise ArchiveError(
@@ -115,7 +121,7 @@ class Writers:
             ) from exc
         return future.result()
 
-    def _apply_spool_op(self, op) -> None:
+    def _apply_spool_op(self, op: SpoolOp) -> None:
         if type(op) is SpoolAppend:
             self._spool.append(op.unit_id, op.records)
         elif type(op) is SpoolOpen:

@@ -17,7 +17,8 @@ that matches nothing.
 
 ``arrivals`` (one row per delivery per endpoint: ``seq``, ``endpoint``, ``recv_ts_us``), which
 only a recorder of several endpoints writes, is a view only where it has files, so that its
-absence says one endpoint was recorded.
+absence says one endpoint was recorded; so is ``connections`` (one row per ended connection:
+``endpoint``, ``connected_ts_us``, ``closed_ts_us``, ``why``, ``delivered``, ``won``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ _TIMESTAMP_OF_SUFFIX = {
 }
 _PARTITION_TYPES = {"date": "DATE", "hour": "INTEGER"}
 ARRIVALS_DIR = "arrivals"
+CONNECTIONS_DIR = "connections"
 
 # Per UTC day: the seqs from the previous day's last + 1 (or the day's first) to the day's last,
 # how many were recorded, how many healed (added later by ``replica heal``, present like the
@@ -155,10 +157,11 @@ def table_views(root: str | os.PathLike[str] | ArchiveTree) -> list[TableView]:
         _view(tree, "quarantine", "quarantine", DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
         _view(tree, "heals", HEALS_DIR, DATE_FILES, HEAL_SCHEMA, ("date",)),
     ]
-    arrivals = tree.glob(f"{ARRIVALS_DIR}/{DATE_FILES}")
-    if arrivals:
-        schema = tree.schema(arrivals[0])
-        views.append(_view(tree, "arrivals", ARRIVALS_DIR, DATE_FILES, schema, ("date",)))
+    for name, table_dir in (("arrivals", ARRIVALS_DIR), ("connections", CONNECTIONS_DIR)):
+        found = tree.glob(f"{table_dir}/{DATE_FILES}")
+        if found:  # only in an archive recorded from several endpoints
+            schema = tree.schema(found[0])
+            views.append(_view(tree, name, table_dir, DATE_FILES, schema, ("date",)))
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for name in _decoded_tables(tree):
         first = tree.glob(f"{DECODED_DIR}/{name}/{DATE_FILES}")

@@ -45,7 +45,15 @@ JOIN (
     SELECT date, {_FRAME_BYTES} AS frame_bytes FROM raw_cmds GROUP BY date
 ) f USING (date)
 ORDER BY c.date"""
-_RAW_TABLES = ("raw_cmds", "gaps", "quarantine", "heals", "completeness", "arrivals")
+_RAW_TABLES = (
+    "raw_cmds",
+    "gaps",
+    "quarantine",
+    "heals",
+    "completeness",
+    "arrivals",
+    "connections",
+)
 # Node blocks: the share that carried the node's responses (a node writes them only when
 # started with --replica-cmds-style actions-and-responses), and per action type the coverage.
 _RESPONSES_SQL = """SELECT date, avg(CASE WHEN has_responses THEN 1.0 ELSE 0.0 END) FROM blocks

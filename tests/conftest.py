@@ -23,14 +23,16 @@ PATIENCE_S = 20.0  # a guard against hanging, never a performance expectation
 
 
 def record(
-    url: str, archive: Path, until: Callable[[Recorder], bool], **config
+    url: str | tuple[str, ...], archive: Path, until: Callable[[Recorder], bool], **config
 ) -> tuple[Summary, Recorder]:
-    """Record until ``until(recorder)`` holds (or the run ends by itself); returns the summary.
+    """Record ``url`` (or several) until ``until(recorder)`` holds (or the run ends by itself);
+    returns the summary.
 
     Errors from ``run()`` propagate, with the recorder attached as ``exc.recorder``.
     """
     config.setdefault("backoff", FAST_BACKOFF)
-    recorder = Recorder(RecorderConfig(url=url, archive=archive, **config))
+    urls = url if isinstance(url, tuple) else (url,)
+    recorder = Recorder(RecorderConfig(urls=urls, archive=archive, **config))
 
     async def main() -> Summary:
         task = asyncio.create_task(recorder.run())

@@ -89,11 +89,25 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """Set ``event``: another server's script can wait for this point (``WaitFor``)."""
+
+    event: threading.Event
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """Go on only once ``event`` is set (bounded by PATIENCE_S), e.g. by another server."""
+
+    event: threading.Event
+
+
+@dataclass(frozen=True)
 class Freeze:
     """Stop reading from the socket and never answer again: a peer that silently died."""
 
 
-Step = Send | Close | Drop | Reject | Redirect | Live | Pause | Freeze
+Step = Send | Close | Drop | Reject | Redirect | Live | Pause | Freeze | Signal | WaitFor
 
 
 @dataclass
@@ -201,6 +215,10 @@ class ScriptedFeed:
                     return
                 elif isinstance(step, Pause):
                     await asyncio.sleep(step.seconds)
+                elif isinstance(step, Signal):
+                    step.event.set()
+                elif isinstance(step, WaitFor):
+                    await asyncio.to_thread(step.event.wait, 60)
                 elif isinstance(step, Freeze):
                     ws.transport.pause_reading()
                     await ws.wait_closed()

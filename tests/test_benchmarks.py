@@ -28,7 +28,7 @@ SMALL = {
     "cluster": ["--commands", "3000"],
 }
 MEASURES = {
-    "record": 2,
+    "record": 3,
     "decode": 2,
     "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
     "query": 2,

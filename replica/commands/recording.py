@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("url")
+@click.argument("urls", metavar="URL [URL ...]", nargs=-1, required=True)
 @click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--api-key-env",
@@ -66,10 +66,23 @@ if TYPE_CHECKING:
     show_default=True,
     help="Log a status line this often.",
 )
+@click.option(
+    "--gap-wait",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="With several URLs: seconds to wait for another endpoint to deliver a missing seq "
+    "before recording it as a gap.",
+)
+@click.option(
+    "--no-arrivals",
+    is_flag=True,
+    help="With several URLs: do not keep every delivery's time in the arrivals table.",
+)
 @click.pass_context
 def record(
     ctx: click.Context,
-    url: str,
+    urls: tuple[str, ...],
     archive: Path,
     api_key_env: str,
     api_key_file: Path | None,
@@ -79,8 +92,13 @@ def record(
     segment_seconds: float,
     segment_rows: int,
     status_seconds: float,
+    gap_wait: float,
+    no_arrivals: bool,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
+
+    Several URLs (endpoints of the same feed) are recorded at once, one connection each: every
+    seq is archived once, from whichever delivers it first; a seq is a gap only when none did.
 
     SIGTERM or SIGINT, --duration and --until end the run cleanly (exit 0). Exit codes:
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
@@ -97,7 +115,7 @@ def record(
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
     config = RecorderConfig(
-        url=url,
+        urls=urls,
         archive=archive,
         api_key=api_key,
         auth=auth,
@@ -105,6 +123,8 @@ def record(
         segment_rows=segment_rows,
         status_seconds=status_seconds,
         deadline=min(ends) if ends else None,
+        gap_wait=gap_wait,
+        arrivals=not no_arrivals,
     )
     tune_garbage_collector()
     ctx.exit(asyncio.run(_record(Recorder(config), api_key)))

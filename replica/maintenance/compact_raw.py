@@ -17,8 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replica.maintenance.days import segments_after, segments_before
-from replica.recorder.frames import Command
-from replica.recorder.spool import leftover_spools, read_spool
+from replica.recorder.spool import leftover_spools, read_spool, spooled_commands
 from replica.schemas.archive import (
     RAW_ROW_GROUP_ROWS,
     RAW_SCHEMA,
@@ -68,9 +67,8 @@ def spooled_days(layout: ArchiveLayout) -> dict[date, str]:
             records = read_spool(path).records
         except FileNotFoundError:
             continue  # its unit was published and the spool removed meanwhile
-        for _, item in records:
-            if type(item) is Command:
-                days.setdefault(day_of(item.ts_ms), path.name)
+        for command in spooled_commands(records):
+            days.setdefault(day_of(command.ts_ms), path.name)
     return days
 
 

@@ -1,0 +1,211 @@
+"""What the session hands the I/O layer: spool records and operations, and the units it seals.
+
+Kept apart from ``session.py`` (the decisions) so that the spool, the writers and the segment
+publisher depend on these shapes alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from array import array
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from replica.recorder.frames import Command
+from replica.recorder.quarantine import TooBig, UnitQuarantine
+from replica.recorder.seq import Gap
+
+
+class Closed(NamedTuple):
+    """An endpoint's connection ended, and why (a close code or an error, without secrets)."""
+
+    why: str
+
+
+class Carried(NamedTuple):
+    """A command waiting for the seqs before it when its unit was sealed: the next unit's spool
+    starts with these, so that it replays alone (they are not deliveries)."""
+
+    cmd: Command
+
+
+class Echo(NamedTuple):
+    """A frame identical, text for text, to one that delivered ``seq`` first (archived, or
+    held until it is): a duplicate, known without a parse."""
+
+    seq: int
+
+
+class Release(NamedTuple):
+    """The wait for missing seqs was re-examined at this record's time (``force``: given up,
+    as at a stop). Spooled whenever it can change what is archived, so a replay decides alike."""
+
+    force: bool
+
+
+Item = Command | TooBig | Closed | Carried | Release | Echo | str | bytes | None
+
+
+class Via(NamedTuple):
+    """A record of endpoint ``endpoint`` >= 1; endpoint 0's records are spooled bare, so a
+    one-URL spool is what it always was."""
+
+    endpoint: int
+    item: Item
+
+
+# A spool record: (recv_ts_us, item). The item is a decoded Command, the text (or bytes) of any
+# other frame, a TooBig for a frame refused unread, None for a new connection, one of the
+# markers above, or any of these wrapped in ``Via``.
+SpoolRecord = tuple[int, Item | Via]
+
+
+@dataclass(frozen=True)
+class SpoolOpen:
+    unit_id: str
+    header: dict[str, object]
+
+
+@dataclass(frozen=True)
+class SpoolAppend:
+    unit_id: str
+    records: list[SpoolRecord]
+
+
+@dataclass(frozen=True)
+class SpoolClose:
+    unit_id: str
+
+
+SpoolOp = SpoolOpen | SpoolAppend | SpoolClose
+
+
+@dataclass(frozen=True)
+class GapRow:
+    gap: Gap
+    detected_ts_us: int
+    after_ts_ms: int
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    """One connection of one endpoint, written when it ends."""
+
+    endpoint: str
+    connected_ts_us: int
+    closed_ts_us: int
+    why: str
+    delivered: int
+    won: int
+
+
+def _int64s() -> array[int]:
+    return array("q")
+
+
+@dataclass
+class Unit:
+    unit_id: str
+    opened_us: int
+    hour: int = 0  # the UTC hour of its first command (meaningless while it has none)
+    seq: array[int] = field(default_factory=_int64s)
+    ts_ms: array[int] = field(default_factory=_int64s)
+    ingest_ts_us: array[int] = field(default_factory=_int64s)
+    publish_ts_us: array[int] = field(default_factory=_int64s)
+    recv_ts_us: array[int] = field(default_factory=_int64s)
+    raw: list[bytes] = field(default_factory=list)
+    gaps: list[GapRow] = field(default_factory=list)
+    quarantine: UnitQuarantine = field(default_factory=UnitQuarantine)
+    payload_bytes: int = 0
+    records: int = 0  # spool records, so that a unit with nothing in it is never sealed
+    # Every delivery of a command when several endpoints are recorded: seq, endpoint, time.
+    endpoints: tuple[str, ...] = ()
+    arrival_seq: array[int] = field(default_factory=_int64s)
+    arrival_endpoint: bytearray = field(default_factory=bytearray)
+    arrival_recv_us: array[int] = field(default_factory=_int64s)
+    connections: list[ConnectionRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.raw)
+
+    @property
+    def held_bytes(self) -> int:
+        """Roughly the memory the unit holds: payloads, their bytes objects, five int64 columns,
+        the arrivals and the quarantine."""
+        return (
+            self.payload_bytes
+            + 73 * len(self.raw)
+            + 17 * len(self.arrival_seq)
+            + self.quarantine.held_bytes
+        )
+
+
+def new_unit_id(now_us: int, after: str | None = None) -> str:
+    """Sortable by time, unique even if the clock steps back across a restart. The unit after
+    ``after`` sorts after it even when sealed in the same microsecond (recovery replays spools
+    in name order), and gets an id derived from it, so that a replay that seals where the live
+    session did names the next unit alike."""
+    if after is None:
+        return f"{now_us:017d}-{secrets.token_hex(4)}"
+    prefix = after.partition("-")[0]
+    opened = max(now_us, int(prefix) + 1) if prefix.isdigit() else now_us
+    return f"{opened:017d}-{hashlib.blake2b(after.encode(), digest_size=4).hexdigest()}"
+
+
+class RecentPayloads:
+    """The payloads of the last ``size`` seqs, to tell a harmless duplicate from a conflict.
+
+    Duplicates come right after a reconnect or restart, or from a second endpoint, so a window
+    suffices; an older duplicate is counted but cannot be compared.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        if size & (size - 1):
+            raise ValueError("size must be a power of two")
+        self.size = size
+        self._mask = size - 1
+        self._seqs = [-1] * size
+        self._raws: list[bytes | None] = [None] * size
+        # With several endpoints: the frame texts of the last ``size`` seqs first delivered, so
+        # that another endpoint's identical copy is known by its text alone, unparsed.
+        self._texts: list[str | None] = [None] * size
+        self._text_seqs: dict[str, int] = {}
+
+    def remember(self, seq: int, raw: bytes) -> None:
+        slot = seq & self._mask
+        self._seqs[slot] = seq
+        self._raws[slot] = raw
+
+    def remember_text(self, seq: int, text: str) -> None:
+        """``text`` delivered ``seq`` first (it is archived, or held until it is)."""
+        slot = seq & self._mask
+        old = self._texts[slot]
+        if old is not None:
+            self._text_seqs.pop(old, None)
+        self._texts[slot] = text
+        self._text_seqs[text] = seq
+
+    def seq_of_text(self, text: str) -> int | None:
+        """The seq a frame of exactly this text delivered first, if it is still remembered."""
+        return self._text_seqs.get(text)
+
+    def lookup(self, seq: int) -> bytes | None:
+        slot = seq & self._mask
+        return self._raws[slot] if self._seqs[slot] == seq else None
+
+
+@dataclass
+class SessionStats:
+    frames: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    gaps: int = 0
+    missing: int = 0
+    connections: int = 0
+    ts_back: int = 0  # commands filed under a later hour than their ts_ms's (a clock stepped back)
+    first_seq: int | None = None
+    last_lag_us: int | None = None  # recv_ts_us - publish_ts_us of the last command
