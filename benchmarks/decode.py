@@ -89,6 +89,9 @@ TIMEOUT_S = 600.0
 TARGET = 0.7
 MAINNET_TARGET = 1.0
 JOBS_TARGET = 1.8
+# A mainnet hour is about 50,000 blocks, one segment; a few hundred blocks are cut into segments
+# of this many, so that --jobs has segments enough to share (200 blocks: eight).
+MAINNET_SEGMENT_BLOCKS = 25
 SEGMENT_ROWS = 500_000  # the recorder's --segment-rows default
 ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segments
 NODE_SHARE = 0.15  # node blocks per protobuf command, as in the fixture feed
@@ -101,13 +104,17 @@ RAW_METADATA = {RECORDER_KEY: "benchmark", SOURCE_KEY: "benchmarks/decode.py"}
 
 
 def build_archive(
-    root: Path, count: int, seed: int, payload: Callable[[random.Random, int, int], bytes]
+    root: Path,
+    count: int,
+    seed: int,
+    payload: Callable[[random.Random, int, int], bytes],
+    segment_rows: int = SEGMENT_ROWS,
 ) -> int:
     """Write ``count`` payloads as raw segments under ``root``; returns the number of segments.
 
     ``payload(rng, ts_ms, i)`` makes the i-th payload. Timestamps rise by random steps from the
     top of an hour over ARCHIVE_HOURS hours; a segment is sealed at each UTC hour boundary and at
-    SEGMENT_ROWS rows, like the recorder's."""
+    ``segment_rows`` rows, like the recorder's."""
     rng = random.Random(seed)
     layout = ArchiveLayout(root)
     step = max(2, 2 * ARCHIVE_HOURS * MS_PER_HOUR // count)
@@ -127,7 +134,7 @@ def build_archive(
 
     for i in range(count):
         if rows["seq"] and (
-            len(rows["seq"]) == SEGMENT_ROWS or hour_of(ts_ms) != hour_of(rows["ts_ms"][0])
+            len(rows["seq"]) == segment_rows or hour_of(ts_ms) != hour_of(rows["ts_ms"][0])
         ):
             seal()
         ingest_ts_us = ts_ms * 1000 + rng.randint(150, 900)
@@ -497,7 +504,11 @@ def mainnet(blocks: int, core: int | None, cpus: set[int] | None) -> list[tuple]
     with tempfile.TemporaryDirectory(prefix="replica-bench-mainnet-") as tmp:
         archive = Path(tmp) / "mainnet"
         segments = build_archive(
-            archive, blocks, 17, lambda rng, ts, i: mainnet_block(rng, ts, FIRST_ROUND + i)
+            archive,
+            blocks,
+            17,
+            lambda rng, ts, i: mainnet_block(rng, ts, FIRST_ROUND + i),
+            segment_rows=MAINNET_SEGMENT_BLOCKS,
         )
         payloads = read_archive(archive)
         size = sum(map(len, payloads[2]))
