@@ -89,8 +89,8 @@ TIMEOUT_S = 600.0
 TARGET = 0.7
 MAINNET_TARGET = 1.0
 JOBS_TARGET = 1.8
-# A mainnet hour is about 50,000 blocks, one segment; a few hundred blocks are cut into segments
-# of this many, so that --jobs has segments enough to share (200 blocks: eight).
+# A mainnet hour is about 50,000 blocks, one segment; a few hundred blocks within one hour are
+# cut into segments of this many, so that --jobs has segments enough to share (200: eight).
 MAINNET_SEGMENT_BLOCKS = 25
 SEGMENT_ROWS = 500_000  # the recorder's --segment-rows default
 ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segments
@@ -109,15 +109,16 @@ def build_archive(
     seed: int,
     payload: Callable[[random.Random, int, int], bytes],
     segment_rows: int = SEGMENT_ROWS,
+    hours: int = ARCHIVE_HOURS,
 ) -> int:
     """Write ``count`` payloads as raw segments under ``root``; returns the number of segments.
 
     ``payload(rng, ts_ms, i)`` makes the i-th payload. Timestamps rise by random steps from the
-    top of an hour over ARCHIVE_HOURS hours; a segment is sealed at each UTC hour boundary and at
+    top of an hour over ``hours`` hours; a segment is sealed at each UTC hour boundary and at
     ``segment_rows`` rows, like the recorder's."""
     rng = random.Random(seed)
     layout = ArchiveLayout(root)
-    step = max(2, 2 * ARCHIVE_HOURS * MS_PER_HOUR // count)
+    step = max(2, 2 * hours * MS_PER_HOUR // count)
     ts_ms = hour_of(START_TS_MS) * MS_PER_HOUR
     segments = 0
     rows: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
@@ -509,6 +510,7 @@ def mainnet(blocks: int, core: int | None, cpus: set[int] | None) -> list[tuple]
             17,
             lambda rng, ts, i: mainnet_block(rng, ts, FIRST_ROUND + i),
             segment_rows=MAINNET_SEGMENT_BLOCKS,
+            hours=1,
         )
         payloads = read_archive(archive)
         size = sum(map(len, payloads[2]))
