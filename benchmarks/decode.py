@@ -18,8 +18,12 @@ three see identical bytes:
       start-up, reading Parquet, decoding and writing every decoded table.
 
 Target (c)/(b) >= 0.7. Node JSON blocks: ``replica decode`` against a bare ``json.loads`` loop
-that walks every action of every bundle, target >= 0.7 as well. For information only:
-``decode_archive`` in this process (no start-up) and the CLI on an empty archive (start-up alone).
+that walks every action of every bundle, target >= 0.7 as well. Mainnet-shaped node blocks
+(``--blocks``, 1,000 answered actions each: 80% order, 12% cancelByCloid, 8% cancel): against a
+``json.loads`` loop that walks every action and its response, target >= 1.0; and ``--jobs 2``
+against ``--jobs 1``, both given every core this process started with, target >= 1.8. For
+information only: ``decode_archive`` in this process (no start-up) and the CLI on an empty
+archive (start-up alone).
 
 Everything runs on one core: this process pins itself before it spawns anything, and the CLI is
 also started under ``taskset`` when there is one. The archives are written as the recorder seals
@@ -28,7 +32,7 @@ them (RAW_SCHEMA, its encodings and zstd level, hive paths from ``ArchiveLayout`
 hour boundaries and at most 500,000 rows. Each measurement is taken three times, interleaved,
 and the best counts.
 
-    python benchmarks/decode.py [--commands N] [--profile] [--json FILE]
+    python benchmarks/decode.py [--commands N] [--blocks N] [--profile] [--json FILE]
 
 Targets are informational: the exit status is 0 unless a run itself fails (the CLI exits non-zero
 or (b) does not produce the row counts ``replica decode`` wrote).
@@ -72,11 +76,22 @@ from replica.schemas.hyperliquid.replica.v1.replica_pb2 import ReplicaCommand  #
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY  # noqa: E402
 
 from benchmarks.measures import verdict, write_json  # noqa: E402
-from fixtures.make_feed import START_SEQ, START_TS_MS, node_block, protobuf_command  # noqa: E402
+from fixtures.make_feed import (  # noqa: E402
+    START_SEQ,
+    START_TS_MS,
+    mainnet_block,
+    node_block,
+    protobuf_command,
+)
 
 RUNS = 3
 TIMEOUT_S = 600.0
 TARGET = 0.7
+MAINNET_TARGET = 1.0
+JOBS_TARGET = 1.8
+# A mainnet hour is about 50,000 blocks, one segment; a few hundred blocks within one hour are
+# cut into segments of this many, so that --jobs has segments enough to share (200: eight).
+MAINNET_SEGMENT_BLOCKS = 25
 SEGMENT_ROWS = 500_000  # the recorder's --segment-rows default
 ARCHIVE_HOURS = 3  # payloads are spread over this many UTC hours: a few segments
 NODE_SHARE = 0.15  # node blocks per protobuf command, as in the fixture feed
@@ -89,16 +104,21 @@ RAW_METADATA = {RECORDER_KEY: "benchmark", SOURCE_KEY: "benchmarks/decode.py"}
 
 
 def build_archive(
-    root: Path, count: int, seed: int, payload: Callable[[random.Random, int, int], bytes]
+    root: Path,
+    count: int,
+    seed: int,
+    payload: Callable[[random.Random, int, int], bytes],
+    segment_rows: int = SEGMENT_ROWS,
+    hours: int = ARCHIVE_HOURS,
 ) -> int:
     """Write ``count`` payloads as raw segments under ``root``; returns the number of segments.
 
     ``payload(rng, ts_ms, i)`` makes the i-th payload. Timestamps rise by random steps from the
-    top of an hour over ARCHIVE_HOURS hours; a segment is sealed at each UTC hour boundary and at
-    SEGMENT_ROWS rows, like the recorder's."""
+    top of an hour over ``hours`` hours; a segment is sealed at each UTC hour boundary and at
+    ``segment_rows`` rows, like the recorder's."""
     rng = random.Random(seed)
     layout = ArchiveLayout(root)
-    step = max(2, 2 * ARCHIVE_HOURS * MS_PER_HOUR // count)
+    step = max(2, 2 * hours * MS_PER_HOUR // count)
     ts_ms = hour_of(START_TS_MS) * MS_PER_HOUR
     segments = 0
     rows: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
@@ -115,7 +135,7 @@ def build_archive(
 
     for i in range(count):
         if rows["seq"] and (
-            len(rows["seq"]) == SEGMENT_ROWS or hour_of(ts_ms) != hour_of(rows["ts_ms"][0])
+            len(rows["seq"]) == segment_rows or hour_of(ts_ms) != hour_of(rows["ts_ms"][0])
         ):
             seal()
         ingest_ts_us = ts_ms * 1000 + rng.randint(150, 900)
@@ -385,6 +405,28 @@ def json_walk(seqs: list[int], ts_ms: list[int], payloads: list[bytes]) -> int:
     return actions
 
 
+def json_walk_responses(seqs: list[int], ts_ms: list[int], payloads: list[bytes]) -> int:
+    """``json_walk``, and each action's response too (mainnet blocks are always answered)."""
+    loads = json.loads
+    actions = 0
+    for payload in payloads:
+        doc = loads(payload)
+        resps = doc["resps"]
+        answers = dict(resps["Full"]) if resps is not None else {}
+        for bundle_hash, bundle in doc["abci_block"]["signed_action_bundles"]:
+            results = answers.get(bundle_hash, ())
+            for position, signed in enumerate(bundle["signed_actions"]):
+                action = signed["action"]
+                action["type"]
+                for _key, _value in action.items():
+                    pass
+                if position < len(results):
+                    for _key, _value in results[position]["res"].items():
+                        pass
+                actions += 1
+    return actions
+
+
 # ---- (c): replica decode --------------------------------------------------------------------
 
 
@@ -397,11 +439,12 @@ def pin_to_one_core() -> int | None:
     return core
 
 
-def cli_command(archive: Path, core: int | None) -> list[str]:
-    command = [sys.executable, "-m", "replica", "decode", str(archive)]
+def cli_command(archive: Path, cores: int | set[int] | None, jobs: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "replica", "decode", str(archive), "--jobs", str(jobs)]
     taskset = shutil.which("taskset")
-    if core is not None and taskset:
-        command = [taskset, "-c", str(core), *command]
+    if cores is not None and taskset:
+        listed = ",".join(map(str, sorted(cores))) if isinstance(cores, set) else str(cores)
+        command = [taskset, "-c", listed, *command]
     return command
 
 
@@ -409,10 +452,10 @@ def forget_decoded(archive: Path) -> None:
     shutil.rmtree(archive / DECODED_DIR, ignore_errors=True)
 
 
-def run_cli(archive: Path, segments: int, core: int | None) -> float:
+def run_cli(archive: Path, segments: int, cores: int | set[int] | None, jobs: int = 1) -> float:
     """Seconds for the real ``replica decode`` to decode every segment of ``archive``."""
     forget_decoded(archive)
-    command = cli_command(archive, core)
+    command = cli_command(archive, cores, jobs)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
     seconds = time.perf_counter() - start
@@ -451,35 +494,79 @@ def profile_decode(archive: Path, top: int = 25) -> str:
     return out.getvalue()
 
 
-# ---- main -----------------------------------------------------------------------------------
+# ---- mainnet-shaped blocks ------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--commands",
-        type=int,
-        default=200_000,
-        metavar="N",
-        help="protobuf commands (default 200,000); node blocks are 15%% of that",
+def mainnet(blocks: int, core: int | None, cpus: set[int] | None) -> list[tuple]:
+    """Decode ``blocks`` mainnet-shaped blocks (1,000 answered actions each) against the bare
+    ``json.loads`` walk of every action and response, on one core; then ``--jobs 2`` against
+    ``--jobs 1`` with every core this process had. Returns the measures for ``--json``."""
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="replica-bench-mainnet-") as tmp:
+        archive = Path(tmp) / "mainnet"
+        segments = build_archive(
+            archive,
+            blocks,
+            17,
+            lambda rng, ts, i: mainnet_block(rng, ts, FIRST_ROUND + i),
+            segment_rows=MAINNET_SEGMENT_BLOCKS,
+            hours=1,
+        )
+        payloads = read_archive(archive)
+        size = sum(map(len, payloads[2]))
+        print(
+            f"\n{blocks:,} mainnet-shaped blocks ({size / blocks / 1e6:.2f} MB each) in "
+            f"{segments} segments, built in {time.perf_counter() - began:.1f} s"
+        )
+        best: dict[str, float] = {}
+        for run in range(1, RUNS + 1):
+            this: dict[str, float] = {}
+            this["json"], actions = timed(json_walk_responses, *payloads)
+            this["cli"] = run_cli(archive, segments, core)
+            this["in"], rows = run_in_process(archive, segments)
+            if rows.get("actions", 0) != actions:
+                raise RuntimeError(f"json.loads walked {actions} actions, decode made {rows}")
+            this["jobs1"] = run_cli(archive, segments, cpus, jobs=1)
+            this["jobs2"] = run_cli(archive, segments, cpus, jobs=2)
+            for name, seconds in this.items():
+                best[name] = min(seconds, best.get(name, float("inf")))
+            print(
+                f"run {run} actions/s  json.loads {actions / this['json']:>9,.0f}  "
+                f"replica decode {actions / this['cli']:>9,.0f}"
+            )
+    total = sum(rows.values())
+    ratio = best["json"] / best["cli"]
+    print(f"\n{'':<34}{'seconds':>9}{'actions/s':>12}{'rows/s':>12}{'ratio':>8}")
+    for name, key in (
+        ("json.loads walk, with responses", "json"),
+        ("replica decode (CLI, one core)", "cli"),
+        ("    decode_archive in-process", "in"),
+    ):
+        rows_per_s = f"{total / best[key]:>12,.0f}" if key != "json" else f"{'':>12}"
+        print(
+            f"{name:<34}{best[key]:>9.3f}{actions / best[key]:>12,.0f}{rows_per_s}"
+            f"{best['json'] / best[key]:>8.3f}"
+        )
+    tables = ", ".join(f"{name} {count:,}" for name, count in sorted(rows.items()))
+    print(f"{actions:,} actions, {total:,} decoded rows ({tables})")
+    print(f"{verdict(ratio >= MAINNET_TARGET)} ratio mainnet decode/json.loads {ratio:.3f}")
+    scaling = best["jobs1"] / best["jobs2"]
+    print(
+        f"{verdict(scaling >= JOBS_TARGET)} ratio --jobs 2/--jobs 1 {scaling:.3f} "
+        f"({actions / best['jobs2']:,.0f} vs {actions / best['jobs1']:,.0f} actions/s "
+        f"on cores {sorted(cpus) if cpus else 'unpinned'})"
     )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="also print a cProfile of decode_archive over the protobuf archive",
-    )
-    parser.add_argument(
-        "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
-    )
-    args = parser.parse_args()
-    if args.commands < 1:
-        parser.error(f"--commands must be at least 1, was {args.commands}")
-    n = args.commands
+    return [
+        ("mainnet decode/json.loads", ratio, ">=", MAINNET_TARGET, ""),
+        ("mainnet --jobs 2/--jobs 1", scaling, ">=", JOBS_TARGET, ""),
+    ]
+
+
+def feed(n: int, core: int | None, profile_it: bool) -> list[tuple]:
+    """The fixture feed's protobuf commands and small node blocks; returns the measures."""
     m = max(1, round(n * NODE_SHARE))
     began = time.perf_counter()
     check_hand_columns()
-    core = pin_to_one_core()
-    print(f"pinned to core {core}" if core is not None else "not pinned: no sched_setaffinity")
 
     with tempfile.TemporaryDirectory(prefix="replica-bench-decode-") as tmp:
         pb_archive, node_archive, empty = (Path(tmp) / d for d in ("pb", "node", "empty"))
@@ -519,7 +606,7 @@ def main() -> None:
                 f"(c) {n / this['c']:>7,.0f}  json.loads {m / this['json']:>7,.0f}  "
                 f"node {m / this['node']:>6,.0f}"
             )
-        profile = profile_decode(pb_archive) if args.profile else None
+        profile = profile_decode(pb_archive) if profile_it else None
 
     pb_ratio = best["b"] / best["c"]
     node_ratio = best["json"] / best["node"]
@@ -551,16 +638,54 @@ def main() -> None:
     print(f"{verdict(pb_ratio >= TARGET)} ratio protobuf decode/hand-written {pb_ratio:.3f}")
     print(f"{verdict(node_ratio >= TARGET)} ratio node decode/json.loads {node_ratio:.3f}")
     print(f"total {time.perf_counter() - began:.1f} s")
-    if args.json:
-        measures = [
-            ("protobuf decode/hand-written", pb_ratio, ">=", TARGET, ""),
-            ("node decode/json.loads", node_ratio, ">=", TARGET, ""),
-        ]
-        write_json(args.json, "decode", measures)
     if profile is not None:
         print()
         print("cProfile of decode_archive over the protobuf archive, top 25 by tottime:")
         print(profile)
+    return [
+        ("protobuf decode/hand-written", pb_ratio, ">=", TARGET, ""),
+        ("node decode/json.loads", node_ratio, ">=", TARGET, ""),
+    ]
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--commands",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="protobuf commands (default 200,000; 0: none); node blocks are 15%% of that",
+    )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=200,
+        metavar="N",
+        help="mainnet-shaped node blocks of 1,000 actions each (default 200; 0: none)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile of decode_archive over the protobuf archive",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
+    )
+    args = parser.parse_args()
+    if args.commands < 0 or args.blocks < 0:
+        parser.error("--commands and --blocks must not be negative")
+    cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    core = pin_to_one_core()
+    print(f"pinned to core {core}" if core is not None else "not pinned: no sched_setaffinity")
+    measures = feed(args.commands, core, args.profile) if args.commands else []
+    if args.blocks:
+        measures += mainnet(args.blocks, core, cpus)
+    if args.json:
+        write_json(args.json, "decode", measures)
 
 
 if __name__ == "__main__":

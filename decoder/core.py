@@ -26,6 +26,10 @@ from replica.schemas.errors import UsageError
 # Bump when the same payload would decode to different rows: outputs of older versions are
 # decoded again by the next ``replica decode``.
 DECODER_VERSION = "3"
+# Node blocks are turned into Arrow columns this many payload bytes at a time: a busy mainnet
+# block is half a megabyte of JSON and a thousand rows, so the Python rows of a whole row group
+# of them would not fit in memory; the Arrow columns of a batch do.
+NODE_CHUNK_BYTES = 16 << 20
 
 
 class SchemaConflict(UsageError):
@@ -190,15 +194,18 @@ class Decoder:
             for seq, why in spoiled.items():
                 i = position[seq]
                 undecoded.append(_undecoded(seq, ts_ms[i], payloads[i], f"protobuf: {why}"))
-        node = NodeColumns()
-        for i in blocks:
+        node, size = NodeColumns(), 0
+        for n, i in enumerate(blocks, 1):
             try:
                 node.add(seqs[i], ts_ms[i], payloads[i])
             except NotABlock as exc:
                 undecoded.append(_undecoded(seqs[i], ts_ms[i], payloads[i], str(exc)))
-        for name, columns, count in self._node_columns(node):
-            add(name, columns, count)
-        undecoded += node.undecoded
+            size += len(payloads[i])
+            if size >= NODE_CHUNK_BYTES or n == len(blocks):
+                for name, columns, count in self._node_columns(node):
+                    add(name, columns, count)
+                undecoded += node.undecoded
+                node, size = NodeColumns(), 0
         if undecoded:
             undecoded.sort(key=lambda row: (row["seq"], row["idx"]))
             batch = pa.RecordBatch.from_pylist(undecoded, schema=self.schemas["undecoded"])

@@ -31,9 +31,12 @@ from replica.decoder.node_facts import FACT_COLUMNS, FACT_KEYS, FACTS_OF_ACTION
 from replica.decoder.node_frame import (
     ACTION_ERRORS,
     NULL,
+    AnySignedAction,
     SignedAction,
+    TypedSignedAction,
     describe,
     own_fields,
+    raw_signed,
     raw_text,
     read_block,
     signed_actions,
@@ -76,10 +79,12 @@ class _MultiSig(msgspec.Struct):
 _decode_multi_sig = msgspec.json.Decoder(_MultiSig).decode
 
 
-def _wrapped(signed: SignedAction, status: str | None, response: msgspec.Raw) -> _Pending:
+def _wrapped(signed: AnySignedAction, status: str | None, response: msgspec.Raw) -> _Pending:
     """The action a multiSig wraps, as if it stood alone: signed for the multiSigUser, with the
     outer action's nonce, vault, expiry and response (the node answers for the inner action)."""
     payload = _decode_multi_sig(bytes(signed.action)).payload
+    if isinstance(signed, TypedSignedAction):
+        signed = raw_signed(signed)
     inner = SignedAction(payload.action, signed.nonce, signed.vaultAddress, signed.expiresAfter)
     return inner, [], lower(payload.multiSigUser), status, response
 
@@ -87,7 +92,7 @@ def _wrapped(signed: SignedAction, status: str | None, response: msgspec.Raw) ->
 # An action's place: seq, time_ms, block round, bundle hash, broadcaster, broadcaster nonce.
 _Place = tuple[int, int, int | None, str, str | None, int | None]
 # An action to add: its signed fields, and the user, status and response it was given.
-_Pending = tuple[SignedAction, list[str], str | None, str | None, msgspec.Raw]
+_Pending = tuple[AnySignedAction, list[str], str | None, str | None, msgspec.Raw]
 
 
 class NodeColumns:

@@ -40,6 +40,19 @@ class SignedAction(msgspec.Struct):
     expiresAfter: msgspec.Raw = NULL
 
 
+class TypedSignedAction(msgspec.Struct):
+    """A signed action whose fields beside the action are what they should be, as nearly all
+    are: read with the frame, in its one C pass (``read_block`` tries this frame first)."""
+
+    action: msgspec.Raw = NULL
+    nonce: int | None = None
+    vaultAddress: str | None = None  # the node's names
+    expiresAfter: int | None = None
+
+
+AnySignedAction = SignedAction | TypedSignedAction
+
+
 class _SignedFields(msgspec.Struct, array_like=True):
     nonce: int | None
     vault: str | None
@@ -48,6 +61,12 @@ class _SignedFields(msgspec.Struct, array_like=True):
 
 class Bundle(msgspec.Struct):
     signed_actions: list[SignedAction]
+    broadcaster: str | None = None
+    broadcaster_nonce: int | None = None
+
+
+class TypedBundle(msgspec.Struct):
+    signed_actions: list[TypedSignedAction]
     broadcaster: str | None = None
     broadcaster_nonce: int | None = None
 
@@ -63,6 +82,15 @@ class LooseBundle(msgspec.Struct):
 class _AbciBlock(msgspec.Struct):
     time: str
     signed_action_bundles: list[tuple[str, Bundle]]
+    round: int | None = None
+    parent_round: int | None = None
+    proposer: str | None = None
+    hardfork: msgspec.Raw = NULL
+
+
+class _TypedAbciBlock(msgspec.Struct):
+    time: str
+    signed_action_bundles: list[tuple[str, TypedBundle]]
     round: int | None = None
     parent_round: int | None = None
     proposer: str | None = None
@@ -97,6 +125,11 @@ class Block(msgspec.Struct):
     resps: _Responses | None = None
 
 
+class TypedBlock(msgspec.Struct):
+    abci_block: _TypedAbciBlock
+    resps: _Responses | None = None
+
+
 class LooseBlock(msgspec.Struct):
     abci_block: _LooseAbciBlock
     resps: _Responses | None = None
@@ -106,6 +139,7 @@ class _ActionType(msgspec.Struct):
     type: str
 
 
+_decode_typed_block = msgspec.json.Decoder(TypedBlock).decode
 _decode_block = msgspec.json.Decoder(Block).decode
 _decode_loose_block = msgspec.json.Decoder(LooseBlock).decode
 _decode_signed = msgspec.json.Decoder(SignedAction).decode
@@ -142,10 +176,17 @@ def _field(decode: Callable[[bytes], Any], raw: bytes, name: str, problems: list
         return None
 
 
-def own_fields(signed: SignedAction) -> tuple[tuple[Any, ...], list[str]]:
+def own_fields(signed: AnySignedAction) -> tuple[tuple[Any, ...], list[str]]:
     """An action's kind, nonce, vault, expiry and JSON text, each null where it cannot be read,
     and what could not be read. One pass for the usual action, value by value otherwise."""
     action = bytes(signed.action)
+    if isinstance(signed, TypedSignedAction):
+        try:
+            kind = _decode_type(action).type
+            return (kind, signed.nonce, lower(signed.vaultAddress), signed.expiresAfter,
+                    action.decode()), []  # fmt: skip
+        except ACTION_ERRORS:  # the action itself: read value by value, as any other
+            return own_fields(raw_signed(signed))
     try:
         kind = _decode_type(action).type
         fields = _decode_signed_fields(
@@ -166,11 +207,21 @@ def own_fields(signed: SignedAction) -> tuple[tuple[Any, ...], list[str]]:
     return (type_, nonce, lower(vault), expires, None if text == "null" else text), problems
 
 
-def signed_actions(bundle: Bundle | LooseBundle) -> Iterator[tuple[SignedAction, str | None]]:
+def raw_signed(signed: TypedSignedAction) -> SignedAction:
+    """The same signed action with its fields beside the action as raw JSON."""
+    encode = msgspec.json.encode
+    return SignedAction(signed.action, msgspec.Raw(encode(signed.nonce)),
+                        msgspec.Raw(encode(signed.vaultAddress)),
+                        msgspec.Raw(encode(signed.expiresAfter)))  # fmt: skip
+
+
+def signed_actions(
+    bundle: TypedBundle | Bundle | LooseBundle,
+) -> Iterator[tuple[AnySignedAction, str | None]]:
     """Each signed action of a bundle, and why it is not an object when it is not (then as an
     empty one)."""
     for signed in bundle.signed_actions:
-        if isinstance(signed, SignedAction):
+        if isinstance(signed, SignedAction | TypedSignedAction):
             yield signed, None
             continue
         try:
@@ -179,14 +230,18 @@ def signed_actions(bundle: Bundle | LooseBundle) -> Iterator[tuple[SignedAction,
             yield SignedAction(), f"signed action: {describe(exc)}"
 
 
-def read_block(payload: bytes) -> Block | LooseBlock:
+def read_block(payload: bytes) -> TypedBlock | Block | LooseBlock:
     """The block's frame; raises ``NotABlock`` if the payload is not a block. Read again with
-    each signed action left raw when one of them is not an object."""
+    each signed action's fields left raw when one of them is not what it should be, and again
+    with each signed action left raw when one of them is not an object."""
     try:
         try:
-            block: Block | LooseBlock = _decode_block(payload)
-        except msgspec.ValidationError:
-            block = _decode_loose_block(payload)
+            block: TypedBlock | Block | LooseBlock = _decode_typed_block(payload)
+        except (ValueError, RecursionError):  # whatever it is, the frames below say
+            try:
+                block = _decode_block(payload)
+            except msgspec.ValidationError:
+                block = _decode_loose_block(payload)
         block_time_ns(block.abci_block.time)
         raw_text(block.abci_block.hardfork)
     except msgspec.ValidationError as exc:

@@ -107,6 +107,12 @@ def outcome(statuses: list[Any], i: int) -> Outcome:
     if i >= len(statuses):
         return _NO_OUTCOME
     status = statuses[i]
+    if type(status) is dict and len(status) == 1:  # the usual: {"resting": {...}}, ...
+        ((name, body),) = status.items()  # a JSON key: text
+        if type(body) is dict:
+            sz, px, oid = body.get("totalSz"), body.get("avgPx"), body.get("oid")
+            return (name, None, None if sz is None else number(sz),
+                    None if px is None else number(px), uint64(oid))  # fmt: skip
     if isinstance(status, str):
         return status, None, None, None, None
     if not isinstance(status, dict) or len(status) != 1:

@@ -21,7 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Small sizes: about 35 s for all six on 2 cores.
 SMALL = {
     "record": ["--quick"],
-    "decode": ["--commands", "3000"],
+    "decode": ["--commands", "3000", "--blocks", "4"],
     "replay": ["--commands", "5000", "--paced", "200"],
     "query": ["--commands", "50000"],
     "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
@@ -29,7 +29,7 @@ SMALL = {
 }
 MEASURES = {
     "record": 3,
-    "decode": 2,
+    "decode": 2 + 2,  # the feed's two ratios, mainnet blocks against json.loads and --jobs
     "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
     "query": 2,
     "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
@@ -71,6 +71,7 @@ def test_every_benchmark_runs_once_into_one_table(
         ("record", r"(PASS|MISS) throughput recorder/bare "),
         ("decode", r"(PASS|MISS) ratio protobuf decode/hand-written "),
         ("decode", r"(PASS|MISS) ratio node decode/json.loads "),
+        ("decode", r"(PASS|MISS) ratio mainnet decode/json.loads "),
         ("replay", r"ratio serve/bare "),
         ("replay", r".*speed 10 async for, precise"),
         ("replay", r"(PASS|MISS) iterator/bare "),
