@@ -61,10 +61,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     put = _run(*pip, "--no-index", wheel)
     assert put.returncode == 0, put.stderr
     purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+    # Only site-packages directories, never the checkout itself. A .pth line only adds its
+    # directory to the path: the editable install's own .pth inside it (CI's virtualenv lives in
+    # the checkout) is not processed, so the lent directories cannot bring the source tree back.
     lent = [
         path
         for path in dict.fromkeys([sysconfig.get_path("purelib"), *sys.path])
-        if path.endswith("-packages") and not Path(path).resolve().is_relative_to(REPO)
+        if path.endswith("-packages")
     ]
     Path(purelib.stdout.strip(), "lent_dependencies.pth").write_text("\n".join(lent) + "\n")
     return Installed(wheel, venv)
