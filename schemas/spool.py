@@ -123,7 +123,10 @@ def _array(typecode: str, view: memoryview) -> array[int]:
 
 
 def split_records(chunk: bytes) -> RecordsBody:
-    body = memoryview(zstandard.ZstdDecompressor().decompress(chunk))
+    return _split(memoryview(zstandard.ZstdDecompressor().decompress(chunk)))
+
+
+def _split(body: memoryview) -> RecordsBody:
     (count,) = COUNT.unpack_from(body)
     pos = COUNT.size
     times = _array("q", body[pos : pos + 8 * count])
@@ -183,9 +186,10 @@ def _commands(chunk: bytes) -> list[SpooledCommand]:
     """The commands of one records chunk; none from a batch of several endpoints' deliveries,
     which are not yet in archive order: a follower takes those from the sealed segment."""
     try:
-        if COUNT.unpack_from(zstandard.ZstdDecompressor().decompress(chunk))[0] & WITH_ENDPOINTS:
+        data = memoryview(zstandard.ZstdDecompressor().decompress(chunk))
+        if COUNT.unpack_from(data)[0] & WITH_ENDPOINTS:
             return []
-        body = split_records(chunk)
+        body = _split(data)
     except Exception:  # only a chunk whose checksum matched by chance gets here
         return []
     return [
