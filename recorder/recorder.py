@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,6 +111,9 @@ class Recorder:
         self._next_maintenance = 0
         self._status = StatusLog(config.status_seconds)
         self._pause_warned = -math.inf
+        # Called at each maintenance with the session, before its sealed units go to the
+        # writer: what metrics need of every appended row, off the per-frame path.
+        self.on_maintenance: Callable[[FeedSession], None] | None = None
 
     # ---- public -------------------------------------------------------------------------------
 
@@ -121,6 +125,20 @@ class Recorder:
     def writer_backlog(self) -> int:
         """Sealed segments waiting to be written."""
         return self._run.writers.backlog if self._run else 0
+
+    @property
+    def session(self) -> FeedSession | None:
+        """The running session, whose counters the status line and metrics read."""
+        return self._run.session if self._run else None
+
+    @property
+    def writers(self) -> Writers | None:
+        return self._run.writers if self._run else None
+
+    @property
+    def endpoints_up(self) -> list[bool]:
+        """Whether each endpoint's connection is open now."""
+        return [endpoint.ws is not None for endpoint in self._endpoints]
 
     def stop(self, reason: str = "stop") -> None:
         """End the run cleanly: close the connections, seal, and return from ``run()``."""
@@ -385,6 +403,8 @@ class Recorder:
     def _maintain(self, run: _Run, now_us: int) -> None:
         self._next_maintenance = now_us + MAINTENANCE_US
         run.session.tick(now_us)
+        if self.on_maintenance is not None:
+            self.on_maintenance(run.session)
         run.writers.pump(run.session)
         try:
             run.writers.check()
@@ -392,8 +412,7 @@ class Recorder:
             self._failure = exc
             self.stop("error")
             return
-        up = [endpoint.ws is not None for endpoint in self._endpoints]
-        self._status.due(run.session, up, run.writers.backlog)
+        self._status.due(run.session, self.endpoints_up, run.writers.backlog)
 
     async def _wait_for_the_writer(self, run: _Run) -> None:
         """Stop reading the feed while the writer is too far behind (the ticker goes on

@@ -158,7 +158,7 @@ class FeedSession:
         self.stats.frames += 1
         self._spool(recv_us, too_big, endpoint)
         self._unit.quarantine.add_unread(recv_us, too_big)
-        self._quarantined(recv_us)
+        self._quarantined(recv_us, "too_big")
 
     def replay(self, records: list[SpoolRecord]) -> None:
         """Feed spooled records back in, as recovery does."""
@@ -412,12 +412,14 @@ class FeedSession:
         self, recv_us: int, kind: str, reason: str, seq: int | None, frame: str | bytes
     ) -> None:
         self._unit.quarantine.add(recv_us, kind, reason, seq, frame)
-        self._quarantined(recv_us)
+        self._quarantined(recv_us, kind)
 
-    def _quarantined(self, recv_us: int) -> None:
+    def _quarantined(self, recv_us: int, kind: str) -> None:
         """Count a frame just quarantined (and spooled) in the open unit; seal the unit if its
         quarantine holds all the memory it may: the frame is the unit's last record, so a
         replay of its spool seals there too."""
         self.stats.quarantined += 1
+        kinds = self.stats.quarantined_kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
         if self._unit.quarantine.held_bytes >= self._quarantine_bytes:
             self.seal(recv_us)

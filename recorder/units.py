@@ -203,6 +203,7 @@ class SessionStats:
     duplicates: int = 0
     conflicts: int = 0
     quarantined: int = 0
+    quarantined_kinds: dict[str, int] = field(default_factory=dict)  # by quarantine kind
     gaps: int = 0
     missing: int = 0
     connections: int = 0

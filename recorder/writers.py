@@ -49,11 +49,17 @@ class Writers:
         self._backlog_bytes = 0
         self._backlog_warned = -math.inf
         self.files_written = 0
+        self.units_written = 0  # sealed units published: each at most one raw segment
 
     @property
     def backlog(self) -> int:
         """Sealed units not yet known to be written."""
         return len(self._writes)
+
+    @property
+    def spool_backlog(self) -> int:
+        """Spool writes handed to the spool thread and not yet known to be done."""
+        return len(self._spool_writes)
 
     @property
     def backlog_bytes(self) -> int:
@@ -83,6 +89,7 @@ class Writers:
             future, held = self._writes.popleft()
             self._backlog_bytes -= held
             self.files_written += self._result(future, "archive")
+            self.units_written += 1
         while self._spool_writes and self._spool_writes[0].done():
             self._result(self._spool_writes.popleft(), "spool")
         units, flushes = len(self._writes), len(self._spool_writes)

@@ -3,7 +3,8 @@ alerts. Names start ``replica_serve_`` so that other processes (the recorder) ca
 ``replica_<stage>_`` metrics beside them in one scrape config.
 
 ``prometheus-client`` is the ``replica[metrics]`` extra: imported only when metrics are asked
-for. Each server has its own registry, so nothing is shared between servers in one process.
+for (``schemas/metrics.py``). Each server has its own registry, so nothing is shared between
+servers in one process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from replica.schemas.errors import UsageError
+from replica.schemas.metrics import expose, new_registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -24,13 +25,9 @@ _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 class ServeMetrics:
     def __init__(self) -> None:
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError:
-            raise UsageError(
-                "--metrics-port needs prometheus-client: pip install 'replica[metrics]'"
-            ) from None
-        self.registry: CollectorRegistry = CollectorRegistry()
+        self.registry: CollectorRegistry = new_registry()
+        from prometheus_client import Counter, Gauge, Histogram
+
         registry = self.registry
         self.clients = Gauge(
             "replica_serve_clients_connected", "Clients connected now.", registry=registry
@@ -77,11 +74,4 @@ class ServeMetrics:
 
     def expose(self, host: str, port: int) -> None:
         """Serves ``/metrics`` over HTTP on a daemon thread."""
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
-            ) from None
+        expose(self.registry, host, port)

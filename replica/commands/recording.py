@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from replica.schemas.redact import redact
 
 if TYPE_CHECKING:
     from replica.recorder.recorder import Recorder
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -79,6 +82,17 @@ if TYPE_CHECKING:
     is_flag=True,
     help="With several URLs: do not keep every delivery's time in the arrivals table.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Expose Prometheus metrics at http://HOST:PORT/metrics (needs replica[metrics]).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics listen on (HOST above).",
+)
 @click.pass_context
 def record(
     ctx: click.Context,
@@ -94,6 +108,8 @@ def record(
     status_seconds: float,
     gap_wait: float,
     no_arrivals: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -126,8 +142,14 @@ def record(
         gap_wait=gap_wait,
         arrivals=not no_arrivals,
     )
+    recorder = Recorder(config)
+    if metrics_port is not None:
+        from replica.recorder.metrics import RecorderMetrics
+
+        RecorderMetrics(recorder).expose(metrics_host, metrics_port)
+        log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
     tune_garbage_collector()
-    ctx.exit(asyncio.run(_record(Recorder(config), api_key)))
+    ctx.exit(asyncio.run(_record(recorder, api_key)))
 
 
 async def _record(recorder: Recorder, api_key: str | None) -> int:

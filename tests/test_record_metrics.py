@@ -1,0 +1,175 @@
+"""``replica record --metrics-port``: /metrics scraped over HTTP while a real recording runs
+(the CLI as a subprocess, loopback feeds), its counters moving and, at the end, the same as the
+run's JSON summary."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import PATIENCE_S
+from tests.feedserver import Close, ScriptedFeed, Send, Signal, WaitFor, frame
+from tests.test_cli import start_recording, summary_of
+
+QUIET = ("--status-seconds", "60", "--segment-rows", "40")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The metrics page as name{labels} -> value."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=PATIENCE_S) as page:
+        text = page.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def scrape_until(port: int, condition: Callable[[dict[str, float]], bool], what: str) -> dict:
+    """Scrapes until ``condition`` holds of a page (the server may not be up yet)."""
+    deadline, page = time.monotonic() + PATIENCE_S, {}
+    while True:
+        try:
+            page = scrape(port)
+        except (urllib.error.URLError, ConnectionError):
+            page = {}
+        if page and condition(page):
+            return page
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {page}"
+        time.sleep(0.05)
+
+
+def quarantined(page: dict[str, float]) -> float:
+    return sum(v for k, v in page.items() if k.startswith("replica_record_quarantined_total{"))
+
+
+def test_metrics_move_during_a_recording_and_end_as_its_summary(tmp_path: Path) -> None:
+    port, first_part_sent, go_on = free_port(), threading.Event(), threading.Event()
+    dup = frame(50)  # the same command again: a harmless duplicate
+    conflict = frame(60, raw=b"another payload")  # seq 60 again, different: a conflict
+    first = [
+        Send.cmds(1, 100),
+        Send((dup, conflict, "not json", b"\x01binary")),
+        Signal(first_part_sent),
+        WaitFor(go_on),
+        Close(1001),  # a deploy: the recorder reconnects at once
+    ]
+    second = [Send.cmds(101, 150), Send.cmds(156, 200)]  # seqs 151-155 never come: a gap
+    with ScriptedFeed(first, second) as feed:
+        endpoint = f'{{endpoint="{feed.url}"}}'
+        proc = start_recording(feed.url, tmp_path / "archive", "--metrics-port", port, *QUIET)
+        try:
+            before = scrape_until(
+                port,
+                lambda p: (
+                    p["replica_record_commands_archived_total"] == 100
+                    and quarantined(p) == 3
+                    and p["replica_record_feed_lag_seconds_count"] == 100
+                ),
+                "the first connection's commands",
+            )
+            assert first_part_sent.is_set()
+            assert before["replica_record_duplicates_total"] == 2
+            assert before["replica_record_conflicts_total"] == 1
+            kinds = {"conflict": 1, "not_json": 1, "binary": 1}
+            for kind, count in kinds.items():
+                assert before[f'replica_record_quarantined_total{{kind="{kind}"}}'] == count
+            assert before["replica_record_gaps_total"] == 0
+            assert before["replica_record_last_seq"] == 100
+            assert before["replica_record_segments_sealed_total"] >= 1  # 40 rows a segment
+            assert before[f"replica_record_endpoint_up{endpoint}"] == 1
+            assert before[f"replica_record_endpoint_connections_total{endpoint}"] == 1
+            assert before[f"replica_record_endpoint_reconnects_total{endpoint}"] == 0
+            assert before[f"replica_record_endpoint_commands_received_total{endpoint}"] == 102
+            assert before["replica_record_relay_clients"] == 0
+            go_on.set()
+            after = scrape_until(
+                port,
+                lambda p: (
+                    p["replica_record_commands_archived_total"] == 195
+                    and p["replica_record_gaps_total"] == 1
+                ),
+                "the second connection's commands and the gap",
+            )
+            assert after["replica_record_missing_seqs_total"] == 5
+            assert after["replica_record_last_seq"] == 200
+            assert after[f"replica_record_endpoint_reconnects_total{endpoint}"] == 1
+            assert after[f"replica_record_endpoint_up{endpoint}"] == 1
+            assert (
+                after["replica_record_segments_sealed_total"]
+                > before["replica_record_segments_sealed_total"]
+            )
+            assert after["replica_record_writer_backlog_segments"] >= 0
+            assert after["replica_record_spool_backlog_writes"] >= 0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 0, stderr
+    summary = summary_of(stdout)
+    assert after["replica_record_commands_archived_total"] == summary["appended"]
+    assert after["replica_record_frames_received_total"] == summary["frames"]
+    assert after["replica_record_duplicates_total"] == summary["duplicates"]
+    assert after["replica_record_conflicts_total"] == summary["conflicts"]
+    assert after["replica_record_gaps_total"] == summary["gaps"]
+    assert after["replica_record_missing_seqs_total"] == summary["missing"]
+    assert quarantined(after) == summary["quarantined"]
+    [totals] = summary["endpoints"]
+    assert after[f"replica_record_endpoint_connections_total{endpoint}"] == totals["connections"]
+    assert after[f"replica_record_endpoint_commands_won_total{endpoint}"] == totals["won"]
+
+
+def test_each_endpoint_has_its_own_series(tmp_path: Path) -> None:
+    port = free_port()
+    with ScriptedFeed([Send.cmds(1, 60)]) as one, ScriptedFeed([Send.cmds(1, 60)]) as two:
+        labels = [f'{{endpoint="{feed.url}"}}' for feed in (one, two)]
+        args = (one.url, two.url, tmp_path / "archive", "--metrics-port", port, *QUIET)
+        proc = start_recording(*args)
+        try:
+            page = scrape_until(
+                port,
+                lambda p: all(
+                    p.get(f"replica_record_endpoint_commands_received_total{label}") == 60
+                    for label in labels
+                ),
+                "both endpoints' commands",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 0, stderr
+    assert page["replica_record_commands_archived_total"] == 60
+    assert page["replica_record_duplicates_total"] == 60
+    won = [page[f"replica_record_endpoint_commands_won_total{label}"] for label in labels]
+    assert sum(won) == 60
+    for label in labels:
+        assert page[f"replica_record_endpoint_up{label}"] == 1
+    summary = summary_of(stdout)
+    assert [e["won"] for e in summary["endpoints"]] == won
+
+
+def test_a_metrics_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_recording("ws://127.0.0.1:9/", tmp_path / "archive", "--metrics-port", port)
+        stdout, stderr = proc.communicate(timeout=PATIENCE_S)
+    assert (proc.returncode, stdout) == (2, "")
+    assert stderr.strip().splitlines()[-1].startswith("replica: error: cannot serve metrics on ")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "archive").exists() or not any((tmp_path / "archive").iterdir())
