@@ -146,7 +146,8 @@ def record(
     if metrics_port is not None:
         from replica.recorder.metrics import RecorderMetrics
 
-        RecorderMetrics(recorder).expose(metrics_host, metrics_port)
+        metrics = RecorderMetrics(recorder)
+        metrics.expose(metrics_host, metrics_port)
         log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
     tune_garbage_collector()
     ctx.exit(asyncio.run(_record(recorder, api_key)))
