@@ -13,6 +13,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from replica.recorder.metrics import LAG_BUCKETS_S, FeedLag
+from replica.recorder.seq import TrackerState
+from replica.recorder.session import FeedSession
+from replica.recorder.units import RecentPayloads
+
 from tests.conftest import PATIENCE_S
 from tests.feedserver import Close, ScriptedFeed, Send, Signal, WaitFor, frame
 from tests.test_cli import start_recording, summary_of
@@ -80,6 +85,7 @@ def test_metrics_move_during_a_recording_and_end_as_its_summary(tmp_path: Path) 
                     p["replica_record_commands_archived_total"] == 100
                     and quarantined(p) == 3
                     and p["replica_record_feed_lag_seconds_count"] == 100
+                    and p["replica_record_segments_sealed_total"] >= 2  # 40 rows a segment
                 ),
                 "the first connection's commands",
             )
@@ -91,7 +97,6 @@ def test_metrics_move_during_a_recording_and_end_as_its_summary(tmp_path: Path) 
                 assert before[f'replica_record_quarantined_total{{kind="{kind}"}}'] == count
             assert before["replica_record_gaps_total"] == 0
             assert before["replica_record_last_seq"] == 100
-            assert before["replica_record_segments_sealed_total"] >= 1  # 40 rows a segment
             assert before[f"replica_record_endpoint_up{endpoint}"] == 1
             assert before[f"replica_record_endpoint_connections_total{endpoint}"] == 1
             assert before[f"replica_record_endpoint_reconnects_total{endpoint}"] == 0
@@ -103,6 +108,8 @@ def test_metrics_move_during_a_recording_and_end_as_its_summary(tmp_path: Path) 
                 lambda p: (
                     p["replica_record_commands_archived_total"] == 195
                     and p["replica_record_gaps_total"] == 1
+                    and p["replica_record_feed_lag_seconds_count"] == 195
+                    and p["replica_record_segments_sealed_total"] >= 4
                 ),
                 "the second connection's commands and the gap",
             )
@@ -110,13 +117,10 @@ def test_metrics_move_during_a_recording_and_end_as_its_summary(tmp_path: Path) 
             assert after["replica_record_last_seq"] == 200
             assert after[f"replica_record_endpoint_reconnects_total{endpoint}"] == 1
             assert after[f"replica_record_endpoint_up{endpoint}"] == 1
-            assert (
-                after["replica_record_segments_sealed_total"]
-                > before["replica_record_segments_sealed_total"]
-            )
             assert after["replica_record_writer_backlog_segments"] >= 0
             assert after["replica_record_spool_backlog_writes"] >= 0
         finally:
+            go_on.set()
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 0, stderr
@@ -173,3 +177,26 @@ def test_a_metrics_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert stderr.strip().splitlines()[-1].startswith("replica: error: cannot serve metrics on ")
     assert "Traceback" not in stderr
     assert not (tmp_path / "archive").exists() or not any((tmp_path / "archive").iterdir())
+
+
+def test_feed_lag_counts_each_archived_command_once_across_seals() -> None:
+    """Rows of units sealed between two observations count, and none twice."""
+    publish_us = (1_795_132_800_000 + 10) * 1000 + 320  # frame(1)'s publish_ts_us
+    session = FeedSession(TrackerState(), now_us=0, recent=RecentPayloads(), segment_rows=3)
+    lag = FeedLag()
+    lags_ms = [0.5, 2, 2, 40, 700, 3000, 90_000]
+    for seq, ms in enumerate(lags_ms[:5], 1):  # seals a unit of 3; 2 rows open
+        session.receive(frame(seq), publish_us + (seq - 1) * 10_000 + int(ms * 1000))
+    lag.observe(session)
+    lag.observe(session)  # nothing new
+    session.take_sealed()  # the writer takes the sealed unit
+    for seq, ms in enumerate(lags_ms[5:], 6):  # seals the open unit, whose 2 rows were counted
+        session.receive(frame(seq), publish_us + (seq - 1) * 10_000 + int(ms * 1000))
+    session.receive(frame(8), publish_us + 7 * 10_000 - 5_000)  # a clock ahead: lag 0
+    assert len(session.sealed) == 1
+    lag.observe(session)
+    cumulative, sum_s = lag.snapshot()
+    bounds = [*LAG_BUCKETS_S, float("inf")]
+    expected = [sum(1 for ms in [*lags_ms, 0] if ms / 1000 <= bound) for bound in bounds]
+    assert cumulative == expected
+    assert sum_s == sum(lags_ms) / 1000
