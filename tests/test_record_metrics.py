@@ -4,6 +4,7 @@ run's JSON summary."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -200,3 +201,18 @@ def test_feed_lag_counts_each_archived_command_once_across_seals() -> None:
     expected = [sum(1 for ms in [*lags_ms, 0] if ms / 1000 <= bound) for bound in bounds]
     assert cumulative == expected
     assert sum_s == sum(lags_ms) / 1000
+
+
+def test_without_prometheus_client_the_option_names_the_extra(tmp_path: Path) -> None:
+    """An environment without the extra: a stand-in module that cannot be imported."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "prometheus_client.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+    proc = start_recording("ws://127.0.0.1:9/", tmp_path / "archive", "--metrics-port", 9, env=env)
+    stdout, stderr = proc.communicate(timeout=PATIENCE_S)
+    assert (proc.returncode, stdout) == (2, "")
+    assert stderr.strip() == (
+        "replica: error: --metrics-port needs prometheus-client: pip install 'replica[metrics]'"
+    )
+    assert not (tmp_path / "archive").exists()
