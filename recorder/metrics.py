@@ -118,7 +118,7 @@ class RecorderMetrics:
         yield counter("frames_received", "Frames received from every endpoint.", summary.frames)
         yield counter("commands_archived", "Commands archived (each seq once).", summary.appended)
         yield counter(
-            "duplicates", "Commands received again (a seq already had).", summary.duplicates
+            "duplicates", "Commands whose seq was already archived or held.", summary.duplicates
         )
         yield counter(
             "conflicts", "Duplicates whose payload differed (quarantined).", summary.conflicts
