@@ -2,9 +2,9 @@
 
 A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
 bounded buffer without waiting for any of them: a client whose buffer is full is marked too
-slow and closed with 1013, and the others never notice. Today the archive follower
-(``follow_archive``) publishes; a recorder can publish in-process instead, the clients' side
-unchanged.
+slow and closed with 1013, and the others never notice. The archive follower
+(``follow_archive``) publishes for ``serve --follow``; ``record --serve`` publishes from the
+recorder in-process (``replica.relay``), the clients' side unchanged.
 
 A client with ``from_seq`` subscribes first, then reads the archive from ``from_seq``: anything
 published before it subscribed was archived before that read listed the segments, anything
@@ -82,6 +82,15 @@ class LiveHub:
     def publish(self, record: ReplayRecord) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(record)
+
+    @property
+    def clients(self) -> int:
+        """Clients subscribed now (for metrics)."""
+        return len(self._subscribers)
+
+    def backlog(self) -> int:
+        """Live commands waiting in all clients' buffers (for metrics)."""
+        return sum(len(subscriber) for subscriber in list(self._subscribers))
 
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber(self._limit)

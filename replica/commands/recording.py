@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
+from replica.commands.clients import client_api_key, client_options
 from replica.commands.common import tune_garbage_collector
 from replica.options import Duration, UtcTime, api_key_from
 from replica.schemas.errors import ReplicaError, UsageError
@@ -19,6 +21,9 @@ from replica.schemas.redact import redact
 
 if TYPE_CHECKING:
     from replica.recorder.recorder import Recorder
+    from replica.relay import RecordRelay
+
+log = logging.getLogger("replica")
 
 
 @click.command()
@@ -79,6 +84,14 @@ if TYPE_CHECKING:
     is_flag=True,
     help="With several URLs: do not keep every delivery's time in the arrivals table.",
 )
+@client_options(
+    "--serve",
+    "--serve-host",
+    "--serve-api-key",
+    "Also serve what is recorded to Disk-Sync clients on this port, live or from any past "
+    "from_seq; 0 picks a free one (the URL logged on stderr names it).",
+    required=False,
+)
 @click.pass_context
 def record(
     ctx: click.Context,
@@ -94,6 +107,10 @@ def record(
     status_seconds: float,
     gap_wait: float,
     no_arrivals: bool,
+    serve: int | None,
+    serve_host: str,
+    serve_api_key_env: str | None,
+    serve_api_key_file: Path | None,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -104,6 +121,11 @@ def record(
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
     recorder, 5 the --duration/--until window recorded no command. The last line on stdout is
     a JSON summary of the run.
+
+    With --serve, clients connect as to 'replica serve --follow': without from_seq they get
+    commands from the moment they connect; with ?from_seq=N, the archived ones from N, then
+    live, with no gap or duplicate at the seam. A command is sent only once it is on the spool.
+    A client whose buffer of 10000 commands fills is closed with 1013.
     """
     from replica.recorder.recorder import Recorder, RecorderConfig
 
@@ -114,6 +136,7 @@ def record(
     ends += [until] if until is not None else []
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
+    relay = _relay(ctx, archive, serve_host, serve_api_key_env, serve_api_key_file)
     config = RecorderConfig(
         urls=urls,
         archive=archive,
@@ -127,14 +150,40 @@ def record(
         arrivals=not no_arrivals,
     )
     tune_garbage_collector()
-    ctx.exit(asyncio.run(_record(Recorder(config), api_key)))
+    recorder = Recorder(config, on_archived=None if relay is None else relay.publish)
+    serving = None if relay is None or serve is None else (relay, serve_host, serve)
+    ctx.exit(asyncio.run(_record(recorder, api_key, serving)))
 
 
-async def _record(recorder: Recorder, api_key: str | None) -> int:
+def _relay(
+    ctx: click.Context,
+    archive: Path,
+    host: str,
+    api_key_env: str | None,
+    api_key_file: Path | None,
+) -> RecordRelay | None:
+    """The clients' side of ``--serve``, or None without it."""
+    if ctx.params["serve"] is None:
+        for name in ("serve_host", "serve_api_key_env", "serve_api_key_file"):
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} is for the clients of --serve PORT, which is not given")
+        return None
+    from replica.relay import RecordRelay
+
+    api_key = client_api_key(api_key_env, api_key_file, host, archive, "--serve-api-key")
+    return RecordRelay(archive, api_key)
+
+
+async def _record(
+    recorder: Recorder, api_key: str | None, serving: tuple[RecordRelay, str, int] | None
+) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, recorder.stop, signal.Signals(signum).name)
     try:
+        if serving is not None:
+            await _start_serving(*serving, recorder.config.archive)
         summary = await recorder.run()
     except ReplicaError as exc:
         click.echo(f"replica: error: {exc}", err=True)
@@ -143,8 +192,17 @@ async def _record(recorder: Recorder, api_key: str | None) -> int:
         click.echo(redact(traceback.format_exc(), api_key), err=True, nl=False)
         summary = recorder.summary()
         summary.ended_by, summary.exit_code = "unexpected error", 1
+    finally:
+        if serving is not None:
+            await serving[0].close()
     click.echo(summary.to_json())
     return summary.exit_code
+
+
+async def _start_serving(relay: RecordRelay, host: str, port: int, archive: object) -> None:
+    port = await relay.start(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving %s as it is recorded at ws://%s:%d", archive, shown, port)
 
 
 @click.command()
