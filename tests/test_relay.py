@@ -223,6 +223,16 @@ def test_clients_must_present_the_serve_key_and_ask_only_for_from_seq(tmp_path: 
     assert "--serve-host is for the clients of --serve PORT" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "b").exists()
 
+    with socket.socket() as taken:  # a port already in use: exit 1, said in one line
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = replica("record", "ws://127.0.0.1:9", tmp_path / "c", "--serve", port)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"replica: error: cannot serve on 127.0.0.1:{port} (--serve)")
+    assert len(result.stderr.splitlines()) == 1
+    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 1
+
 
 def test_a_client_that_stops_reading_gets_1013_while_the_archive_and_others_keep_up(
     tmp_path: Path,

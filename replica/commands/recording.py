@@ -188,6 +188,9 @@ async def _record(
     except ReplicaError as exc:
         click.echo(f"replica: error: {exc}", err=True)
         summary = recorder.summary()
+        if summary.exit_code == 0:  # it failed before the recorder ran (--serve's port)
+            summary.ended_by, summary.exit_code = type(exc).__name__, exc.exit_code
+            summary.error = str(exc)
     except Exception:
         click.echo(redact(traceback.format_exc(), api_key), err=True, nl=False)
         summary = recorder.summary()
