@@ -48,14 +48,14 @@ class Subscriber:
         self._ready = asyncio.Event()
         self.overflowed = False
 
-    def offer(self, item: LiveItem) -> None:
+    def offer(self, items: list[LiveItem]) -> None:
         if self.overflowed:
             return
-        if len(self._items) >= self._limit:
+        if len(self._items) + len(items) > self._limit:
             self.overflowed = True
             self._items.clear()  # it will be closed (or caught up from the archive again)
         else:
-            self._items.append(item)
+            self._items.extend(items)
         self._ready.set()
 
     def restart(self) -> None:
@@ -85,12 +85,13 @@ class LiveHub:
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self._limit = limit
 
-    def publish(self, record: ReplayRecord) -> None:
+    def publish(self, records: list[ReplayRecord]) -> None:
+        """Hands new commands, in seq order, to every client; framed once for all of them."""
         if not self._subscribers:
             return
-        item = (record, wire_frame(command_frame(record)))
+        items = [(record, wire_frame(command_frame(record))) for record in records]
         for subscriber in list(self._subscribers):
-            subscriber.offer(item)
+            subscriber.offer(items)
 
     @property
     def clients(self) -> int:
@@ -114,7 +115,7 @@ async def follow_archive(layout: ArchiveLayout, hub: LiveHub) -> None:
     """Publishes each command the recorder seals from now on; runs until cancelled."""
     async for item in Follow(layout, after_seq=live_edge(layout)):
         if type(item) is ReplayRecord:
-            hub.publish(item)
+            hub.publish([item])
 
 
 def follow_frames(

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import struct
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -46,7 +47,7 @@ from replica.schemas.frames import command_frame, connected_frame
 from replica.schemas.redact import RedactingLogger
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,18 @@ FrameSource = Callable[[Request], AsyncGenerator[str | list[bytes], None]]
 
 
 def wire_frame(text: str) -> bytes:
-    """A text frame as it goes on the wire from this server (unmasked, never compressed):
-    built once, a live command is written as is to every client that follows."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    """A text frame as it goes on the wire from this server (RFC 6455: final, unmasked, never
+    compressed): built once, a live command is written as is to every client that follows."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 65536:
+        return _HEAD_16.pack(0x81, 126, size) + data
+    return _HEAD_64.pack(0x81, 127, size) + data
+
+
+_HEAD_16, _HEAD_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
 def _text_bytes(wire: bytes) -> int:

@@ -36,9 +36,7 @@ class RecordRelay:
         self.server = DiskSyncServer(source, api_key=api_key, metrics=metrics)
 
     def publish(self, batch: list[ArchivedCommand]) -> None:
-        publish = self.hub.publish
-        for seq, ts_ms, ingest_ts_us, publish_ts_us, recv_ts_us, raw in batch:
-            publish(ReplayRecord(seq, ts_ms, ingest_ts_us, publish_ts_us, recv_ts_us, raw, None))
+        self.hub.publish([ReplayRecord(*fields, None) for fields in batch])
 
     async def start(self, host: str, port: int) -> int:
         """Listens; returns the port (0 picks a free one)."""
