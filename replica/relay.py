@@ -18,7 +18,6 @@ from pathlib import Path
 
 from replica.recorder.relay import ArchivedCommand
 from replica.replay.live import LiveHub, follow_frames
-from replica.replay.metrics import ServeMetrics
 from replica.replay.records import ReplayRecord
 from replica.replay.server import DiskSyncServer
 from replica.schemas.archive import ArchiveLayout
@@ -28,12 +27,10 @@ from replica.schemas.errors import ReplicaError
 class RecordRelay:
     """The clients' side of a recording: ``publish`` is the recorder's ``on_archived``."""
 
-    def __init__(
-        self, archive: Path, api_key: str | None, metrics: ServeMetrics | None = None
-    ) -> None:
-        self.hub = LiveHub()
-        source = follow_frames(ArchiveLayout(Path(archive)), self.hub, metrics)
-        self.server = DiskSyncServer(source, api_key=api_key, metrics=metrics)
+    def __init__(self, archive: Path, api_key: str | None) -> None:
+        self.hub = LiveHub()  # its ``clients`` and ``backlog()`` are the relay's load
+        source = follow_frames(ArchiveLayout(Path(archive)), self.hub)
+        self.server = DiskSyncServer(source, api_key=api_key)
 
     def publish(self, batch: list[ArchivedCommand]) -> None:
         self.hub.publish([ReplayRecord(*fields, None) for fields in batch])

@@ -136,6 +136,33 @@ def test_each_archived_command_is_relayed_once_in_order_after_its_spool_write(
     assert not_yet_on_disk == []
 
 
+def test_with_two_endpoints_commands_held_for_a_missing_seq_are_relayed_when_released(
+    tmp_path: Path,
+) -> None:
+    """One endpoint skips 50..59 and goes on; the other delivers them later: 60..99 wait in
+    the merge, then the archive and the relay get 0..99 in seq order, each once."""
+    relayed: list[int] = []
+    late = threading.Event()
+    us = ScriptedFeed([Send.cmds(0, 49), Send.cmds(60, 99), Signal(late)])
+    jp = ScriptedFeed([WaitFor(late), Pause(0.2), Send.cmds(0, 99)])
+    with us, jp:
+        config = RecorderConfig(
+            urls=(us.url, jp.url), archive=tmp_path, backoff=FAST_BACKOFF, gap_wait=PATIENCE_S
+        )
+        recorder = Recorder(config, on_archived=lambda b: relayed.extend(f[0] for f in b))
+
+        async def main() -> None:
+            task = asyncio.create_task(recorder.run())
+            async with asyncio.timeout(PATIENCE_S):
+                while relayed[-1:] != [99]:
+                    await asyncio.sleep(0.01)
+            recorder.stop()
+            await task
+
+        asyncio.run(main())
+    assert relayed == ledger(tmp_path) == list(range(100))
+
+
 FIRST_BATCH = 2500  # seqs 1..2500: two sealed segments of SEGMENT_ROWS, the rest spooled
 LAST = 8000
 FEED_GAP = range(5001, 5011)  # the feed's own gap: a seq jump for every client
