@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.replay.follow import live_edge
+from replica.replay.server import _text_bytes, wire_frame
 from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from tests.conftest import FAST_BACKOFF, PATIENCE_S, raw_rows, replica
 from tests.feedserver import Close, Live, Pause, ScriptedFeed, Send, Signal, WaitFor, frame
@@ -375,3 +377,12 @@ def test_after_a_kill_9_clients_resume_from_their_last_seq_and_see_the_restart_g
         start = got[0]
         assert got == [seq for seq in seqs if start <= seq <= target], name
     assert before["past"][0] == seqs[0]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_a_wire_frame_is_the_text_frame_websockets_would_send(size: int) -> None:
+    """The relay writes prebuilt frames to every client: byte for byte websockets' own."""
+    text = "x" * size
+    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    assert wire_frame(text) == expected
+    assert _text_bytes(expected) == size
