@@ -1,6 +1,6 @@
 """Run every benchmark and print one table of their figures beside their targets.
 
-record.py, decode.py, replay.py, query.py, age.py and cluster.py run in turn, each as a
+record.py, decode.py, replay.py, query.py, age.py, cluster.py and relay.py run in turn, each as a
 subprocess with its default sizes (several minutes in all), their output streamed as it comes
 with the benchmark's name in front. Each is given ``--json FILE`` (a temporary file), where it
 writes its final measures as a JSON list of objects:
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "query": [],
     "age": [],
     "cluster": [],
+    "relay": [],
 }
 
 

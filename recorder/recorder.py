@@ -22,6 +22,7 @@ from replica.recorder.connection import RedirectRefused, open_feed
 from replica.recorder.feedurl import is_loopback, public_url
 from replica.recorder.policy import Action, Backoff, after_close, after_rejection
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
+from replica.recorder.relay import OnArchived, Relay
 from replica.recorder.seq import TrackerState
 from replica.recorder.session import FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
@@ -88,11 +89,13 @@ class Recorder:
     ``await run()`` returns the run's ``Summary``; it raises ``AuthRefused``, ``ArchiveLocked``
     or ``ArchiveError`` when the run cannot go on, after sealing what it has received, and
     ``NothingRecorded`` when the deadline came before any new command.
-    ``summary()`` describes the run in either case.
+    ``summary()`` describes the run in either case. ``on_archived``, when given, is called on
+    the event loop with each batch of archived commands once they are on the spool (a relay).
     """
 
-    def __init__(self, config: RecorderConfig) -> None:
+    def __init__(self, config: RecorderConfig, on_archived: OnArchived | None = None) -> None:
         self.config = config
+        self._relay = None if on_archived is None else Relay(on_archived, self._spool_idle)
         self._layout = ArchiveLayout(Path(config.archive))
         self._endpoints = [_Endpoint(index, url) for index, url in enumerate(config.urls)]
         self._source = " ".join(endpoint.source for endpoint in self._endpoints)
@@ -405,7 +408,12 @@ class Recorder:
         run.session.tick(now_us)
         if self.on_maintenance is not None:
             self.on_maintenance(run.session)
-        run.writers.pump(run.session)
+        if self._relay is None:
+            run.writers.pump(run.session)
+        else:
+            self._relay.pump(run.session, run.writers)
+            if self._relay.idle:  # nothing to wait for: the next frame is pumped at once
+                self._next_maintenance = 0
         try:
             run.writers.check()
         except ArchiveError as exc:
@@ -413,6 +421,11 @@ class Recorder:
             self.stop("error")
             return
         self._status.due(run.session, self.endpoints_up, run.writers.backlog)
+
+    def _spool_idle(self) -> None:
+        """A relayed spool write landed and none is in flight: pump what came meanwhile."""
+        if self._run is not None and not self._run.stopping.is_set():
+            self._maintain(self._run, _now_us())
 
     async def _wait_for_the_writer(self, run: _Run) -> None:
         """Stop reading the feed while the writer is too far behind (the ticker goes on

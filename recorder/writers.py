@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -82,6 +83,17 @@ class Writers:
             held = unit.held_bytes
             self._backlog_bytes += held
             self._writes.append((self._writer_thread.submit(self._publish, unit), held))
+
+    def after_spooled(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the spool thread once every spool write handed over so far is on
+        disk; never if one of them failed (the run fails on it instead)."""
+        pending = [write for write in self._spool_writes if not write.done()]
+
+        def then() -> None:
+            if not any(write.exception() for write in pending):
+                callback()
+
+        self._spool_thread.submit(then)
 
     def check(self) -> None:
         """Count what was written; raise ``ArchiveError`` for a write that failed."""

@@ -2,9 +2,9 @@
 
 A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
 bounded buffer without waiting for any of them: a client whose buffer is full is marked too
-slow and closed with 1013, and the others never notice. Today the archive follower
-(``follow_archive``) publishes; a recorder can publish in-process instead, the clients' side
-unchanged.
+slow and closed with 1013, and the others never notice. The archive follower
+(``follow_archive``) publishes for ``serve --follow``; ``record --serve`` publishes from the
+recorder in-process (``replica.relay``), the clients' side unchanged.
 
 A client with ``from_seq`` subscribes first, then reads the archive from ``from_seq``: anything
 published before it subscribed was archived before that read listed the segments, anything
@@ -27,7 +27,7 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import FrameSource, TooSlow
+from replica.replay.server import FrameSource, TooSlow, wire_frame
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame
@@ -35,24 +35,27 @@ from websockets.http11 import Request
 
 CLIENT_BUFFER_FRAMES = 10_000  # live commands held for one client before it is too slow
 
+# A live command and its ``wire_frame``, built once for every client that follows.
+LiveItem = tuple[ReplayRecord, bytes]
+
 
 class Subscriber:
     """One client's bounded buffer of live commands."""
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[ReplayRecord] = deque()
+        self._items: deque[LiveItem] = deque()
         self._limit = limit
         self._ready = asyncio.Event()
         self.overflowed = False
 
-    def offer(self, record: ReplayRecord) -> None:
+    def offer(self, items: list[LiveItem]) -> None:
         if self.overflowed:
             return
-        if len(self._items) >= self._limit:
+        if len(self._items) + len(items) > self._limit:
             self.overflowed = True
             self._items.clear()  # it will be closed (or caught up from the archive again)
         else:
-            self._items.append(record)
+            self._items.extend(items)
         self._ready.set()
 
     def restart(self) -> None:
@@ -63,13 +66,16 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def get(self) -> ReplayRecord:
+    async def take(self) -> list[LiveItem]:
+        """Everything buffered, once there is something: sent as one write, not one each."""
         while not self._items:
             if self.overflowed:
                 raise TooSlow
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        items = list(self._items)
+        self._items.clear()
+        return items
 
 
 class LiveHub:
@@ -79,9 +85,22 @@ class LiveHub:
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self._limit = limit
 
-    def publish(self, record: ReplayRecord) -> None:
+    def publish(self, records: list[ReplayRecord]) -> None:
+        """Hands new commands, in seq order, to every client; framed once for all of them."""
+        if not self._subscribers:
+            return
+        items = [(record, wire_frame(command_frame(record))) for record in records]
         for subscriber in list(self._subscribers):
-            subscriber.offer(record)
+            subscriber.offer(items)
+
+    @property
+    def clients(self) -> int:
+        """Clients subscribed now (for metrics)."""
+        return len(self._subscribers)
+
+    def backlog(self) -> int:
+        """Live commands waiting in all clients' buffers (for metrics)."""
+        return sum(len(subscriber) for subscriber in list(self._subscribers))
 
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber(self._limit)
@@ -96,18 +115,19 @@ async def follow_archive(layout: ArchiveLayout, hub: LiveHub) -> None:
     """Publishes each command the recorder seals from now on; runs until cancelled."""
     async for item in Follow(layout, after_seq=live_edge(layout)):
         if type(item) is ReplayRecord:
-            hub.publish(item)
+            hub.publish([item])
 
 
 def follow_frames(
     layout: ArchiveLayout, hub: LiveHub, metrics: ServeMetrics | None = None
 ) -> FrameSource:
     """A source for ``DiskSyncServer``: live commands from the moment of connecting, or the
-    archive from ``?from_seq=`` and then live; any other parameter is refused (400)."""
+    archive from ``?from_seq=`` and then live; any other parameter is refused (400). Live
+    commands come in batches (all a client's buffer holds), each written to it at once."""
 
     clients = itertools.count(1)
 
-    def frames(request: Request) -> AsyncGenerator[str, None]:
+    def frames(request: Request) -> AsyncGenerator[str | list[bytes], None]:
         query = parse_query(urlsplit(request.path).query, default_speed=None)
         selection = query.selection
         if query.speed is not None or selection != Selection(from_seq=selection.from_seq):
@@ -128,7 +148,7 @@ async def _client_frames(
     from_seq: int | None,
     metrics: ServeMetrics | None,
     client: str,
-) -> AsyncGenerator[str, None]:
+) -> AsyncGenerator[str | list[bytes], None]:
     if metrics is not None:
         metrics.watch_backlog(client, subscriber.__len__)
     try:
@@ -142,13 +162,16 @@ async def _client_frames(
                     break
                 subscriber.restart()
         while True:
-            record = await subscriber.get()
-            if last is not None and record.seq <= last:
-                continue
-            last = record.seq
-            if metrics is not None:
-                metrics.follow_lag(record.recv_ts_us)
-            yield command_frame(record)
+            batch = []
+            for record, frame in await subscriber.take():
+                if last is not None and record.seq <= last:
+                    continue
+                last = record.seq
+                if metrics is not None:
+                    metrics.follow_lag(record.recv_ts_us)
+                batch.append(frame)
+            if batch:
+                yield batch
     finally:
         hub.unsubscribe(subscriber)
         if metrics is not None:

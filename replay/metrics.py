@@ -59,8 +59,12 @@ class ServeMetrics:
         )
 
     def sent(self, frame: str) -> None:
+        self.sent_text(len(frame.encode()))
+
+    def sent_text(self, size: int) -> None:
+        """A frame of ``size`` bytes of text."""
         self.frames.inc()
-        self.bytes.inc(len(frame.encode()))
+        self.bytes.inc(size)
 
     def follow_lag(self, recv_ts_us: int) -> None:
         self.lag.observe(max(0.0, time.time() - recv_ts_us / 1e6))

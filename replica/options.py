@@ -81,15 +81,18 @@ class Speed(click.ParamType[float | None]):
             self.fail(str(exc), param, ctx)
 
 
-def api_key_from(env_name: str, env_explicit: bool, key_file: Path | None) -> str | None:
+def api_key_from(
+    env_name: str, env_explicit: bool, key_file: Path | None, option: str = "--api-key"
+) -> str | None:
     """The API key, read from a file or the environment, never from the command line.
 
     Without a key the recorder connects unauthenticated, which suits a loopback replay; the
-    live feed then refuses it and the error says how to give one.
+    live feed then refuses it and the error says how to give one. ``option`` names the pair of
+    options the key came from (``--api-key`` for ``-env`` and ``-file``), for the errors.
     """
     if key_file is not None:
         if env_explicit:
-            raise UsageError("give the API key by --api-key-file or --api-key-env, not both")
+            raise UsageError(f"give the API key by {option}-file or {option}-env, not both")
         mode = key_file.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             click.echo(
@@ -102,5 +105,5 @@ def api_key_from(env_name: str, env_explicit: bool, key_file: Path | None) -> st
         return key
     key = os.environ.get(env_name, "").strip()
     if env_explicit and not key:
-        raise UsageError(f"environment variable {env_name} (from --api-key-env) is not set")
+        raise UsageError(f"environment variable {env_name} (from {option}-env) is not set")
     return key or None

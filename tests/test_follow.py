@@ -344,7 +344,7 @@ def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> 
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 await ws.recv()  # connected: subscribed
                 for row in rows(list(range(2000, 2100))):  # all at once: faster than it reads
-                    hub.publish(ReplayRecord(*row.values(), None))
+                    hub.publish([ReplayRecord(*row.values(), None)])
                 frames = []
                 with pytest.raises(ConnectionClosedError) as closed:
                     async with asyncio.timeout(PATIENCE_S):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
+from replica.commands.clients import client_api_key, client_options
 from replica.commands.common import tune_garbage_collector
 from replica.options import Duration, UtcTime, api_key_from
 from replica.schemas.errors import ReplicaError, UsageError
@@ -20,6 +21,7 @@ from replica.schemas.redact import redact
 
 if TYPE_CHECKING:
     from replica.recorder.recorder import Recorder
+    from replica.relay import RecordRelay
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,14 @@ log = logging.getLogger(__name__)
     show_default=True,
     help="Address the metrics listen on (HOST above).",
 )
+@client_options(
+    "--serve",
+    "--serve-host",
+    "--serve-api-key",
+    "Also serve what is recorded to Disk-Sync clients on this port, live or from any past "
+    "from_seq; 0 picks a free one (the URL logged on stderr names it).",
+    required=False,
+)
 @click.pass_context
 def record(
     ctx: click.Context,
@@ -110,6 +120,10 @@ def record(
     no_arrivals: bool,
     metrics_port: int | None,
     metrics_host: str,
+    serve: int | None,
+    serve_host: str,
+    serve_api_key_env: str | None,
+    serve_api_key_file: Path | None,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -120,6 +134,11 @@ def record(
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
     recorder, 5 the --duration/--until window recorded no command. The last line on stdout is
     a JSON summary of the run.
+
+    With --serve, clients connect as to 'replica serve --follow': without from_seq they get
+    commands from the moment they connect; with ?from_seq=N, the archived ones from N, then
+    live, with no gap or duplicate at the seam. A command is sent only once it is on the spool.
+    A client whose buffer of 10000 commands fills is closed with 1013.
     """
     from replica.recorder.recorder import Recorder, RecorderConfig
 
@@ -130,6 +149,7 @@ def record(
     ends += [until] if until is not None else []
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
+    relay = _relay(ctx, archive, serve_host, serve_api_key_env, serve_api_key_file)
     config = RecorderConfig(
         urls=urls,
         archive=archive,
@@ -142,32 +162,72 @@ def record(
         gap_wait=gap_wait,
         arrivals=not no_arrivals,
     )
-    recorder = Recorder(config)
+    recorder = Recorder(config, on_archived=None if relay is None else relay.publish)
     if metrics_port is not None:
         from replica.recorder.metrics import RecorderMetrics
 
         metrics = RecorderMetrics(recorder)
+        if relay is not None:
+            metrics.relay_clients = lambda: relay.hub.clients
+            metrics.relay_backlog = relay.hub.backlog
         metrics.expose(metrics_host, metrics_port)
         log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
     tune_garbage_collector()
-    ctx.exit(asyncio.run(_record(recorder, api_key)))
+    serving = None if relay is None or serve is None else (relay, serve_host, serve)
+    ctx.exit(asyncio.run(_record(recorder, api_key, serving)))
 
 
-async def _record(recorder: Recorder, api_key: str | None) -> int:
+def _relay(
+    ctx: click.Context,
+    archive: Path,
+    host: str,
+    api_key_env: str | None,
+    api_key_file: Path | None,
+) -> RecordRelay | None:
+    """The clients' side of ``--serve``, or None without it."""
+    if ctx.params["serve"] is None:
+        for name in ("serve_host", "serve_api_key_env", "serve_api_key_file"):
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} is for the clients of --serve PORT, which is not given")
+        return None
+    from replica.relay import RecordRelay
+
+    api_key = client_api_key(api_key_env, api_key_file, host, archive, "--serve-api-key")
+    return RecordRelay(archive, api_key)
+
+
+async def _record(
+    recorder: Recorder, api_key: str | None, serving: tuple[RecordRelay, str, int] | None
+) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, recorder.stop, signal.Signals(signum).name)
     try:
+        if serving is not None:
+            await _start_serving(*serving, recorder.config.archive)
         summary = await recorder.run()
     except ReplicaError as exc:
         click.echo(f"replica: error: {exc}", err=True)
         summary = recorder.summary()
+        if summary.exit_code == 0:  # it failed before the recorder ran (--serve's port)
+            summary.ended_by, summary.exit_code = type(exc).__name__, exc.exit_code
+            summary.error = str(exc)
     except Exception:
         click.echo(redact(traceback.format_exc(), api_key), err=True, nl=False)
         summary = recorder.summary()
         summary.ended_by, summary.exit_code = "unexpected error", 1
+    finally:
+        if serving is not None:
+            await serving[0].close()
     click.echo(summary.to_json())
     return summary.exit_code
+
+
+async def _start_serving(relay: RecordRelay, host: str, port: int, archive: object) -> None:
+    port = await relay.start(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving %s as it is recorded at ws://%s:%d", archive, shown, port)
 
 
 @click.command()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from replica.commands.clients import client_api_key, client_options
 from replica.commands.common import (
     ARCHIVE_DIR,
     Interrupted,
@@ -23,7 +24,7 @@ from replica.commands.common import (
     warn_gap,
     warn_nothing_selected,
 )
-from replica.options import Speed, api_key_from
+from replica.options import Speed
 from replica.replay.records import ReplayGap
 from replica.replay.schedule import CLOCKS
 from replica.schemas.errors import ReplicaError, UsageError
@@ -180,23 +181,12 @@ class _WriteGuard:
 
 @click.command()
 @click.argument("archive", type=ARCHIVE_DIR)
-@click.option(
+@client_options(
     "--port",
-    type=click.IntRange(0, 65535),
+    "--host",
+    "--api-key",
+    "Port to listen on; 0 picks a free one (the URL logged on stderr names it).",
     required=True,
-    help="Port to listen on; 0 picks a free one (the URL logged on stderr names it).",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--api-key-env",
-    metavar="NAME",
-    help="Accept only clients presenting the key in this environment variable (x-api-key "
-    "header or api_key query). Without this or --api-key-file, no key is checked.",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="File holding the key clients must present (instead of the environment).",
 )
 @click.option(
     "--follow",
@@ -230,19 +220,9 @@ def serve(
     the seam. A client whose buffer of 10000 live commands fills is closed with 1013.
     """
     from replica.archive import open as open_archive
-    from replica.recorder.feedurl import is_loopback
     from replica.replay.server import DiskSyncServer, archive_frames
 
-    api_key = None
-    if api_key_env is not None or api_key_file is not None:
-        api_key = api_key_from(api_key_env or "", api_key_env is not None, api_key_file)
-    if api_key is None and not is_loopback(host):
-        log.warning(
-            "serving %s on %s with no API key: anyone who can reach the port can read it; "
-            "give --api-key-env or --api-key-file",
-            archive,
-            host,
-        )
+    api_key = client_api_key(api_key_env, api_key_file, host, archive, "--api-key")
     metrics = None
     if metrics_port is not None:
         from replica.replay.metrics import ServeMetrics
