@@ -18,6 +18,7 @@ from replica.recorder.metrics import LAG_BUCKETS_S, FeedLag
 from replica.recorder.seq import TrackerState
 from replica.recorder.session import FeedSession
 from replica.recorder.units import RecentPayloads
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import PATIENCE_S
 from tests.feedserver import Close, ScriptedFeed, Send, Signal, WaitFor, frame
@@ -216,3 +217,25 @@ def test_without_prometheus_client_the_option_names_the_extra(tmp_path: Path) ->
         "replica: error: --metrics-port needs prometheus-client: pip install 'replica[metrics]'"
     )
     assert not (tmp_path / "archive").exists()
+
+
+def test_relay_clients_are_counted_while_connected(tmp_path: Path) -> None:
+    """With --serve, the relay gauges report its connected clients."""
+    metrics_port, serve_port, done = free_port(), free_port(), threading.Event()
+    with ScriptedFeed([Send.cmds(1, 20), WaitFor(done)]) as feed:
+        args = ("--metrics-port", metrics_port, "--serve", serve_port, *QUIET)
+        proc = start_recording(feed.url, tmp_path / "archive", *args)
+        try:
+            scrape_until(metrics_port, lambda p: p["replica_record_last_seq"] == 20, "the feed")
+            with ws_connect(f"ws://127.0.0.1:{serve_port}/?from_seq=1") as client:
+                client.recv(timeout=PATIENCE_S)  # connected: it is subscribed
+                page = scrape_until(
+                    metrics_port, lambda p: p["replica_record_relay_clients"] == 1, "the client"
+                )
+                assert page["replica_record_relay_backlog_frames"] >= 0
+            scrape_until(metrics_port, lambda p: p["replica_record_relay_clients"] == 0, "a leave")
+        finally:
+            done.set()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 0
