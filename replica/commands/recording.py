@@ -13,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from replica.commands.common import tune_garbage_collector
+from replica.commands.storage import ENDPOINT_OPTION
 from replica.options import Duration, UtcTime, api_key_from
 from replica.schemas.errors import ReplicaError, UsageError
 from replica.schemas.redact import redact
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("urls", metavar="URL [URL ...]", nargs=-1, required=True)
-@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("archive", metavar="ARCHIVE")
 @click.option(
     "--api-key-env",
     metavar="NAME",
@@ -79,11 +80,19 @@ if TYPE_CHECKING:
     is_flag=True,
     help="With several URLs: do not keep every delivery's time in the arrivals table.",
 )
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With an s3:// ARCHIVE: the local directory holding the spool and the sealed files "
+    "until uploaded (default: $XDG_STATE_HOME/replica/record/<hash of ARCHIVE>, "
+    "$XDG_STATE_HOME defaulting to ~/.local/state).",
+)
+@ENDPOINT_OPTION
 @click.pass_context
 def record(
     ctx: click.Context,
     urls: tuple[str, ...],
-    archive: Path,
+    archive: str,
     api_key_env: str,
     api_key_file: Path | None,
     auth: str,
@@ -94,6 +103,8 @@ def record(
     status_seconds: float,
     gap_wait: float,
     no_arrivals: bool,
+    spool_dir: Path | None,
+    endpoint_url: str | None,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -104,8 +115,13 @@ def record(
     1 unexpected error, 2 bad usage, 3 authentication refused, 4 archive held by another
     recorder, 5 the --duration/--until window recorded no command. The last line on stdout is
     a JSON summary of the run.
+
+    ARCHIVE may be s3://bucket/prefix: the spool and each sealed file stay in --spool-dir until
+    uploaded; a store that is down only makes them wait (the status line counts them).
     """
     from replica.recorder.recorder import Recorder, RecorderConfig
+    from replica.recorder.upload import default_spool_dir
+    from replica.schemas.storage import is_remote
 
     env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
     api_key = api_key_from(api_key_env, env_explicit, api_key_file)
@@ -114,9 +130,17 @@ def record(
     ends += [until] if until is not None else []
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
+    store = archive if is_remote(archive) else None
+    if store is None and (spool_dir is not None or endpoint_url is not None):
+        raise UsageError(
+            "--spool-dir and --endpoint-url are for an s3:// ARCHIVE; a local archive keeps "
+            "its spool inside it"
+        )
     config = RecorderConfig(
         urls=urls,
-        archive=archive,
+        archive=(spool_dir or default_spool_dir(archive)) if store else archive,
+        store=store,
+        endpoint_url=endpoint_url,
         api_key=api_key,
         auth=auth,
         segment_seconds=segment_seconds,

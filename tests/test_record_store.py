@@ -1,0 +1,199 @@
+"""``replica record URL s3://bucket/prefix`` against a real S3-compatible store (SeaweedFS on
+loopback): every seq the feed sent is on the store exactly once, after a clean stop, after a
+``kill -9`` mid-upload and a restart, and after the store itself went away mid-run and came back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import PATIENCE_S, replica
+from tests.feedserver import Pause, ScriptedFeed, Send, WaitFor, frame
+from tests.objectstore import ACCESS_KEY, SECRET_KEY, ObjectStore, running_store
+from tests.test_cli import start_recording, summary_of, wait_for
+
+RECORD_ARGS = ("--segment-seconds", "0.25", "--status-seconds", "0.5")
+STOP_WITHIN_S = 120.0  # a guard against hanging: a stop waits for the last uploads
+_prefixes = itertools.count()
+
+
+def _prefix(store: ObjectStore, name: str) -> str:
+    return f"{store.bucket}/{name}-{os.getpid()}-{next(_prefixes)}"
+
+
+def _client(store: ObjectStore) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        endpoint_override=store.endpoint,
+        region="us-east-1",
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+
+
+def _objects(store: ObjectStore, prefix: str) -> dict[str, int]:
+    """Every object under ``prefix``: its key relative to the prefix, and its size."""
+    selector = pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    return {
+        info.path[len(prefix) + 1 :]: info.size
+        for info in _client(store).get_file_info(selector)
+        if info.type == pafs.FileType.File
+    }
+
+
+def store_seqs(store: ObjectStore, prefix: str) -> list[int]:
+    """Every seq in the store's raw segments, as many times as it is there."""
+    fs, seqs = _client(store), []
+    for key in sorted(_objects(store, prefix)):
+        if key.startswith("raw/"):
+            with fs.open_input_file(f"{prefix}/{key}") as source:
+                seqs += pq.read_table(source, columns=["seq"]).column("seq").to_pylist()
+    return sorted(seqs)
+
+
+def store_last(store: ObjectStore, prefix: str) -> int:
+    """The highest seq the store's raw segments hold, by their names (0 if none)."""
+    names = [key.rsplit("/", 1)[-1] for key in _objects(store, prefix) if key.startswith("raw/")]
+    return max((int(name.split("-")[1].split(".")[0]) for name in names), default=0)
+
+
+def local_files(spool_dir: Path, table: str = "raw") -> list[Path]:
+    return sorted((spool_dir / table).rglob("*.parquet"))
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[dict, str]:
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=STOP_WITHIN_S)
+    assert proc.returncode == 0, stderr
+    return summary_of(stdout), stderr
+
+
+def test_a_recording_to_a_bucket_holds_every_seq_once_and_leaves_nothing_behind(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    prefix, spool = _prefix(object_store, "record"), tmp_path / "spool"
+    with ScriptedFeed([Send.cmds(1, 1500), Pause(0.5), Send.cmds(1501, 3000)]) as feed:
+        proc = start_recording(
+            feed.url, f"s3://{prefix}", "--spool-dir", spool, *RECORD_ARGS, env=object_store.env()
+        )
+        wait_for(lambda: store_last(object_store, prefix) == 3000, "every seq on the store")
+        summary, stderr = stop(proc)
+    assert store_seqs(object_store, prefix) == list(range(1, 3001))
+    assert summary["archive"] == f"s3://{prefix}"
+    assert summary["appended"] == 3000 and summary["uploads_waiting"] == 0
+    objects = _objects(object_store, prefix)
+    assert objects["seq-space"] > 0 and not any(k.startswith(("spool/", ".")) for k in objects)
+    assert not [p for p in spool.rglob("*.parquet") if ".uploaded" not in p.parts]
+    assert not list((spool / "spool").glob("*.wal"))
+    assert re.search(r"waiting to upload \d+", stderr)
+    assert SECRET_KEY not in stderr
+    # The store is an archive every reader takes: SQL counts the same commands.
+    sql = replica(
+        "sql",
+        f"s3://{prefix}",
+        "select count(*), count(distinct seq) from raw_cmds",
+        "--format",
+        "csv",
+        env=object_store.env(),
+    )
+    assert sql.returncode == 0, sql.stderr
+    assert sql.stdout.split()[-1] == "3000,3000"
+
+
+def test_kill_9_mid_upload_then_a_restart_puts_every_seq_on_the_store_once(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A segment of ~40 MB of incompressible payloads takes a while to go up; the recorder is
+    killed as soon as it is sealed, mid-upload, and again just after the restart's recovery."""
+    prefix, spool = _prefix(object_store, "kill"), tmp_path / "spool"
+    big = [frame(seq, raw=os.urandom(20_000)) for seq in range(1, 2001)]
+    scripts = [[Send(tuple(big)), Pause(60)], [Send.cmds(1990, 2500)], [Send.cmds(2400, 3000)]]
+    args = (f"s3://{prefix}", "--spool-dir", spool, "--segment-seconds", "600")
+    args += ("--segment-rows", "2000", "--status-seconds", "60")
+    with ScriptedFeed(*scripts) as feed:
+        proc = start_recording(feed.url, *args, env=object_store.env())
+        wait_for(lambda: local_files(spool), "the big segment sealed in the spool dir")
+        proc.kill()
+        proc.communicate(timeout=PATIENCE_S)
+        sealed = local_files(spool)
+        assert [p.name for p in sealed] == [f"{1:020d}-{2000:020d}.parquet"]
+        on_store = _objects(object_store, prefix)
+        key = sealed[0].relative_to(spool).as_posix()
+        # Whatever the kill interrupted, no object is half there.
+        assert on_store.get(key) in (None, sealed[0].stat().st_size)
+
+        proc = start_recording(feed.url, *args, env=object_store.env())
+        wait_for(lambda: store_last(object_store, prefix) == 2500, "the second connection")
+        proc.kill()
+        proc.communicate(timeout=PATIENCE_S)
+
+        proc = start_recording(feed.url, *args, env=object_store.env())
+        wait_for(lambda: store_last(object_store, prefix) == 3000, "the third connection")
+        summary, _ = stop(proc)
+    assert store_seqs(object_store, prefix) == list(range(1, 3001))
+    assert summary["uploads_waiting"] == 0 and not local_files(spool)
+
+
+def test_a_store_that_goes_away_mid_run_and_comes_back_loses_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    directory.mkdir()
+    spool = tmp_path / "spool"
+    stopped = threading.Event()
+    script = [Send.cmds(1, 1000), WaitFor(stopped), Send.cmds(1001, 2000), Pause(0.5)]
+    feed = ScriptedFeed([*script, Send.cmds(2001, 3000)]).__enter__()
+    with running_store(directory) as store:
+        prefix = _prefix(store, "outage")
+        proc = start_recording(
+            feed.url, f"s3://{prefix}", "--spool-dir", spool, *RECORD_ARGS, env=store.env()
+        )
+        wait_for(lambda: store_last(store, prefix) == 1000, "the first seqs on the store")
+        ports = store.ports
+    stopped.set()
+    try:
+        # The store is down: segments wait in the spool dir, the recording goes on.
+        wait_for(lambda: len(local_files(spool)) >= 2, "segments waiting for the store")
+        wait_for(lambda: proc.poll() is None and _spooled_last(spool) >= 3000, "the last seqs")
+        with running_store(directory, ports) as again:
+            wait_for(lambda: not local_files(spool), "the waiting segments uploaded")
+            summary, stderr = stop(proc)
+            seqs = store_seqs(again, prefix)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        feed.__exit__(None, None, None)
+    assert seqs == list(range(1, 3001))
+    assert summary["uploads_waiting"] == 0 and summary["gaps"] == 0
+    waiting = [int(n) for n in re.findall(r"waiting to upload (\d+)", stderr)]
+    assert max(waiting) >= 2, "the status line said segments were waiting"
+    assert "cannot upload" in stderr and SECRET_KEY not in stderr
+
+
+def _spooled_last(spool: Path) -> int:
+    """The highest seq sealed in the spool dir (0 if none)."""
+    names = [p.stem.split("-")[1] for p in local_files(spool)]
+    return max(map(int, names), default=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--spool-dir", "x"], "--spool-dir and --endpoint-url are for an s3:// ARCHIVE"),
+        (["--endpoint-url", "http://127.0.0.1:9"], "are for an s3:// ARCHIVE"),
+    ],
+)
+def test_store_options_with_a_local_archive_are_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = replica("record", "ws://127.0.0.1:9", tmp_path / "a", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
