@@ -11,6 +11,8 @@ import re
 import signal
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import PATIENCE_S, replica
-from tests.feedserver import Pause, ScriptedFeed, Send, WaitFor, frame
+from tests.feedserver import Close, Pause, ScriptedFeed, Send, WaitFor, frame
 from tests.objectstore import ACCESS_KEY, SECRET_KEY, ObjectStore, running_store
 from tests.test_cli import start_recording, summary_of, wait_for
 
@@ -113,32 +115,35 @@ def test_a_recording_to_a_bucket_holds_every_seq_once_and_leaves_nothing_behind(
 def test_kill_9_mid_upload_then_a_restart_puts_every_seq_on_the_store_once(
     object_store: ObjectStore, tmp_path: Path
 ) -> None:
-    """A segment of ~40 MB of incompressible payloads takes a while to go up; the recorder is
-    killed as soon as it is sealed, mid-upload, and again just after the restart's recovery."""
+    """A segment of 16 MB of incompressible payloads goes up in parts; the recorder is killed
+    as soon as it is sealed, mid-upload, and again once a restart has uploaded it and more,
+    with commands still in the spool."""
     prefix, spool = _prefix(object_store, "kill"), tmp_path / "spool"
-    big = [frame(seq, raw=os.urandom(20_000)) for seq in range(1, 2001)]
-    scripts = [[Send(tuple(big)), Pause(60)], [Send.cmds(1990, 2500)], [Send.cmds(2400, 3000)]]
+    big = [frame(seq, raw=os.urandom(16_000)) for seq in range(1, 1001)]
+    first = [Send(tuple(big)), Send.cmds(1001, 1001)]  # 1001 seals the unit
+    scripts = [first, [Send.cmds(990, 2500)], [Send.cmds(2400, 3000), Close(1000)]]
     args = (f"s3://{prefix}", "--spool-dir", spool, "--segment-seconds", "600")
-    args += ("--segment-rows", "2000", "--status-seconds", "60")
+    args += ("--segment-rows", "1000", "--status-seconds", "60")
     with ScriptedFeed(*scripts) as feed:
         proc = start_recording(feed.url, *args, env=object_store.env())
-        wait_for(lambda: local_files(spool), "the big segment sealed in the spool dir")
+        wait_long(lambda: local_files(spool), "the big segment sealed in the spool dir")
         proc.kill()
         proc.communicate(timeout=PATIENCE_S)
         sealed = local_files(spool)
-        assert [p.name for p in sealed] == [f"{1:020d}-{2000:020d}.parquet"]
+        assert [p.name for p in sealed] == [f"{1:020d}-{1000:020d}.parquet"]
         on_store = _objects(object_store, prefix)
         key = sealed[0].relative_to(spool).as_posix()
         # Whatever the kill interrupted, no object is half there.
         assert on_store.get(key) in (None, sealed[0].stat().st_size)
 
         proc = start_recording(feed.url, *args, env=object_store.env())
-        wait_for(lambda: store_last(object_store, prefix) == 2500, "the second connection")
+        wait_long(lambda: store_last(object_store, prefix) >= 2000, "the second connection")
         proc.kill()
         proc.communicate(timeout=PATIENCE_S)
 
         proc = start_recording(feed.url, *args, env=object_store.env())
-        wait_for(lambda: store_last(object_store, prefix) == 3000, "the third connection")
+        # The third connection's close, once every frame was read, brings a fourth.
+        wait_long(lambda: len(feed.seen.connected_at) == 4, "the third connection's frames")
         summary, _ = stop(proc)
     assert store_seqs(object_store, prefix) == list(range(1, 3001))
     assert summary["uploads_waiting"] == 0 and not local_files(spool)
@@ -176,6 +181,14 @@ def test_a_store_that_goes_away_mid_run_and_comes_back_loses_nothing(tmp_path: P
     waiting = [int(n) for n in re.findall(r"waiting to upload (\d+)", stderr)]
     assert max(waiting) >= 2, "the status line said segments were waiting"
     assert "cannot upload" in stderr and SECRET_KEY not in stderr
+
+
+def wait_long(condition: Callable[[], object], what: str) -> None:
+    """``wait_for`` with a guard for the big segment's many megabytes on a busy machine."""
+    deadline = time.monotonic() + STOP_WITHIN_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 def _spooled_last(spool: Path) -> int:
