@@ -60,6 +60,8 @@ def learn_store_tail(layout: ArchiveLayout, store: Location, rows: int) -> None:
     """Check the store holds feed seqs, and keep the last ``rows`` of its newest segment in
     ``.uploaded/`` if it is newer than any the staging knows of. An unreachable store is only a
     warning when the staging knows where the archive ends, else an ``ArchiveError``."""
+    for tmp in uploaded_dir(layout).glob(".*.tmp"):  # a kill mid-write; the lock is ours
+        tmp.unlink(missing_ok=True)
     local = [s.last_seq for s in layout.segments()[-1:]] + [
         last for last, _ in uploaded_tails(layout)[-1:]
     ]

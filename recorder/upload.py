@@ -19,6 +19,7 @@ each waiting file gets one more try; what still waits goes up at the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -36,11 +37,12 @@ from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 from replica.schemas.seqspace import MARKER
 from replica.schemas.storage import Location, locate, store_error
-from replica.schemas.transfer import SealedFile, copy_file, sealed_files
+from replica.schemas.transfer import TABLE_DIRS, SealedFile, copy_file, sealed_files
 
 log = logging.getLogger(__name__)
 
 _WARN_EVERY_S = 30.0
+UPLOAD_NICENESS = 10
 
 
 def default_spool_dir(store_url: str) -> Path:
@@ -57,6 +59,16 @@ def _order(relative: str) -> tuple[int, str]:
     if relative == MARKER:
         return 0, relative
     return (1 if relative.startswith("raw/") else 2), relative
+
+
+def _prune_empty_dirs(root: Path) -> None:
+    """Remove the partition directories that uploads emptied, so that they do not pile up over
+    months; only at start, before any writer could be about to write into one."""
+    for table in TABLE_DIRS:
+        for directory, _, _ in sorted(os.walk(root / table), reverse=True):
+            if Path(directory) != root / table:
+                with contextlib.suppress(OSError):  # not empty
+                    os.rmdir(directory)
 
 
 class Uploader:
@@ -83,6 +95,7 @@ class Uploader:
         its spools) and start uploading."""
         found = sorted((f.relative for f in sealed_files(self._staging)), key=_order)
         self._enqueue(found)
+        _prune_empty_dirs(self._layout.root)
         self._thread.start()
 
     def add(self, paths: Iterable[Path]) -> None:
@@ -115,6 +128,10 @@ class Uploader:
             self._cond.notify()
 
     def _run(self) -> None:
+        # Uploads can wait, the feed cannot: on Linux a thread has a niceness of its own, and
+        # this one yields the CPU to the receive loop and the writers.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_NICENESS)
         backoff = Backoff(self._backoff)
         while True:
             with self._cond:

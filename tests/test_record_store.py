@@ -206,6 +206,65 @@ def _spooled_last(spool: Path) -> int:
     return max(map(int, names), default=0)
 
 
+def test_a_fresh_spool_dir_resumes_where_the_store_ends(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """The spool dir lost (a new machine): the store says where the archive ends, so the seqs
+    sent again are duplicates, not archived twice, and the time away is a restart gap."""
+    prefix = _prefix(object_store, "fresh")
+    scripts = [[Send.cmds(1, 1000)], [Send.cmds(900, 1500), Close(1000)]]
+    with ScriptedFeed(*scripts) as feed:
+        args = (f"s3://{prefix}", "--spool-dir", tmp_path / "first", *RECORD_ARGS)
+        proc = start_recording(feed.url, *args, env=object_store.env())
+        wait_for(lambda: store_last(object_store, prefix) == 1000, "the first run's seqs")
+        stop(proc)
+        args = (f"s3://{prefix}", "--spool-dir", tmp_path / "second", *RECORD_ARGS)
+        proc = start_recording(feed.url, *args, env=object_store.env())
+        # The second script's close, once every frame was read, brings a third connection.
+        wait_for(lambda: len(feed.seen.connected_at) == 3, "the second run's frames")
+        summary, stderr = stop(proc)
+    assert "resuming" in stderr and summary["duplicates"] == 101
+    assert store_seqs(object_store, prefix) == list(range(1, 1501))
+
+
+def test_a_store_of_node_heights_is_refused(object_store: ObjectStore, tmp_path: Path) -> None:
+    prefix = _prefix(object_store, "node")
+    with _client(object_store).open_output_stream(f"{prefix}/seq-space") as marker:
+        marker.write(b"node\n")
+    result = replica(
+        "record",
+        "ws://127.0.0.1:9",
+        f"s3://{prefix}",
+        "--spool-dir",
+        tmp_path / "spool",
+        env=object_store.env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"s3://{prefix} holds node block heights" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_store_with_nothing_recorded_locally_is_one_line(tmp_path: Path) -> None:
+    """Where the archive ends is unknown: one line naming the store and what to check."""
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    result = replica(
+        "record",
+        "ws://127.0.0.1:9",
+        "s3://archives/x",
+        "--spool-dir",
+        tmp_path / "spool",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        env=env,
+        timeout=STOP_WITHIN_S,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "cannot learn where the archive ends" in lines[0], result.stderr
+    assert "check the endpoint" in lines[0] and SECRET_KEY not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
