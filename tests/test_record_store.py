@@ -278,3 +278,17 @@ def test_store_options_with_a_local_archive_are_refused(
     result = replica("record", "ws://127.0.0.1:9", tmp_path / "a", *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.benchmark
+def test_the_store_recording_benchmark_runs_once(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "record_store.py"
+    result = subprocess.run(
+        [sys.executable, script, "--quick", "--json", tmp_path / "out.json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^(PASS|MISS) throughput recording to store/disk ", result.stdout, re.M)
+    assert "throughput store/disk" in (tmp_path / "out.json").read_text()
