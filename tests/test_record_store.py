@@ -192,6 +192,43 @@ def test_a_store_that_goes_away_mid_run_and_comes_back_loses_nothing(tmp_path: P
     assert SECRET_KEY not in stderr
 
 
+def test_a_stop_and_a_restart_while_the_store_is_down_lose_nothing(tmp_path: Path) -> None:
+    """Stopped with the store down, the recorder leaves the files waiting (exit 0, counted in
+    its summary); started again still without the store, it resumes from what the spool dir
+    knows; once the store is back, everything goes up, each seq once."""
+    directory, spool = tmp_path / "store", tmp_path / "spool"
+    directory.mkdir()
+    stopped = threading.Event()
+    scripts = [[Send.cmds(1, 1000), WaitFor(stopped), Send.cmds(1001, 2000), Close(1000)]]
+    scripts += [[], [Send.cmds(1990, 2500), Close(1000)]]  # the first run's reconnection; the next
+    with ScriptedFeed(*scripts) as feed:
+        with running_store(directory) as store:
+            prefix = _prefix(store, "down")
+            args = (feed.url, f"s3://{prefix}", "--spool-dir", spool, *RECORD_ARGS)
+            proc = start_recording(*args, env=store.env())
+            wait_for(lambda: store_last(store, prefix) == 1000, "the first seqs on the store")
+            ports, env = store.ports, store.env()
+        stopped.set()
+        wait_for(lambda: len(feed.seen.connected_at) == 2, "the first run's frames")
+        summary, stderr = stop(proc)
+        assert summary["uploads_waiting"] >= 1 and summary["last_seq"] == 2000
+        assert "wait in" in stderr
+
+        proc = start_recording(*args, env=env)
+        try:
+            wait_long(lambda: len(feed.seen.connected_at) == 4, "the second run's frames")
+            with running_store(directory, ports) as again:
+                wait_long(lambda: _spooled_last(spool) == 0, "the waiting files uploaded")
+                summary, stderr = stop(proc)
+                seqs = store_seqs(again, prefix)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "resuming after seq 2000, as the spool dir knows" in stderr
+    assert summary["duplicates"] == 11 and summary["uploads_waiting"] == 0
+    assert seqs == list(range(1, 2501))
+
+
 def wait_long(condition: Callable[[], object], what: str) -> None:
     """``wait_for`` with a guard for the big segment's many megabytes on a busy machine."""
     deadline = time.monotonic() + STOP_WITHIN_S
