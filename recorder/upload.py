@@ -36,7 +36,7 @@ from replica.recorder.store import forget_older_uploads, uploaded_dir
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 from replica.schemas.seqspace import MARKER
-from replica.schemas.storage import Location, locate, store_error
+from replica.schemas.storage import Location, locate, masked, store_error
 from replica.schemas.transfer import TABLE_DIRS, SealedFile, copy_file, sealed_files
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,6 @@ class Uploader:
         self._finishing = False
         self._thread = threading.Thread(target=self._run, name="replica-upload", daemon=True)
         self._warned = -math.inf
-        self.uploaded = 0
 
     @property
     def waiting(self) -> int:
@@ -141,7 +140,7 @@ class Uploader:
                 relative = self._pending[0]
             try:
                 self._upload(relative)
-            except (OSError, ArchiveError) as exc:
+            except Exception as exc:  # a dead thread would leave every later file waiting
                 if self._finishing:
                     return
                 self._warn(relative, exc)
@@ -157,7 +156,10 @@ class Uploader:
         now = time.monotonic()
         if now - self._warned > _WARN_EVERY_S:
             self._warned = now
-            error = store_error(self._store, exc) if isinstance(exc, OSError) else exc
+            if isinstance(exc, OSError):
+                error = str(store_error(self._store, exc))
+            else:
+                error = masked(str(exc) or repr(exc))
             log.warning(
                 "cannot upload %s: %s; %d sealed file(s) wait locally, retrying",
                 relative,
@@ -184,7 +186,6 @@ class Uploader:
                     f"{self._store.url}/{relative} holds {confirmed} bytes after its upload, "
                     f"not {size}"
                 )
-        self.uploaded += 1
         if relative == MARKER:
             return
         if relative.startswith("raw/"):
