@@ -302,6 +302,12 @@ def test_an_unreachable_store_with_nothing_recorded_locally_is_one_line(tmp_path
     assert "Traceback" not in result.stderr
 
 
+def test_a_file_as_archive_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = replica("record", "ws://127.0.0.1:9", tmp_path / "file")
+    assert result.returncode == 2 and "is a file" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

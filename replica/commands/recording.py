@@ -131,6 +131,8 @@ def record(
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
     store = archive if is_remote(archive) else None
+    if store is None and Path(archive).exists() and not Path(archive).is_dir():
+        raise UsageError(f"ARCHIVE {archive} is a file; give a directory or s3://bucket/prefix")
     if store is None and (spool_dir is not None or endpoint_url is not None):
         raise UsageError(
             "--spool-dir and --endpoint-url are for an s3:// ARCHIVE; a local archive keeps "
