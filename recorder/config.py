@@ -12,6 +12,7 @@ from replica.recorder.feedurl import check_url, public_url
 from replica.recorder.policy import BackoffPolicy
 from replica.recorder.units import SessionStats
 from replica.schemas.errors import NothingRecorded, UsageError
+from replica.schemas.storage import locate
 
 MAX_ENDPOINTS = 255  # a spool record names its endpoint in one byte
 
@@ -39,6 +40,13 @@ class RecorderConfig:
     # deliver that seq before the seq is recorded as a gap (one endpoint never waits).
     gap_wait: float = 3.0
     arrivals: bool = True  # with several URLs, keep every delivery in the arrivals table
+    # Recording to an object store: ``archive`` is then the local staging archive (spool and
+    # sealed files until uploaded), ``store`` the s3:// URL they go to (``recorder.upload``).
+    store: str | None = None
+    endpoint_url: str | None = None
+    upload_backoff: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(initial=1.0, cap=30.0, jitter=1.0)
+    )
 
     def __post_init__(self) -> None:
         if self.url and self.urls:
@@ -65,6 +73,10 @@ class RecorderConfig:
         for name in ("segment_seconds", "segment_rows", "status_seconds"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be positive, was {getattr(self, name)}")
+        if self.store is not None:
+            location = locate(self.store, self.endpoint_url)  # a bad URL fails here, not later
+            if location.is_local:
+                raise UsageError(f"store {self.store} is not a URL such as s3://bucket/prefix")
         if self.deadline is not None and self.deadline.tzinfo is None:
             raise UsageError("deadline must be timezone-aware")
 
@@ -96,6 +108,8 @@ class Summary:
     # Per endpoint: URL (without credentials), connections, commands delivered and won (archived
     # from it, being first), and how its last connection ended.
     endpoints: list[dict[str, object]] = field(default_factory=list)
+    # Recording to a store: the sealed files still in the spool dir when the run ended.
+    uploads_waiting: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -27,7 +27,9 @@ from replica.recorder.seq import TrackerState
 from replica.recorder.session import FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.recorder.status import WARN_EVERY_S, StatusLog
+from replica.recorder.store import learn_store_tail
 from replica.recorder.units import RecentPayloads, SessionStats
+from replica.recorder.upload import Uploader
 from replica.recorder.writers import Writers
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
@@ -35,6 +37,7 @@ from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import redact
 from replica.schemas.seqspace import FEED, claim
+from replica.schemas.storage import locate
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -97,6 +100,9 @@ class Recorder:
         self.config = config
         self._relay = None if on_archived is None else Relay(on_archived, self._spool_idle)
         self._layout = ArchiveLayout(Path(config.archive))
+        # Recording to a store: the layout is the local staging archive, uploaded from.
+        self._store = locate(config.store, config.endpoint_url) if config.store else None
+        self._uploader: Uploader | None = None
         self._endpoints = [_Endpoint(index, url) for index, url in enumerate(config.urls)]
         self._source = " ".join(endpoint.source for endpoint in self._endpoints)
         self._metadata: dict[bytes, str] = {
@@ -174,7 +180,7 @@ class Recorder:
         stats = session.stats if session else SessionStats()
         failure = self._failure
         return Summary(
-            archive=str(self._layout.root),
+            archive=self._store.url if self._store else str(self._layout.root),
             source=self._source,
             started=iso_time(self._started),
             ended=iso_time(self._ended or time.time()),
@@ -196,6 +202,7 @@ class Recorder:
             recovered_frames=self._recovered_frames,
             error=str(failure) if failure else None,
             endpoints=[vars(totals).copy() for totals in session.totals] if session else [],
+            uploads_waiting=self._uploader.waiting if self._uploader else None,
         )
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -222,7 +229,13 @@ class Recorder:
             gap_wait_us=int(config.gap_wait * 1e6),
             arrivals=config.arrivals,
         )
-        run = self._run = _Run(session, Writers(self._layout, self._metadata))
+        uploader = self._uploader = (
+            Uploader(self._layout, self._store, config.upload_backoff) if self._store else None
+        )
+        if uploader is not None:
+            await asyncio.to_thread(uploader.start)
+        published = uploader.add if uploader else None
+        run = self._run = _Run(session, Writers(self._layout, self._metadata, published))
         if self._stop_reason is not None:
             run.stopping.set()
         loop = asyncio.get_running_loop()
@@ -240,7 +253,11 @@ class Recorder:
             ticker.cancel()
             if deadline is not None:
                 deadline.cancel()
-            await run.writers.drain(session, _now_us())
+            try:
+                await run.writers.drain(session, _now_us())
+            finally:
+                if uploader is not None:
+                    await asyncio.to_thread(uploader.finish)
         if self._failure is None and self._stop_reason == "deadline":
             self._failure = nothing_recorded(session.stats, self._source)
         if self._failure is not None:
@@ -257,6 +274,8 @@ class Recorder:
         claim(layout, FEED, "replica record")
         remove_temporary_files(layout)
         recent = RecentPayloads()
+        if self._store is not None:
+            learn_store_tail(layout, self._store, recent.size)
         state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery
         recovery = recover_spools(layout, recent, self._metadata)
         if recovery.spools:
@@ -420,7 +439,8 @@ class Recorder:
             self._failure = exc
             self.stop("error")
             return
-        self._status.due(run.session, self.endpoints_up, run.writers.backlog)
+        waiting = self._uploader.waiting if self._uploader else None
+        self._status.due(run.session, self.endpoints_up, run.writers.backlog, waiting)
 
     def _spool_idle(self) -> None:
         """A relayed spool write landed and none is in flight: pump what came meanwhile."""

@@ -23,6 +23,7 @@ from replica.recorder.segments import publish_unit
 from replica.recorder.seq import Cause, TrackerState
 from replica.recorder.session import Carry, FeedSession
 from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
+from replica.recorder.store import uploaded_tails
 from replica.recorder.units import RecentPayloads, SpoolRecord, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
@@ -47,15 +48,16 @@ def remove_temporary_files(layout: ArchiveLayout) -> None:
 
 def archived_tail(layout: ArchiveLayout, recent: RecentPayloads) -> TrackerState:
     """The state after the last archived command; its payloads seed duplicate checks."""
-    segments = layout.segments()
-    if not segments:
+    candidates = [(s.last_seq, s.path) for s in layout.segments()[-1:]]
+    candidates += uploaded_tails(layout)[-1:]  # recording to a store: what went up last
+    if not candidates:
         return TrackerState()
-    last = segments[-1]
+    _, last = max(candidates)
     try:
-        table = _last_rows(last.path, recent.size)
+        table = _last_rows(last, recent.size)
     except Exception as exc:
         raise ArchiveError(
-            f"cannot read the last segment {last.path}: {exc}; run 'replica verify'"
+            f"cannot read the last segment {last}: {exc}; run 'replica verify'"
         ) from exc
     seqs = table.column("seq").to_pylist()
     for seq, raw in zip(seqs, table.column("raw").to_pylist(), strict=True):

@@ -27,11 +27,18 @@ class StatusLog:
         self._at = time.monotonic()
         self._next = self._at + self._every_s
 
-    def due(self, session: FeedSession, up: list[bool], writer_backlog: int) -> None:
-        """Log the status line if it is time (``up``: each endpoint's connection is open), and
+    def due(
+        self,
+        session: FeedSession,
+        up: list[bool],
+        writer_backlog: int,
+        uploads_waiting: int | None = None,
+    ) -> None:
+        """Log the status line if it is time (``up``: each endpoint's connection is open;
+        ``uploads_waiting``: recording to a store, the sealed files not uploaded yet), and
         warn of commands filed under a later hour than their ts_ms's."""
         if time.monotonic() >= self._next:
-            self._status(session, up, writer_backlog)
+            self._status(session, up, writer_backlog, uploads_waiting)
         self._warn_of_ts_back(session.stats.ts_back)
 
     def _warn_of_ts_back(self, count: int) -> None:
@@ -46,7 +53,13 @@ class StatusLog:
                 count,
             )
 
-    def _status(self, session: FeedSession, up: list[bool], writer_backlog: int) -> None:
+    def _status(
+        self,
+        session: FeedSession,
+        up: list[bool],
+        writer_backlog: int,
+        uploads_waiting: int | None,
+    ) -> None:
         stats = session.stats
         now = time.monotonic()
         rate = (stats.frames - self._frames) / max(now - self._at, 1e-6)
@@ -60,6 +73,8 @@ class StatusLog:
                 for t, is_up in zip(session.totals, up, strict=True)
             )
             endpoints = f" | {', '.join(each)} | held {session.held}"
+        if uploads_waiting is not None:
+            endpoints = f" | waiting to upload {uploads_waiting}{endpoints}"
         log.info(
             "%.0f msg/s | last seq %s | gaps %d (%d missing) | duplicates %d | quarantined %d "
             "| lag %s | writer backlog %d%s",

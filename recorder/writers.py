@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 from replica.recorder.segments import publish_unit
@@ -38,9 +39,15 @@ _BACKLOG_WARN_EVERY_S = 30.0
 
 
 class Writers:
-    def __init__(self, layout: ArchiveLayout, metadata: dict[bytes, str]) -> None:
+    def __init__(
+        self,
+        layout: ArchiveLayout,
+        metadata: dict[bytes, str],
+        published: Callable[[list[Path]], None] | None = None,
+    ) -> None:
         self._layout = layout
         self._metadata = metadata
+        self._published = published  # told each unit's new files (the uploader to a store)
         self._spool = SpoolWriter(layout.spool_dir)
         self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
         self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
@@ -150,6 +157,8 @@ class Writers:
 
     def _publish(self, unit: Unit) -> int:
         written = publish_unit(unit, self._layout, self._metadata)
+        if self._published is not None:
+            self._published(written)
         # Submitted after this unit's close, so the spool thread deletes a closed file.
         self._spool_thread.submit(self._spool.delete, unit.unit_id)
         return len(written)

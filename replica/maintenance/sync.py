@@ -1,15 +1,7 @@
 """``replica sync``: copy an archive's sealed files to an object store, or back.
 
-What is copied: the Parquet files of the tables (raw, gaps, quarantine, heals, arrivals, decoded)
-under non-hidden directories, and the ``seq-space`` marker. Never the spool (unsealed frames),
-the locks, the hidden staging and bookkeeping directories or temporary files: what a reader of
-the copy needs, and nothing a writer is in the middle of.
-
-Each object is written directly under its final key. S3 has no rename (a copy then delete is two
-requests, and the copy is no more atomic than the first upload), but a PUT, and a multipart
-upload's completion, is atomic: an object is never visible half written, a reader sees the old
-object or the new one. A local destination gets the archive's own rule instead, a temporary
-file renamed into place.
+What is copied, and how a copy never shows half a file: ``schemas.transfer`` (shared with
+the recorder's uploader to a store).
 
 Idempotence: a file is skipped when the destination has it at the same size and SHA-256. A
 local file's digest is computed; an object store's come from a manifest (``.replica-sync.json``
@@ -20,27 +12,17 @@ whose digest is unknown is copied. A download is checked against the manifest's 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import random
-import time
 from dataclasses import dataclass
-from pathlib import Path
-
-import pyarrow.fs as pafs
 
 from replica.schemas.archive import ArchiveLayout
-from replica.schemas.errors import ArchiveError, NotAnArchive
+from replica.schemas.errors import NotAnArchive
 from replica.schemas.storage import Location, locate, store_error
+from replica.schemas.transfer import CHUNK, copy_with_retries, sealed_files
 
-TABLE_DIRS = ("raw", "gaps", "quarantine", "heals", "arrivals", "decoded")
-MARKERS = ("seq-space",)
 MANIFEST = ".replica-sync.json"
-CHUNK = 8 << 20
-ATTEMPTS = 4
-BACKOFF_S = 0.5
 
 
 @dataclass
@@ -53,12 +35,6 @@ class SyncSummary:
     def line(self) -> str:
         line = f"{self.copied} files copied, {self.skipped} skipped, {self.bytes_copied} bytes"
         return line if self.deleted is None else f"{line}, {self.deleted} deleted"
-
-
-@dataclass(frozen=True)
-class _File:
-    relative: str
-    size: int
 
 
 def sync(
@@ -75,13 +51,13 @@ def sync(
     if source.is_local:
         ArchiveLayout.open(source.root)  # the one not-an-archive message every command gives
     with _store_errors(source):
-        files = _sealed_files(source)
+        files = sealed_files(source)
     if not files:
         raise NotAnArchive(f"{source.url} is not an archive: it has no sealed file to copy")
     with _store_errors(source):
         source_digests = _manifest(source)
     with _store_errors(target):
-        target_sizes = {f.relative: f.size for f in _sealed_files(target)}
+        target_sizes = {f.relative: f.size for f in sealed_files(target)}
         target_digests = _manifest(target)
     summary = SyncSummary()
     try:
@@ -93,7 +69,7 @@ def sync(
                     summary.skipped += 1
                     continue
             with _store_errors(target):
-                digest = _copy_with_retries(source, target, file, source_digests.get(file.relative))
+                digest = copy_with_retries(source, target, file, source_digests.get(file.relative))
             target_digests[file.relative] = digest
             summary.copied += 1
             summary.bytes_copied += file.size
@@ -109,27 +85,6 @@ def sync(
             with _store_errors(target):
                 _write_manifest(target, target_digests)
     return summary
-
-
-def _sealed_files(location: Location) -> list[_File]:
-    """The files ``sync`` copies, by path relative to the root (``/``-separated), sorted."""
-    fs, found = location.filesystem, []
-    for marker in MARKERS:
-        info = fs.get_file_info(location.path(marker))
-        if info.type == pafs.FileType.File:
-            found.append(_File(marker, info.size))
-    for table in TABLE_DIRS:
-        selector = pafs.FileSelector(location.path(table), recursive=True, allow_not_found=True)
-        for info in fs.get_file_info(selector):
-            relative = info.path[len(location.root) :].lstrip("/")
-            parts = relative.split("/")
-            if (
-                info.type == pafs.FileType.File
-                and relative.endswith(".parquet")
-                and not any(part.startswith(".") for part in parts)
-            ):
-                found.append(_File(relative, info.size))
-    return sorted(found, key=lambda f: f.relative)
 
 
 def _manifest(location: Location) -> dict[str, str]:
@@ -160,59 +115,6 @@ def _digest(location: Location, relative: str, manifest: dict[str, str]) -> str 
         while chunk := file.read(CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
-
-
-def _copy_with_retries(
-    source: Location, target: Location, file: _File, expected: str | None
-) -> str:
-    """Copy one file, retrying a failure with exponential backoff and full jitter; the
-    SHA-256 of what was copied."""
-    for attempt in range(ATTEMPTS):
-        try:
-            return _copy(source, target, file, expected)
-        except OSError:
-            if attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, BACKOFF_S * 2**attempt))
-    raise AssertionError("unreachable")
-
-
-def _copy(source: Location, target: Location, file: _File, expected: str | None) -> str:
-    destination = target.path(file.relative)
-    if target.is_local:
-        final = Path(destination)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        destination = str(final.with_name(f".{final.name}.sync.tmp"))
-    sha, written = hashlib.sha256(), 0
-    try:
-        with (
-            source.filesystem.open_input_stream(source.path(file.relative)) as reader,
-            target.filesystem.open_output_stream(destination) as writer,
-        ):
-            while chunk := reader.read(CHUNK):
-                sha.update(chunk)
-                writer.write(chunk)
-                written += len(chunk)
-        digest = sha.hexdigest()
-        if written != file.size or (expected is not None and digest != expected):
-            raise ArchiveError(
-                f"{source.url}/{file.relative} changed or is damaged: read {written} bytes "
-                f"with SHA-256 {digest}, expected {file.size} bytes"
-                + (f" with SHA-256 {expected}" if expected else "")
-            )
-    except BaseException:
-        # pyarrow cannot abort an upload, and closing completes it: what was written under the
-        # key is removed, so that a short object does not stand for the file until a next run.
-        _remove_quietly(target.filesystem, destination)
-        raise
-    if target.is_local:
-        os.replace(destination, target.path(file.relative))
-    return digest
-
-
-def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
-    with contextlib.suppress(OSError):
-        fs.delete_file(path)
 
 
 class _store_errors:
