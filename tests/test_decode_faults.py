@@ -225,7 +225,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
 def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
     """``kill -9`` of ``replica decode --jobs 2`` left its workers waiting forever for work,
-    about 130 MB each."""
+    about 130 MB each. (``--jobs 3``: the decode itself takes a third of the work, beside two
+    worker processes.)"""
     archive = tmp_path / "archive"
     rows = feed_rows()
     seqs, hours = rows[-1]["seq"] - rows[0]["seq"] + 1, rows[-1]["ts_ms"] - rows[0]["ts_ms"]
@@ -236,7 +237,7 @@ def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
     ]
     write_archive(archive, many, per_segment=1500)
     parent = subprocess.Popen(
-        [sys.executable, "-m", "replica", "decode", "--jobs", "2", "--quiet", str(archive)],
+        [sys.executable, "-m", "replica", "decode", "--jobs", "3", "--quiet", str(archive)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
