@@ -113,9 +113,12 @@ class NodeColumns:
     inside a ``multiSig`` follow, from idx count on. What could not be read leaves one
     ``undecoded`` row per action (same seq and idx) saying what and why.
 
-    The seqs of the blocks of one batch are distinct, as in an archive."""
+    The seqs of the blocks of one batch are distinct, as in an archive. ``fast=False`` reads
+    every action by the general path alone, the rows the fast path (``node_hot``) must equal.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
+        self._fast = fast
         self.blocks: list[tuple[Any, ...]] = []
         self.actions: list[tuple[Any, ...]] = []
         self.facts: dict[str, list[tuple[Any, ...]]] = {}
@@ -164,7 +167,11 @@ class NodeColumns:
                         status, response = result.res.status, result.res.response
                 places.append(place)
                 top.append((signed, [broken] if broken else _NONE, user, status, response))
-        hot = read_hot([p[0] if not p[1] else None for p in top], [p[3:5] for p in top])
+        hot = (
+            read_hot([p[0] if not p[1] else None for p in top], [p[3:5] for p in top])
+            if self._fast
+            else {}
+        )
         for idx, pending in enumerate(top):
             read = hot.get(idx)
             if read is None:
