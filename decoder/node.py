@@ -157,21 +157,19 @@ class NodeColumns:
             results = responses.get(bundle_hash, ())
             place = (seq, time_ms, abci.round, bundle_hash.lower(), lower(bundle.broadcaster),
                      bundle.broadcaster_nonce)  # fmt: skip
+            answered = len(results)
             for position, (signed, broken) in enumerate(signed_actions(bundle)):
                 user = status = None
                 response = NULL
-                if position < len(results):
+                if position < answered:
                     result = results[position]
                     user = result.user.lower() if result.user else None
-                    if result.res is not None:
-                        status, response = result.res.status, result.res.response
+                    res = result.res
+                    if res is not None:
+                        status, response = res.status, res.response
                 places.append(place)
                 top.append((signed, [broken] if broken else _NONE, user, status, response))
-        hot = (
-            read_hot([p[0] if not p[1] else None for p in top], [p[3:5] for p in top])
-            if self._fast
-            else {}
-        )
+        hot = read_hot(top) if self._fast else {}
         for idx, pending in enumerate(top):
             read = hot.get(idx)
             if read is None:

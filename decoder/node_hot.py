@@ -92,42 +92,44 @@ def _statuses(responses: Sequence[msgspec.Raw]) -> list[list[Any]]:
         return [statuses(response) for response in responses]
 
 
-def read_hot(
-    signed: Sequence[AnySignedAction | None], answers: Sequence[tuple[str | None, msgspec.Raw]]
-) -> dict[int, HotRead]:
-    """What this path reads of a block's top-level signed actions (None: one that is not an
-    object) given the status and response the node gave each: by idx, for the hot actions it
-    can read; the others are left to the general path. A rejected action (status "err")
-    placed nothing: no facts, as in the general path."""
+# A top-level action as NodeColumns reads it: its signed action, what is wrong with it, and the
+# user, status and response the node gave it.
+Pending = tuple[AnySignedAction, list[str], str | None, str | None, msgspec.Raw]
+
+
+def read_hot(top: Sequence[Pending]) -> dict[int, HotRead]:
+    """What this path reads of a block's top-level actions: by idx, for the hot actions it can
+    read; the others are left to the general path. A rejected action (status "err") placed
+    nothing: no facts, as in the general path."""
     at: list[int] = []
     texts: list[bytes] = []
-    for idx, one in enumerate(signed):
-        if type(one) is TypedSignedAction:
+    typed: list[TypedSignedAction] = []
+    for idx, (one, problems, _, _, _) in enumerate(top):
+        if isinstance(one, TypedSignedAction) and not problems:
             action = bytes(one.action)
             if action.startswith(HOT_PREFIXES):
                 at.append(idx)
                 texts.append(action)
+                typed.append(one)
     if not at:
         return {}
     try:
         parsed = _decode_hot_list(_joined(texts))
     except ACTION_ERRORS:
         parsed = _each_action(texts)
-    placed = [i for i, idx in enumerate(at) if answers[idx][0] != "err"]
+    placed = [i for i, idx in enumerate(at) if top[idx][3] != "err"]
     outcomes: list[list[Any] | None] = [None] * len(at)
-    for i, found in zip(placed, _statuses([answers[at[i]][1] for i in placed]), strict=True):
+    for i, found in zip(placed, _statuses([top[at[i]][4] for i in placed]), strict=True):
         outcomes[i] = found
     read: dict[int, HotRead] = {}
-    for idx, text, hot, outcome in zip(at, texts, parsed, outcomes, strict=True):
+    for idx, one, text, hot, outcome in zip(at, typed, texts, parsed, outcomes, strict=True):
         if hot is None:
             continue
-        one = signed[idx]
-        assert type(one) is TypedSignedAction
         kind, table, rows_of = _FACTS[type(hot)]
         try:  # what the general path would say is wrong, it says
             rows = rows_of(hot, outcome) if outcome is not None else _NO_ROWS
             text_ = text.decode()
-            response = bytes(answers[idx][1])
+            response = bytes(top[idx][4])
             response_text = None if response == b"null" else response.decode()
         except ACTION_ERRORS:
             continue

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from replica.decoder.node import NodeColumns
-from replica.decoder.node_frame import NotABlock, read_block, signed_actions
+from replica.decoder.node_frame import NULL, NotABlock, read_block, signed_actions
 from replica.decoder.node_hot import read_hot
 
 from fixtures.make_feed import START_TS_MS, mainnet_block
@@ -45,16 +45,15 @@ def assert_same_rows(payload: bytes) -> None:
 def hot_count(payload: bytes) -> int:
     """How many of the block's actions the fast path reads."""
     block = read_block(payload)
-    signed: list[Any] = []
-    answers: list[Any] = []
+    top: list[Any] = []
     responses = dict(block.resps.Full) if block.resps is not None else {}
     for bundle_hash, bundle in block.abci_block.signed_action_bundles:
         results = responses.get(bundle_hash, [])
         for position, (one, broken) in enumerate(signed_actions(bundle)):
-            signed.append(None if broken else one)
             res = results[position].res if position < len(results) else None
-            answers.append((res.status, res.response) if res is not None else (None, b"null"))
-    return len(read_hot(signed, answers))
+            answer = (res.status, res.response) if res is not None else (None, NULL)
+            top.append((one, [broken] if broken else [], None, *answer))
+    return len(read_hot(top))
 
 
 # --- blocks of hot actions -----------------------------------------------------------------
