@@ -41,13 +41,11 @@ from replica.decoder.node_frame import (
     read_block,
     signed_actions,
 )
-from replica.decoder.node_hot import read_hot
 from replica.decoder.node_values import lower
 from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA
 from replica.schemas.nodetime import block_time_ns
 
 Row = dict[str, Any]
-_NONE: list[str] = []  # no problems: shared, never changed
 
 
 def _facts(
@@ -97,11 +95,6 @@ _Place = tuple[int, int, int | None, str, str | None, int | None]
 _Pending = tuple[AnySignedAction, list[str], str | None, str | None, msgspec.Raw]
 
 
-# What is read of an action: kind, nonce, vault, expiry, JSON text, response text, facts.
-_Read = tuple[str | None, int | None, str | None, int | None, str | None, str | None,
-              list[tuple[str, tuple[Any, ...]]]]  # fmt: skip
-
-
 class NodeColumns:
     """The rows of the node blocks of a batch, per table, each a tuple of the table's columns
     (``BLOCK_COLUMNS``, ``ACTION_COLUMNS``, ``FACT_KEYS`` + ``FACT_COLUMNS``): one append per
@@ -113,12 +106,9 @@ class NodeColumns:
     inside a ``multiSig`` follow, from idx count on. What could not be read leaves one
     ``undecoded`` row per action (same seq and idx) saying what and why.
 
-    The seqs of the blocks of one batch are distinct, as in an archive. ``fast=False`` reads
-    every action by the general path alone, the rows the fast path (``node_hot``) must equal.
-    """
+    The seqs of the blocks of one batch are distinct, as in an archive."""
 
-    def __init__(self, *, fast: bool = True) -> None:
-        self._fast = fast
+    def __init__(self) -> None:
         self.blocks: list[tuple[Any, ...]] = []
         self.actions: list[tuple[Any, ...]] = []
         self.facts: dict[str, list[tuple[Any, ...]]] = {}
@@ -151,48 +141,24 @@ class NodeColumns:
         responses = dict(block.resps.Full) if block.resps is not None else {}
         counts: dict[str, int] = {}
         inner: list[tuple[_Place, int, _Pending]] = []
-        places: list[_Place] = []
-        top: list[_Pending] = []
+        idx = 0
         for bundle_hash, bundle in abci.signed_action_bundles:
             results = responses.get(bundle_hash, ())
             place = (seq, time_ms, abci.round, bundle_hash.lower(), lower(bundle.broadcaster),
                      bundle.broadcaster_nonce)  # fmt: skip
-            answered = len(results)
             for position, (signed, broken) in enumerate(signed_actions(bundle)):
                 user = status = None
                 response = NULL
-                if position < answered:
+                if position < len(results):
                     result = results[position]
-                    user = result.user.lower() if result.user else None
-                    res = result.res
-                    if res is not None:
-                        status, response = res.status, res.response
-                places.append(place)
-                top.append((signed, [broken] if broken else _NONE, user, status, response))
-        hot = read_hot(top) if self._fast else {}
-        for idx, pending in enumerate(top):
-            read = hot.get(idx)
-            if read is None:
-                wrapped = self._action(places[idx], idx, None, pending, counts)
+                    user = lower(result.user)
+                    if result.res is not None:
+                        status, response = result.res.status, result.res.response
+                pending = (signed, [broken] if broken else [], user, status, response)
+                wrapped = self._action(place, idx, None, pending, counts)
                 if wrapped is not None:
-                    inner.append((places[idx], idx, wrapped))
-                continue
-            kind, nonce, vault, expires, text, response_text, table, rows = read
-            user, status = pending[2], pending[3]
-            place = places[idx]
-            if rows:
-                first = counts.get(table, 0)
-                counts[table] = first + len(rows)
-                round_ = place[2]
-                self.facts.setdefault(table, []).extend(
-                    [(seq, first + i, time_ms, kind, round_, user, *values, idx)
-                     for i, values in enumerate(rows)]
-                )  # fmt: skip
-            self.actions.append(
-                (seq, idx, time_ms, kind, place[2], *place[3:], nonce, vault, expires, user,
-                 status, response_text, text, len(rows), None)
-            )  # fmt: skip
-        idx = len(top)
+                    inner.append((place, idx, wrapped))
+                idx += 1
         next_idx = idx
         while inner:  # a multiSig's action, and any inside it, after all top-level actions
             place, outer, pending = inner.pop(0)
@@ -211,7 +177,7 @@ class NodeColumns:
     ) -> _Pending | None:
         """Add one action's row and facts; the action a multiSig wraps, if it is one."""
         signed, problems, user, status, response = pending
-        seq, time_ms = place[0], place[1]
+        seq, time_ms, round_ = place[0], place[1], place[2]
         (kind, nonce, vault, expires, text), more = own_fields(signed)
         for why in problems or more:  # a signed action not an object: that alone
             self.note(seq, idx, time_ms, kind, why)
@@ -230,24 +196,6 @@ class NodeColumns:
                     wrapped = _wrapped(signed, status, response)
             except ACTION_ERRORS as exc:
                 self.note(seq, idx, time_ms, kind, describe(exc))
-        read = (kind, nonce, vault, expires, text, response_text, facts)
-        self._rows(place, idx, outer, (user, status), read, counts)
-        return wrapped
-
-    def _rows(
-        self,
-        place: _Place,
-        idx: int,
-        outer: int | None,
-        answer: tuple[str | None, str | None],
-        read: _Read,
-        counts: dict[str, int],
-    ) -> None:
-        """Append an action's ``actions`` row and its fact rows (``counts``: a block's facts so
-        far per table, numbering them)."""
-        kind, nonce, vault, expires, text, response_text, facts = read
-        seq, time_ms, round_ = place[0], place[1], place[2]
-        user, status = answer
         for table, values in facts:
             fact_idx = counts.get(table, 0)
             counts[table] = fact_idx + 1
@@ -257,6 +205,7 @@ class NodeColumns:
             (seq, idx, time_ms, kind, round_, *place[3:], nonce, vault, expires, user, status,
              response_text, text, len(facts), outer)
         )  # fmt: skip
+        return wrapped
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
         """Each table's name, columns and rows (a fact's rows with its action's idx beyond)."""

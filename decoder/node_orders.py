@@ -40,7 +40,7 @@ class _Order(msgspec.Struct):
     c: str | None = None
 
 
-class OrderAction(msgspec.Struct):
+class _OrderAction(msgspec.Struct):
     orders: list[_Order]
 
 
@@ -58,7 +58,7 @@ class _Cancel(msgspec.Struct):
     o: int
 
 
-class CancelAction(msgspec.Struct):
+class _CancelAction(msgspec.Struct):
     cancels: list[_Cancel]
 
 
@@ -67,7 +67,7 @@ class _CancelByCloid(msgspec.Struct):
     cloid: str
 
 
-class CancelByCloidAction(msgspec.Struct):
+class _CancelByCloidAction(msgspec.Struct):
     cancels: list[_CancelByCloid]
 
 
@@ -75,33 +75,29 @@ class _Statuses(msgspec.Struct):
     statuses: list[Any] = []
 
 
-class StatusResponse(msgspec.Struct):
+class _StatusResponse(msgspec.Struct):
     data: _Statuses | None = None
 
 
-_decode_orders = decoder(OrderAction)
+_decode_orders = decoder(_OrderAction)
 _decode_modify = decoder(_Modify)
 _decode_modifies = decoder(_ModifyAction)
-_decode_cancels = decoder(CancelAction)
-_decode_cancels_by_cloid = decoder(CancelByCloidAction)
-_decode_statuses = msgspec.json.Decoder(StatusResponse | str | None).decode
+_decode_cancels = decoder(_CancelAction)
+_decode_cancels_by_cloid = decoder(_CancelByCloidAction)
+_decode_statuses = msgspec.json.Decoder(_StatusResponse | str | None).decode
 
 # status, error, filled_sz, avg_px, oid
 Outcome = tuple[str | None, str | None, float | None, float | None, int | None]
 _NO_OUTCOME: Outcome = (None, None, None, None, None)
 
 
-def statuses(response: msgspec.Raw) -> list[Any]:
+def _statuses(response: msgspec.Raw) -> list[Any]:
     """The response's statuses, or none: an unexpected response costs the outcomes only."""
     try:
-        return statuses_of(_decode_statuses(response))
+        parsed = _decode_statuses(response)
     except msgspec.DecodeError:
         return []
-
-
-def statuses_of(parsed: StatusResponse | str | None) -> list[Any]:
-    """The statuses of a response read as ``StatusResponse | str | None``."""
-    if isinstance(parsed, StatusResponse) and parsed.data is not None:
+    if isinstance(parsed, _StatusResponse) and parsed.data is not None:
         return parsed.data.statuses
     return []
 
@@ -150,47 +146,33 @@ def _order(order: _Order, target: int | str | None, result: Outcome) -> tuple[An
             filled_sz, avg_px)  # fmt: skip
 
 
-def order_rows(action: OrderAction, statuses: list[Any]) -> list[tuple[Any, ...]]:
-    """An ``order`` action's ``orders`` rows (fact columns), given its response's statuses."""
-    return [_order(order, None, outcome(statuses, i)) for i, order in enumerate(action.orders)]
-
-
-def cancel_rows(action: CancelAction, statuses: list[Any]) -> list[tuple[Any, ...]]:
-    """A ``cancel`` action's ``cancels`` rows (fact columns)."""
-    return [(cancel.a, cancel.o, None, *outcome(statuses, i)[:2])
-            for i, cancel in enumerate(action.cancels)]  # fmt: skip
-
-
-def cancel_by_cloid_rows(action: CancelByCloidAction, statuses: list[Any]) -> list[tuple[Any, ...]]:
-    """A ``cancelByCloid`` action's ``cancels`` rows (fact columns)."""
-    return [(cancel.asset, None, lower(cancel.cloid), *outcome(statuses, i)[:2])
-            for i, cancel in enumerate(action.cancels)]  # fmt: skip
-
-
 def orders(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    for values in order_rows(_decode_orders(action), statuses(response)):
-        yield "orders", values
+    statuses = _statuses(response)
+    for i, order in enumerate(_decode_orders(action).orders):
+        yield "orders", _order(order, None, outcome(statuses, i))
 
 
 def modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
     change = _decode_modify(action)
-    yield "orders", _order(change.order, change.oid, outcome(statuses(response), 0))
+    yield "orders", _order(change.order, change.oid, outcome(_statuses(response), 0))
 
 
 def batch_modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    answered = statuses(response)
+    statuses = _statuses(response)
     for i, change in enumerate(_decode_modifies(action).modifies):
-        yield "orders", _order(change.order, change.oid, outcome(answered, i))
+        yield "orders", _order(change.order, change.oid, outcome(statuses, i))
 
 
 def cancels(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    for values in cancel_rows(_decode_cancels(action), statuses(response)):
-        yield "cancels", values
+    statuses = _statuses(response)
+    for i, cancel in enumerate(_decode_cancels(action).cancels):
+        yield "cancels", (cancel.a, cancel.o, None, *outcome(statuses, i)[:2])
 
 
 def cancels_by_cloid(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    for values in cancel_by_cloid_rows(_decode_cancels_by_cloid(action), statuses(response)):
-        yield "cancels", values
+    statuses = _statuses(response)
+    for i, cancel in enumerate(_decode_cancels_by_cloid(action).cancels):
+        yield "cancels", (cancel.asset, None, lower(cancel.cloid), *outcome(statuses, i)[:2])
 
 
 ORDER_COLUMNS = {
