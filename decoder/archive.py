@@ -30,6 +30,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,22 @@ def decode_segment_task(
     return decode_segment(Path(root), Segment(Path(path), first_seq, last_seq), cached[1])
 
 
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held back from this thread, and so from a worker process started meanwhile, which
+    inherits the mask: Ctrl-C reaches the whole process group, and a worker still importing
+    (before ``_start_worker`` ignores SIGINT) would die of it with a traceback. Here it waits
+    the few milliseconds of a start, then interrupts as usual; a worker never sees it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 Done = Callable[[Segment, dict[str, int] | None, BaseException | None], None]
 
 
@@ -232,16 +249,16 @@ def _decode_in_parallel(
         def hand_out(in_pool: bool) -> None:
             if queue:
                 segment = queue.popleft()
-                future = (
-                    pool.submit(_decode_in_worker, root, segment)
-                    if in_pool
-                    else here.submit(decode_segment, root, segment, decoder)
-                )
+                if in_pool:
+                    with _sigint_held():  # a worker may be started here
+                        future = pool.submit(_decode_in_worker, root, segment)
+                else:
+                    future = here.submit(decode_segment, root, segment, decoder)
                 running[future] = (segment, in_pool)
 
-        for in_pool in [False] + [True] * workers:
-            hand_out(in_pool)
         try:
+            for in_pool in [False] + [True] * workers:
+                hand_out(in_pool)
             while running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:

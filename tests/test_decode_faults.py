@@ -262,6 +262,36 @@ def test_jobs_2_decodes_in_the_started_process_beside_one_worker(tmp_path: Path)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_ctrl_c_while_a_worker_starts_is_one_line(tmp_path: Path):
+    """Ctrl-C reaches the whole process group: a worker still importing the decoder, before it
+    could ignore SIGINT, printed a ``KeyboardInterrupt`` traceback beside the one line."""
+    archive = _busy_archive(tmp_path)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "replica", "decode", "--jobs", "2", str(archive)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    try:
+        deadline = time.monotonic() + GUARD_S
+        while not any("spawn_main" in c for c in _children(parent.pid).values()):
+            assert parent.poll() is None, "the decode ended before a worker started"
+            assert time.monotonic() < deadline, "no worker started in time"
+            time.sleep(0.002)
+        time.sleep(0.1)  # into its imports
+        os.killpg(parent.pid, signal.SIGINT)  # as Ctrl-C does
+        _, stderr = parent.communicate(timeout=GUARD_S * 5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == 130, stderr
+    assert stderr.startswith("replica: interrupted after decoding ") and stderr.count("\n") == 1
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
 def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
     """``kill -9`` of ``replica decode --jobs 2`` left its workers waiting forever for work,
     about 130 MB each. (``--jobs 3``: the decode itself takes a third of the work, beside two
