@@ -286,9 +286,9 @@ def decode_archive(
 
     ``jobs`` > 1 decodes that many segments at once, one in this process and one in each of
     ``jobs - 1`` worker processes; memory stays bounded by a few segments whatever the
-    archive's size. ``cluster`` (a Dask scheduler's
-    address, or a ``distributed.Client``) decodes each segment as a task on its workers instead,
-    which must see the archive at the same path. ``on_progress(done, total)`` counts the
+    archive's size. ``cluster`` (a Dask scheduler's address, or a ``distributed.Client``)
+    decodes each segment as a task on its workers instead, which must see the archive at the
+    same path. ``on_progress(done, total)`` counts the
     segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout.open(root)
