@@ -21,9 +21,16 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +208,72 @@ def decode_segment_task(
     return decode_segment(Path(root), Segment(Path(path), first_seq, last_seq), cached[1])
 
 
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held back from this thread, and so from a worker process started meanwhile, which
+    inherits the mask: Ctrl-C reaches the whole process group, and a worker still importing
+    (before ``_start_worker`` ignores SIGINT) would die of it with a traceback. Here it waits
+    the few milliseconds of a start, then interrupts as usual; a worker never sees it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+Done = Callable[[Segment, dict[str, int] | None, BaseException | None], None]
+
+
+def _decode_in_parallel(
+    root: Path, pending: list[Segment], decoder: Decoder, spec: MessageSpec, jobs: int, done: Done
+) -> None:
+    """Decode ``pending`` on ``jobs`` cores: this process, which is started and warm, takes
+    segments too (on a thread; the main thread only hands out work and counts), beside
+    ``jobs - 1`` worker processes, each of which must first import the decoder. Each is handed
+    one segment at a time, the next as soon as one is done, so none waits while another has
+    several queued: the run ends within a segment of its share on every core."""
+    queue = deque(pending)
+    workers = min(jobs, len(pending)) - 1
+    context = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(spec,)
+        ) as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="decode") as here,
+    ):
+        running: dict[Future[dict[str, int]], tuple[Segment, bool]] = {}
+
+        def hand_out(in_pool: bool) -> None:
+            if queue:
+                segment = queue.popleft()
+                if in_pool:
+                    with _sigint_held():  # a worker may be started here
+                        future = pool.submit(_decode_in_worker, root, segment)
+                else:
+                    future = here.submit(decode_segment, root, segment, decoder)
+                running[future] = (segment, in_pool)
+
+        try:
+            for in_pool in [False] + [True] * workers:
+                hand_out(in_pool)
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    segment, in_pool = running.pop(future)
+                    error = future.exception()
+                    if error is not None and not isinstance(error, OSError | pa.ArrowException):
+                        raise error
+                    done(segment, None if error else future.result(), error)
+                    hand_out(in_pool)
+        except BaseException:
+            queue.clear()  # the segments being decoded are finished, no other is started
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
 def decode_archive(
     root: str | os.PathLike[str],
     spec: MessageSpec | None = None,
@@ -211,10 +284,11 @@ def decode_archive(
 ) -> DecodeSummary:
     """Decode every raw segment of ``root`` that is new or was decoded by another version.
 
-    ``jobs`` > 1 decodes that many segments at once, each in its own process; memory stays
-    bounded by a few segments whatever the archive's size. ``cluster`` (a Dask scheduler's
-    address, or a ``distributed.Client``) decodes each segment as a task on its workers instead,
-    which must see the archive at the same path. ``on_progress(done, total)`` counts the
+    ``jobs`` > 1 decodes that many segments at once, one in this process and one in each of
+    ``jobs - 1`` worker processes; memory stays bounded by a few segments whatever the
+    archive's size. ``cluster`` (a Dask scheduler's address, or a ``distributed.Client``)
+    decodes each segment as a task on its workers instead, which must see the archive at the
+    same path. ``on_progress(done, total)`` counts the
     segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout.open(root)
@@ -243,7 +317,7 @@ def _decode_archive(
     report = on_progress or (lambda done, total: None)
     report(0, len(pending))
 
-    def done(segment: Segment, rows: dict[str, int] | None, error: Exception | None) -> None:
+    def done(segment: Segment, rows: dict[str, int] | None, error: BaseException | None) -> None:
         if error is not None:
             summary.failed.append(f"{segment.path}: {type(error).__name__}: {error}")
         else:
@@ -271,18 +345,5 @@ def _decode_archive(
             except (OSError, pa.ArrowException) as exc:
                 done(segment, None, exc)
         return summary
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        min(jobs, len(pending)), mp_context=context, initializer=_start_worker, initargs=(spec,)
-    ) as pool:
-        futures = {pool.submit(_decode_in_worker, root, s): s for s in pending}
-        try:
-            for future in as_completed(futures):
-                error = future.exception()
-                if error is not None and not isinstance(error, OSError | pa.ArrowException):
-                    raise error
-                done(futures[future], None if error else future.result(), error)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # the segments being decoded are finished
-            raise
+    _decode_in_parallel(root, pending, decoder, spec, jobs, done)
     return summary

@@ -83,6 +83,19 @@ def arrays(columns: Sequence[Sequence[Any]], fields: Sequence[pa.Field]) -> list
     raise Misfits(rows, where)
 
 
+def row_arrays(rows: Sequence[tuple[Any, ...]], fields: Sequence[pa.Field]) -> list[pa.Array]:
+    """``arrays`` of the columns of ``rows`` (tuples of one length, which may be longer than
+    ``fields``; the values beyond are integers): one C pass that converts the rows as a struct
+    array when every value fits, the rows transposed and converted column by column (which
+    names the misfits) when one does not."""
+    extra = [pa.field(f"_{i}", pa.int64()) for i in range(len(fields), len(rows[0]))]
+    try:
+        converted: list[pa.Array] = pa.array(rows, pa.struct([*fields, *extra])).flatten()
+        return converted[: len(fields)]
+    except CONVERSION_ERRORS:
+        return arrays(list(zip(*rows, strict=True)), fields)
+
+
 def _sure(type_: pa.DataType) -> Callable[[Any], bool]:
     """A test that says True only for values Arrow surely takes into a column of ``type_``
     (None, and values of the column's own Python type and range); False means "ask Arrow"."""

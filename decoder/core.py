@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from replica.decoder.columns import Misfits, SurelyFit, arrays
+from replica.decoder.columns import Misfits, SurelyFit, row_arrays
 from replica.decoder.messages import PayloadMessage, contract_v1
 from replica.decoder.node import NodeColumns
 from replica.decoder.node_frame import NotABlock
@@ -153,7 +153,7 @@ class Decoder:
                     continue
                 fields = self._fields(name, names)
                 try:
-                    columns = arrays(list(zip(*rows, strict=True)), fields)
+                    columns = row_arrays(rows, fields)
                 except Misfits as misfits:
                     node.set_aside(name, misfits.rows, misfits.columns)
                     break

@@ -222,10 +222,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
-def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
-    """``kill -9`` of ``replica decode --jobs 2`` left its workers waiting forever for work,
-    about 130 MB each."""
+def _busy_archive(tmp_path: Path) -> Path:
+    """An archive of a dozen segments, a few seconds of decoding."""
     archive = tmp_path / "archive"
     rows = feed_rows()
     seqs, hours = rows[-1]["seq"] - rows[0]["seq"] + 1, rows[-1]["ts_ms"] - rows[0]["ts_ms"]
@@ -235,8 +233,72 @@ def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
         for row in rows
     ]
     write_archive(archive, many, per_segment=1500)
+    return archive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_jobs_2_decodes_in_the_started_process_beside_one_worker(tmp_path: Path):
+    """``--jobs 2`` spawned two workers and left the started process, its imports done,
+    waiting for them; each worker paid the imports again before decoding. Now the started
+    process decodes too, beside one worker."""
+    archive = _busy_archive(tmp_path)
     parent = subprocess.Popen(
         [sys.executable, "-m", "replica", "decode", "--jobs", "2", "--quiet", str(archive)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + GUARD_S * 5
+    while parent.poll() is None and time.monotonic() < deadline:
+        children = _children(parent.pid).items()
+        workers |= {pid for pid, command in children if "spawn_main" in command}
+        time.sleep(0.02)
+    if parent.poll() is None:
+        parent.kill()
+    _, stderr = parent.communicate()
+    assert parent.returncode == 0, stderr
+    assert len(workers) == 1, f"{len(workers)} worker processes for --jobs 2"
+    assert len(list((archive / "decoded" / "_segments").rglob("*.parquet"))) > 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_ctrl_c_while_a_worker_starts_is_one_line(tmp_path: Path):
+    """Ctrl-C reaches the whole process group: a worker still importing the decoder, before it
+    could ignore SIGINT, printed a ``KeyboardInterrupt`` traceback beside the one line."""
+    archive = _busy_archive(tmp_path)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "replica", "decode", "--jobs", "2", str(archive)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    try:
+        deadline = time.monotonic() + GUARD_S
+        while not any("spawn_main" in c for c in _children(parent.pid).values()):
+            assert parent.poll() is None, "the decode ended before a worker started"
+            assert time.monotonic() < deadline, "no worker started in time"
+            time.sleep(0.002)
+        time.sleep(0.1)  # into its imports
+        os.killpg(parent.pid, signal.SIGINT)  # as Ctrl-C does
+        _, stderr = parent.communicate(timeout=GUARD_S * 5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == 130, stderr
+    assert stderr.startswith("replica: interrupted after decoding ") and stderr.count("\n") == 1
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_workers_die_when_their_parent_is_killed(tmp_path: Path):
+    """``kill -9`` of ``replica decode --jobs 2`` left its workers waiting forever for work,
+    about 130 MB each. (``--jobs 3``: the decode itself takes a third of the work, beside two
+    worker processes.)"""
+    archive = _busy_archive(tmp_path)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "replica", "decode", "--jobs", "3", "--quiet", str(archive)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

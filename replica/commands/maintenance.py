@@ -131,7 +131,7 @@ def verify_command(
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Decode this many segments at once, each in its own process.",
+    help="Decode this many segments at once: one here, one in each of N-1 more processes.",
 )
 @click.option(
     "--quiet", is_flag=True, help="Print only errors: no progress bar, no summary (for cron)."
