@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from replica.commands.common import (
-    ARCHIVE_DIR,
+    READABLE_ARCHIVE,
     Interrupted,
     digest_line,
+    endpoint_option,
     range_options,
     replay_digest,
     warn_gap,
@@ -38,7 +39,8 @@ log = logging.getLogger("replica")
 
 
 @click.command(name="replay")
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @range_options
 @click.option(
     "--speed",
@@ -89,6 +91,7 @@ def replay_command(
     including --end. Each gap in the range is a warning on stderr (an error with
     --fail-on-gap), and so is a selection that holds no command. At a speed other than max,
     every frame is flushed when it is due. SIGINT stops it after a whole line, exit 130.
+    ARCHIVE may be s3://bucket/prefix (not with --follow).
     """
     from replica.archive import open as open_archive
 
@@ -179,7 +182,8 @@ class _WriteGuard:
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -228,8 +232,10 @@ def serve(
     With --follow, a client takes only from_seq: without it, it gets commands from the moment
     it connects; with it, the archived ones from there, then live, with no gap or duplicate at
     the seam. A client whose buffer of 10000 live commands fills is closed with 1013.
+    ARCHIVE may be s3://bucket/prefix (not with --follow).
     """
     from replica.archive import open as open_archive
+    from replica.archive import refuse_following
     from replica.recorder.feedurl import is_loopback
     from replica.replay.server import DiskSyncServer, archive_frames
 
@@ -251,6 +257,7 @@ def serve(
     layout = open_archive(archive).layout
     hub = None
     if follow:
+        refuse_following(layout)
         from replica.replay.live import LiveHub, follow_frames
 
         hub = LiveHub()
