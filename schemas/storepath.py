@@ -71,22 +71,8 @@ class StorePath(_PathType):
         return self._pure().name
 
     @property
-    def stem(self) -> str:
-        return self._pure().stem
-
-    @property
-    def suffix(self) -> str:
-        return self._pure().suffix
-
-    @property
     def parent(self) -> StorePath:
         return StorePath(self.location, str(self._pure().parent))
-
-    def with_name(self, name: str) -> StorePath:
-        return StorePath(self.location, str(self._pure().with_name(name)))
-
-    def is_relative_to(self, *other: str | os.PathLike[str]) -> bool:
-        return isinstance(other[0], StorePath) and self._pure().is_relative_to(other[0].key)
 
     def resolve(self, strict: bool = False) -> StorePath:
         return self
