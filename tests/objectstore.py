@@ -47,6 +47,7 @@ _PORT_FLAGS = (
 class ObjectStore:
     endpoint: str
     bucket: str
+    metrics_url: str = ""  # Prometheus text: bytes each bucket sent, for the range-read test
 
     def env(self, secret: str = SECRET_KEY) -> dict[str, str]:
         """The environment a user sets to reach the store (the secret never as an argument)."""
@@ -107,7 +108,11 @@ def running_store(directory: Path) -> Iterator[ObjectStore]:
         process = subprocess.Popen(
             arguments, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
         )
-    store = ObjectStore(f"http://127.0.0.1:{ports['s3.port']}", BUCKET)
+    store = ObjectStore(
+        f"http://127.0.0.1:{ports['s3.port']}",
+        BUCKET,
+        f"http://127.0.0.1:{ports['metricsPort']}/metrics",
+    )
     try:
         _wait_ready(process, store, log_path)
         yield store

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import re
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -17,6 +20,7 @@ from websockets.asyncio.client import connect
 import replica as api
 from tests.conftest import replica
 from tests.objectstore import SECRET_KEY, ObjectStore
+from tests.replayarchives import rows_for, write_segments
 from tests.served import Served
 
 _prefixes = itertools.count()
@@ -145,6 +149,42 @@ def test_one_day_read_from_a_bucket_never_opens_the_other_days_objects(
     whole = replica("verify", url, env=env)  # and the damage is there to be found
     assert whole.returncode == 1
     assert f"problem: s3://{spoiled[0]}: does not read" in whole.stdout
+
+
+def _bytes_sent(store: ObjectStore) -> float:
+    """What the store has sent from its bucket so far, by its own count (object bytes)."""
+    with urllib.request.urlopen(store.metrics_url, timeout=30) as response:
+        text = response.read().decode()
+    pattern = rf'^SeaweedFS_s3_bucket_traffic_sent_bytes_total{{bucket="{store.bucket}"}} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
+def test_a_narrow_replay_from_a_bucket_fetches_ranges_not_whole_objects(
+    tmp_path: Path, object_store: ObjectStore
+) -> None:
+    """A segment of 20 row groups: replaying ten of its seqs takes its footer and one row group
+    from the store, a small part of what a replay of all of it takes."""
+    archive = tmp_path / "archive"
+    rows = rows_for(list(range(1, 10_001)))
+    noise = random.Random(14)
+    for row in rows:  # incompressible, so that the segment is megabytes, not its footer's size
+        row["raw"] = noise.randbytes(400)
+    write_segments(archive, rows, per_segment=10_000, row_group_rows=500)
+    url = _synced(archive, object_store)
+    env = object_store.env()
+
+    def fetched(*selection: str) -> tuple[float, str]:
+        before = _bytes_sent(object_store)
+        result = replica("replay", url, *selection, env=env)
+        assert result.returncode == 0, result.stderr
+        return _bytes_sent(object_store) - before, result.stdout
+
+    narrow, frames = fetched("--from-seq", "5001", "--to-seq", "5010")
+    whole, _ = fetched()
+    assert frames == replica("replay", archive, "--from-seq", "5001", "--to-seq", "5010").stdout
+    assert frames.count("\n") == 10
+    assert 0 < narrow < whole / 5, (narrow, whole)
 
 
 def test_serve_from_a_bucket_sends_the_frames_replay_prints(
