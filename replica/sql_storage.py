@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from replica.schemas.archive import ARCHIVE_ENTRIES, ArchiveLayout
 from replica.schemas.errors import ArchiveError, NotAnArchive
 from replica.schemas.storage import Location, is_remote, locate, store_error
+from replica.schemas.storepath import StorePath
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,6 +85,8 @@ class StoreTree(ArchiveTree):
 def open_tree(archive: str | os.PathLike[str], endpoint_url: str | None = None) -> ArchiveTree:
     """The archive at a local path or ``s3://`` URL; ``NotAnArchive`` if it holds none of the
     entries every archive has."""
+    if isinstance(archive, StorePath):  # an archive opened already (``ArchiveLayout.open``)
+        return StoreTree(archive.location)
     if not is_remote(archive):
         return ArchiveTree(ArchiveLayout.open(Path(archive).resolve()).root)
     location = locate(archive, endpoint_url)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from replica.maintenance.days import raw_days, segments_before
 from replica.replay.records import ReplayRecord
@@ -28,7 +27,9 @@ from replica.schemas.decoded import ACTION_COVERAGE_SQL, DECODED_DIR, DECODED_VI
 from replica.schemas.errors import ArchiveError
 from replica.schemas.frames import command_frame
 from replica.schemas.heals import heals_dir
+from replica.schemas.storepath import read_metadata, read_table
 from replica.sql import connect, view_names
+from replica.sql_storage import open_tree
 
 # A feed frame's bytes apart from its payload's hex and four of its integers' digits.
 _FRAME_OVERHEAD = len(command_frame(ReplayRecord(0, 0, 0, 0, 0, b"", 0.0))) - 4
@@ -169,7 +170,7 @@ def _day_stats(layout: ArchiveLayout, day: date, every: list[date]) -> DayStats 
     healed = _healed_rows(layout, day)
     span = last - since + 1
     partition = day_partition(day)
-    with duckdb.connect() as db:
+    with _duckdb(layout) as db:
         glob = str(layout.raw_dir / partition / HOUR_FILES.split("/", 1)[1])
         (frame_bytes,) = db.execute(
             f"SELECT {_FRAME_BYTES} FROM read_parquet(?)", [glob]
@@ -186,14 +187,22 @@ def _day_stats(layout: ArchiveLayout, day: date, every: list[date]) -> DayStats 
             if rows:
                 stats.decoded_rows[table_dir.name] = rows
     if "blocks" in stats.decoded_rows:
-        _add_day_node_figures(decoded, stats)
+        _add_day_node_figures(layout, stats)
     return stats
 
 
-def _add_day_node_figures(decoded: Path, stats: DayStats) -> None:
+def _duckdb(layout: ArchiveLayout) -> duckdb.DuckDBPyConnection:
+    """A connection without views that reads the archive's files, local or on a store."""
+    db = duckdb.connect()
+    open_tree(layout.root).register(db)
+    return db
+
+
+def _add_day_node_figures(layout: ArchiveLayout, stats: DayStats) -> None:
     """``_add_node_figures`` over the day's own decoded files, not the views of every day."""
     partition = day_partition(stats.date)
-    with duckdb.connect() as db:
+    decoded = layout.root / DECODED_DIR
+    with _duckdb(layout) as db:
         for table in ("blocks", "actions", "undecoded"):
             files = [str(path) for path in sorted((decoded / table / partition).glob("*.parquet"))]
             if files:
@@ -216,7 +225,7 @@ def _healed_rows(layout: ArchiveLayout, day: date) -> int:
     """The seqs ``replica heal`` added to ``day``: its heal records' counts (small files)."""
     paths = sorted((heals_dir(layout) / day_partition(day)).glob("*.parquet"))
     try:
-        counts = [pq.read_table(path, columns=["healed"]).column(0) for path in paths]
+        counts = [read_table(path, columns=["healed"]).column(0) for path in paths]
         return sum(sum(column.to_pylist()) for column in counts)
     except Exception as exc:
         raise ArchiveError(f"cannot read the heal records of {day}: {exc}") from exc
@@ -226,7 +235,7 @@ def _footer_rows(paths: list[Path]) -> int:
     rows = 0
     for path in paths:
         try:
-            rows += pq.read_metadata(path).num_rows
+            rows += read_metadata(path).num_rows
         except Exception as exc:
             raise ArchiveError(f"cannot read the footer of {path}: {exc}") from exc
     return rows

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from replica.schemas.errors import ArchiveError, NotAnArchive
 from replica.schemas.files import TEMPORARY_GLOB
+from replica.schemas.storage import is_remote
+from replica.schemas.storepath import StorePath, read_table, store_root
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
@@ -189,13 +190,17 @@ class ArchiveLayout:
     root: Path
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> ArchiveLayout:
+    def open(cls, root: str | os.PathLike[str], endpoint_url: str | None = None) -> ArchiveLayout:
         """The layout of the archive at ``root``, which must exist: reading a missing archive,
         or a directory that is not one (a typo, an empty directory), is an error, where writing
         one creates it. An archive is a directory holding any of ``ARCHIVE_ENTRIES``, which
         ``record`` and ``import-node`` create before anything else; it may have no commands yet.
+        ``root`` may be ``s3://bucket/prefix`` (read only, see ``schemas.storepath``), whose
+        store is at ``endpoint_url`` if given.
         """
-        root = Path(root)
+        if not isinstance(root, StorePath):
+            text = os.fspath(root)
+            root = store_root(text, endpoint_url) if is_remote(text) else Path(root)
         if not root.is_dir():
             raise NotAnArchive(f"archive {root} does not exist or is not a directory")
         if not any((root / entry).exists() for entry in ARCHIVE_ENTRIES):
@@ -276,7 +281,7 @@ class ArchiveLayout:
         rows = []
         for path in self.table_files(self.gaps_dir):
             try:
-                rows += pq.read_table(path, columns=columns).to_pylist()
+                rows += read_table(path, columns=columns).to_pylist()
             except Exception as exc:
                 raise ArchiveError(f"cannot read gap file {path}: {exc}") from exc
         return rows

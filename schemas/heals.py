@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
+from replica.schemas.storepath import read_table
 
 HEALS_DIR = "heals"
 
@@ -39,7 +39,7 @@ def healed_ranges(layout: ArchiveLayout) -> list[tuple[int, int]]:
     ranges: list[tuple[int, int]] = []
     for path in layout.table_files(heals_dir(layout)):
         try:
-            table = pq.read_table(path, columns=["from_seq", "to_seq"])
+            table = read_table(path, columns=["from_seq", "to_seq"])
         except Exception as exc:
             raise ArchiveError(f"cannot read heal file {path}: {exc}") from exc
         columns = table.column("from_seq").to_pylist(), table.column("to_seq").to_pylist()

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.errors import ArchiveError, UsageError
 from replica.schemas.files import fsync_dir, temporary_path
 from replica.schemas.metadata import SOURCE_KEY
+from replica.schemas.storepath import read_schema
 
 FEED = "feed"
 NODE = "node"
@@ -43,7 +43,7 @@ def marker_path(root: Path) -> Path:
 def segment_kind(path: Path) -> str:
     """The kind of one raw segment, from the source its metadata names."""
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = read_schema(path).metadata or {}
     except Exception as exc:
         raise ArchiveError(f"cannot read the schema of {path}: {exc}") from exc
     source = metadata.get(SOURCE_KEY, b"").decode(errors="replace")

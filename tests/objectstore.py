@@ -47,6 +47,7 @@ _PORT_FLAGS = (
 class ObjectStore:
     endpoint: str
     bucket: str
+    metrics_url: str = ""  # Prometheus text: bytes each bucket sent, for the range-read test
     ports: dict[str, int] = field(default_factory=dict, compare=False)  # to restart it alike
 
     def env(self, secret: str = SECRET_KEY) -> dict[str, str]:
@@ -109,7 +110,12 @@ def running_store(directory: Path, ports: dict[str, int] | None = None) -> Itera
         process = subprocess.Popen(
             arguments, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory
         )
-    store = ObjectStore(f"http://127.0.0.1:{ports['s3.port']}", BUCKET, ports)
+    store = ObjectStore(
+        f"http://127.0.0.1:{ports['s3.port']}",
+        BUCKET,
+        f"http://127.0.0.1:{ports['metricsPort']}/metrics",
+        ports,
+    )
     try:
         _wait_ready(process, store, log_path)
         yield store

@@ -31,7 +31,7 @@ SMALL = {
 MEASURES = {
     "record": 3,
     "decode": 2 + 2,  # the feed's two ratios, mainnet blocks against json.loads and --jobs
-    "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
+    "replay": 2 + 8 + 1,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds, store/bare
     "query": 2,
     "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
     "cluster": 1,
@@ -77,6 +77,7 @@ def test_every_benchmark_runs_once_into_one_table(
         ("replay", r"ratio serve/bare "),
         ("replay", r".*speed 10 async for, precise"),
         ("replay", r"(PASS|MISS) iterator/bare "),
+        ("replay", r"(PASS|MISS) store iterator/bare "),
         ("query", r"50,000 commands, .* built in "),
         ("query", r"(PASS|MISS) ratio count per day replica/plain "),
         ("query", r"(PASS|MISS) ratio gap finding replica/plain "),
@@ -100,6 +101,20 @@ def test_every_benchmark_runs_once_into_one_table(
 
     # A later run with the same --commands measures the archive this one built.
     assert load_benchmark("query").prepare_archive(archive, 50_000) == "reused"
+
+
+@pytest.mark.benchmark
+def test_the_replay_benchmark_reads_the_archive_from_a_store_too(tmp_path: Path) -> None:
+    """The store run: the iterator and the bare loop over the same objects of a real store."""
+    result = run_script(
+        BENCHMARKS / "replay.py", "--commands", "5000", "--paced", "100", "--json",
+        tmp_path / "replay.json",
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert re.search(r"^ratio store iterator/bare +\d", result.stdout, re.MULTILINE)
+    assert re.search(r"^(PASS|MISS) store iterator/bare ", result.stdout, re.MULTILINE)
+    measures = (tmp_path / "replay.json").read_text()
+    assert '"measure": "store iterator/bare"' in measures
 
 
 def test_the_query_benchmark_refuses_a_directory_it_did_not_build(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import click
 from replica.options import UtcTime
 from replica.replay.digest import CommandDigest
 from replica.replay.records import ReplayGap
-from replica.schemas.errors import ReplicaError
+from replica.schemas.errors import ReplicaError, UsageError
 
 if TYPE_CHECKING:
     from replica.replay.stream import Replay
@@ -26,17 +26,73 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 class ArchiveDir(click.ParamType[Path]):
     """The ARCHIVE argument of every command that reads an archive: one that exists, by the
     rule of ``ArchiveLayout.open``, so that a typo or an empty directory is refused (exit 2)
-    before anything is read, locked or created in it."""
+    before anything is read, locked or created in it.
+
+    ``on_store``: the command only reads, and takes ``s3://bucket/prefix`` too (its store at
+    ``--endpoint-url``, see ``endpoint_option``); a command that writes refuses a URL in one
+    line before anything is read."""
 
     name = "archive"
 
+    def __init__(self, on_store: bool = False) -> None:
+        self.on_store = on_store
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         from replica.schemas.archive import ArchiveLayout
+        from replica.schemas.storage import is_remote
 
-        return ArchiveLayout.open(Path(value)).root
+        if not is_remote(value):
+            return ArchiveLayout.open(Path(value)).root
+        if not self.on_store:
+            refuse_store(value, ctx)
+        endpoint_url = ctx.meta.get(_ENDPOINT_KEY) if ctx is not None else None
+        return ArchiveLayout.open(value, endpoint_url).root
+
+
+def refuse_store(value: str, ctx: click.Context | None) -> None:
+    """The one line a command that writes gives for an archive on an object store."""
+    command = f"replica {ctx.info_name}" if ctx is not None else "this command"
+    raise UsageError(
+        f"{value}: {command} on an object store is not supported yet; run it on a local "
+        "archive and copy that with 'replica sync'"
+    )
+
+
+class NewArchiveDir(click.Path):
+    """The ARCHIVE of a command that may create it (``import-node``): a local directory."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from replica.schemas.storage import is_remote
+
+        if is_remote(value):
+            refuse_store(value, ctx)
+        return super().convert(value, param, ctx)
 
 
 ARCHIVE_DIR = ArchiveDir()
+READABLE_ARCHIVE = ArchiveDir(on_store=True)
+NEW_ARCHIVE_DIR = NewArchiveDir()
+_ENDPOINT_KEY = "replica.endpoint_url"
+
+
+def _keep_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_ENDPOINT_KEY] = value
+
+
+# Eager, so that it is known when ARCHIVE is converted, wherever it stands on the line.
+endpoint_option = click.option(
+    "--endpoint-url",
+    metavar="URL",
+    is_eager=True,
+    expose_value=False,
+    callback=_keep_endpoint,
+    help="For an s3:// ARCHIVE: the S3-compatible store's endpoint (default: "
+    "$AWS_ENDPOINT_URL, else AWS S3). Credentials come from the AWS chain: environment, "
+    "profile or instance role.",
+)
 
 _RANGE_OPTIONS = (
     click.option("--from-seq", type=click.IntRange(min=0), help="First seq (inclusive)."),

@@ -13,9 +13,12 @@ import click
 
 from replica.commands.common import (
     ARCHIVE_DIR,
+    NEW_ARCHIVE_DIR,
+    READABLE_ARCHIVE,
     Interrupted,
     date_option,
     digest_line,
+    endpoint_option,
     range_options,
     replay_digest,
     since_option,
@@ -34,7 +37,8 @@ cluster_option = click.option(
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def gaps(archive: Path, as_json: bool) -> None:
     """List the seq ranges missing from ARCHIVE (inclusive), with their cause."""
@@ -71,7 +75,8 @@ def _utc_ms(ts_ms: int | None) -> str:
 
 
 @click.command(name="verify")
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option(
     "--digest",
     is_flag=True,
@@ -101,7 +106,10 @@ def verify_command(
     from replica.maintenance.days import selected_days
     from replica.maintenance.verify import verify
     from replica.schemas.archive import ArchiveLayout
+    from replica.schemas.storepath import StorePath
 
+    if cluster is not None and isinstance(archive, StorePath):
+        raise UsageError(f"{archive}: verify --cluster on an object store is not supported yet")
     # Built first, so that a bad range is refused before the archive is read.
     replay = open_archive(archive).replay(**selection) if digest else None
     days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())
@@ -202,7 +210,7 @@ def decode(
 
 @click.command(name="import-node")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.argument("archive", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("archive", type=NEW_ARCHIVE_DIR)
 @cluster_option
 @click.pass_context
 def import_node_command(

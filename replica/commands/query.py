@@ -11,7 +11,7 @@ from typing import IO
 
 import click
 
-from replica.commands.common import ARCHIVE_DIR, date_option, since_option
+from replica.commands.common import READABLE_ARCHIVE, date_option, endpoint_option, since_option
 from replica.commands.storage import ARCHIVE_OR_URL, ENDPOINT_OPTION
 from replica.schemas.errors import UsageError
 
@@ -138,21 +138,39 @@ def _query_text(query: str | None, query_file: IO[str] | None) -> str:
 
 
 @click.command(name="duckdb")
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
 @click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@endpoint_option
 def duckdb_command(archive: Path, database: Path) -> None:
     """Define ARCHIVE's views in the DuckDB DATABASE file (created, or its views replaced),
-    for the duckdb shell or any DuckDB client."""
+    for the duckdb shell or any DuckDB client.
+
+    ARCHIVE may be s3://bucket/prefix: the views then read s3:// URLs, which a client reads
+    through DuckDB's httpfs extension and an S3 secret (see README), or in Python through
+    replica.connect."""
+    from replica.schemas.storepath import StorePath
     from replica.sql import connect, view_names
 
-    _check_written_outside(database, archive)
+    on_store = isinstance(archive, StorePath)
+    if on_store:
+        if not database.resolve().parent.is_dir():
+            raise UsageError(f"{database}: directory {database.parent} does not exist")
+    else:
+        _check_written_outside(database, archive)
     with connect(archive, str(database)) as connection:
         names = view_names(connection)
     click.echo(f"{database}: views {', '.join(names)} over {archive.resolve()}")
+    if on_store:
+        click.echo(
+            "the views read s3:// URLs: a duckdb shell needs 'LOAD httpfs' and an S3 secret "
+            "(CREATE SECRET (TYPE s3, PROVIDER credential_chain, ENDPOINT ..., URL_STYLE "
+            "'path')) to read them"
+        )
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @date_option("Only this UTC day, read from its own files.")
 @since_option("Only the UTC days from this one on, read from their own files.")

@@ -16,9 +16,10 @@ import click
 
 from replica.commands.clients import client_api_key, client_options
 from replica.commands.common import (
-    ARCHIVE_DIR,
+    READABLE_ARCHIVE,
     Interrupted,
     digest_line,
+    endpoint_option,
     range_options,
     replay_digest,
     warn_gap,
@@ -39,7 +40,8 @@ log = logging.getLogger("replica")
 
 
 @click.command(name="replay")
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @range_options
 @click.option(
     "--speed",
@@ -90,6 +92,7 @@ def replay_command(
     including --end. Each gap in the range is a warning on stderr (an error with
     --fail-on-gap), and so is a selection that holds no command. At a speed other than max,
     every frame is flushed when it is due. SIGINT stops it after a whole line, exit 130.
+    ARCHIVE may be s3://bucket/prefix (not with --follow).
     """
     from replica.archive import open as open_archive
 
@@ -180,7 +183,8 @@ class _WriteGuard:
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @client_options(
     "--port",
     "--host",
@@ -218,8 +222,10 @@ def serve(
     With --follow, a client takes only from_seq: without it, it gets commands from the moment
     it connects; with it, the archived ones from there, then live, with no gap or duplicate at
     the seam. A client whose buffer of 10000 live commands fills is closed with 1013.
+    ARCHIVE may be s3://bucket/prefix (not with --follow).
     """
     from replica.archive import open as open_archive
+    from replica.archive import refuse_following
     from replica.replay.server import DiskSyncServer, archive_frames
 
     api_key = client_api_key(api_key_env, api_key_file, host, archive, "--api-key")
@@ -231,6 +237,7 @@ def serve(
     layout = open_archive(archive).layout
     hub = None
     if follow:
+        refuse_following(layout)
         from replica.replay.live import LiveHub, follow_frames
 
         hub = LiveHub()

@@ -28,7 +28,7 @@ def has_page_checksums(path: Path, metadata: pq.FileMetaData) -> bool:
         return True
     chunk = metadata.row_group(0).column(0)
     offset = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-    with open(path, "rb") as source:
+    with path.open("rb") as source:
         source.seek(offset)
         return _crc_follows(source.read(_HEADER_PREFIX))
 

@@ -18,7 +18,6 @@ from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.node_order import OrderCheck
@@ -37,6 +36,7 @@ from replica.schemas.errors import UsageError
 from replica.schemas.heals import HEAL_SCHEMA, healed_ranges
 from replica.schemas.seqranges import Range, holes, span, subtract, union
 from replica.schemas.seqspace import NODE, recorded_kind
+from replica.schemas.storepath import parquet_file
 
 Ranges = list[Range]  # sorted, disjoint
 
@@ -150,7 +150,7 @@ def _read(path: Path, schema: pa.Schema, report: Report) -> pa.Table | None:
     """The whole (small: gap or quarantine) file, if it reads, its page checksums match and it
     has ``schema``; otherwise None, with the problem noted."""
     try:
-        with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+        with parquet_file(path, page_checksum_verification=True) as parquet:
             table = parquet.read()
             if not has_page_checksums(path, parquet.metadata):
                 report.unchecksummed += 1
@@ -283,7 +283,7 @@ def _check_decoded_files(layout: ArchiveLayout, paths: list[Path], report: Repor
     since the listing was replaced or dropped by a decode or a compaction: not a problem."""
     for path in paths:
         try:
-            with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+            with parquet_file(path, page_checksum_verification=True) as parquet:
                 for index in range(parquet.num_row_groups):
                     parquet.read_row_group(index)
                 if not has_page_checksums(path, parquet.metadata):

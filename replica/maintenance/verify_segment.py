@@ -22,6 +22,7 @@ from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.node_order import BlockMark, OrderCheck, segment_problems
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
 from replica.schemas.seqranges import Range
+from replica.schemas.storepath import parquet_file
 
 # A row group is read in two parts, each on one thread: the integer columns, then the payloads
 # alone, which are most of its bytes; so at most one row group's payloads are held at a time.
@@ -44,7 +45,7 @@ def describe(schema: pa.Schema) -> str:
 def row_groups(path: Path, report: Problems) -> Iterator[tuple[pq.FileMetaData, int, pa.Table]]:
     """Each row group of the raw file at ``path`` (metadata, index, some of its columns), read
     against its page checksums. Raises what reading raises, and WrongSchema."""
-    with pq.ParquetFile(path, page_checksum_verification=True) as parquet:
+    with parquet_file(path, page_checksum_verification=True) as parquet:
         schema = parquet.schema_arrow
         if not schema.remove_metadata().equals(RAW_SCHEMA):
             raise WrongSchema(f"schema is [{describe(schema)}], expected [{describe(RAW_SCHEMA)}]")
