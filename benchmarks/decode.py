@@ -66,9 +66,9 @@ from replica.decoder.core import Decoder  # noqa: E402
 from replica.schemas.archive import (  # noqa: E402
     MS_PER_HOUR,
     RAW_SCHEMA,
-    RAW_WRITE_OPTIONS,
     ArchiveLayout,
     hour_of,
+    raw_write_options,
 )
 from replica.schemas.decoded import DECODED_DIR, NODE_FACT_FIELDS  # noqa: E402
 from replica.schemas.files import publish_parquet  # noqa: E402
@@ -128,7 +128,7 @@ def build_archive(
         seqs = rows["seq"]
         path = layout.segment_path(seqs[0], seqs[-1], hour_of(rows["ts_ms"][0]))
         table = pa.Table.from_pydict(rows, schema=RAW_SCHEMA.with_metadata(RAW_METADATA))
-        publish_parquet(table, path, **RAW_WRITE_OPTIONS)
+        publish_parquet(table, path, **raw_write_options(table))
         segments += 1
         for column in rows.values():
             column.clear()

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from replica.decoder.core import Decoder
 from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
-from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout, Segment
+from replica.schemas.archive import ArchiveLayout, Segment, raw_batch_rows
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
 from replica.schemas.errors import ArchiveError
@@ -51,9 +51,6 @@ from replica.schemas.files import (
     writer_alive,
 )
 from replica.schemas.lock import maintenance_lock
-
-# Raw rows decoded at a time: one row group of the recorder's segments.
-BATCH_ROWS = RAW_ROW_GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,8 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
     rows: Counter[str] = Counter()
     try:
         raw = pq.ParquetFile(segment.path)
-        for batch in raw.iter_batches(BATCH_ROWS, columns=["seq", "ts_ms", "raw"]):
+        batch_rows = raw_batch_rows(raw.metadata)
+        for batch in raw.iter_batches(batch_rows, columns=["seq", "ts_ms", "raw"]):
             seqs, ts_ms, payloads = (column.to_pylist() for column in batch.columns)
             for name, table in decoder.decode(seqs, ts_ms, payloads).items():
                 if name not in writers:

@@ -19,8 +19,8 @@ from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
-    RAW_WRITE_OPTIONS,
     ArchiveLayout,
+    raw_write_options,
 )
 from replica.schemas.files import publish_parquet
 
@@ -123,7 +123,8 @@ def unit_files(
     """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
     if unit.raw:
         path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)
-        yield path, raw_table(unit, metadata), RAW_WRITE_OPTIONS
+        table = raw_table(unit, metadata)
+        yield path, table, raw_write_options(table)
     if unit.gaps:
         path = layout.unit_path(layout.gaps_dir, unit.gaps[0].after_ts_ms, unit.unit_id)
         yield path, gap_table(unit), _TABLE_OPTIONS

@@ -30,13 +30,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from replica.schemas.errors import ArchiveError, NotAnArchive
 from replica.schemas.files import TEMPORARY_GLOB
 from replica.schemas.storage import is_remote
 from replica.schemas.storepath import StorePath, read_table, store_root
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 SEQ_DIGITS = 20
 MS_PER_HOUR = 3_600_000
@@ -97,6 +100,38 @@ RAW_WRITE_OPTIONS = {
     "column_encoding": RAW_COLUMN_ENCODING,
     "row_group_size": RAW_ROW_GROUP_ROWS,
 }
+# Payload bytes (before compression) a raw row group holds at most, beside its row cap.
+RAW_ROW_GROUP_BYTES = 64 << 20
+
+
+def raw_row_group_rows(rows: int, payload_bytes: int) -> int:
+    """Rows per row group of a raw segment whose ``rows`` commands hold ``payload_bytes``: at
+    most ``RAW_ROW_GROUP_ROWS`` and about ``RAW_ROW_GROUP_BYTES`` of payloads. Readers hold a
+    row group (or a batch this size) at a time, so the cap in bytes is what bounds their memory
+    when a row is a 0.5 MB node block rather than a few hundred bytes of feed command."""
+    if rows <= 0 or payload_bytes <= 0:
+        return RAW_ROW_GROUP_ROWS
+    return max(1, min(RAW_ROW_GROUP_ROWS, RAW_ROW_GROUP_BYTES * rows // payload_bytes))
+
+
+def raw_write_options(table: pa.Table) -> dict[str, Any]:
+    """``RAW_WRITE_OPTIONS`` with row groups sized for ``table``'s payloads."""
+    rows = raw_row_group_rows(table.num_rows, table.column("raw").nbytes)
+    return {**RAW_WRITE_OPTIONS, "row_group_size": rows}
+
+
+def raw_batch_rows(metadata: pq.FileMetaData) -> int:
+    """Rows per batch for reading a raw segment's payloads within that same bound, from its
+    footer alone (segments written before row groups were sized in bytes hold more)."""
+    rows = payload_bytes = 0
+    column = metadata.schema.names.index("raw") if "raw" in metadata.schema.names else None
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows += group.num_rows
+        if column is not None:
+            payload_bytes += group.column(column).total_uncompressed_size
+    return raw_row_group_rows(rows, payload_bytes)
+
 
 # What makes a directory an archive: any one of these (``seq-space`` is the marker saying what
 # its seqs count). A directory with none is refused by every reader, never taken for empty.

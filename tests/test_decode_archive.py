@@ -252,7 +252,7 @@ def test_a_segment_decoded_in_small_batches_gives_the_same_files(
     for root in (whole, batched):
         write_archive(root, feed_rows(), per_segment=3000)
     decode_archive(whole)
-    monkeypatch.setattr("replica.decoder.archive.BATCH_ROWS", 97)
+    monkeypatch.setattr("replica.decoder.archive.raw_batch_rows", lambda metadata: 97)
     decode_archive(batched)
     for path in sorted((whole / "decoded").rglob("*.parquet")):
         twin = batched / path.relative_to(whole)

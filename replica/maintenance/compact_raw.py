@@ -26,6 +26,7 @@ from replica.schemas.archive import (
     Segment,
     day_of,
     day_partition,
+    raw_batch_rows,
     segment_name,
 )
 from replica.schemas.concat import concatenate
@@ -144,4 +145,6 @@ def write_merged_segment(group: MergeGroup, path: Path) -> None:
     metadata = pq.read_schema(group.inputs[0].path).metadata
     options = {k: v for k, v in RAW_WRITE_OPTIONS.items() if k != "row_group_size"}
     sources = [segment.path for segment in group.inputs]
-    concatenate(sources, path, RAW_SCHEMA.with_metadata(metadata), RAW_ROW_GROUP_ROWS, **options)
+    # Row groups as small as the inputs' smallest bound in bytes (``raw_row_group_rows``).
+    rows = min(raw_batch_rows(pq.read_metadata(source)) for source in sources)
+    concatenate(sources, path, RAW_SCHEMA.with_metadata(metadata), rows, **options)

@@ -28,12 +28,12 @@ from replica.maintenance.staging import DayStaging
 from replica.schemas.archive import (
     MS_PER_HOUR,
     RAW_SCHEMA,
-    RAW_WRITE_OPTIONS,
     SEQ_DIGITS,
     ArchiveLayout,
     Segment,
     hour_of,
     hour_partition,
+    raw_write_options,
 )
 from replica.schemas.files import PAGE_CHECKSUMS
 from replica.schemas.heals import HEAL_SCHEMA, heals_dir
@@ -178,7 +178,7 @@ def _rewrite(segment: Segment, rows: pa.Table, path: Path) -> None:
 def _write(table: pa.Table, path: Path) -> None:
     """A new file in a staged directory: fsynced, since the journal will vouch for it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = RAW_WRITE_OPTIONS if table.schema.names == RAW_SCHEMA.names else {}
+    options = raw_write_options(table) if table.schema.names == RAW_SCHEMA.names else {}
     with open(path, "xb") as sink:
         pq.write_table(table, sink, **({"compression": "zstd"} | options), **PAGE_CHECKSUMS)
         sink.flush()

@@ -37,10 +37,10 @@ from replica.recorder import __version__
 from replica.schemas.archive import (
     GAP_SCHEMA,
     RAW_SCHEMA,
-    RAW_WRITE_OPTIONS,
     ArchiveLayout,
     Segment,
     hour_of,
+    raw_write_options,
 )
 from replica.schemas.cluster import Cluster
 from replica.schemas.errors import ArchiveError
@@ -153,7 +153,8 @@ def _import_file(
         return
     metadata = node_metadata(node_file)
     for start, stop, target in plan_file(node_file, blocks, layout, segments, summary, order):
-        publish_parquet(blocks_table(blocks, start, stop, metadata), target, **RAW_WRITE_OPTIONS)
+        table = blocks_table(blocks, start, stop, metadata)
+        publish_parquet(table, target, **raw_write_options(table))
 
 
 def unreadable(node_file: NodeFile, exc: BadLine | OSError) -> str:

@@ -25,7 +25,7 @@ from replica.maintenance.node_import import (
     unreadable,
 )
 from replica.maintenance.node_order import OrderCheck
-from replica.schemas.archive import RAW_WRITE_OPTIONS, ArchiveLayout, Segment
+from replica.schemas.archive import ArchiveLayout, Segment, raw_write_options
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.files import publish_parquet
 
@@ -56,7 +56,7 @@ def write_runs_task(path: str, height: int, runs: Runs) -> None:
     metadata = node_metadata(node_file)
     for start, stop, target in runs:
         table = blocks_table(blocks, start, stop, metadata)
-        publish_parquet(table, Path(target), **RAW_WRITE_OPTIONS)
+        publish_parquet(table, Path(target), **raw_write_options(table))
 
 
 def import_on_cluster(
