@@ -1,8 +1,11 @@
 """Many clients off one live source: ``replica serve --follow``.
 
 A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
-bounded buffer without waiting for any of them: a client whose buffer is full is marked too
-slow and closed with 1013, and the others never notice. Today the archive follower
+buffer without waiting for any of them. The buffers share the commands, so together they hold
+no more than the fullest one, and each is bounded by bytes (``CLIENT_BUFFER_BYTES`` of payloads
+and per-command overhead) rather than by commands, so that large commands cannot make it
+hundreds of megabytes: a client whose buffer is full is marked too slow and closed with 1013,
+and the others never notice. Today the archive follower
 (``follow_archive``) publishes; a recorder can publish in-process instead, the clients' side
 unchanged.
 
@@ -27,38 +30,54 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import FrameSource, TooSlow
+from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, TooSlow
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame
 from websockets.http11 import Request
 
-CLIENT_BUFFER_FRAMES = 10_000  # live commands held for one client before it is too slow
+# Live commands held for one client before it is too slow: tens of thousands of the feed's
+# typical few hundred bytes (seconds of a busy feed), and always the follower's largest burst
+# (a batch of 8192 rows).
+CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
+# What a held command costs beyond its payload: the record's tuple, its ints, the bytes' header.
+RECORD_OVERHEAD_BYTES = 250
+
+
+def held_bytes(record: ReplayRecord) -> int:
+    return len(record.raw) + RECORD_OVERHEAD_BYTES
 
 
 class Subscriber:
-    """One client's bounded buffer of live commands."""
+    """One client's buffer of live commands, bounded by bytes."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit_bytes: int) -> None:
         self._items: deque[ReplayRecord] = deque()
-        self._limit = limit
+        self._limit_bytes = limit_bytes
+        self._bytes = 0
         self._ready = asyncio.Event()
         self.overflowed = False
 
     def offer(self, record: ReplayRecord) -> None:
         if self.overflowed:
             return
-        if len(self._items) >= self._limit:
+        size = held_bytes(record)
+        if self._bytes + size > self._limit_bytes:
             self.overflowed = True
-            self._items.clear()  # it will be closed (or caught up from the archive again)
+            self._forget()  # it will be closed (or caught up from the archive again)
         else:
             self._items.append(record)
+            self._bytes += size
         self._ready.set()
 
     def restart(self) -> None:
         """Forgets the buffer, for a client about to catch up from the archive again."""
-        self._items.clear()
+        self._forget()
         self.overflowed = False
+
+    def _forget(self) -> None:
+        self._items.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -69,22 +88,24 @@ class Subscriber:
                 raise TooSlow
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        record = self._items.popleft()
+        self._bytes -= held_bytes(record)
+        return record
 
 
 class LiveHub:
-    def __init__(self, limit: int = CLIENT_BUFFER_FRAMES) -> None:
+    def __init__(self, limit_bytes: int = CLIENT_BUFFER_BYTES) -> None:
         # Weak: a subscriber whose connection never started sending (a failed handshake) goes
         # with its unstarted generator; one that did leaves in its generator's ``finally``.
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
-        self._limit = limit
+        self._limit_bytes = limit_bytes
 
     def publish(self, record: ReplayRecord) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(record)
 
     def subscribe(self) -> Subscriber:
-        subscriber = Subscriber(self._limit)
+        subscriber = Subscriber(self._limit_bytes)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -157,9 +178,9 @@ async def _client_frames(
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
     """One pass over the commands archived (sealed or spooled) after ``last``, read on a worker
-    thread."""
+    thread in batches of a client's byte budget."""
     loop = asyncio.get_running_loop()
-    position = Position(layout, last)
+    position = Position(layout, last, CLIENT_BATCH_BYTES)
     batches = position.batches()
     while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
         for item in position.items(batch):

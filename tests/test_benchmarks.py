@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Small sizes: about 35 s for all six on 2 cores.
+# Small sizes: about 75 s for all seven on 2 cores.
 SMALL = {
     "record": ["--quick"],
     "decode": ["--commands", "3000", "--blocks", "4"],
@@ -26,6 +26,7 @@ SMALL = {
     "query": ["--commands", "50000"],
     "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
     "cluster": ["--commands", "3000"],
+    "serve_memory": ["--commands", "20000", "--clients", "4"],
 }
 MEASURES = {
     "record": 3,
@@ -34,6 +35,7 @@ MEASURES = {
     "query": 2,
     "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
     "cluster": 1,
+    "serve_memory": 3,  # per-client RSS of replay, paced and follow
 }
 
 
@@ -81,6 +83,8 @@ def test_every_benchmark_runs_once_into_one_table(
         ("age", r"(PASS|MISS) ratio verify --date 12d/3d "),
         ("age", r"(PASS|MISS) verify peak RSS "),
         ("cluster", r"(PASS|MISS) ratio decode --cluster 2 workers/1 worker "),
+        ("serve_memory", r"(PASS|MISS) serve replay per-client RSS "),
+        ("serve_memory", r"info ratio follow/bare per-client RSS "),
     ):
         assert re.search(rf"^\[{name}\] {line}", out, re.MULTILINE), (name, line)
     table = out[out.index("\nbenchmark ") :]
