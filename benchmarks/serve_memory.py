@@ -17,7 +17,8 @@ it as too slow (1013, after 5 s). Measured in the same run, on one archive:
 
 Per client is the growth from half of the clients to all of them, over the clients added,
 measured once on a fresh server: a second round would find memory the first one freed still
-held by the allocators, and would read low. Expect a few tenths of a MB of noise.
+held by the allocators, and would read low. Allocators make it noisy: expect runs to differ
+by a MB or more.
 
 Target: each replica mode's per-client growth <= 2 MB. For information: its ratio to bare's.
 
