@@ -84,12 +84,15 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)  # start-up and shut-down chatter
     if args.commands < SEGMENTS:
         parser.error(f"--commands must be at least {SEGMENTS}, was {args.commands}")
-    decode_bench.SEGMENT_ROWS = args.commands // SEGMENTS
     with tempfile.TemporaryDirectory(prefix="replica-bench-cluster-") as tmp:
         archive, warm = Path(tmp) / "archive", Path(tmp) / "warm"
         began = time.perf_counter()
         segments = decode_bench.build_archive(
-            archive, args.commands, 11, lambda rng, ts, i: protobuf_command(rng, ts)
+            archive,
+            args.commands,
+            11,
+            lambda rng, ts, i: protobuf_command(rng, ts),
+            segment_rows=args.commands // SEGMENTS,
         )
         warm_segments = decode_bench.build_archive(
             warm, 200, 12, lambda rng, ts, i: protobuf_command(rng, ts)

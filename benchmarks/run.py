@@ -1,9 +1,9 @@
 """Run every benchmark and print one table of their figures beside their targets.
 
-record.py, decode.py, replay.py, query.py, age.py, cluster.py and relay.py run in turn, each as a
-subprocess with its default sizes (several minutes in all), their output streamed as it comes
-with the benchmark's name in front. Each is given ``--json FILE`` (a temporary file), where it
-writes its final measures as a JSON list of objects:
+record.py, decode.py, replay.py, query.py, age.py, cluster.py, relay.py and serve_memory.py run
+in turn, each as a subprocess with its default sizes (several minutes in all), their output
+streamed as it comes with the benchmark's name in front. Each is given ``--json FILE`` (a
+temporary file), where it writes its final measures as a JSON list of objects:
 
     {"benchmark": "query", "measure": "gap finding replica/plain", "value": 0.93,
      "op": "<=", "target": 1.2, "unit": "", "met": true}
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "age": [],
     "cluster": [],
     "relay": [],
+    "serve_memory": [],
 }
 
 

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -139,8 +139,7 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
                     writers[name] = ReplacingParquetWriter(path, schema, **options)
                 writers[name].write(table)
                 rows[name] += table.num_rows
-        for writer in writers.values():
-            writer.commit()
+        _commit_together(writers.values())
     except BaseException:
         for writer in writers.values():
             writer.discard()
@@ -151,6 +150,17 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
     marker = marker_table(counts, metadata)
     replace_parquet(marker, decoded_path(root, SEGMENTS_TABLE, segment), **options)
     return counts
+
+
+def _commit_together(writers: Iterable[ReplacingParquetWriter]) -> None:
+    """Commit a segment's decoded files at once, each on its own thread: one after another,
+    their two fsyncs each (file and directory) were a third of a segment's time, and, the disk
+    being shared, the part of a decode that two workers or jobs did not do in parallel. The
+    filesystem folds concurrent fsyncs into a few journal commits. Every file is committed
+    before the segment's marker is written, as before."""
+    with ThreadPoolExecutor(thread_name_prefix="decode-commit") as pool:
+        for committed in [pool.submit(writer.commit) for writer in writers]:
+            committed.result()
 
 
 _worker_decoder: Decoder | None = None
@@ -330,8 +340,9 @@ def _decode_archive(
             (str(root.absolute()), str(s.path.absolute()), s.first_seq, s.last_seq, where)
             for s in pending
         ]
+        sizes = [s.last_seq - s.first_seq + 1 for s in pending]
         for i, rows, error in run_tasks(
-            cluster, decode_segment_task, tasks, (OSError, pa.ArrowException)
+            cluster, decode_segment_task, tasks, (OSError, pa.ArrowException), sizes
         ):
             done(pending[i], rows, error if isinstance(error, Exception) else None)
         remove_abandoned_temporaries(root, all_of_them=True)

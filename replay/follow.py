@@ -88,12 +88,16 @@ class Follow:
 
 class Position:
     """The last seq a follower yielded (None before its first, without a start), and how far
-    it has read the spool."""
+    it has read the spool; ``batch_bytes`` bounds the payloads of a segment batch (see
+    ``read_selected``), for a server following for many clients."""
 
-    def __init__(self, layout: ArchiveLayout, after: int | None) -> None:
+    def __init__(
+        self, layout: ArchiveLayout, after: int | None, batch_bytes: int | None = None
+    ) -> None:
         self.layout = layout
         self.last = after
         self._spool = SpoolTail(layout.spool_dir)
+        self._batch_bytes = batch_bytes
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """One pass over what is archived after ``last``: the spool first, then the segments
@@ -101,7 +105,7 @@ class Position:
         ``last``)."""
         spooled = self._spool.new_commands()
         selection = Selection(from_seq=None if self.last is None else self.last + 1)
-        for batch in read_selected(self.layout, selection, _BATCH_ROWS):
+        for batch in read_selected(self.layout, selection, _BATCH_ROWS, self._batch_bytes):
             if isinstance(batch, pa.RecordBatch):  # no time range, so nothing is skipped
                 yield batch
         if spooled:

@@ -1,10 +1,13 @@
 """Many clients off one live source: ``replica serve --follow``.
 
 A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
-bounded buffer without waiting for any of them: a client whose buffer is full is marked too
-slow and closed with 1013, and the others never notice. The archive follower
-(``follow_archive``) publishes for ``serve --follow``; ``record --serve`` publishes from the
-recorder in-process (``replica.relay``), the clients' side unchanged.
+buffer without waiting for any of them. The buffers share the commands, so together they hold
+no more than the fullest one, and each is bounded by bytes (``CLIENT_BUFFER_BYTES`` of payloads
+and per-command overhead) rather than by commands, so that large commands cannot make it
+hundreds of megabytes: a client whose buffer is full is marked too slow and closed with 1013,
+and the others never notice. The archive follower (``follow_archive``) publishes for
+``serve --follow``; ``record --serve`` publishes from the recorder in-process
+(``replica.relay``), the clients' side unchanged.
 
 A client with ``from_seq`` subscribes first, then reads the archive from ``from_seq``: anything
 published before it subscribed was archived before that read listed the segments, anything
@@ -27,41 +30,59 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import FrameSource, TooSlow, wire_frame
+from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, TooSlow, wire_frame
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame
 from websockets.http11 import Request
 
-CLIENT_BUFFER_FRAMES = 10_000  # live commands held for one client before it is too slow
+# Live commands held for one client before it is too slow: tens of thousands of the feed's
+# typical few hundred bytes (seconds of a busy feed), and always the follower's largest burst
+# (a batch of 8192 rows).
+CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
+# What a held command costs beyond its payload: the record's tuple, its ints, the bytes' header.
+RECORD_OVERHEAD_BYTES = 250
+
 
 # A live command and its ``wire_frame``, built once for every client that follows.
 LiveItem = tuple[ReplayRecord, bytes]
 
 
-class Subscriber:
-    """One client's bounded buffer of live commands."""
+def held_bytes(item: LiveItem) -> int:
+    record, frame = item
+    return len(record.raw) + len(frame) + RECORD_OVERHEAD_BYTES
 
-    def __init__(self, limit: int) -> None:
+
+class Subscriber:
+    """One client's buffer of live commands, bounded by bytes."""
+
+    def __init__(self, limit_bytes: int) -> None:
         self._items: deque[LiveItem] = deque()
-        self._limit = limit
+        self._limit_bytes = limit_bytes
+        self._bytes = 0
         self._ready = asyncio.Event()
         self.overflowed = False
 
     def offer(self, items: list[LiveItem]) -> None:
         if self.overflowed:
             return
-        if len(self._items) + len(items) > self._limit:
+        size = sum(map(held_bytes, items))
+        if self._bytes + size > self._limit_bytes:
             self.overflowed = True
-            self._items.clear()  # it will be closed (or caught up from the archive again)
+            self._forget()  # it will be closed (or caught up from the archive again)
         else:
             self._items.extend(items)
+            self._bytes += size
         self._ready.set()
 
     def restart(self) -> None:
         """Forgets the buffer, for a client about to catch up from the archive again."""
-        self._items.clear()
+        self._forget()
         self.overflowed = False
+
+    def _forget(self) -> None:
+        self._items.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -74,16 +95,16 @@ class Subscriber:
             self._ready.clear()
             await self._ready.wait()
         items = list(self._items)
-        self._items.clear()
+        self._forget()
         return items
 
 
 class LiveHub:
-    def __init__(self, limit: int = CLIENT_BUFFER_FRAMES) -> None:
+    def __init__(self, limit_bytes: int = CLIENT_BUFFER_BYTES) -> None:
         # Weak: a subscriber whose connection never started sending (a failed handshake) goes
         # with its unstarted generator; one that did leaves in its generator's ``finally``.
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
-        self._limit = limit
+        self._limit_bytes = limit_bytes
 
     def publish(self, records: list[ReplayRecord]) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
@@ -103,7 +124,7 @@ class LiveHub:
         return sum(len(subscriber) for subscriber in list(self._subscribers))
 
     def subscribe(self) -> Subscriber:
-        subscriber = Subscriber(self._limit)
+        subscriber = Subscriber(self._limit_bytes)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -180,9 +201,9 @@ async def _client_frames(
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
     """One pass over the commands archived (sealed or spooled) after ``last``, read on a worker
-    thread."""
+    thread in batches of a client's byte budget."""
     loop = asyncio.get_running_loop()
-    position = Position(layout, last)
+    position = Position(layout, last, CLIENT_BATCH_BYTES)
     batches = position.batches()
     while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
         for item in position.items(batch):

@@ -3,10 +3,14 @@
 Segments come in seq order (``ArchiveLayout.segments``). Whole segments are skipped by the seqs
 in their names and by the UTC hour in their path, row groups by their Parquet statistics, and no
 more than one batch of rows is held at a time, so memory stays flat whether the range is a
-minute or a month. Segments are listed when reading starts: one a recorder seals later is not
-seen by a replay already under way. A listed segment that is gone when its turn comes was merged
-into a larger one by ``replica compact``: segments are listed again, and reading goes on after
-the last segment read, so a replay across a compaction emits every command once.
+minute or a month. A reader given ``batch_bytes`` (a server's, one per client) holds less: its
+batches carry about that many bytes of payloads (rows per batch from the row group's mean
+payload size), and it streams each column chunk through a small buffer rather than loading
+the row group's chunks whole (pyarrow's ``pre_buffer``: a row group's compressed bytes,
+megabytes, per reader). Segments are listed when reading starts: one a recorder seals later is
+not seen by a replay already under way. A listed segment that is gone when its turn comes was
+merged into a larger one by ``replica compact``: segments are listed again, and reading goes on
+after the last segment read, so a replay across a compaction emits every command once.
 
 Data skipped only because its times lie outside the time range is still present in the
 archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seqs as held.
@@ -26,8 +30,9 @@ from replica.schemas.errors import ArchiveError
 from replica.schemas.storepath import parquet_file
 
 RAW_COLUMNS = RAW_SCHEMA.names
-_SEQ, _TS_MS = RAW_COLUMNS.index("seq"), RAW_COLUMNS.index("ts_ms")
+_SEQ, _TS_MS, _RAW = (RAW_COLUMNS.index(name) for name in ("seq", "ts_ms", "raw"))
 _EARLIEST_MS = -(2**63)
+STREAM_BUFFER_BYTES = 64 * 1024  # a streaming reader's read size within a column chunk
 
 
 class SkippedSpan(NamedTuple):
@@ -38,9 +43,10 @@ class SkippedSpan(NamedTuple):
 
 
 def read_selected(
-    layout: ArchiveLayout, selection: Selection, batch_rows: int
+    layout: ArchiveLayout, selection: Selection, batch_rows: int, batch_bytes: int | None = None
 ) -> Iterator[pa.RecordBatch | SkippedSpan]:
-    """Batches of raw rows (all columns, seq-sorted) within the seq range, in seq order.
+    """Batches of raw rows (all columns, seq-sorted) within the seq range, in seq order: of
+    ``batch_rows`` rows, or fewer where they would carry more than ``batch_bytes`` of payloads.
 
     Rows are not filtered by time (see ``Selection.time_mask``); whole row groups and segments
     out of the time range are skipped and reported as ``SkippedSpan``.
@@ -61,10 +67,10 @@ def read_selected(
                 yield SkippedSpan(*selection.clip(segment.first_seq, segment.last_seq))
             else:
                 try:
-                    parquet = _open(segment)
+                    parquet = _open(segment, streamed=batch_bytes is not None)
                 except FileNotFoundError:
                     break  # compacted since the listing
-                yield from _read_segment(parquet, segment, selection, batch_rows)
+                yield from _read_segment(parquet, segment, selection, batch_rows, batch_bytes)
             read_to = segment.last_seq
         else:
             return
@@ -72,9 +78,10 @@ def read_selected(
             selection = replace(selection, from_seq=read_to + 1)
 
 
-def _open(segment: Segment) -> pq.ParquetFile:
+def _open(segment: Segment, streamed: bool) -> pq.ParquetFile:
+    buffering = {"pre_buffer": False, "buffer_size": STREAM_BUFFER_BYTES} if streamed else {}
     try:
-        parquet = parquet_file(segment.path)
+        parquet = parquet_file(segment.path, **buffering)
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -97,8 +104,21 @@ def _min_max(group: pq.RowGroupMetaData, column: int) -> tuple[int, int] | None:
     return stats.min, stats.max
 
 
+def _rows_within(group: pq.RowGroupMetaData, batch_rows: int, batch_bytes: int | None) -> int:
+    """Rows per batch of this row group: ``batch_rows``, or as many of its rows as carry about
+    ``batch_bytes`` of payloads (at least one)."""
+    payload_bytes, rows = int(group.column(_RAW).total_uncompressed_size), int(group.num_rows)
+    if batch_bytes is None or payload_bytes <= 0:
+        return batch_rows
+    return max(1, min(batch_rows, batch_bytes * rows // payload_bytes))
+
+
 def _read_segment(
-    parquet: pq.ParquetFile, segment: Segment, selection: Selection, batch_rows: int
+    parquet: pq.ParquetFile,
+    segment: Segment,
+    selection: Selection,
+    batch_rows: int,
+    batch_bytes: int | None,
 ) -> Iterator[pa.RecordBatch | SkippedSpan]:
     metadata = parquet.metadata
     for index in range(metadata.num_row_groups):
@@ -114,7 +134,10 @@ def _read_segment(
                 continue
         try:
             for batch in parquet.iter_batches(
-                batch_size=batch_rows, row_groups=[index], columns=RAW_COLUMNS, use_threads=False
+                batch_size=_rows_within(group, batch_rows, batch_bytes),
+                row_groups=[index],
+                columns=RAW_COLUMNS,
+                use_threads=False,
             ):
                 selected = selection.seq_slice(batch)
                 if selected.num_rows:

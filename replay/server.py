@@ -18,6 +18,10 @@ client that reads again finds every frame sent before the close, then the close 
 source with a bounded buffer of its own (``serve --follow``) raises ``TooSlow`` when it fills,
 and gets the same 1013. ``metrics``, when given, counts clients, frames, bytes and 1013s.
 
+A connection's memory is bounded by bytes, not by the archive's row groups: its replay reads
+batches of about ``CLIENT_BATCH_BYTES`` of payloads (one in hand, one read ahead), and
+websockets buffers at most its default write limit (32 KiB) above the socket's own buffers.
+
 A connection's replay lives exactly as long as the connection: however far off its next
 command is, a client that leaves (or a server that stops) ends it and frees its memory, files
 and socket at once.
@@ -84,6 +88,7 @@ class TooSlow(Exception):
 
 FEED_NAME = "disk-sync"  # in the ``connected`` frame, as the live feed's
 SLOW_CLIENT_TIMEOUT_S = 5.0
+CLIENT_BATCH_BYTES = 64 * 1024  # payloads per batch a client's replay reads
 SHUTDOWN_GRACE_S = 1.0  # for clients to answer the 1001 close when the server stops
 _CLOSE_TIMEOUT_S = 10.0  # for the close handshake of a client too slow to read the close frame
 
@@ -272,7 +277,7 @@ def archive_frames(layout: ArchiveLayout, default_speed: float | None) -> FrameS
 
     def frames(request: Request) -> AsyncGenerator[str, None]:
         query = parse_query(urlsplit(request.path).query, default_speed)
-        replay = Replay(layout, query.selection, speed=query.speed)
+        replay = Replay(layout, query.selection, speed=query.speed, batch_bytes=CLIENT_BATCH_BYTES)
         log.info("new replay: %s at speed %s", _describe(query.selection), query.speed or "max")
         return _replayed_frames(replay)
 

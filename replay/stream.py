@@ -66,10 +66,13 @@ class Replay:
         fail_on_gap: bool = False,
         transform: Callable[[ReplayRecord], Any] | None = None,
         pacer: Pacer | None = None,
+        batch_bytes: int | None = None,
     ) -> None:
         """``transform`` turns each record into what is yielded instead (gaps pass as they
         are); at paced speeds it runs before the wait, so its cost does not make a command
-        late. ``pacer`` stands in for the monotonic clock (tests use a virtual one)."""
+        late. ``pacer`` stands in for the monotonic clock (tests use a virtual one).
+        ``batch_bytes`` bounds the payloads read per batch (see ``read_selected``): a server
+        holds a replay per client."""
         self.layout = layout
         self.selection = selection
         self.speed = None if speed is None else check_speed(speed)
@@ -79,6 +82,7 @@ class Replay:
         self.fail_on_gap = fail_on_gap
         self._transform = transform
         self._pacer = pacer or Pacer(precise=precise)
+        self._batch_bytes = batch_bytes
         self.started_at: float | None = None  # monotonic time of the latest iteration's start
 
     def __iter__(self) -> Iterator[Any]:
@@ -150,7 +154,7 @@ class Replay:
     # ---- chunks into records and gaps --------------------------------------------------------
 
     def _batches(self) -> Iterator[pa.RecordBatch | SkippedSpan]:
-        return read_selected(self.layout, self.selection, BATCH_ROWS)
+        return read_selected(self.layout, self.selection, BATCH_ROWS, self._batch_bytes)
 
     def _chunks(self, slicer: _Slicer) -> Iterator[_Chunk]:
         for batch in chain(_read_ahead(self._batches()), [None]):

@@ -64,21 +64,33 @@ def run_tasks(
     function: Callable[..., Any],
     arguments: Sequence[tuple[Any, ...]],
     expected: tuple[type[BaseException], ...],
+    sizes: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, Any, BaseException | None]]:
     """Run ``function(*arguments[i])`` for each i on the cluster, yielding (i, result, None) or
     (i, None, error) as each finishes, for an error of the ``expected`` types; any other error
     is raised. Leaving early (an error, Ctrl-C) cancels the tasks not yet finished: those
-    running finish or leave temporaries, which the next run removes."""
+    running finish or leave temporaries, which the next run removes.
+
+    ``sizes[i]`` (task i's work, e.g. its rows) makes the largest tasks start first, so that a
+    run does not end with one worker busy on a large task while the others idle: in archive
+    order, an hour's full segment can come last, after the small ones, and the run takes as
+    long as that one task after all the rest."""
+    order = sorted(range(len(arguments)), key=lambda i: -sizes[i]) if sizes else None
     with connected(cluster) as client:
         distributed = _distributed()
         run = uuid.uuid4().hex
-        futures = [
-            client.submit(function, *args, key=f"{function.__name__}-{run}-{i}")
-            for i, args in enumerate(arguments)
-        ]
-        index = {future.key: i for i, future in enumerate(futures)}
+        futures = {
+            i: client.submit(
+                function,
+                *arguments[i],
+                key=f"{function.__name__}-{run}-{i}",
+                priority=len(arguments) - rank,  # Dask runs the highest first
+            )
+            for rank, i in enumerate(order or range(len(arguments)))
+        }
+        index = {future.key: i for i, future in futures.items()}
         try:
-            for future in distributed.as_completed(futures, loop=client.loop):
+            for future in distributed.as_completed(list(futures.values()), loop=client.loop):
                 if future.status == "error":
                     error = future.exception()
                     if isinstance(error, distributed.KilledWorker):
@@ -93,4 +105,4 @@ def run_tasks(
                 else:
                     yield index[future.key], future.result(), None
         finally:
-            client.cancel([future for future in futures if not future.done()])
+            client.cancel([future for future in futures.values() if not future.done()])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Small sizes: about a minute for all seven on 2 cores.
+# Small sizes: about 90 s for all eight on 2 cores.
 SMALL = {
     "record": ["--quick"],
     "decode": ["--commands", "3000", "--blocks", "4"],
@@ -27,6 +27,7 @@ SMALL = {
     "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
     "cluster": ["--commands", "3000"],
     "relay": ["--quick"],
+    "serve_memory": ["--commands", "20000", "--clients", "4"],
 }
 MEASURES = {
     "record": 3,
@@ -36,6 +37,7 @@ MEASURES = {
     "age": 3 + 1,  # long/short per nightly step, verify's peak RSS
     "cluster": 1,
     "relay": 2,  # relay latency p99, throughput drop with 4 clients
+    "serve_memory": 3,  # per-client RSS of replay, paced and follow
 }
 
 
@@ -86,6 +88,8 @@ def test_every_benchmark_runs_once_into_one_table(
         ("cluster", r"(PASS|MISS) ratio decode --cluster 2 workers/1 worker "),
         ("relay", r"(PASS|MISS) relay latency p99 "),
         ("relay", r"(PASS|MISS) throughput drop with 4 clients "),
+        ("serve_memory", r"(PASS|MISS) serve replay per-client RSS "),
+        ("serve_memory", r"info ratio follow/bare per-client RSS "),
     ):
         assert re.search(rf"^\[{name}\] {line}", out, re.MULTILINE), (name, line)
     table = out[out.index("\nbenchmark ") :]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,6 +211,21 @@ def test_a_task_that_kills_every_worker_running_it_is_one_error(cluster: distrib
     with pytest.raises(ArchiveError, match=r"^the workers running task 0 of die died each time"):
         list(run_tasks(cluster, die, [()], ()))
     cluster.wait_for_workers(2, timeout=GUARD_S)
+
+
+def test_the_largest_tasks_start_first_whatever_their_order(cluster: distributed.Client):
+    """A run lasts as long as its last task: a large one started last keeps one worker busy
+    while the others idle. Given their sizes, tasks start largest first."""
+
+    def started(seconds: float) -> float:
+        began = time.time()
+        time.sleep(seconds)
+        return began
+
+    sizes = [1, 2, 3, 4, 5, 6]
+    began = {i: at for i, at, _ in run_tasks(cluster, started, [(0.3,)] * 6, (), sizes)}
+    by_start = sorted(began, key=began.__getitem__)
+    assert set(by_start[:2]) == {5, 4} and set(by_start[-2:]) == {1, 0}
 
 
 def test_paths_relative_to_this_process_reach_workers_elsewhere(

@@ -334,7 +334,7 @@ def test_the_api_follows_with_for_and_async_for(archive: Path) -> None:
 def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> None:
     """A client that reads, but slower than commands come, fills its bounded buffer: the hub
     never waits for it, and it is closed with 1013 rather than skip commands."""
-    hub = LiveHub(limit=10)
+    hub = LiveHub(limit_bytes=10)
     metrics = ServeMetrics()
     server = DiskSyncServer(follow_frames(ArchiveLayout(archive), hub, metrics), metrics=metrics)
 
@@ -358,3 +358,18 @@ def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> 
     code, frames = asyncio.run(main())
     assert code == 1013 and frames == []
     assert metrics.registry.get_sample_value("replica_serve_slow_client_closes_total") == 1
+
+
+def test_a_clients_live_buffer_is_bounded_by_bytes_not_by_commands() -> None:
+    """Thousands of small commands fit in a client's buffer; four hundred of 64 KiB (25 MiB)
+    do not: the client is marked too slow long before its buffer holds them all."""
+
+    def buffered(size: int, count: int) -> tuple[int, bool]:
+        hub = LiveHub()
+        subscriber = hub.subscribe()
+        for seq in range(1, count + 1):
+            hub.publish(ReplayRecord(seq, 0, 0, 0, 0, b"x" * size, None))
+        return len(subscriber), subscriber.overflowed
+
+    assert buffered(100, 2000) == (2000, False)
+    assert buffered(64 * 1024, 400) == (0, True)

@@ -272,3 +272,22 @@ def test_the_reader_only_reads_raw_columns_by_name(tmp_path: Path) -> None:
     table = pq.read_table(path)
     pq.write_table(table.select(list(reversed(RAW_SCHEMA.names))), path)
     assert seqs(replica.open(tmp_path).replay()) == list(range(5))
+
+
+def test_a_servers_reader_reads_batches_of_its_byte_budget(fixture_archive: Path) -> None:
+    """A server holds a reader per client: with ``batch_bytes`` its batches carry about that
+    many bytes of payloads (rows per batch from the row group's mean payload), whatever the
+    row groups hold, and together every command once."""
+    from replica.replay.reader import read_selected
+    from replica.replay.selection import Selection
+
+    layout = ArchiveLayout(fixture_archive)
+    budget = 4096
+    batches = [
+        batch
+        for batch in read_selected(layout, Selection(), 8192, batch_bytes=budget)
+        if isinstance(batch, pa.RecordBatch)
+    ]
+    assert sum(batch.column("raw").nbytes for batch in batches) / len(batches) <= 2 * budget
+    read = [seq for batch in batches for seq in batch.column("seq").to_pylist()]
+    assert read == seqs(replica.open(fixture_archive).replay())

@@ -128,3 +128,35 @@ def test_verify_holds_one_row_group_of_a_segment_at_a_time(tmp_path: Path):
         peaks[groups] = int(done.stdout)
     assert peaks[1] >= len(rows) * 1024  # the whole file's payloads at once
     assert peaks[32] * 8 < peaks[1]
+
+
+_PEAK_IN_BATCHES = """
+import sys
+from pathlib import Path
+import pyarrow as pa
+from replica.maintenance import verify_segment
+from replica.maintenance.verify import verify
+verify_segment.PAYLOAD_BATCH_BYTES = 1024 * 1024
+report = verify(Path(sys.argv[1]))
+assert report.ok, report.problems
+print(pa.default_memory_pool().max_memory())
+"""
+
+
+def test_verify_reads_a_row_groups_payloads_a_batch_at_a_time(tmp_path: Path):
+    """A row group of large payloads is large (131,072 of a kilobyte are 128 MiB): Arrow's peak
+    while verifying one of 16 MB, in batches of 1 MiB, follows the batch (and a page), not the
+    row group."""
+    rows = payload_rows([os.urandom(1024) for _ in range(16384)], start_seq=1)
+    archive = tmp_path / "archive"
+    path = ArchiveLayout(archive).segment_path(1, len(rows), rows[-1]["ts_ms"] // 3_600_000)
+    path.parent.mkdir(parents=True)
+    table = pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+    pq.write_table(table, path, **{**RAW_WRITE_OPTIONS, "row_group_size": len(rows)})
+    assert pq.read_metadata(path).num_row_groups == 1
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_IN_BATCHES, str(archive)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) * 2 < len(rows) * 1024

@@ -149,7 +149,7 @@ def record(
     With --serve, clients connect as to 'replica serve --follow': without from_seq they get
     commands from the moment they connect; with ?from_seq=N, the archived ones from N, then
     live, with no gap or duplicate at the seam. A command is sent only once it is on the spool.
-    A client whose buffer of 10000 commands fills is closed with 1013.
+    A client whose buffer of live commands (16 MiB) fills is closed with 1013.
 
     ARCHIVE may be s3://bucket/prefix: the spool and each sealed file stay in --spool-dir until
     uploaded; a store that is down only makes them wait (the status line counts them).

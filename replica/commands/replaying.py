@@ -221,7 +221,7 @@ def serve(
 
     With --follow, a client takes only from_seq: without it, it gets commands from the moment
     it connects; with it, the archived ones from there, then live, with no gap or duplicate at
-    the seam. A client whose buffer of 10000 live commands fills is closed with 1013.
+    the seam. A client whose buffer of live commands (16 MiB) fills is closed with 1013.
     ARCHIVE may be s3://bucket/prefix (not with --follow).
     """
     from replica.archive import open as open_archive

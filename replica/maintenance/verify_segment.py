@@ -3,7 +3,10 @@
 A compacted segment holds a million rows or more; reading it whole would make ``verify``'s
 memory follow the largest file in the archive. Each row group is read, checked against its page
 checksums and its footer statistics, and let go before the next: what carries over from one to
-the next is the last seq, the latest hour and the runs of seqs found so far.
+the next is the last seq, the latest hour and the runs of seqs found so far. Nor is a row group
+held whole: its payloads, most of its bytes (131,072 of a kilobyte each are 128 MiB), are read
+in batches of about ``PAYLOAD_BATCH_BYTES``, streamed rather than loaded a column chunk at once,
+and their footer statistics checked against the running min and max.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_parti
 from replica.schemas.seqranges import Range
 from replica.schemas.storepath import parquet_file
 
-# A row group is read in two parts, each on one thread: the integer columns, then the payloads
-# alone, which are most of its bytes; so at most one row group's payloads are held at a time.
-_COLUMN_SETS = ([name for name in RAW_SCHEMA.names if name != "raw"], ["raw"])
+# A row group is read in two parts, each on one thread: the integer columns whole, then the
+# payloads in batches.
+_INTEGERS = [name for name in RAW_SCHEMA.names if name != "raw"]
+PAYLOAD_BATCH_BYTES = 16 * 1024 * 1024
+_STREAM_BUFFER_BYTES = 1024 * 1024  # read size within a column chunk
 
 
 class WrongSchema(ValueError):
@@ -43,17 +48,32 @@ def describe(schema: pa.Schema) -> str:
 
 
 def row_groups(path: Path, report: Problems) -> Iterator[tuple[pq.FileMetaData, int, pa.Table]]:
-    """Each row group of the raw file at ``path`` (metadata, index, some of its columns), read
-    against its page checksums. Raises what reading raises, and WrongSchema."""
-    with parquet_file(path, page_checksum_verification=True) as parquet:
+    """Each row group of the raw file at ``path`` (metadata, index, some of its columns: the
+    integers, then the payloads a batch at a time), read against its page checksums. Raises
+    what reading raises, and WrongSchema."""
+    with parquet_file(
+        path, page_checksum_verification=True, pre_buffer=False, buffer_size=_STREAM_BUFFER_BYTES
+    ) as parquet:
         schema = parquet.schema_arrow
         if not schema.remove_metadata().equals(RAW_SCHEMA):
             raise WrongSchema(f"schema is [{describe(schema)}], expected [{describe(RAW_SCHEMA)}]")
-        if not has_page_checksums(path, parquet.metadata):
+        metadata = parquet.metadata
+        if not has_page_checksums(path, metadata):
             report.unchecksummed += 1
         for index in range(parquet.num_row_groups):
-            for columns in _COLUMN_SETS:
-                yield parquet.metadata, index, parquet.read_row_group(index, columns, False)
+            yield metadata, index, parquet.read_row_group(index, _INTEGERS, False)
+            batches = parquet.iter_batches(
+                _payload_rows(metadata.row_group(index)), [index], ["raw"], False
+            )
+            for batch in batches:
+                yield metadata, index, pa.Table.from_batches([batch])
+
+
+def _payload_rows(group: pq.RowGroupMetaData) -> int:
+    """Rows per batch of payloads: about ``PAYLOAD_BATCH_BYTES`` of them, at least one."""
+    payload_bytes = int(group.column(RAW_SCHEMA.names.index("raw")).total_uncompressed_size)
+    rows = int(group.num_rows)
+    return max(1, min(rows, PAYLOAD_BATCH_BYTES * rows // max(payload_bytes, 1)))
 
 
 @dataclass
@@ -67,11 +87,14 @@ class SegmentCheck:
     problems: list[str] = field(default_factory=list)
     sorted: bool = True
     latest_hour: int | None = None  # of the latest ts_ms
+    # The payloads of the row group being read: its index, rows read, their min and max.
+    payloads: tuple[int, int, bytes | None, bytes | None] = (-1, 0, None, None)
 
     def add(self, metadata: pq.FileMetaData, index: int, rows: pa.Table) -> None:
-        damage = _statistics_damage(metadata, index, rows)
-        if damage is not None:
-            self.problems.append(f"the footer is damaged: {damage}")
+        if rows.column_names == ["raw"]:
+            self._add_payloads(metadata, index, rows.column("raw"))
+            return
+        self._note(_statistics_damage(metadata, index, rows))
         if rows.num_rows == 0 or "seq" not in rows.column_names:
             return
         self.rows += rows.num_rows
@@ -91,6 +114,26 @@ class SegmentCheck:
         self.first = head if self.first is None else self.first
         self.last = tail
 
+    def _add_payloads(self, metadata: pq.FileMetaData, index: int, batch: pa.ChunkedArray) -> None:
+        """A batch of row group ``index``'s payloads; with its last, the footer's min and max of
+        them are checked against theirs."""
+        held, seen, low, high = self.payloads
+        if held != index:
+            seen, low, high = 0, None, None
+        if len(batch):
+            found = pc.min_max(batch)
+            least, most = found["min"].as_py(), found["max"].as_py()
+            low = least if low is None else min(low, least)
+            high = most if high is None else max(high, most)
+        seen += len(batch)
+        self.payloads = (index, seen, low, high)
+        if seen == metadata.row_group(index).num_rows:
+            self._note(_column_damage(metadata, index, "raw", (low, high)))
+
+    def _note(self, damage: str | None) -> None:
+        if damage is not None:
+            self.problems.append(f"the footer is damaged: {damage}")
+
 
 def check_segment(
     segment: Segment, report: Problems, order: OrderCheck | None = None
@@ -102,15 +145,18 @@ def check_segment(
     check = SegmentCheck()
     try:
         seqs: list[int] = []  # of the row group whose payloads come next
+        done = 0  # of its payloads
         for metadata, index, rows in row_groups(path, report):
             check.add(metadata, index, rows)
             if order is None:
                 continue
             if "seq" in rows.column_names:
-                seqs = rows.column("seq").to_pylist()
+                seqs, done = rows.column("seq").to_pylist(), 0
             else:
                 payloads = rows.column("raw").to_pylist()
-                check.problems += segment_problems(path, seqs, payloads, order)
+                batch_seqs = seqs[done : done + len(payloads)]
+                done += len(payloads)
+                check.problems += segment_problems(path, batch_seqs, payloads, order)
     except WrongSchema as exc:
         report.problems.append(f"{path}: {exc}")
         return None
@@ -203,23 +249,39 @@ def _statistics_damage(metadata: pq.FileMetaData, index: int, rows: pa.Table) ->
     columns (a raw segment's, which are flat), or None. Readers skip row groups by them (a replay by
     seq and ts_ms, DuckDB by any column a query filters on), and no page checksum covers the
     footer: a flipped bit there would make them skip rows silently."""
+    for name in rows.column_names:
+        if rows.num_rows:
+            actual = pc.min_max(rows.column(name))
+            damage = _column_damage(
+                metadata, index, name, (actual["min"].as_py(), actual["max"].as_py())
+            )
+        else:
+            damage = _column_damage(metadata, index, name, (None, None))
+        if damage is not None:
+            return damage
+    return None
+
+
+def _column_damage(
+    metadata: pq.FileMetaData, index: int, name: str, actual: tuple[object, object]
+) -> str | None:
+    """What in row group ``index``'s footer about column ``name`` disagrees with the (min,
+    max) of its rows, or None."""
     try:
         group = metadata.row_group(index)
-        for name in rows.column_names:
-            column = RAW_SCHEMA.names.index(name)
-            chunk = group.column(column)
-            if chunk.physical_type != metadata.schema.column(column).physical_type:
-                # checked first: pyarrow aborts the process on such a chunk's statistics
-                return f"row group {index} says {name} is {chunk.physical_type}"
-            stats = chunk.statistics
-            if not group.num_rows or stats is None or not stats.has_min_max:
-                continue
-            actual = pc.min_max(rows.column(name))
-            if (stats.min, stats.max) != (actual["min"].as_py(), actual["max"].as_py()):
-                return (
-                    f"the min and max of {name} in row group {index} are not its rows', and "
-                    "readers that skip row groups by them would miss rows"
-                )
+        column = RAW_SCHEMA.names.index(name)
+        chunk = group.column(column)
+        if chunk.physical_type != metadata.schema.column(column).physical_type:
+            # checked first: pyarrow aborts the process on such a chunk's statistics
+            return f"row group {index} says {name} is {chunk.physical_type}"
+        stats = chunk.statistics
+        if not group.num_rows or stats is None or not stats.has_min_max:
+            return None
+        if (stats.min, stats.max) != actual:
+            return (
+                f"the min and max of {name} in row group {index} are not its rows', and "
+                "readers that skip row groups by them would miss rows"
+            )
     except Exception as exc:
         return str(exc)
     return None
