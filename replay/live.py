@@ -2,7 +2,7 @@
 
 A ``LiveHub`` takes each new command once (``publish``) and hands it to every subscribed client's
 buffer without waiting for any of them. The buffers share the commands, so together they hold
-no more than the fullest one, and each is bounded by bytes (``CLIENT_BUFFER_BYTES`` of payloads
+no more than the fullest one, and each is bounded by bytes (``CLIENT_BUFFER_BYTES`` of frames
 and per-command overhead) rather than by commands, so that large commands cannot make it
 hundreds of megabytes: a client whose buffer is full is marked too slow and closed with 1013,
 and the others never notice. The archive follower (``follow_archive``) publishes for
@@ -40,7 +40,8 @@ from websockets.http11 import Request
 # typical few hundred bytes (seconds of a busy feed), and always the follower's largest burst
 # (a batch of 8192 rows).
 CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
-# What a held command costs beyond its payload: the record's tuple, its ints, the bytes' header.
+# What a held command costs beyond its frame: the record's tuple, its ints, the bytes' headers
+# (its payload is about its frame's size again, counted in this allowance's stead).
 RECORD_OVERHEAD_BYTES = 250
 
 
@@ -49,8 +50,8 @@ LiveItem = tuple[ReplayRecord, bytes]
 
 
 def held_bytes(item: LiveItem) -> int:
-    record, frame = item
-    return len(record.raw) + len(frame) + RECORD_OVERHEAD_BYTES
+    """What one client is owed for a command: its frame, the bytes still to send it."""
+    return len(item[1]) + RECORD_OVERHEAD_BYTES
 
 
 class Subscriber:

@@ -368,7 +368,7 @@ def test_a_clients_live_buffer_is_bounded_by_bytes_not_by_commands() -> None:
         hub = LiveHub()
         subscriber = hub.subscribe()
         for seq in range(1, count + 1):
-            hub.publish(ReplayRecord(seq, 0, 0, 0, 0, b"x" * size, None))
+            hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x" * size, None)])
         return len(subscriber), subscriber.overflowed
 
     assert buffered(100, 2000) == (2000, False)
