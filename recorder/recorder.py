@@ -22,12 +22,12 @@ from replica.recorder.feedurl import is_loopback, public_url
 from replica.recorder.policy import Action, Backoff, after_close, after_rejection
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.seq import TrackerState
-from replica.recorder.session import FeedSession
+from replica.recorder.session import CHUNK_BYTES, FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.recorder.status import WARN_EVERY_S, StatusLog
 from replica.recorder.units import RecentPayloads, SessionStats
 from replica.recorder.writers import Writers
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
@@ -200,6 +200,8 @@ class Recorder:
             endpoints=tuple(endpoint.source for endpoint in self._endpoints),
             gap_wait_us=int(config.gap_wait * 1e6),
             arrivals=config.arrivals,
+            chunk_rows=RAW_ROW_GROUP_ROWS,
+            chunk_bytes=CHUNK_BYTES,
         )
         run = self._run = _Run(session, Writers(self._layout, self._metadata))
         if self._stop_reason is not None:

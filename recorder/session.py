@@ -42,6 +42,7 @@ from replica.recorder.units import (
     Echo,
     GapRow,
     Item,
+    RawChunk,
     RecentPayloads,
     Release,
     SessionStats,
@@ -60,8 +61,11 @@ from replica.schemas.frames import command_frame
 __all__ = ["FeedSession", "GapRow", "RecentPayloads", "SpoolAppend", "SpoolClose", "SpoolOpen"]
 __all__ += ["SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 
-# Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
+# Bounds a segment's size and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
+# The live recorder hands an open unit's rows to the writer a row group at a time, at this many
+# payload bytes (or ``RAW_ROW_GROUP_ROWS`` rows): what bounds its memory, not the segment size.
+CHUNK_BYTES = 16 * 2**20
 
 Carry = list[tuple[Command, int, int]]  # held commands: command, endpoint, recv_ts_us
 
@@ -81,12 +85,18 @@ class FeedSession:
         gap_wait_us: int = 0,
         arrivals: bool = False,
         endpoint_states: list[EndpointState] | None = None,
+        chunk_rows: int | None = None,
+        chunk_bytes: int | None = None,
     ) -> None:
         """``segment_rows``/``segment_us``/``quarantine_bytes`` of None never seal on size, age
         or the memory held by quarantined frames: the recovery of a spool file must rebuild the
         one unit it holds, whatever the live limits were (or a spool from an older version).
         ``endpoints`` names the feed's URLs (without credentials); with more than one, every
-        delivery is kept as an arrival if ``arrivals``, and each connection as a row."""
+        delivery is kept as an arrival if ``arrivals``, and each connection as a row. With
+        ``chunk_rows``/``chunk_bytes``, an open unit hands its rows out as a ``RawChunk`` (in
+        ``take_sealed``, before the unit) whenever it holds that many, or that many payload
+        bytes: the writer streams them into the segment, and memory holds a row group, not a
+        whole segment."""
         self.tracker = SeqTracker(state)
         self.stats = SessionStats()
         self.endpoints = endpoints
@@ -101,9 +111,11 @@ class FeedSession:
         self._segment_rows = segment_rows or 2**63
         self._segment_us = segment_us or 2**63
         self._quarantine_bytes = quarantine_bytes or 2**63
+        self._chunk_rows = chunk_rows or 2**63
+        self._chunk_bytes = chunk_bytes or 2**63
         self._ops: list[SpoolOp] = []
         self._records: list[SpoolRecord] = []
-        self._sealed: list[Unit] = []
+        self._sealed: list[Unit | RawChunk] = []
         self._unit = self._open_unit(now_us, unit_id or new_unit_id(now_us))
 
     # ---- inputs -------------------------------------------------------------------------------
@@ -218,9 +230,9 @@ class FeedSession:
         ):
             hour = cmd.ts_ms // MS_PER_HOUR
             unit = self._unit
-            if unit.raw and (
+            if unit.rows and (
                 hour > unit.hour
-                or len(unit.raw) >= self._segment_rows
+                or unit.rows >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
             ):
@@ -229,14 +241,24 @@ class FeedSession:
             self._delivered(seq, endpoint, recv_us)
             self._append(cmd, endpoint, recv_us)
             return
+        if last is not None and seq <= last:
+            archived: bytes | None = self._recent.lookup(seq)
+        elif seq in self._held:
+            archived = self._held.raw(seq)
+        else:
+            self._spool(recv_us, cmd, endpoint)
+            self._delivered(seq, endpoint, recv_us)
+            self._held.add(cmd, endpoint, recv_us)
+            self._release(recv_us, force=False)
+            return
+        if self._several and archived == cmd.raw:
+            # Another endpoint's copy, the same payload (its timestamps may differ): all the
+            # archive keeps of it is its arrival, so it is spooled as its seq alone.
+            self._echo(seq, recv_us, endpoint)
+            return
         self._spool(recv_us, cmd, endpoint)
         self._delivered(seq, endpoint, recv_us)
-        if last is not None and seq <= last:
-            self._duplicate(cmd, recv_us, self._recent.lookup(seq))
-        elif seq in self._held:
-            self._duplicate(cmd, recv_us, self._held.raw(seq))
-        else:
-            self._held.add(cmd, endpoint, recv_us)
+        self._duplicate(cmd, recv_us, archived)
         if self._held:  # this endpoint moved on: what it no longer can deliver is a gap
             self._release(recv_us, force=False)
 
@@ -262,13 +284,14 @@ class FeedSession:
         ops, self._ops = self._ops, []
         return ops
 
-    def take_sealed(self) -> list[Unit]:
+    def take_sealed(self) -> list[Unit | RawChunk]:
+        """Sealed units, and the chunks of units' rows, in the order the writer takes them."""
         sealed = self._sealed[:]
         self._sealed.clear()
         return sealed
 
     @property
-    def sealed(self) -> list[Unit]:
+    def sealed(self) -> list[Unit | RawChunk]:
         """Units sealed and not yet taken (the same list object for the session's life)."""
         return self._sealed
 
@@ -312,7 +335,7 @@ class FeedSession:
                 return
             cmd, endpoint, recv_us = held.pop()
             unit = self._unit
-            if unit.raw and cmd.ts_ms // MS_PER_HOUR > unit.hour:
+            if unit.rows and cmd.ts_ms // MS_PER_HOUR > unit.hour:
                 held.add(cmd, endpoint, recv_us)  # the next unit carries it
                 self.seal(now_us)
                 self._spool(now_us, Release(force))
@@ -326,8 +349,21 @@ class FeedSession:
             self._held.add(cmd, endpoint, recv_us)
 
     def _echo(self, seq: int, recv_us: int, endpoint: int) -> None:
-        self._spool(recv_us, Echo(seq), endpoint)
-        self._delivered(seq, endpoint, recv_us)
+        """A copy of a command another endpoint delivered first, with the same payload: the
+        second hottest path with several endpoints, so ``_spool`` and ``_delivered`` inline."""
+        echo = Echo(seq)
+        self._records.append((recv_us, Via(endpoint, echo) if endpoint else echo))
+        unit = self._unit
+        unit.records += 1
+        state = self._states[endpoint]
+        state.delivered += 1
+        if state.last_seq is None or seq > state.last_seq:
+            state.last_seq = seq
+        self.totals[endpoint].delivered += 1
+        if self._arrivals:
+            unit.arrival_seq.append(seq)
+            unit.arrival_endpoint.append(endpoint)
+            unit.arrival_recv_us.append(recv_us)
         self.stats.duplicates += 1
         if self._held:
             self._release(recv_us, force=False)
@@ -351,8 +387,9 @@ class FeedSession:
         verdict = self.tracker.observe(seq, ts_ms)
         if verdict is not APPEND and isinstance(verdict, Gap):
             self._gap(verdict, recv_us, ts_ms)
-        if not unit.raw:
+        if not unit.rows:
             unit.hour = hour
+            unit.first_seq = seq
         elif hour < unit.hour:
             self.stats.ts_back += 1
         unit.seq.append(seq)
@@ -361,7 +398,13 @@ class FeedSession:
         unit.publish_ts_us.append(publish_ts_us)
         unit.recv_ts_us.append(recv_us)
         unit.raw.append(raw)
+        unit.rows += 1
         unit.payload_bytes += len(raw)
+        if (
+            len(unit.raw) >= self._chunk_rows
+            or unit.payload_bytes - unit.chunked_bytes >= self._chunk_bytes
+        ):
+            self._sealed.append(unit.take_chunk())
         self._recent.remember(seq, raw)
         self._states[endpoint].won += 1
         self.totals[endpoint].won += 1
@@ -385,7 +428,8 @@ class FeedSession:
             header["gap_wait_us"] = self._gap_wait_us
             header["arrivals"] = self._arrivals
         self._ops.append(SpoolOpen(unit_id, header))
-        return Unit(unit_id, now_us, endpoints=self.endpoints if self._arrivals else ())
+        endpoints = self.endpoints if self._arrivals else ()
+        return Unit(unit_id=unit_id, opened_us=now_us, endpoints=endpoints)
 
     def _spool(self, recv_us: int, item: Item, endpoint: int = 0) -> None:
         self._records.append((recv_us, Via(endpoint, item) if endpoint else item))
