@@ -12,6 +12,12 @@ archived once. Its msgs/s (N commands archived over the slower server's time) is
 the one-endpoint recorder's in the same run: target two/one >= 0.8. The arrivals table's size
 per delivery is reported too.
 
+Memory: a paced server sends ``--memory-rate`` msgs/s (30,000) for ``--memory-seconds`` (40;
+long enough for two 500,000-command segments, with ``ts_ms`` in one hour so that rows, not the
+hour, seal them), building each frame from a pool of realistic payloads; the peak RSS (VmHWM,
+read from ``/proc`` until the process exits) of ``replica record`` is compared with the bare
+client's on the same feed. Target: the recorder <= 200 MB.
+
 Each measured client gets a fresh feed server in its own process (so it does not share the
 client's GIL) that sends the ``connected`` frame and then N realistic pre-encoded frames from
 ``fixtures.make_feed`` as fast as the client reads them, then a ping. msgs/s is N divided by the
@@ -53,6 +59,7 @@ from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 RUNS = 3
+MEMORY_TARGET_MB = 200
 TIMEOUT_S = 600.0
 THROUGHPUT_TARGET = 0.7
 TWO_ENDPOINTS_TARGET = 0.8
@@ -169,6 +176,116 @@ def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 
     return n / read_s
 
 
+# ---- memory at a paced rate ----------------------------------------------------------------
+
+
+def serve_paced(pool_path: str, rate: int, seconds: float, report) -> None:
+    """Child process: send ``rate`` frames a second for ``seconds`` to one client, each built
+    from a pool of payloads with the next seq and a ``ts_ms`` advancing at the feed's rate."""
+    pool = [json.loads(line)["raw_hex"] for line in Path(pool_path).read_text().splitlines()]
+    asyncio.run(_serve_paced(pool, rate, seconds, report))
+
+
+async def _serve_paced(pool: list[str], rate: int, seconds: float, report) -> None:
+    finished = asyncio.Event()
+    start_ms = 1_795_219_200_000  # an hour's start: the run stays within the hour
+
+    async def handle(ws: ServerConnection) -> None:
+        await ws.send(connected_frame("disk-sync", time.time_ns() // 10**6))
+        if finished.is_set():
+            await ws.wait_closed()
+            return
+        total, sent, start = int(rate * seconds), 0, time.perf_counter()
+        while sent < total:
+            due = min(total, int((time.perf_counter() - start) * rate) + 1)
+            for i in range(sent, due):
+                ts = start_ms + i * 1000 // rate
+                await ws.send(
+                    f'{{"type":"replica_cmd","seq":{i + 1},"raw_hex":"{pool[i % len(pool)]}",'
+                    f'"ts_ms":{ts},"ingest_ts_us":{ts * 1000 + 300},'
+                    f'"publish_ts_us":{ts * 1000 + 320}}}',
+                    text=True,
+                )
+            sent = due
+            await asyncio.sleep(0.005)
+        await (await ws.ping())
+        report.send(("read", (time.perf_counter() - start, sent)))
+        finished.set()
+        await ws.close(1000)
+
+    async with serve(handle, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        report.send(("port", server.sockets[0].getsockname()[1]))
+        await finished.wait()
+        await asyncio.sleep(0.5)
+
+
+def peak_rss_mb(command: list[str], pool_path: Path, rate: int, seconds: float, stop: bool):
+    """(peak RSS in MB, msgs/s served) of ``command``, ``{url}`` in it replaced by a paced
+    server's; the command is sent SIGTERM once the server has sent everything if ``stop``."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    server = ctx.Process(
+        target=serve_paced, args=(str(pool_path), rate, seconds, theirs), daemon=True
+    )
+    server.start()
+    theirs.close()
+    url = f"ws://127.0.0.1:{expect(ours, 'port')}"
+    process = subprocess.Popen(
+        [part.replace("{url}", url) for part in command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peak = 0
+    try:
+        while not ours.poll(0.05):
+            peak = max(peak, vm_hwm(process.pid))
+        read_s, sent = expect(ours, "read")
+        if stop:
+            process.send_signal(signal.SIGTERM)
+        while process.poll() is None:
+            peak = max(peak, vm_hwm(process.pid))
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stop_feed_server(server)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:4]} exited {process.returncode}")
+    return peak / 2**20, sent / read_s
+
+
+def vm_hwm(pid: int) -> int:
+    """A process's peak RSS so far, in bytes (0 once it is gone). Not ru_maxrss, which carries
+    over the parent's peak across fork and exec."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024 if "VmHWM:" in status else 0
+
+
+_BARE_CLIENT = (
+    "import asyncio, sys\n"
+    "from websockets.asyncio.client import connect\n"
+    "async def main():\n"
+    "    async with connect(sys.argv[1], max_size=2**30) as ws:\n"
+    "        async for _ in ws: pass\n"
+    "asyncio.run(main())\n"
+)
+
+
+def measure_memory(pool_path: Path, rate: int, seconds: float, archive: Path) -> tuple:
+    """(recorder's peak MB, bare client's peak MB, the rate the server achieved)."""
+    bare, _ = peak_rss_mb(
+        [sys.executable, "-c", _BARE_CLIENT, "{url}"], pool_path, rate, seconds, stop=False
+    )
+    record = [sys.executable, "-m", "replica", "record", "{url}", str(archive)]
+    recorder, achieved = peak_rss_mb(
+        [*record, "--status-seconds", "3600"], pool_path, rate, seconds, stop=True
+    )
+    return recorder, bare, achieved
+
+
 # ---- sizes ----------------------------------------------------------------------------------
 
 
@@ -190,7 +307,11 @@ def zstd3_payload_bytes(frames: list[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--commands", type=int, default=200_000, metavar="N")
-    parser.add_argument("--quick", action="store_true", help="N = 20,000 (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 20,000, memory for 4 s (smoke test)"
+    )
+    parser.add_argument("--memory-rate", type=int, default=30_000, metavar="MSGS")
+    parser.add_argument("--memory-seconds", type=float, default=40.0, metavar="S")
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
     )
@@ -219,6 +340,13 @@ def main() -> None:
             rate = measure_recorder(frames_path, n, archive, 2)
             two.append((rate, archive_raw_bytes(archive, "arrivals")))
             print(f"run {run} recorder on 2 endpoints {two[-1][0]:>9,.0f} msgs/s")
+        seconds = 4.0 if args.quick else args.memory_seconds
+        pool_path = Path(tmp) / "pool.jsonl"
+        pool_path.write_text("\n".join(frames[:4096]) + "\n", encoding="utf-8")
+        peak, bare_peak, rate = measure_memory(
+            pool_path, args.memory_rate, seconds, Path(tmp) / "archive-memory"
+        )
+        print(f"memory at {rate:,.0f} msgs/s for {seconds:.0f} s: recorder peak RSS {peak:.0f} MB")
 
     bare_best = max(bare)
     rec_best, archive_bytes, segments = max(recorded)
@@ -233,6 +361,8 @@ def main() -> None:
         ("record 2 endpoints msgs/s", f"{two_best:,.0f}", ""),
         ("ratio 2 endpoints/1", f"{two_vs_one:.3f}", f">= {TWO_ENDPOINTS_TARGET}"),
         ("arrivals B/delivery", f"{arrival_bytes / (2 * n):.1f}", ""),
+        ("recorder peak RSS MB", f"{peak:.0f}", f"<= {MEMORY_TARGET_MB}, at {rate:,.0f} msgs/s"),
+        ("bare client peak RSS MB", f"{bare_peak:.0f}", ""),
         ("archive raw/ B/command", f"{archive_bytes / n:.1f}", f"{segments} segment files"),
         ("JSON frames B/command", f"{json_bytes / n:.1f}", ""),
         ("zstd-3 payloads B/command", f"{zstd3 / n:.1f}", ""),
@@ -247,12 +377,14 @@ def main() -> None:
     print(
         f"{verdict(two_vs_one >= TWO_ENDPOINTS_TARGET)} throughput 2 endpoints/1 {two_vs_one:.3f}"
     )
+    print(f"{verdict(peak <= MEMORY_TARGET_MB)} recorder peak RSS {peak:.0f} MB")
     print(f"total {time.perf_counter() - began:.1f} s")
     if args.json:
         measures = [
             ("throughput recorder/bare", throughput, ">=", THROUGHPUT_TARGET, ""),
             ("size archive/zstd-3", vs_zstd3, "<=", SIZE_TARGET, ""),
             ("throughput 2 endpoints/1", two_vs_one, ">=", TWO_ENDPOINTS_TARGET, ""),
+            ("recorder peak RSS", peak, "<=", MEMORY_TARGET_MB, "MB"),
         ]
         write_json(args.json, "record", measures)
 

@@ -28,7 +28,7 @@ SMALL = {
     "cluster": ["--commands", "3000"],
 }
 MEASURES = {
-    "record": 3,
+    "record": 4,  # two throughput ratios, the size ratio, peak RSS
     "decode": 2 + 2,  # the feed's two ratios, mainnet blocks against json.loads and --jobs
     "replay": 2 + 8,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds
     "query": 2,
