@@ -9,8 +9,11 @@ stack it cannot avoid. Targets: recorder/bare >= 0.7 and archive/zstd-3-of-paylo
 The recorder is also run on two endpoints serving the same N frames at once (two server
 processes): every command arrives twice, is spooled twice and kept as two arrivals, and is
 archived once. Its msgs/s (N commands archived over the slower server's time) is compared with
-the one-endpoint recorder's in the same run: target two/one >= 0.8. The arrivals table's size
-per delivery is reported too.
+the one-endpoint recorder's in the same run: target two/one >= 0.8. The recorder's CPU time per
+command (user + system, its threads included) is reported for both too: on a busy machine the
+three processes of a two-endpoint run get less of the cores than the two of a one-endpoint run,
+while the CPU ratio says what the recorder's own work costs whatever the neighbours do. The
+arrivals table's size per delivery is reported too.
 
 Memory: a paced server sends ``--memory-rate`` msgs/s (30,000) for ``--memory-seconds`` (40;
 long enough for two 500,000-command segments, with ``ts_ms`` in one hour so that rows, not the
@@ -39,6 +42,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import resource
 import signal
 import subprocess
 import sys
@@ -146,11 +150,14 @@ def measure_bare_client(frames_path: Path, n: int) -> float:
     return n / read_s
 
 
-def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 1) -> float:
-    """msgs/s of the real ``replica record`` CLI on ``endpoints`` servers of the same frames;
-    fails unless it appended exactly n."""
+def measure_recorder(
+    frames_path: Path, n: int, archive: Path, endpoints: int = 1
+) -> tuple[float, float]:
+    """msgs/s of the real ``replica record`` CLI on ``endpoints`` servers of the same frames,
+    and its CPU time per command in µs; fails unless it appended exactly n."""
     servers = [start_feed_server(frames_path) for _ in range(endpoints)]
     urls = [f"ws://127.0.0.1:{port}" for _, _, port in servers]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     recorder = subprocess.Popen(
         [sys.executable, "-m", "replica", "record", *urls, archive, "--status-seconds", "3600"],
         stdout=subprocess.PIPE,
@@ -164,6 +171,9 @@ def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 
     finally:
         if recorder.poll() is None:
             recorder.kill()
+    # The servers are reaped below: so far the recorder is the only child reaped since ``before``.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
     for process, _, _ in servers:
         stop_feed_server(process)
     lines = out.strip().splitlines()
@@ -173,7 +183,7 @@ def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 
             f"recorder exited {recorder.returncode}, appended {summary.get('appended')} of {n}\n"
             f"stdout: {out}\nstderr: {err}"
         )
-    return n / read_s
+    return n / read_s, cpu_s / n * 1e6
 
 
 # ---- memory at a paced rate ----------------------------------------------------------------
@@ -327,18 +337,19 @@ def main() -> None:
         zstd3 = zstd3_payload_bytes(frames)
         print(f"{n:,} commands, built in {time.perf_counter() - began:.1f} s")
 
-        bare, recorded, two = [], [], []
+        bare, recorded, two, cpu_one, cpu_two = [], [], [], [], []
         for run in range(1, RUNS + 1):
             bare.append(measure_bare_client(frames_path, n))
             print(f"run {run} bare     {bare[-1]:>9,.0f} msgs/s")
             archive = Path(tmp) / f"archive-{run}"
-            recorded.append(
-                (measure_recorder(frames_path, n, archive), *archive_raw_bytes(archive))
-            )
+            rate, cpu = measure_recorder(frames_path, n, archive)
+            recorded.append((rate, *archive_raw_bytes(archive)))
+            cpu_one.append(cpu)
             print(f"run {run} recorder {recorded[-1][0]:>9,.0f} msgs/s")
             archive = Path(tmp) / f"archive-two-{run}"
-            rate = measure_recorder(frames_path, n, archive, 2)
+            rate, cpu = measure_recorder(frames_path, n, archive, 2)
             two.append((rate, archive_raw_bytes(archive, "arrivals")))
+            cpu_two.append(cpu)
             print(f"run {run} recorder on 2 endpoints {two[-1][0]:>9,.0f} msgs/s")
         seconds = 4.0 if args.quick else args.memory_seconds
         pool_path = Path(tmp) / "pool.jsonl"
@@ -360,6 +371,9 @@ def main() -> None:
         ("ratio recorder/bare", f"{throughput:.3f}", f">= {THROUGHPUT_TARGET}"),
         ("record 2 endpoints msgs/s", f"{two_best:,.0f}", ""),
         ("ratio 2 endpoints/1", f"{two_vs_one:.3f}", f">= {TWO_ENDPOINTS_TARGET}"),
+        ("recorder CPU us/command", f"{min(cpu_one):.1f}", "1 endpoint, least of the runs"),
+        ("... on 2 endpoints", f"{min(cpu_two):.1f}", "2 endpoints"),
+        ("ratio CPU 1 endpoint/2", f"{min(cpu_one) / min(cpu_two):.3f}", "noise-free"),
         ("arrivals B/delivery", f"{arrival_bytes / (2 * n):.1f}", ""),
         ("recorder peak RSS MB", f"{peak:.0f}", f"<= {MEMORY_TARGET_MB}, at {rate:,.0f} msgs/s"),
         ("bare client peak RSS MB", f"{bare_peak:.0f}", ""),

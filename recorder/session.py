@@ -34,14 +34,14 @@ from replica.recorder.merge import (
     releasable,
 )
 from replica.recorder.quarantine import TooBig, conflict_reason
-from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
+from replica.recorder.seq import SeqTracker, TrackerState
+from replica.recorder.sessionoutput import Carry, SessionOutput
 from replica.recorder.units import (
     Carried,
     Closed,
     ConnectionRow,
     Echo,
     GapRow,
-    Item,
     RawChunk,
     RecentPayloads,
     Release,
@@ -59,7 +59,7 @@ from replica.schemas.archive import MS_PER_HOUR
 from replica.schemas.frames import command_frame
 
 __all__ = ["FeedSession", "GapRow", "RecentPayloads", "SpoolAppend", "SpoolClose", "SpoolOpen"]
-__all__ += ["SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
+__all__ += ["Carry", "SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 
 # Bounds a segment's size and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
@@ -67,10 +67,8 @@ MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 # payload bytes (or ``RAW_ROW_GROUP_ROWS`` rows): what bounds its memory, not the segment size.
 CHUNK_BYTES = 16 * 2**20
 
-Carry = list[tuple[Command, int, int]]  # held commands: command, endpoint, recv_ts_us
 
-
-class FeedSession:
+class FeedSession(SessionOutput):
     def __init__(
         self,
         state: TrackerState,
@@ -262,52 +260,6 @@ class FeedSession:
         if self._held:  # this endpoint moved on: what it no longer can deliver is a gap
             self._release(recv_us, force=False)
 
-    # ---- outputs ------------------------------------------------------------------------------
-
-    def seal(self, now_us: int) -> Unit:
-        """Close the open unit (if it holds anything) and open the next; returns the open one."""
-        unit = self._unit
-        if unit.records:
-            self._flush_records()
-            self._ops.append(SpoolClose(unit.unit_id))
-            self._sealed.append(unit)
-            self._unit = self._open_unit(now_us, new_unit_id(now_us, unit.unit_id))
-            carry = self._held.in_order()
-            if self.first_carry is None:
-                self.first_carry = carry
-            for cmd, endpoint, recv_us in carry:
-                self._spool(recv_us, Carried(cmd), endpoint)
-        return self._unit
-
-    def take_spool_ops(self) -> list[SpoolOp]:
-        self._flush_records()
-        ops, self._ops = self._ops, []
-        return ops
-
-    def take_sealed(self) -> list[Unit | RawChunk]:
-        """Sealed units, and the chunks of units' rows, in the order the writer takes them."""
-        sealed = self._sealed[:]
-        self._sealed.clear()
-        return sealed
-
-    @property
-    def sealed(self) -> list[Unit | RawChunk]:
-        """Units sealed and not yet taken (the same list object for the session's life)."""
-        return self._sealed
-
-    @property
-    def open_unit(self) -> Unit:
-        return self._unit
-
-    @property
-    def held(self) -> int:
-        """Commands waiting for a missing seq before them."""
-        return len(self._held)
-
-    def carry(self) -> Carry:
-        """The held commands, in seq order: what a recovery hands to the next unit's replay."""
-        return self._held.in_order()
-
     def restore(self, carry: Carry) -> None:
         for cmd, endpoint, recv_us in carry:
             self._restore(cmd, endpoint, recv_us)
@@ -380,88 +332,9 @@ class FeedSession:
             unit.arrival_endpoint.append(endpoint)
             unit.arrival_recv_us.append(recv_us)
 
-    def _append(self, cmd: Command, endpoint: int, recv_us: int) -> None:
-        seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
-        hour = ts_ms // MS_PER_HOUR
-        unit = self._unit
-        verdict = self.tracker.observe(seq, ts_ms)
-        if verdict is not APPEND and isinstance(verdict, Gap):
-            self._gap(verdict, recv_us, ts_ms)
-        if not unit.rows:
-            unit.hour = hour
-            unit.first_seq = seq
-        elif hour < unit.hour:
-            self.stats.ts_back += 1
-        unit.seq.append(seq)
-        unit.ts_ms.append(ts_ms)
-        unit.ingest_ts_us.append(ingest_ts_us)
-        unit.publish_ts_us.append(publish_ts_us)
-        unit.recv_ts_us.append(recv_us)
-        unit.raw.append(raw)
-        unit.rows += 1
-        unit.payload_bytes += len(raw)
-        if (
-            len(unit.raw) >= self._chunk_rows
-            or unit.payload_bytes - unit.chunked_bytes >= self._chunk_bytes
-        ):
-            self._sealed.append(unit.take_chunk())
-        self._recent.remember(seq, raw)
-        self._states[endpoint].won += 1
-        self.totals[endpoint].won += 1
-        stats = self.stats
-        stats.appended += 1
-        stats.last_lag_us = recv_us - publish_ts_us
-        if stats.first_seq is None:
-            stats.first_seq = seq
-
-    # ---- internals ----------------------------------------------------------------------------
-
-    def _open_unit(self, now_us: int, unit_id: str) -> Unit:
-        header: dict[str, object] = {
-            "unit": unit_id,
-            "opened_us": now_us,
-            "state": self.tracker.state.to_json(),
-        }
-        if self._several:
-            header["endpoints"] = list(self.endpoints)
-            header["endpoint_states"] = [state.to_json() for state in self._states]
-            header["gap_wait_us"] = self._gap_wait_us
-            header["arrivals"] = self._arrivals
-        self._ops.append(SpoolOpen(unit_id, header))
-        endpoints = self.endpoints if self._arrivals else ()
-        return Unit(unit_id=unit_id, opened_us=now_us, endpoints=endpoints)
-
-    def _spool(self, recv_us: int, item: Item, endpoint: int = 0) -> None:
-        self._records.append((recv_us, Via(endpoint, item) if endpoint else item))
-        self._unit.records += 1
-
-    def _flush_records(self) -> None:
-        if self._records:
-            self._ops.append(SpoolAppend(self._unit.unit_id, self._records))
-            self._records = []
-
     def _duplicate(self, cmd: Command, recv_us: int, archived: bytes | None) -> None:
         self.stats.duplicates += 1
         if archived is not None and archived != cmd.raw:
             self.stats.conflicts += 1
             reason = conflict_reason(cmd.seq, archived, cmd.raw)
             self._quarantine(recv_us, "conflict", reason, cmd.seq, command_frame(cmd))
-
-    def _gap(self, gap: Gap, recv_us: int, after_ts_ms: int) -> None:
-        self._unit.gaps.append(GapRow(gap, recv_us, after_ts_ms))
-        self.stats.gaps += 1
-        self.stats.missing += gap.missing
-
-    def _quarantine(
-        self, recv_us: int, kind: str, reason: str, seq: int | None, frame: str | bytes
-    ) -> None:
-        self._unit.quarantine.add(recv_us, kind, reason, seq, frame)
-        self._quarantined(recv_us)
-
-    def _quarantined(self, recv_us: int) -> None:
-        """Count a frame just quarantined (and spooled) in the open unit; seal the unit if its
-        quarantine holds all the memory it may: the frame is the unit's last record, so a
-        replay of its spool seals there too."""
-        self.stats.quarantined += 1
-        if self._unit.quarantine.held_bytes >= self._quarantine_bytes:
-            self.seal(recv_us)
