@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from replica.recorder.segments import publish_unit
 from replica.recorder.segmentstream import SegmentStreams
 from replica.recorder.seq import TrackerState
@@ -73,3 +74,24 @@ def test_a_chunk_by_payload_bytes_too(tmp_path: Path) -> None:
         streams.write(item)
     [segment] = layout.segments()
     assert pq.read_table(segment.path).column("seq").to_pylist() == list(range(1, 11))
+
+
+def test_a_failed_chunk_write_fails_its_unit_and_publishes_no_partial_segment(
+    tmp_path: Path,
+) -> None:
+    """A segment missing a chunk's rows must never be published (its spool would then be
+    deleted with them): every later write of that unit fails too, and the spool is recovered
+    at the next start."""
+    handed = record(list(range(1, 11)), chunk_rows=4)  # chunk, chunk, unit
+    layout = layout_at(tmp_path)
+    hour_dir = layout.segment_path(1, 1, handed[0].hour).parent
+    hour_dir.parent.mkdir(parents=True)
+    hour_dir.write_bytes(b"")  # a file where the hour's directory goes: the first write fails
+    streams = SegmentStreams(layout, {})
+    with pytest.raises(OSError):
+        streams.write(handed[0])
+    hour_dir.unlink()  # the disk is back: later writes of the unit still fail
+    for item in handed[1:]:
+        with pytest.raises(OSError, match="an earlier write"):
+            streams.write(item)
+    assert layout.segments() == [] and layout.temporary_files() == []
