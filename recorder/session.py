@@ -61,6 +61,8 @@ from replica.schemas.frames import command_frame
 __all__ = ["FeedSession", "GapRow", "RecentPayloads", "SpoolAppend", "SpoolClose", "SpoolOpen"]
 __all__ += ["Carry", "SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 
+_new_tuple = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
 # Bounds a segment's size and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
 # The live recorder hands an open unit's rows to the writer a row group at a time, at this many
@@ -303,8 +305,8 @@ class FeedSession(SessionOutput):
     def _echo(self, seq: int, recv_us: int, endpoint: int) -> None:
         """A copy of a command another endpoint delivered first, with the same payload: the
         second hottest path with several endpoints, so ``_spool`` and ``_delivered`` inline."""
-        echo = Echo(seq)
-        self._records.append((recv_us, Via(endpoint, echo) if endpoint else echo))
+        echo = _new_tuple(Echo, (seq,))
+        self._records.append((recv_us, _new_tuple(Via, (endpoint, echo)) if endpoint else echo))
         unit = self._unit
         unit.records += 1
         state = self._states[endpoint]
