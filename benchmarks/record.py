@@ -9,8 +9,17 @@ stack it cannot avoid. Targets: recorder/bare >= 0.7 and archive/zstd-3-of-paylo
 The recorder is also run on two endpoints serving the same N frames at once (two server
 processes): every command arrives twice, is spooled twice and kept as two arrivals, and is
 archived once. Its msgs/s (N commands archived over the slower server's time) is compared with
-the one-endpoint recorder's in the same run: target two/one >= 0.8. The arrivals table's size
-per delivery is reported too.
+the one-endpoint recorder's in the same run: target two/one >= 0.8. The recorder's CPU time per
+command (user + system, its threads included) is reported for both too: on a busy machine the
+three processes of a two-endpoint run get less of the cores than the two of a one-endpoint run,
+while the CPU ratio says what the recorder's own work costs whatever the neighbours do. The
+arrivals table's size per delivery is reported too.
+
+Memory: a paced server sends ``--memory-rate`` msgs/s (30,000) for ``--memory-seconds`` (40;
+long enough for two 500,000-command segments, with ``ts_ms`` in one hour so that rows, not the
+hour, seal them), building each frame from a pool of realistic payloads; the peak RSS (VmHWM,
+read from ``/proc`` until the process exits) of ``replica record`` is compared with the bare
+client's on the same feed. Target: the recorder <= 200 MB.
 
 Each measured client gets a fresh feed server in its own process (so it does not share the
 client's GIL) that sends the ``connected`` frame and then N realistic pre-encoded frames from
@@ -33,6 +42,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import resource
 import signal
 import subprocess
 import sys
@@ -53,6 +63,7 @@ from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 RUNS = 3
+MEMORY_TARGET_MB = 200
 TIMEOUT_S = 600.0
 THROUGHPUT_TARGET = 0.7
 TWO_ENDPOINTS_TARGET = 0.8
@@ -139,11 +150,14 @@ def measure_bare_client(frames_path: Path, n: int) -> float:
     return n / read_s
 
 
-def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 1) -> float:
-    """msgs/s of the real ``replica record`` CLI on ``endpoints`` servers of the same frames;
-    fails unless it appended exactly n."""
+def measure_recorder(
+    frames_path: Path, n: int, archive: Path, endpoints: int = 1
+) -> tuple[float, float]:
+    """msgs/s of the real ``replica record`` CLI on ``endpoints`` servers of the same frames,
+    and its CPU time per command in µs; fails unless it appended exactly n."""
     servers = [start_feed_server(frames_path) for _ in range(endpoints)]
     urls = [f"ws://127.0.0.1:{port}" for _, _, port in servers]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     recorder = subprocess.Popen(
         [sys.executable, "-m", "replica", "record", *urls, archive, "--status-seconds", "3600"],
         stdout=subprocess.PIPE,
@@ -157,6 +171,9 @@ def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 
     finally:
         if recorder.poll() is None:
             recorder.kill()
+    # The servers are reaped below: so far the recorder is the only child reaped since ``before``.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
     for process, _, _ in servers:
         stop_feed_server(process)
     lines = out.strip().splitlines()
@@ -166,7 +183,117 @@ def measure_recorder(frames_path: Path, n: int, archive: Path, endpoints: int = 
             f"recorder exited {recorder.returncode}, appended {summary.get('appended')} of {n}\n"
             f"stdout: {out}\nstderr: {err}"
         )
-    return n / read_s
+    return n / read_s, cpu_s / n * 1e6
+
+
+# ---- memory at a paced rate ----------------------------------------------------------------
+
+
+def serve_paced(pool_path: str, rate: int, seconds: float, report) -> None:
+    """Child process: send ``rate`` frames a second for ``seconds`` to one client, each built
+    from a pool of payloads with the next seq and a ``ts_ms`` advancing at the feed's rate."""
+    pool = [json.loads(line)["raw_hex"] for line in Path(pool_path).read_text().splitlines()]
+    asyncio.run(_serve_paced(pool, rate, seconds, report))
+
+
+async def _serve_paced(pool: list[str], rate: int, seconds: float, report) -> None:
+    finished = asyncio.Event()
+    start_ms = 1_795_219_200_000  # an hour's start: the run stays within the hour
+
+    async def handle(ws: ServerConnection) -> None:
+        await ws.send(connected_frame("disk-sync", time.time_ns() // 10**6))
+        if finished.is_set():
+            await ws.wait_closed()
+            return
+        total, sent, start = int(rate * seconds), 0, time.perf_counter()
+        while sent < total:
+            due = min(total, int((time.perf_counter() - start) * rate) + 1)
+            for i in range(sent, due):
+                ts = start_ms + i * 1000 // rate
+                await ws.send(
+                    f'{{"type":"replica_cmd","seq":{i + 1},"raw_hex":"{pool[i % len(pool)]}",'
+                    f'"ts_ms":{ts},"ingest_ts_us":{ts * 1000 + 300},'
+                    f'"publish_ts_us":{ts * 1000 + 320}}}',
+                    text=True,
+                )
+            sent = due
+            await asyncio.sleep(0.005)
+        await (await ws.ping())
+        report.send(("read", (time.perf_counter() - start, sent)))
+        finished.set()
+        await ws.close(1000)
+
+    async with serve(handle, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        report.send(("port", server.sockets[0].getsockname()[1]))
+        await finished.wait()
+        await asyncio.sleep(0.5)
+
+
+def peak_rss_mb(command: list[str], pool_path: Path, rate: int, seconds: float, stop: bool):
+    """(peak RSS in MB, msgs/s served) of ``command``, ``{url}`` in it replaced by a paced
+    server's; the command is sent SIGTERM once the server has sent everything if ``stop``."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    server = ctx.Process(
+        target=serve_paced, args=(str(pool_path), rate, seconds, theirs), daemon=True
+    )
+    server.start()
+    theirs.close()
+    url = f"ws://127.0.0.1:{expect(ours, 'port')}"
+    process = subprocess.Popen(
+        [part.replace("{url}", url) for part in command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peak = 0
+    try:
+        while not ours.poll(0.05):
+            peak = max(peak, vm_hwm(process.pid))
+        read_s, sent = expect(ours, "read")
+        if stop:
+            process.send_signal(signal.SIGTERM)
+        while process.poll() is None:
+            peak = max(peak, vm_hwm(process.pid))
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stop_feed_server(server)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:4]} exited {process.returncode}")
+    return peak / 2**20, sent / read_s
+
+
+def vm_hwm(pid: int) -> int:
+    """A process's peak RSS so far, in bytes (0 once it is gone). Not ru_maxrss, which carries
+    over the parent's peak across fork and exec."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024 if "VmHWM:" in status else 0
+
+
+_BARE_CLIENT = (
+    "import asyncio, sys\n"
+    "from websockets.asyncio.client import connect\n"
+    "async def main():\n"
+    "    async with connect(sys.argv[1], max_size=2**30) as ws:\n"
+    "        async for _ in ws: pass\n"
+    "asyncio.run(main())\n"
+)
+
+
+def measure_memory(pool_path: Path, rate: int, seconds: float, archive: Path) -> tuple:
+    """(recorder's peak MB, bare client's peak MB, the rate the server achieved)."""
+    bare, _ = peak_rss_mb(
+        [sys.executable, "-c", _BARE_CLIENT, "{url}"], pool_path, rate, seconds, stop=False
+    )
+    record = [sys.executable, "-m", "replica", "record", "{url}", str(archive)]
+    recorder, achieved = peak_rss_mb(
+        [*record, "--status-seconds", "3600"], pool_path, rate, seconds, stop=True
+    )
+    return recorder, bare, achieved
 
 
 # ---- sizes ----------------------------------------------------------------------------------
@@ -190,7 +317,11 @@ def zstd3_payload_bytes(frames: list[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--commands", type=int, default=200_000, metavar="N")
-    parser.add_argument("--quick", action="store_true", help="N = 20,000 (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 20,000, memory for 4 s (smoke test)"
+    )
+    parser.add_argument("--memory-rate", type=int, default=30_000, metavar="MSGS")
+    parser.add_argument("--memory-seconds", type=float, default=40.0, metavar="S")
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the final measures here as JSON"
     )
@@ -206,19 +337,27 @@ def main() -> None:
         zstd3 = zstd3_payload_bytes(frames)
         print(f"{n:,} commands, built in {time.perf_counter() - began:.1f} s")
 
-        bare, recorded, two = [], [], []
+        bare, recorded, two, cpu_one, cpu_two = [], [], [], [], []
         for run in range(1, RUNS + 1):
             bare.append(measure_bare_client(frames_path, n))
             print(f"run {run} bare     {bare[-1]:>9,.0f} msgs/s")
             archive = Path(tmp) / f"archive-{run}"
-            recorded.append(
-                (measure_recorder(frames_path, n, archive), *archive_raw_bytes(archive))
-            )
+            rate, cpu = measure_recorder(frames_path, n, archive)
+            recorded.append((rate, *archive_raw_bytes(archive)))
+            cpu_one.append(cpu)
             print(f"run {run} recorder {recorded[-1][0]:>9,.0f} msgs/s")
             archive = Path(tmp) / f"archive-two-{run}"
-            rate = measure_recorder(frames_path, n, archive, 2)
+            rate, cpu = measure_recorder(frames_path, n, archive, 2)
             two.append((rate, archive_raw_bytes(archive, "arrivals")))
+            cpu_two.append(cpu)
             print(f"run {run} recorder on 2 endpoints {two[-1][0]:>9,.0f} msgs/s")
+        seconds = 4.0 if args.quick else args.memory_seconds
+        pool_path = Path(tmp) / "pool.jsonl"
+        pool_path.write_text("\n".join(frames[:4096]) + "\n", encoding="utf-8")
+        peak, bare_peak, rate = measure_memory(
+            pool_path, args.memory_rate, seconds, Path(tmp) / "archive-memory"
+        )
+        print(f"memory at {rate:,.0f} msgs/s for {seconds:.0f} s: recorder peak RSS {peak:.0f} MB")
 
     bare_best = max(bare)
     rec_best, archive_bytes, segments = max(recorded)
@@ -232,7 +371,12 @@ def main() -> None:
         ("ratio recorder/bare", f"{throughput:.3f}", f">= {THROUGHPUT_TARGET}"),
         ("record 2 endpoints msgs/s", f"{two_best:,.0f}", ""),
         ("ratio 2 endpoints/1", f"{two_vs_one:.3f}", f">= {TWO_ENDPOINTS_TARGET}"),
+        ("recorder CPU us/command", f"{min(cpu_one):.1f}", "1 endpoint, least of the runs"),
+        ("... on 2 endpoints", f"{min(cpu_two):.1f}", "2 endpoints"),
+        ("ratio CPU 1 endpoint/2", f"{min(cpu_one) / min(cpu_two):.3f}", "steadier than msgs/s"),
         ("arrivals B/delivery", f"{arrival_bytes / (2 * n):.1f}", ""),
+        ("recorder peak RSS MB", f"{peak:.0f}", f"<= {MEMORY_TARGET_MB}, at {rate:,.0f} msgs/s"),
+        ("bare client peak RSS MB", f"{bare_peak:.0f}", ""),
         ("archive raw/ B/command", f"{archive_bytes / n:.1f}", f"{segments} segment files"),
         ("JSON frames B/command", f"{json_bytes / n:.1f}", ""),
         ("zstd-3 payloads B/command", f"{zstd3 / n:.1f}", ""),
@@ -247,12 +391,14 @@ def main() -> None:
     print(
         f"{verdict(two_vs_one >= TWO_ENDPOINTS_TARGET)} throughput 2 endpoints/1 {two_vs_one:.3f}"
     )
+    print(f"{verdict(peak <= MEMORY_TARGET_MB)} recorder peak RSS {peak:.0f} MB")
     print(f"total {time.perf_counter() - began:.1f} s")
     if args.json:
         measures = [
             ("throughput recorder/bare", throughput, ">=", THROUGHPUT_TARGET, ""),
             ("size archive/zstd-3", vs_zstd3, "<=", SIZE_TARGET, ""),
             ("throughput 2 endpoints/1", two_vs_one, ">=", TWO_ENDPOINTS_TARGET, ""),
+            ("recorder peak RSS", peak, "<=", MEMORY_TARGET_MB, "MB"),
         ]
         write_json(args.json, "record", measures)
 

@@ -24,14 +24,14 @@ from replica.recorder.policy import Action, Backoff, after_close, after_rejectio
 from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.relay import OnArchived, Relay
 from replica.recorder.seq import TrackerState
-from replica.recorder.session import FeedSession
+from replica.recorder.session import CHUNK_BYTES, FeedSession
 from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
 from replica.recorder.status import WARN_EVERY_S, StatusLog
 from replica.recorder.store import learn_store_tail
 from replica.recorder.units import RecentPayloads, SessionStats
 from replica.recorder.upload import Uploader
 from replica.recorder.writers import Writers
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import RAW_ROW_GROUP_ROWS, ArchiveLayout
 from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
@@ -228,6 +228,8 @@ class Recorder:
             endpoints=tuple(endpoint.source for endpoint in self._endpoints),
             gap_wait_us=int(config.gap_wait * 1e6),
             arrivals=config.arrivals,
+            chunk_rows=RAW_ROW_GROUP_ROWS,
+            chunk_bytes=CHUNK_BYTES,
         )
         uploader = self._uploader = (
             Uploader(self._layout, self._store, config.upload_backoff) if self._store else None

@@ -16,10 +16,10 @@ gets large, few writes.
 from __future__ import annotations
 
 import asyncio
+from array import array
 from collections.abc import Callable
 
 from replica.recorder.session import FeedSession
-from replica.recorder.units import Unit
 from replica.recorder.writers import Writers
 
 # seq, ts_ms, ingest_ts_us, publish_ts_us, recv_ts_us, raw: the raw table's columns, in order
@@ -34,7 +34,9 @@ class Relay:
     def __init__(self, on_archived: OnArchived, wake: Callable[[], None]) -> None:
         self._on_archived = on_archived
         self._wake = wake  # called on the loop when no write is in flight: pump now
-        self._unit: Unit | None = None  # the open unit at the last take, and how far it was read
+        # The open unit's rows at the last take (its ``seq`` column, which a chunk handed to
+        # the writer keeps while the unit starts new columns), and how far they were read.
+        self._columns: array[int] | None = None
         self._taken = 0
         self._in_flight = 0
 
@@ -60,21 +62,21 @@ class Relay:
             self._wake()
 
     def _take(self, session: FeedSession) -> list[ArchivedCommand]:
-        """The commands appended since the last take: the rest of the unit open then (sealed
-        since, or still open), then those of every unit opened after it."""
+        """The commands appended since the last take: the rest of the rows the open unit held
+        then (sealed since, handed out as a chunk, or still open), then every row after them."""
         batch: list[ArchivedCommand] = []
-        for unit in (*session.sealed, session.open_unit):
-            start = self._taken if unit is self._unit else 0
-            if len(unit.seq) > start:
+        for rows in (*session.sealed, session.open_unit):
+            start = self._taken if rows.seq is self._columns else 0
+            if len(rows.seq) > start:
                 batch += zip(
-                    unit.seq[start:],
-                    unit.ts_ms[start:],
-                    unit.ingest_ts_us[start:],
-                    unit.publish_ts_us[start:],
-                    unit.recv_ts_us[start:],
-                    unit.raw[start:],
+                    rows.seq[start:],
+                    rows.ts_ms[start:],
+                    rows.ingest_ts_us[start:],
+                    rows.publish_ts_us[start:],
+                    rows.recv_ts_us[start:],
+                    rows.raw[start:],
                     strict=True,
                 )
-        self._unit = session.open_unit
-        self._taken = len(self._unit.seq)
+        self._columns = session.open_unit.seq
+        self._taken = len(self._columns)
         return batch

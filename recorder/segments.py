@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 from replica.recorder.quarantine import QuarantineRow
-from replica.recorder.units import ConnectionRow, Unit
+from replica.recorder.units import ConnectionRow, RawRows, Unit
 from replica.schemas.archive import (
     GAP_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -57,14 +57,14 @@ def _binary(payloads: list[bytes]) -> pa.Array:
     )
 
 
-def raw_table(unit: Unit, metadata: dict[bytes, str]) -> pa.Table:
+def raw_table(rows: RawRows, metadata: dict[bytes, str]) -> pa.Table:
     columns = [
-        _int64(unit.seq),
-        _int64(unit.ts_ms),
-        _int64(unit.ingest_ts_us),
-        _int64(unit.publish_ts_us),
-        _int64(unit.recv_ts_us),
-        _binary(unit.raw),
+        _int64(rows.seq),
+        _int64(rows.ts_ms),
+        _int64(rows.ingest_ts_us),
+        _int64(rows.publish_ts_us),
+        _int64(rows.recv_ts_us),
+        _binary(rows.raw),
     ]
     return pa.Table.from_arrays(columns, schema=RAW_SCHEMA.with_metadata(metadata))
 
@@ -118,11 +118,12 @@ def connection_table(rows: list[ConnectionRow]) -> pa.Table:
 
 
 def unit_files(
-    unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str]
+    unit: Unit, layout: ArchiveLayout, metadata: dict[bytes, str], raw: bool = True
 ) -> Iterator[tuple[Path, pa.Table, dict[str, Any]]]:
-    """Each file a unit becomes: the raw segment first, so a reader sees data before its gaps."""
-    if unit.raw:
-        path = layout.segment_path(unit.seq[0], unit.seq[-1], unit.hour)
+    """Each file a unit becomes: the raw segment first (unless ``raw`` is false: it was written
+    a chunk at a time), so a reader sees data before its gaps."""
+    if raw and unit.rows:
+        path = layout.segment_path(unit.first_seq, unit.last_seq, unit.hour)
         table = raw_table(unit, metadata)
         yield path, table, raw_write_options(table)
     if unit.gaps:

@@ -34,14 +34,15 @@ from replica.recorder.merge import (
     releasable,
 )
 from replica.recorder.quarantine import TooBig, conflict_reason
-from replica.recorder.seq import APPEND, Gap, SeqTracker, TrackerState
+from replica.recorder.seq import SeqTracker, TrackerState
+from replica.recorder.sessionoutput import Carry, SessionOutput
 from replica.recorder.units import (
     Carried,
     Closed,
     ConnectionRow,
     Echo,
     GapRow,
-    Item,
+    RawChunk,
     RecentPayloads,
     Release,
     SessionStats,
@@ -58,15 +59,18 @@ from replica.schemas.archive import MS_PER_HOUR
 from replica.schemas.frames import command_frame
 
 __all__ = ["FeedSession", "GapRow", "RecentPayloads", "SpoolAppend", "SpoolClose", "SpoolOpen"]
-__all__ += ["SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
+__all__ += ["Carry", "SpoolOp", "SpoolRecord", "Unit", "new_unit_id"]
 
-# Bounds a unit's memory and keeps its payload column within Arrow's 2 GiB binary offsets.
+_new_tuple = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+
+# Bounds a segment's size and keeps its payload column within Arrow's 2 GiB binary offsets.
 MAX_UNIT_PAYLOAD_BYTES = 256 * 2**20
+# The live recorder hands an open unit's rows to the writer a row group at a time, at this many
+# payload bytes (or ``RAW_ROW_GROUP_ROWS`` rows): what bounds its memory, not the segment size.
+CHUNK_BYTES = 16 * 2**20
 
-Carry = list[tuple[Command, int, int]]  # held commands: command, endpoint, recv_ts_us
 
-
-class FeedSession:
+class FeedSession(SessionOutput):
     def __init__(
         self,
         state: TrackerState,
@@ -81,12 +85,18 @@ class FeedSession:
         gap_wait_us: int = 0,
         arrivals: bool = False,
         endpoint_states: list[EndpointState] | None = None,
+        chunk_rows: int | None = None,
+        chunk_bytes: int | None = None,
     ) -> None:
         """``segment_rows``/``segment_us``/``quarantine_bytes`` of None never seal on size, age
         or the memory held by quarantined frames: the recovery of a spool file must rebuild the
         one unit it holds, whatever the live limits were (or a spool from an older version).
         ``endpoints`` names the feed's URLs (without credentials); with more than one, every
-        delivery is kept as an arrival if ``arrivals``, and each connection as a row."""
+        delivery is kept as an arrival if ``arrivals``, and each connection as a row. With
+        ``chunk_rows``/``chunk_bytes``, an open unit hands its rows out as a ``RawChunk`` (in
+        ``take_sealed``, before the unit) whenever it holds that many, or that many payload
+        bytes: the writer streams them into the segment, and memory holds a row group, not a
+        whole segment."""
         self.tracker = SeqTracker(state)
         self.stats = SessionStats()
         self.endpoints = endpoints
@@ -101,9 +111,11 @@ class FeedSession:
         self._segment_rows = segment_rows or 2**63
         self._segment_us = segment_us or 2**63
         self._quarantine_bytes = quarantine_bytes or 2**63
+        self._chunk_rows = chunk_rows or 2**63
+        self._chunk_bytes = chunk_bytes or 2**63
         self._ops: list[SpoolOp] = []
         self._records: list[SpoolRecord] = []
-        self._sealed: list[Unit] = []
+        self._sealed: list[Unit | RawChunk] = []
         self._unit = self._open_unit(now_us, unit_id or new_unit_id(now_us))
 
     # ---- inputs -------------------------------------------------------------------------------
@@ -218,9 +230,9 @@ class FeedSession:
         ):
             hour = cmd.ts_ms // MS_PER_HOUR
             unit = self._unit
-            if unit.raw and (
+            if unit.rows and (
                 hour > unit.hour
-                or len(unit.raw) >= self._segment_rows
+                or unit.rows >= self._segment_rows
                 or unit.payload_bytes >= MAX_UNIT_PAYLOAD_BYTES
                 or recv_us - unit.opened_us >= self._segment_us
             ):
@@ -229,61 +241,26 @@ class FeedSession:
             self._delivered(seq, endpoint, recv_us)
             self._append(cmd, endpoint, recv_us)
             return
+        if last is not None and seq <= last:
+            archived: bytes | None = self._recent.lookup(seq)
+        elif seq in self._held:
+            archived = self._held.raw(seq)
+        else:
+            self._spool(recv_us, cmd, endpoint)
+            self._delivered(seq, endpoint, recv_us)
+            self._held.add(cmd, endpoint, recv_us)
+            self._release(recv_us, force=False)
+            return
+        if self._several and archived == cmd.raw:
+            # Another endpoint's copy, the same payload (its timestamps may differ): all the
+            # archive keeps of it is its arrival, so it is spooled as its seq alone.
+            self._echo(seq, recv_us, endpoint)
+            return
         self._spool(recv_us, cmd, endpoint)
         self._delivered(seq, endpoint, recv_us)
-        if last is not None and seq <= last:
-            self._duplicate(cmd, recv_us, self._recent.lookup(seq))
-        elif seq in self._held:
-            self._duplicate(cmd, recv_us, self._held.raw(seq))
-        else:
-            self._held.add(cmd, endpoint, recv_us)
+        self._duplicate(cmd, recv_us, archived)
         if self._held:  # this endpoint moved on: what it no longer can deliver is a gap
             self._release(recv_us, force=False)
-
-    # ---- outputs ------------------------------------------------------------------------------
-
-    def seal(self, now_us: int) -> Unit:
-        """Close the open unit (if it holds anything) and open the next; returns the open one."""
-        unit = self._unit
-        if unit.records:
-            self._flush_records()
-            self._ops.append(SpoolClose(unit.unit_id))
-            self._sealed.append(unit)
-            self._unit = self._open_unit(now_us, new_unit_id(now_us, unit.unit_id))
-            carry = self._held.in_order()
-            if self.first_carry is None:
-                self.first_carry = carry
-            for cmd, endpoint, recv_us in carry:
-                self._spool(recv_us, Carried(cmd), endpoint)
-        return self._unit
-
-    def take_spool_ops(self) -> list[SpoolOp]:
-        self._flush_records()
-        ops, self._ops = self._ops, []
-        return ops
-
-    def take_sealed(self) -> list[Unit]:
-        sealed = self._sealed[:]
-        self._sealed.clear()
-        return sealed
-
-    @property
-    def sealed(self) -> list[Unit]:
-        """Units sealed and not yet taken (the same list object for the session's life)."""
-        return self._sealed
-
-    @property
-    def open_unit(self) -> Unit:
-        return self._unit
-
-    @property
-    def held(self) -> int:
-        """Commands waiting for a missing seq before them."""
-        return len(self._held)
-
-    def carry(self) -> Carry:
-        """The held commands, in seq order: what a recovery hands to the next unit's replay."""
-        return self._held.in_order()
 
     def restore(self, carry: Carry) -> None:
         for cmd, endpoint, recv_us in carry:
@@ -312,7 +289,7 @@ class FeedSession:
                 return
             cmd, endpoint, recv_us = held.pop()
             unit = self._unit
-            if unit.raw and cmd.ts_ms // MS_PER_HOUR > unit.hour:
+            if unit.rows and cmd.ts_ms // MS_PER_HOUR > unit.hour:
                 held.add(cmd, endpoint, recv_us)  # the next unit carries it
                 self.seal(now_us)
                 self._spool(now_us, Release(force))
@@ -326,8 +303,21 @@ class FeedSession:
             self._held.add(cmd, endpoint, recv_us)
 
     def _echo(self, seq: int, recv_us: int, endpoint: int) -> None:
-        self._spool(recv_us, Echo(seq), endpoint)
-        self._delivered(seq, endpoint, recv_us)
+        """A copy of a command another endpoint delivered first, with the same payload: the
+        second hottest path with several endpoints, so ``_spool`` and ``_delivered`` inline."""
+        echo = _new_tuple(Echo, (seq,))
+        self._records.append((recv_us, _new_tuple(Via, (endpoint, echo)) if endpoint else echo))
+        unit = self._unit
+        unit.records += 1
+        state = self._states[endpoint]
+        state.delivered += 1
+        if state.last_seq is None or seq > state.last_seq:
+            state.last_seq = seq
+        self.totals[endpoint].delivered += 1
+        if self._arrivals:
+            unit.arrival_seq.append(seq)
+            unit.arrival_endpoint.append(endpoint)
+            unit.arrival_recv_us.append(recv_us)
         self.stats.duplicates += 1
         if self._held:
             self._release(recv_us, force=False)
@@ -344,82 +334,9 @@ class FeedSession:
             unit.arrival_endpoint.append(endpoint)
             unit.arrival_recv_us.append(recv_us)
 
-    def _append(self, cmd: Command, endpoint: int, recv_us: int) -> None:
-        seq, ts_ms, ingest_ts_us, publish_ts_us, raw = cmd
-        hour = ts_ms // MS_PER_HOUR
-        unit = self._unit
-        verdict = self.tracker.observe(seq, ts_ms)
-        if verdict is not APPEND and isinstance(verdict, Gap):
-            self._gap(verdict, recv_us, ts_ms)
-        if not unit.raw:
-            unit.hour = hour
-        elif hour < unit.hour:
-            self.stats.ts_back += 1
-        unit.seq.append(seq)
-        unit.ts_ms.append(ts_ms)
-        unit.ingest_ts_us.append(ingest_ts_us)
-        unit.publish_ts_us.append(publish_ts_us)
-        unit.recv_ts_us.append(recv_us)
-        unit.raw.append(raw)
-        unit.payload_bytes += len(raw)
-        self._recent.remember(seq, raw)
-        self._states[endpoint].won += 1
-        self.totals[endpoint].won += 1
-        stats = self.stats
-        stats.appended += 1
-        stats.last_lag_us = recv_us - publish_ts_us
-        if stats.first_seq is None:
-            stats.first_seq = seq
-
-    # ---- internals ----------------------------------------------------------------------------
-
-    def _open_unit(self, now_us: int, unit_id: str) -> Unit:
-        header: dict[str, object] = {
-            "unit": unit_id,
-            "opened_us": now_us,
-            "state": self.tracker.state.to_json(),
-        }
-        if self._several:
-            header["endpoints"] = list(self.endpoints)
-            header["endpoint_states"] = [state.to_json() for state in self._states]
-            header["gap_wait_us"] = self._gap_wait_us
-            header["arrivals"] = self._arrivals
-        self._ops.append(SpoolOpen(unit_id, header))
-        return Unit(unit_id, now_us, endpoints=self.endpoints if self._arrivals else ())
-
-    def _spool(self, recv_us: int, item: Item, endpoint: int = 0) -> None:
-        self._records.append((recv_us, Via(endpoint, item) if endpoint else item))
-        self._unit.records += 1
-
-    def _flush_records(self) -> None:
-        if self._records:
-            self._ops.append(SpoolAppend(self._unit.unit_id, self._records))
-            self._records = []
-
     def _duplicate(self, cmd: Command, recv_us: int, archived: bytes | None) -> None:
         self.stats.duplicates += 1
         if archived is not None and archived != cmd.raw:
             self.stats.conflicts += 1
             reason = conflict_reason(cmd.seq, archived, cmd.raw)
             self._quarantine(recv_us, "conflict", reason, cmd.seq, command_frame(cmd))
-
-    def _gap(self, gap: Gap, recv_us: int, after_ts_ms: int) -> None:
-        self._unit.gaps.append(GapRow(gap, recv_us, after_ts_ms))
-        self.stats.gaps += 1
-        self.stats.missing += gap.missing
-
-    def _quarantine(
-        self, recv_us: int, kind: str, reason: str, seq: int | None, frame: str | bytes
-    ) -> None:
-        self._unit.quarantine.add(recv_us, kind, reason, seq, frame)
-        self._quarantined(recv_us, kind)
-
-    def _quarantined(self, recv_us: int, kind: str) -> None:
-        """Count a frame just quarantined (and spooled) in the open unit; seal the unit if its
-        quarantine holds all the memory it may: the frame is the unit's last record, so a
-        replay of its spool seals there too."""
-        self.stats.quarantined += 1
-        kinds = self.stats.quarantined_kinds
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if self._unit.quarantine.held_bytes >= self._quarantine_bytes:
-            self.seal(recv_us)

@@ -75,6 +75,9 @@ def _kinds_and_blobs(
             kinds.append(_COMMAND)
             commands.append(item)
             blobs.append(item.raw)
+        elif type(item) is Echo:  # every other record with several endpoints: checked early
+            kinds.append(_ECHO)
+            blobs.append(_SEQ.pack(item.seq))
         elif type(item) is Carried:
             kinds.append(_CARRIED)
             commands.append(item.cmd)
@@ -88,9 +91,6 @@ def _kinds_and_blobs(
         elif type(item) is Closed:
             kinds.append(_CLOSED)
             blobs.append(item.why.encode("utf-8", "surrogatepass"))
-        elif type(item) is Echo:
-            kinds.append(_ECHO)
-            blobs.append(_SEQ.pack(item.seq))
         elif type(item) is Release:
             kinds.append(_RELEASE)
             blobs.append(bytes([item.force]))

@@ -24,7 +24,7 @@ from replica.recorder.seq import Cause, TrackerState
 from replica.recorder.session import Carry, FeedSession
 from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
 from replica.recorder.store import uploaded_tails
-from replica.recorder.units import RecentPayloads, SpoolRecord, Unit
+from replica.recorder.units import RawChunk, RecentPayloads, SpoolRecord, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
@@ -124,12 +124,20 @@ def _replayed_units(
     if last:  # nothing more can come: archive what is held, close what was open
         session.finish(end_us, "the recorder stopped without closing it (killed or crashed)")
         session.seal(end_us)
-        return session.take_sealed(), []
+        return _units(session.take_sealed()), []
     session.seal(end_us)
-    sealed = session.take_sealed()
+    sealed = _units(session.take_sealed())
     # The next spool replays from where this unit was sealed; the first seal's carry is what
     # its spool starts with.
     return sealed[:1], session.first_carry or []
+
+
+def _units(sealed: list[Unit | RawChunk]) -> list[Unit]:
+    """A recovery's session is built without chunks: each unit is rebuilt whole."""
+    units = [item for item in sealed if isinstance(item, Unit)]
+    if len(units) != len(sealed):
+        raise ValueError("a recovery session handed out chunks")
+    return units
 
 
 def _recover_spool(

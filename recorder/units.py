@@ -105,16 +105,43 @@ def _int64s() -> array[int]:
 
 
 @dataclass
-class Unit:
-    unit_id: str
-    opened_us: int
-    hour: int = 0  # the UTC hour of its first command (meaningless while it has none)
+class RawRows:
+    """Commands as the raw segment's columns: a unit's rows not yet handed to the writer."""
+
     seq: array[int] = field(default_factory=_int64s)
     ts_ms: array[int] = field(default_factory=_int64s)
     ingest_ts_us: array[int] = field(default_factory=_int64s)
     publish_ts_us: array[int] = field(default_factory=_int64s)
     recv_ts_us: array[int] = field(default_factory=_int64s)
     raw: list[bytes] = field(default_factory=list)
+
+    @property
+    def held_bytes(self) -> int:
+        """Roughly the memory the rows hold: payloads, their bytes objects, five int64 columns."""
+        return sum(map(len, self.raw)) + 73 * len(self.raw)
+
+
+@dataclass
+class RawChunk(RawRows):
+    """A row group of an open unit's raw segment, handed to the writer before the unit is
+    sealed, so that the recorder holds a row group of commands rather than a whole segment."""
+
+    unit_id: str = ""
+    hour: int = 0
+
+
+@dataclass
+class Unit(RawRows):
+    """``seq`` ... ``raw`` hold the rows not yet handed to the writer as ``RawChunk``s (all of
+    them when nothing is chunked); ``rows`` counts them all."""
+
+    unit_id: str = ""
+    opened_us: int = 0
+    hour: int = 0  # the UTC hour of its first command (meaningless while it has none)
+    rows: int = 0
+    first_seq: int = 0  # of its first command (meaningless while it has none)
+    chunked_last_seq: int = 0  # of the last command handed out in a chunk
+    chunked_bytes: int = 0  # payload bytes handed out in chunks
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: UnitQuarantine = field(default_factory=UnitQuarantine)
     payload_bytes: int = 0
@@ -127,19 +154,38 @@ class Unit:
     connections: list[ConnectionRow] = field(default_factory=list)
 
     @property
-    def rows(self) -> int:
-        return len(self.raw)
+    def last_seq(self) -> int:
+        return self.seq[-1] if self.seq else self.chunked_last_seq
 
     @property
     def held_bytes(self) -> int:
-        """Roughly the memory the unit holds: payloads, their bytes objects, five int64 columns,
-        the arrivals and the quarantine."""
+        """Roughly the memory the unit holds: its rows not chunked, the arrivals and the
+        quarantine."""
         return (
             self.payload_bytes
+            - self.chunked_bytes
             + 73 * len(self.raw)
             + 17 * len(self.arrival_seq)
             + self.quarantine.held_bytes
         )
+
+    def take_chunk(self) -> RawChunk:
+        """Hand the rows held so far out as a chunk (the unit keeps counting them)."""
+        chunk = RawChunk(
+            self.seq,
+            self.ts_ms,
+            self.ingest_ts_us,
+            self.publish_ts_us,
+            self.recv_ts_us,
+            self.raw,
+            unit_id=self.unit_id,
+            hour=self.hour,
+        )
+        self.chunked_last_seq = self.seq[-1]
+        self.chunked_bytes = self.payload_bytes
+        self.seq, self.ts_ms, self.ingest_ts_us = _int64s(), _int64s(), _int64s()
+        self.publish_ts_us, self.recv_ts_us, self.raw = _int64s(), _int64s(), []
+        return chunk
 
 
 def new_unit_id(now_us: int, after: str | None = None) -> str:

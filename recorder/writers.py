@@ -1,11 +1,11 @@
 """The recorder's two disk threads: one appends to the spool, one publishes sealed units.
 
 The event loop hands them work and never waits on them, so a slow disk shows up as a logged
-backlog rather than a feed left unread. The backlog is bounded all the same: sealed units wait
-in memory until written, so once ``MAX_BACKLOG_UNITS`` or ``MAX_BACKLOG_BYTES`` of them (or
-``MAX_BACKLOG_SPOOL_WRITES`` spool writes, which hold frames too) wait, ``behind`` tells the
-recorder to stop reading until the writers catch up (the feed's TCP window holds the rest),
-rather than grow until the process is killed for its memory.
+backlog rather than a feed left unread. The backlog is bounded all the same: sealed units and
+chunks of open units' rows wait in memory until written, so once ``MAX_BACKLOG_UNITS`` or
+``MAX_BACKLOG_BYTES`` of them (or ``MAX_BACKLOG_SPOOL_WRITES`` spool writes, which hold frames
+too) wait, ``behind`` tells the recorder to stop reading until the writers catch up (the
+feed's TCP window holds the rest), rather than grow until the process is killed for its memory.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from replica.recorder.segments import publish_unit
+from replica.recorder.segmentstream import SegmentStreams
 from replica.recorder.session import FeedSession
 from replica.recorder.spool import SpoolWriter
-from replica.recorder.units import SpoolAppend, SpoolClose, SpoolOp, SpoolOpen, Unit
+from replica.recorder.units import RawChunk, SpoolAppend, SpoolClose, SpoolOp, SpoolOpen, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BACKLOG_UNITS = 16
-MAX_BACKLOG_BYTES = 512 * 2**20
+MAX_BACKLOG_BYTES = 128 * 2**20  # units and chunks come a row group at a time (16 MiB or less)
 MAX_BACKLOG_SPOOL_WRITES = 400  # 20 s of flushes at the usual cadence
 _BACKLOG_WARN_UNITS = 2
 _BACKLOG_WARN_SPOOL_WRITES = 20  # about a second of flushes not yet on disk
@@ -49,6 +49,7 @@ class Writers:
         self._metadata = metadata
         self._published = published  # told each unit's new files (the uploader to a store)
         self._spool = SpoolWriter(layout.spool_dir)
+        self._segments = SegmentStreams(layout, metadata)
         self._spool_thread = ThreadPoolExecutor(1, "replica-spool")
         self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
         # each publish and the bytes it holds
@@ -86,10 +87,10 @@ class Writers:
         """Hand the session's spool writes and sealed units to their threads, in order."""
         for op in session.take_spool_ops():
             self._spool_writes.append(self._spool_thread.submit(self._apply_spool_op, op))
-        for unit in session.take_sealed():
-            held = unit.held_bytes
+        for item in session.take_sealed():
+            held = item.held_bytes
             self._backlog_bytes += held
-            self._writes.append((self._writer_thread.submit(self._publish, unit), held))
+            self._writes.append((self._writer_thread.submit(self._publish, item), held))
 
     def after_spooled(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the spool thread once every spool write handed over so far is on
@@ -155,10 +156,11 @@ class Writers:
         elif type(op) is SpoolClose:
             self._spool.close(op.unit_id)
 
-    def _publish(self, unit: Unit) -> int:
-        written = publish_unit(unit, self._layout, self._metadata)
-        if self._published is not None:
+    def _publish(self, item: Unit | RawChunk) -> int:
+        written = self._segments.write(item)
+        if self._published is not None and written:
             self._published(written)
-        # Submitted after this unit's close, so the spool thread deletes a closed file.
-        self._spool_thread.submit(self._spool.delete, unit.unit_id)
+        if isinstance(item, Unit):
+            # Submitted after this unit's close, so the spool thread deletes a closed file.
+            self._spool_thread.submit(self._spool.delete, item.unit_id)
         return len(written)

@@ -30,7 +30,7 @@ SMALL = {
     "serve_memory": ["--commands", "20000", "--clients", "4"],
 }
 MEASURES = {
-    "record": 3,
+    "record": 4,  # two throughput ratios, the size ratio, peak RSS
     "decode": 2 + 2,  # the feed's two ratios, mainnet blocks against json.loads and --jobs
     "replay": 2 + 8 + 1,  # iterator/bare, commands/s, p99 of 4 modes at 2 speeds, store/bare
     "query": 2,

@@ -14,6 +14,7 @@ with random clock steps and ticks. Properties:
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,41 @@ def test_killed_after_any_spool_write_recovery_archives_what_was_spooled_once(ca
         assert set(seqs) == spooled_seqs(written)
         if cut == len(ops):
             assert seqs == archived(units)
+
+
+def test_another_endpoints_copy_with_other_timestamps_is_spooled_as_its_seq_and_still_checked():
+    """The endpoints' bridges stamp their own ``publish_ts_us``, so the copies' texts differ: a
+    copy with the same payload is spooled as its seq alone (its arrival is all the archive keeps
+    of it), a different payload is still a conflict, and the spool rebuilds the same archive."""
+    session = FeedSession(
+        TrackerState(), now_us=T0, recent=RecentPayloads(), endpoints=ENDPOINTS, arrivals=True
+    )
+    for endpoint in range(len(ENDPOINTS)):
+        session.connection_opened(T0, endpoint)
+    jp = [json.loads(command_frame(seq)) for seq in range(4)]
+    for copy in jp:
+        copy["publish_ts_us"] += 7_000
+    jp[2]["raw_hex"] = "00ff"
+    now = T0
+    for seq in range(4):
+        session.receive(command_frame(seq), now := now + 10, 0)
+        session.receive(json.dumps(jp[seq]), now := now + 10, 1)
+    session.seal(now)
+    ops = session.take_spool_ops()
+    [unit] = session.take_sealed()
+    records = [record for op in ops if isinstance(op, SpoolAppend) for _, record in op.records]
+    jp_items = [r.item for r in records if isinstance(r, Via) and r.item is not None]
+    assert [type(item).__name__ for item in jp_items] == ["Echo", "Echo", "Command", "Echo"]
+    assert (session.stats.duplicates, session.stats.conflicts) == (4, 1)
+    [row] = unit.quarantine.rows
+    assert (row.kind, row.seq) == ("conflict", 2)
+    assert sorted(zip(unit.arrival_seq, unit.arrival_endpoint, strict=True)) == [
+        (seq, e) for seq in range(4) for e in (0, 1)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = ArchiveLayout(Path(tmp))
+        write_spools(ops, layout, set())
+        recover_spools(layout, RecentPayloads(), {})
+        assert archive_seqs(layout) == list(unit.seq) == [0, 1, 2, 3]
+        arrivals = pq.read_table(Path(tmp) / "arrivals").sort_by([("seq", "ascending")])
+        assert arrivals.column("seq").to_pylist() == [0, 0, 1, 1, 2, 2, 3, 3]

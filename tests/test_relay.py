@@ -97,12 +97,16 @@ def ledger(archive: Path) -> list[int]:
     return [row["seq"] for row in raw_rows(archive)]
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 7])
 def test_each_archived_command_is_relayed_once_in_order_after_its_spool_write(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int | None
 ) -> None:
     """In process, on the hook alone: duplicates within a connection and after a reconnect, a
-    real gap, seals every 100 rows; what is relayed is exactly the archive, in order, and each
-    batch is on disk (spooled or sealed) when it is relayed."""
+    real gap, seals every 100 rows, and (7) open units handing their rows to the writer in
+    chunks; what is relayed is exactly the archive, in order, and each batch is on disk
+    (spooled or sealed) when it is relayed."""
+    if chunk_rows is not None:
+        monkeypatch.setattr("replica.recorder.recorder.RAW_ROW_GROUP_ROWS", chunk_rows)
     layout = ArchiveLayout(tmp_path)
     relayed: list[int] = []
     not_yet_on_disk: list[int] = []
