@@ -136,6 +136,11 @@ def _verify(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
             "them): damage inside them is found only where it breaks decompression or decoding"
         )
+    if scope.superseded:
+        report.notes.append(
+            f"{len(scope.superseded)} segments lie inside a larger one, which readers read "
+            "instead: a compaction's inputs not deleted yet; 'replica compact' deletes them"
+        )
     if scope.temporaries:
         report.notes.append("temporary files present: a write is in progress or was interrupted")
     if any(layout.spool_dir.glob("*.wal")):
