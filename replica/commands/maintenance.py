@@ -242,7 +242,8 @@ def import_node_command(
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @date_option("Compact only this UTC day; refused (exit 2) unless it is closed.")
 @click.option("--quiet", is_flag=True, help="Print only errors (for cron).")
 def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
@@ -251,6 +252,10 @@ def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
     A day is closed 10 minutes after it ends, once no spool file holds its commands. Decoded
     tables are merged along, or dropped for 'replica decode' to redo. Readers never see half a
     day; running it again changes nothing. Exit 4 while 'replica decode' runs on ARCHIVE.
+
+    On s3://bucket/prefix each merged segment is uploaded before its inputs are deleted
+    (readers skip a segment inside a larger one), decoded tables are dropped, and running one
+    compact or decode per prefix at a time is up to you: a store has no lock.
     """
     from replica.maintenance.compact import compact as compact_archive
 
