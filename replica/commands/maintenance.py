@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from replica.commands.common import (
-    ARCHIVE_DIR,
     NEW_ARCHIVE_DIR,
     READABLE_ARCHIVE,
     Interrupted,
@@ -133,7 +132,8 @@ def verify_command(
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),

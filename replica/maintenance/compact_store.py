@@ -31,7 +31,7 @@ from replica.maintenance.days import raw_days
 from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import UsageError
-from replica.schemas.storage import Location, store_error
+from replica.schemas.storage import Location
 from replica.schemas.storepath import StorePath
 from replica.schemas.transfer import SealedFile, copy_with_retries
 
@@ -96,15 +96,5 @@ def _retire(layout: ArchiveLayout, segment: Segment) -> None:
     decoded = layout.root / DECODED_DIR
     date_dir, _ = segment.partition
     for table in decoded.iterdir() if decoded.is_dir() else []:
-        _delete(table / date_dir / segment.path.name)
-    _delete(segment.path)
-
-
-def _delete(path: Path) -> None:
-    assert isinstance(path, StorePath)
-    try:
-        path.location.filesystem.delete_file(path.key)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise store_error(path.location, exc) from None
+        (table / date_dir / segment.path.name).unlink(missing_ok=True)
+    segment.path.unlink(missing_ok=True)
