@@ -11,14 +11,17 @@ import threading
 from pathlib import Path
 
 import pytest
+from replica.replay.reader import read_selected
 from replica.replay.records import ReplayGap
+from replica.replay.selection import Selection
 from replica.schemas.archive import ArchiveLayout
 
 import replica as api
 from replica.maintenance.compact import compact
-from tests.compactarchive import AFTER, decoded_archive
+from tests.compactarchive import AFTER, START_MS, decoded_archive
 from tests.conftest import replica
 from tests.objectstore import ObjectStore
+from tests.rawarchive import feed_rows, write_archive
 
 _prefixes = itertools.count()
 
@@ -125,3 +128,29 @@ def test_a_killed_compaction_leaves_each_seq_once_and_a_rerun_deletes_its_inputs
 def _decoded_names(url: str) -> list[str]:
     layout = ArchiveLayout.open(url)
     return [path.name for path in (layout.root / "decoded").glob("*/date=*/*.parquet")]
+
+
+def test_a_segment_deleted_while_a_replay_reads_it_is_read_on_from_the_merged_one(
+    tmp_path: Path, object_store: ObjectStore, store_env: dict[str, str]
+) -> None:
+    """A store cannot keep a deleted object readable, as a disk keeps an open file: a reader
+    between two row groups of an input when the compaction deletes it goes on from the merged
+    segment, after the last seq it gave."""
+    rows = feed_rows()[:400]
+    for i, row in enumerate(rows):
+        row["ts_ms"] = START_MS + 1_000 * i
+    archive = tmp_path / "archive"
+    write_archive(archive, rows, per_segment=100, row_group_rows=20)
+    url = _synced(archive, object_store)
+    compacted = tmp_path / "compacted"
+    shutil.copytree(archive, compacted)
+    compact(compacted, now=AFTER)
+    inputs = ArchiveLayout.open(url).segments()
+    reading = read_selected(ArchiveLayout.open(url), Selection(), batch_rows=20)
+    first = next(reading)
+    result = replica("sync", compacted, url, env=store_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for segment in inputs:
+        segment.path.unlink()
+    seqs = [seq for batch in [first, *reading] for seq in batch.column(0).to_pylist()]
+    assert seqs == [row["seq"] for row in rows]
