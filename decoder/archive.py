@@ -302,6 +302,12 @@ def decode_archive(
                 f"{layout.root}: an archive on an object store is decoded by one process "
                 "for now; leave out --jobs and --cluster"
             )
+        superseded = layout.listing()[1]
+        if superseded:
+            raise ArchiveError(
+                f"a compaction was interrupted ({superseded[0].path} lies inside a merged "
+                f"segment); run 'replica compact {layout.root}' to finish it, then decode"
+            )
         return _decode_archive(layout.root, spec, 1, on_progress, None)
     with maintenance_lock(layout, "replica decode"):
         unfinished = layout.compaction_journals()

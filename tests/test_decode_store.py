@@ -12,7 +12,8 @@ import pytest
 from replica.decoder.archive import decode_archive
 from replica.schemas.archive import ArchiveLayout
 
-from tests.compactarchive import build_archive, decoded_tables
+from replica.maintenance.compact import compact
+from tests.compactarchive import AFTER, build_archive, decoded_tables
 from tests.conftest import replica
 from tests.objectstore import ObjectStore
 
@@ -99,3 +100,26 @@ def test_decode_on_a_bucket_refuses_jobs_and_cluster_in_one_line(
         f"replica: error: {url}: an archive on an object store is decoded by one process for "
         "now; leave out --jobs and --cluster\n"
     )
+
+
+def test_decode_on_a_bucket_waits_for_an_interrupted_compaction_to_be_finished(
+    built: tuple[Path, Path], object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """Merged segments uploaded beside their inputs (a compaction killed before its deletions):
+    decoding the merged ones now would put their rows beside the inputs' decoded rows."""
+    decoded = built[1]
+    url = _synced(decoded, object_store)
+    compacted = tmp_path / "compacted"
+    shutil.copytree(decoded, compacted)
+    compact(compacted, now=AFTER)
+    assert replica("sync", compacted, url, env=object_store.env(), timeout=300).returncode == 0
+    refused = replica("decode", url, env=object_store.env(), timeout=600)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("replica: error: a compaction was interrupted (s3://")
+    assert refused.stderr.endswith(f"run 'replica compact {url}' to finish it, then decode\n")
+    assert refused.stderr.count("\n") == 1
+    finished = replica("compact", url, env=object_store.env(), timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    redo = replica("decode", url, env=object_store.env(), timeout=600)
+    assert redo.returncode == 0, redo.stderr
+    assert _tables(url, object_store, tmp_path / "back") == decoded_tables(decoded)
