@@ -167,7 +167,8 @@ def decode(
     Only segments that are new, or were decoded by another decoder version or schema, are
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
     rows per table. Exits 1 if a segment could not be decoded (the others are decoded), 130
-    on SIGINT (Ctrl-C), after which a second run goes on where it stopped.
+    on SIGINT (Ctrl-C), after which a second run goes on where it stopped. On
+    s3://bucket/prefix a segment's tables are uploaded before its marker, by one process.
     """
     from replica.decoder.archive import MessageSpec, decode_archive, pending_segments
     from replica.decoder.core import Decoder
