@@ -10,7 +10,8 @@ Decoded files of a raw segment that no longer exists are left alone: whoever rem
 file (a compaction, or a retention policy that keeps only decoded tables) knows whether they are
 still wanted. A decode takes turns with ``replica compact`` (``schemas.lock.maintenance_lock``),
 and does not start while a killed compaction is unfinished: it would decode merged segments
-beside their inputs' decoded files.
+beside their inputs' decoded files. On an object store (``decoder.store_output``) there is no
+lock: one maintenance process per prefix at a time is the operator's job.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from replica.decoder.core import Decoder
 from replica.decoder.marker import decoded_by, decoded_metadata, marker_table
 from replica.decoder.messages import PayloadMessage, contract_v1, from_descriptor_set
+from replica.decoder.store_output import decode_segment_to_store
 from replica.schemas.archive import ArchiveLayout, Segment, raw_batch_rows
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
-from replica.schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError, UsageError
 from replica.schemas.files import (
     TEMPORARY_GLOB,
     ReplacingParquetWriter,
@@ -51,6 +52,7 @@ from replica.schemas.files import (
     writer_alive,
 )
 from replica.schemas.lock import maintenance_lock
+from replica.schemas.storepath import StorePath, parquet_file, read_schema
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class DecodeSummary:
 def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
     marker = decoded_path(root, SEGMENTS_TABLE, segment)
     try:
-        metadata = pq.read_schema(marker).metadata
+        metadata = read_schema(marker).metadata
     except (OSError, pa.ArrowInvalid):
         return False
     return decoded_by(metadata, segment.path) == version
@@ -123,12 +125,14 @@ def decode_segment(root: Path, segment: Segment, decoder: Decoder) -> dict[str, 
 
     The segment is read and decoded a batch of rows at a time and each table written as it
     comes, so memory is bounded by a batch, not by the segment."""
+    if isinstance(root, StorePath):
+        return decode_segment_to_store(root, segment, decoder, decode_segment)
     metadata = decoded_metadata(decoder.version.encode(), segment.path)
     options = {"compression": "zstd", "compression_level": DECODED_ZSTD_LEVEL}
     writers: dict[str, ReplacingParquetWriter] = {}
     rows: Counter[str] = Counter()
     try:
-        raw = pq.ParquetFile(segment.path)
+        raw = parquet_file(segment.path)
         batch_rows = raw_batch_rows(raw.metadata)
         for batch in raw.iter_batches(batch_rows, columns=["seq", "ts_ms", "raw"]):
             seqs, ts_ms, payloads = (column.to_pylist() for column in batch.columns)
@@ -300,6 +304,19 @@ def decode_archive(
     segments to decode, from (0, total) before the first.
     """
     layout = ArchiveLayout.open(root)
+    if isinstance(layout.root, StorePath):
+        if jobs > 1 or cluster is not None:
+            raise UsageError(
+                f"{layout.root}: an archive on an object store is decoded by one process "
+                "for now; leave out --jobs and --cluster"
+            )
+        superseded = layout.listing()[1]
+        if superseded:
+            raise ArchiveError(
+                f"a compaction was interrupted ({superseded[0].path} lies inside a merged "
+                f"segment); run 'replica compact {layout.root}' to finish it, then decode"
+            )
+        return _decode_archive(layout.root, spec, 1, on_progress, None)
     with maintenance_lock(layout, "replica decode"):
         unfinished = layout.compaction_journals()
         if unfinished:

@@ -8,9 +8,10 @@ batches carry about that many bytes of payloads (rows per batch from the row gro
 payload size), and it streams each column chunk through a small buffer rather than loading
 the row group's chunks whole (pyarrow's ``pre_buffer``: a row group's compressed bytes,
 megabytes, per reader). Segments are listed when reading starts: one a recorder seals later is
-not seen by a replay already under way. A listed segment that is gone when its turn comes was
-merged into a larger one by ``replica compact``: segments are listed again, and reading goes on
-after the last segment read, so a replay across a compaction emits every command once.
+not seen by a replay already under way. A listed segment that is gone when its turn comes, or
+while it is read (an object store cannot keep a deleted object readable), was merged into a
+larger one by ``replica compact``: segments are listed again, and reading goes on after the
+last seq read, so a replay across a compaction emits every command once.
 
 Data skipped only because its times lie outside the time range is still present in the
 archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seqs as held.
@@ -70,12 +71,26 @@ def read_selected(
                     parquet = _open(segment, streamed=batch_bytes is not None)
                 except FileNotFoundError:
                     break  # compacted since the listing
-                yield from _read_segment(parquet, segment, selection, batch_rows, batch_bytes)
+                try:
+                    for item in _read_segment(parquet, segment, selection, batch_rows, batch_bytes):
+                        yield item
+                        read_to = _last_seq(item)
+                except ArchiveError:
+                    if segment.path.exists():
+                        raise
+                    break  # deleted while read (on a store, merged since the listing)
             read_to = segment.last_seq
         else:
             return
         if read_to is not None:
             selection = replace(selection, from_seq=read_to + 1)
+
+
+def _last_seq(item: pa.RecordBatch | SkippedSpan) -> int:
+    """The last seq an item of ``read_selected`` stands for (batches are seq-sorted)."""
+    if isinstance(item, SkippedSpan):
+        return item.last_seq
+    return int(item.column(0)[-1].as_py())
 
 
 def _open(segment: Segment, streamed: bool) -> pq.ParquetFile:

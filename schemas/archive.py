@@ -21,6 +21,10 @@ ts_ms that stepped back into an earlier hour stays in the segment that was open.
 Seqs in file names are zero-padded so that names sort in seq order. A file appears under its final
 name only once complete (see ``schemas.files``); temporary files start with a dot and end in
 ``.tmp``, so ``*.parquet`` globs never see them.
+
+A segment whose seq range lies inside a larger one's of the same hour is superseded, and readers
+leave it out (``covering``): on an object store, which has no rename, a compaction publishes its
+merged segment before it deletes the inputs.
 """
 
 from __future__ import annotations
@@ -288,8 +292,25 @@ class ArchiveLayout:
         return table_dir / date_partition(ts_ms) / f"{unit_id}.parquet"
 
     def segments(self, day: date | None = None) -> list[Segment]:
-        """Every raw segment (or ``day``'s alone), in seq order; files whose names do not parse
-        are not segments. One day's listing costs the same however old the archive is."""
+        """Every raw segment (or ``day``'s alone) that readers read, in seq order; files whose
+        names do not parse are not segments. One day's listing costs the same however old the
+        archive is.
+
+        A segment wholly inside a larger one is left out (see ``covering``): an object store
+        has no rename, so a compaction there publishes its merged segment first and deletes
+        the inputs after, and a reader between the two must see each seq once."""
+        return self.listing(day)[0]
+
+    def listing(self, day: date | None = None) -> tuple[list[Segment], list[Segment]]:
+        """From one listing: the segments readers read (``segments``), and those left out,
+        each inside a larger one: inputs of a compaction on a store that published its merged
+        segment and has not deleted them yet (its rerun does). Both in seq order."""
+        named = self._named_segments(day)
+        kept = covering(named)
+        listed = set(kept)
+        return kept, [segment for segment in named if segment not in listed]
+
+    def _named_segments(self, day: date | None) -> list[Segment]:
         found = []
         base = self.raw_dir if day is None else self.raw_dir / day_partition(day)
         for path in base.glob(HOUR_FILES if day is None else HOUR_FILES.split("/", 1)[1]):
@@ -327,3 +348,25 @@ class ArchiveLayout:
             for table_dir in (self.raw_dir, self.gaps_dir, self.quarantine_dir)
             for path in table_dir.glob(TEMPORARY_GLOB)
         )
+
+
+def covering(segments: list[Segment]) -> list[Segment]:
+    """``segments`` less each one whose seq range lies wholly inside a larger range of another
+    in its own hour directory: the publish rule of archives without rename (a compaction merges
+    within an hour). Segments that overlap otherwise, share one range, or lie in different
+    hours are all kept, for ``verify`` to name. In seq order."""
+    by_hour: dict[Path, list[Segment]] = {}
+    for segment in segments:
+        by_hour.setdefault(segment.path.parent, []).append(segment)
+    kept: list[Segment] = []
+    for hour in by_hour.values():
+        reach = (-1, -1)  # the first and last seq of the kept segment that reaches furthest
+        for segment in sorted(hour, key=lambda s: (s.first_seq, -s.last_seq)):
+            first, last = reach
+            if segment.last_seq < last or (segment.last_seq == last and segment.first_seq > first):
+                continue  # inside the segment that reaches furthest, which starts no later
+            kept.append(segment)
+            if segment.last_seq > last:
+                reach = (segment.first_seq, segment.last_seq)
+    kept.sort(key=lambda s: (s.first_seq, s.last_seq))
+    return kept

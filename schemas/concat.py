@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from replica.schemas.errors import ArchiveError
 from replica.schemas.files import PAGE_CHECKSUMS
+from replica.schemas.storepath import parquet_file
 
 
 def concatenate(
@@ -44,7 +45,7 @@ def concatenate(
 def _row_groups(source: Path) -> Iterator[pa.Table]:
     """The row groups of ``source``; ``ArchiveError`` naming it if it cannot be read."""
     try:
-        parquet = pq.ParquetFile(source)
+        parquet = parquet_file(source)
         for index in range(parquet.num_row_groups):
             yield parquet.read_row_group(index)
     except (OSError, pa.ArrowException) as exc:

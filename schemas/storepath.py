@@ -10,9 +10,11 @@ file, so footers and row groups are read with range requests, never downloaded w
 archives keep their ``pathlib.Path``: nothing changes for them.
 
 It is typed as a ``Path`` for the type checker, so the readers' signatures stay as they are; at
-run time it is its own small class. Writing is not among its calls: an operation it lacks (a
-``mkdir``, an ``unlink``, a builtin ``open``) raises ``StoreNotSupported``, one line naming the
-path and the operation, never a write to the local disk.
+run time it is its own small class. Writing is not among its calls, deleting an object is (a
+compaction or a decode on a store uploads through ``schemas.transfer``, then deletes what it
+superseded): an operation it lacks (a ``mkdir``, a builtin ``open``) raises
+``StoreNotSupported``, one line naming the path and the operation, never a write to the local
+disk.
 """
 
 from __future__ import annotations
@@ -175,6 +177,18 @@ class StorePath(_PathType):
             return self.location.filesystem.open_input_file(self.key)
         except FileNotFoundError:
             raise
+        except OSError as exc:
+            raise store_error(self.location, exc) from None
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        """Delete the object: what a compaction or a decode does to what it superseded."""
+        if not missing_ok and not self.exists():
+            raise FileNotFoundError(f"{self} does not exist")
+        try:
+            self.location.filesystem.delete_file(self.key)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
         except OSError as exc:
             raise store_error(self.location, exc) from None
 

@@ -221,8 +221,8 @@ def test_verify_passes_a_good_archive_and_names_every_problem(tmp_path: Path) ->
         (wrong_schema, "schema is [seq int64 not null, ts_ms int64 not null, ingest_ts_us"),
         (bad_quarantine, "x.parquet: does not read"),
         (no_gaps, "seqs 10-14 are missing and no gap record says so"),
-        (overlapping, "not those its name says"),
-        (overlapping, "overlap another segment"),
+        (overlapping, "not those its name says"),  # and no overlap: inside a larger one
+        (overlapping, "1 segments lie inside a larger one"),
     ]:
         result = replica("verify", archive)
         assert result.returncode == 1, (archive, result.stdout)

@@ -230,7 +230,7 @@ def test_wrong_credentials_are_one_line_without_the_secret(
 
 @pytest.mark.parametrize(
     "command",
-    [("decode", "{url}"), ("compact", "{url}"), ("heal", "{url}", "{demo}"),
+    [("heal", "{url}", "{demo}"),
      ("import-node", "{demo}", "{url}")],
 )  # fmt: skip
 def test_commands_that_write_refuse_a_bucket_in_one_line(

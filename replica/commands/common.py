@@ -28,9 +28,10 @@ class ArchiveDir(click.ParamType[Path]):
     rule of ``ArchiveLayout.open``, so that a typo or an empty directory is refused (exit 2)
     before anything is read, locked or created in it.
 
-    ``on_store``: the command only reads, and takes ``s3://bucket/prefix`` too (its store at
-    ``--endpoint-url``, see ``endpoint_option``); a command that writes refuses a URL in one
-    line before anything is read."""
+    ``on_store``: the command takes ``s3://bucket/prefix`` too (its store at ``--endpoint-url``,
+    see ``endpoint_option``): the readers, and ``compact`` and ``decode``, which publish by the
+    store's rule; the other commands that write refuse a URL in one line before anything is
+    read."""
 
     name = "archive"
 

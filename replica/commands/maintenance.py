@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from replica.commands.common import (
-    ARCHIVE_DIR,
     NEW_ARCHIVE_DIR,
     READABLE_ARCHIVE,
     Interrupted,
@@ -133,7 +132,8 @@ def verify_command(
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -167,7 +167,8 @@ def decode(
     Only segments that are new, or were decoded by another decoder version or schema, are
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
     rows per table. Exits 1 if a segment could not be decoded (the others are decoded), 130
-    on SIGINT (Ctrl-C), after which a second run goes on where it stopped.
+    on SIGINT (Ctrl-C), after which a second run goes on where it stopped. On
+    s3://bucket/prefix a segment's tables are uploaded before its marker, by one process.
     """
     from replica.decoder.archive import MessageSpec, decode_archive, pending_segments
     from replica.decoder.core import Decoder
@@ -242,7 +243,8 @@ def import_node_command(
 
 
 @click.command()
-@click.argument("archive", type=ARCHIVE_DIR)
+@click.argument("archive", type=READABLE_ARCHIVE)
+@endpoint_option
 @date_option("Compact only this UTC day; refused (exit 2) unless it is closed.")
 @click.option("--quiet", is_flag=True, help="Print only errors (for cron).")
 def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
@@ -251,6 +253,10 @@ def compact(archive: Path, day: datetime | None, quiet: bool) -> None:
     A day is closed 10 minutes after it ends, once no spool file holds its commands. Decoded
     tables are merged along, or dropped for 'replica decode' to redo. Readers never see half a
     day; running it again changes nothing. Exit 4 while 'replica decode' runs on ARCHIVE.
+
+    On s3://bucket/prefix each merged segment is uploaded before its inputs are deleted
+    (readers skip a segment inside a larger one), decoded tables are dropped, and running one
+    compact or decode per prefix at a time is up to you: a store has no lock.
     """
     from replica.maintenance.compact import compact as compact_archive
 

@@ -15,7 +15,6 @@ import datetime as dt
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from replica.decoder.compact import plan_decoded
 from replica.maintenance.compact_marks import is_done, mark_done
@@ -32,6 +31,7 @@ from replica.schemas.archive import ArchiveLayout, Segment, day_partition
 from replica.schemas.decoded import DECODED_DIR
 from replica.schemas.errors import UsageError
 from replica.schemas.lock import maintenance_lock
+from replica.schemas.storepath import StorePath
 
 
 @dataclass
@@ -83,13 +83,18 @@ class CompactSummary:
 def compact(
     root: str | os.PathLike[str], date: dt.date | None = None, now: dt.datetime | None = None
 ) -> CompactSummary:
-    """Compact every closed day of the archive at ``root`` that has segments to merge, or only
-    ``date``, which must be closed (UsageError otherwise). Days are closed relative to ``now``
+    """Compact every closed day of the archive at ``root`` (a directory, or ``s3://...``: see
+    ``compact_store``) that has segments to merge, or only ``date``, which must be closed
+    (UsageError otherwise). Days are closed relative to ``now``
     (an aware datetime; the current time if not given)."""
-    layout = ArchiveLayout.open(Path(root))
+    layout = ArchiveLayout.open(root)
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         raise UsageError(f"now {now.isoformat()} has no time zone; give a UTC time")
+    if isinstance(layout.root, StorePath):
+        from replica.maintenance.compact_store import compact_store
+
+        return compact_store(layout, date, now)
     with maintenance_lock(layout, "replica compact"):
         summary = CompactSummary(finished=finish_interrupted(layout))
         spooled = spooled_days(layout)

@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from replica.maintenance.days import segments_after, segments_before
 from replica.recorder.spool import leftover_spools, read_spool, spooled_commands
@@ -31,6 +30,7 @@ from replica.schemas.archive import (
 )
 from replica.schemas.concat import concatenate
 from replica.schemas.errors import ArchiveError
+from replica.schemas.storepath import read_metadata, read_schema
 
 # Eight row groups: large enough that DuckDB's per-file costs vanish and its threads each get a
 # row group, small enough that one file stays a few hundred MB at most.
@@ -131,7 +131,7 @@ def plan_merges(layout: ArchiveLayout, day: date, days: list[date]) -> list[Merg
 
 def _rows_of(segment: Segment) -> int:
     try:
-        return int(pq.read_metadata(segment.path).num_rows)
+        return int(read_metadata(segment.path).num_rows)
     except (OSError, pa.ArrowException) as exc:
         raise ArchiveError(
             f"cannot read segment {segment.path}: {str(exc).rstrip('.')}; "
@@ -142,9 +142,9 @@ def _rows_of(segment: Segment) -> int:
 def write_merged_segment(group: MergeGroup, path: Path) -> None:
     """The group's rows, in seq order, as one new segment at ``path``, written like the
     recorder's, with the first input's schema metadata (the recorder's version and feed)."""
-    metadata = pq.read_schema(group.inputs[0].path).metadata
+    metadata = read_schema(group.inputs[0].path).metadata
     options = {k: v for k, v in RAW_WRITE_OPTIONS.items() if k != "row_group_size"}
     sources = [segment.path for segment in group.inputs]
     # Row groups as small as the inputs' smallest bound in bytes (``raw_row_group_rows``).
-    rows = min(raw_batch_rows(pq.read_metadata(source)) for source in sources)
+    rows = min(raw_batch_rows(read_metadata(source)) for source in sources)
     concatenate(sources, path, RAW_SCHEMA.with_metadata(metadata), rows, **options)

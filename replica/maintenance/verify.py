@@ -29,7 +29,7 @@ from replica.maintenance.verify_segment import (
     check_segment_task,
     describe,
 )
-from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout
+from replica.schemas.archive import GAP_SCHEMA, QUARANTINE_SCHEMA, ArchiveLayout, Segment
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, SEGMENTS_TABLE
 from replica.schemas.errors import UsageError
@@ -123,6 +123,7 @@ def _verify(
     gaps = _check_gap_files(scope.gap_files, report)
     order = _block_order(layout, scope, report)
     present = _check_segments(scope, report, relist, order, cluster)
+    _check_superseded(scope.superseded, report)
     for lo, hi in _within(subtract(healed, present), scope.window):
         report.problems.append(f"heal records say seqs {lo}-{hi} were added, but they are missing")
     for path in scope.quarantine_files:
@@ -135,6 +136,11 @@ def _verify(
         report.notes.append(
             f"{report.unchecksummed} files have no page checksums (an older replica wrote "
             "them): damage inside them is found only where it breaks decompression or decoding"
+        )
+    if scope.superseded:
+        report.notes.append(
+            f"{len(scope.superseded)} segments lie inside a larger one, which readers read "
+            "instead: a compaction's inputs not deleted yet; 'replica compact' deletes them"
         )
     if scope.temporaries:
         report.notes.append("temporary files present: a write is in progress or was interrupted")
@@ -236,6 +242,19 @@ def _check_segments(
                 f"{ours.path.name} of the days checked"
             )
     return union(present + [(s.first_seq, s.last_seq) for s in scope.seams])
+
+
+def _check_superseded(segments: list[Segment], report: Report) -> None:
+    """Each file a larger segment supersedes is no overlap (readers skip it), but still checked
+    like any segment: a damaged one, or one not holding what its name says, is a problem. One
+    gone meanwhile was deleted by the compaction that superseded it."""
+    for segment in segments:
+        found = Report()
+        check_segment(segment, found)
+        if found.problems and not segment.path.exists():
+            continue
+        report.problems += found.problems
+        report.unchecksummed += found.unchecksummed
 
 
 def _read_heal_files(paths: list[Path], report: Report) -> Ranges:

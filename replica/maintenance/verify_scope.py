@@ -30,6 +30,7 @@ class Scope:
     decoded_files: list[Path]
     stray: list[Path]  # Parquet files under raw/ not named like segments
     temporaries: list[Path]  # of writes in progress or interrupted
+    superseded: list[Segment]  # inside a larger segment: a compaction's inputs not yet deleted
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -44,9 +45,10 @@ class Scope:
 
 
 def whole_archive(layout: ArchiveLayout) -> Scope:
+    segments, superseded = layout.listing()
     return Scope(
         True,
-        layout.segments(),
+        segments,
         [],
         layout.table_files(layout.gaps_dir),
         layout.table_files(heals_dir(layout)),
@@ -54,21 +56,23 @@ def whole_archive(layout: ArchiveLayout) -> Scope:
         sorted(layout.root.glob(f"{DECODED_DIR}/*/{DATE_FILES}")),
         layout.stray_raw_files(),
         layout.temporary_files(),
+        superseded,
     )
 
 
 def some_days(layout: ArchiveLayout, days: list[date]) -> Scope:
     """``days`` (sorted) and their seams with the days around them."""
-    segments, stray = [], []
+    segments, stray, superseded = [], [], []
     for day in days:
-        own = layout.segments(day)
-        named = {segment.path for segment in own}
+        own, left_out = layout.listing(day)
+        named = {segment.path for segment in own + left_out}
         segments += own
+        superseded += left_out
         stray += [p for p in (layout.raw_dir / day_partition(day)).rglob("*.parquet")
                   if p not in named]  # fmt: skip
     segments.sort(key=lambda s: (s.first_seq, s.last_seq))
     if not days:
-        return Scope(False, [], [], [], [], [], [], [], [])
+        return Scope(False, [], [], [], [], [], [], [], [], [])
     every = raw_days(layout)
     before = segments_before(layout, days[0], every)
     after = segments_after(layout, days[-1], every)
@@ -95,6 +99,7 @@ def some_days(layout: ArchiveLayout, days: list[date]) -> Scope:
             for part in partitions
             for path in (table_dir / part).glob(TEMPORARY_GLOB)
         ],
+        superseded,
     )
 
 
