@@ -25,9 +25,8 @@ from replica.recorder.quarantine import MAX_UNIT_QUARANTINE_BYTES, TooBig
 from replica.recorder.relay import OnArchived, Relay
 from replica.recorder.seq import TrackerState
 from replica.recorder.session import CHUNK_BYTES, FeedSession
-from replica.recorder.startup import archived_tail, recover_spools, remove_temporary_files
+from replica.recorder.startup import prepare_archive
 from replica.recorder.status import WARN_EVERY_S, StatusLog
-from replica.recorder.store import learn_store_tail
 from replica.recorder.units import RecentPayloads, SessionStats
 from replica.recorder.upload import Uploader
 from replica.recorder.writers import Writers
@@ -36,7 +35,6 @@ from replica.schemas.errors import ArchiveError, AuthRefused, ReplicaError
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.redact import redact
-from replica.schemas.seqspace import FEED, claim
 from replica.schemas.storage import locate
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -266,33 +264,9 @@ class Recorder:
             raise self._failure
 
     def _prepare_archive(self) -> tuple[TrackerState, RecentPayloads]:
-        layout = self._layout
-        try:
-            layout.root.mkdir(parents=True, exist_ok=True)
-            for table_dir in (layout.raw_dir, layout.gaps_dir, layout.quarantine_dir):
-                table_dir.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
-        claim(layout, FEED, "replica record")
-        remove_temporary_files(layout)
-        recent = RecentPayloads()
-        if self._store is not None:
-            learn_store_tail(layout, self._store, recent.size)
-        state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery
-        recovery = recover_spools(layout, recent, self._metadata)
-        if recovery.spools:
-            log.info(
-                "recovered %d frames from %d spool file(s) into %d file(s)",
-                recovery.frames,
-                recovery.spools,
-                len(recovery.files),
-            )
+        state, recent, recovery = prepare_archive(self._layout, self._metadata, self._store)
         self._recovered_frames = recovery.frames
         self._recovered_files = len(recovery.files)
-        if recovery.files:  # the recovery moved the archive's end
-            state = archived_tail(layout, recent)
-        if state.last_seq is not None:
-            log.info("resuming %s after seq %d", layout.root, state.last_seq)
         return state, recent
 
     # ---- the connection loops -----------------------------------------------------------------

@@ -23,10 +23,12 @@ from replica.recorder.segments import publish_unit
 from replica.recorder.seq import Cause, TrackerState
 from replica.recorder.session import Carry, FeedSession
 from replica.recorder.spool import damaged_dir, leftover_spools, read_spool
-from replica.recorder.store import uploaded_tails
+from replica.recorder.store import learn_store_tail, uploaded_tails
 from replica.recorder.units import RawChunk, RecentPayloads, SpoolRecord, Unit
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ArchiveError
+from replica.schemas.seqspace import FEED, claim
+from replica.schemas.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,41 @@ class Recovery:
     torn: int = 0
     damaged: int = 0
     files: list[Path] = field(default_factory=list)
+
+
+def prepare_archive(
+    layout: ArchiveLayout, metadata: dict[bytes, str], store: Location | None
+) -> tuple[TrackerState, RecentPayloads, Recovery]:
+    """Make ``layout`` ready to record into, before the first connection: its directories, its
+    claim to the feed's seq space, no temporaries of a killed write, the spools of a killed run
+    sealed. Returns where the archive ends (the state, and the recent payloads duplicates are
+    checked against) and what the recovery did. ``store``: the bucket this local staging
+    archive is uploaded to, whose end may be ahead of what is left locally."""
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        for table_dir in (layout.raw_dir, layout.gaps_dir, layout.quarantine_dir):
+            table_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError(f"cannot use the archive {layout.root}: {exc}") from exc
+    claim(layout, FEED, "replica record")
+    remove_temporary_files(layout)
+    recent = RecentPayloads()
+    if store is not None:
+        learn_store_tail(layout, store, recent.size)
+    state = archived_tail(layout, recent)  # also seeds duplicate checks for the recovery
+    recovery = recover_spools(layout, recent, metadata)
+    if recovery.spools:
+        log.info(
+            "recovered %d frames from %d spool file(s) into %d file(s)",
+            recovery.frames,
+            recovery.spools,
+            len(recovery.files),
+        )
+    if recovery.files:  # the recovery moved the archive's end
+        state = archived_tail(layout, recent)
+    if state.last_seq is not None:
+        log.info("resuming %s after seq %d", layout.root, state.last_seq)
+    return state, recent, recovery
 
 
 def remove_temporary_files(layout: ArchiveLayout) -> None:
