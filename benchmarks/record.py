@@ -59,12 +59,12 @@ sys.path.insert(0, str(REPO))
 
 from replica.schemas.frames import connected_frame  # noqa: E402
 
+from benchmarks.feedprocess import TIMEOUT_S, expect, feed_process, spawn  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 RUNS = 3
 MEMORY_TARGET_MB = 200
-TIMEOUT_S = 600.0
 THROUGHPUT_TARGET = 0.7
 TWO_ENDPOINTS_TARGET = 0.8
 SIZE_TARGET = 1.15
@@ -73,51 +73,10 @@ SIZE_TARGET = 1.15
 # ---- the feed server (runs in a child process) ---------------------------------------------
 
 
-def serve_one_connection(frames_path: str, report) -> None:
-    """Child process: serve the frames to one client; report the port, then the send time."""
-    frames = Path(frames_path).read_bytes().splitlines()  # sent as text frames, pre-encoded
-    asyncio.run(_serve(frames, report))
-
-
-async def _serve(frames: list[bytes], report) -> None:
-    finished = asyncio.Event()
-
-    async def handle(ws: ServerConnection) -> None:
-        await ws.send(connected_frame("disk-sync", time.time_ns() // 10**6))
-        if finished.is_set():  # a recorder reconnecting after our 1000: nothing more to send
-            await ws.wait_closed()
-            return
-        start = time.perf_counter()
-        for frame in frames:
-            await ws.send(frame, text=True)
-        await (await ws.ping())  # the pong comes back once the client has read every frame
-        report.send(("read", time.perf_counter() - start))
-        finished.set()
-        await ws.close(1000)
-
-    async with serve(handle, "127.0.0.1", 0, compression=None, max_size=None) as server:
-        report.send(("port", server.sockets[0].getsockname()[1]))
-        await finished.wait()
-        await asyncio.sleep(0.5)  # let the close handshake finish
-
-
 def start_feed_server(frames_path: Path):
     """A fresh server process; returns (process, pipe end, port)."""
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    process = ctx.Process(target=serve_one_connection, args=(str(frames_path), theirs), daemon=True)
-    process.start()
-    theirs.close()
-    return process, ours, expect(ours, "port")
-
-
-def expect(pipe, kind: str):
-    if not pipe.poll(TIMEOUT_S):
-        raise RuntimeError(f"feed server sent no {kind!r} within {TIMEOUT_S:.0f} s")
-    got, value = pipe.recv()
-    if got != kind:
-        raise RuntimeError(f"feed server sent {got!r}, expected {kind!r}")
-    return value
+    process, pipe = spawn(feed_process, str(frames_path), None, False)
+    return process, pipe, expect(pipe, "port")
 
 
 def stop_feed_server(process) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import signal
 import socket
 import subprocess
@@ -40,67 +39,24 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from replica.schemas.frames import connected_frame  # noqa: E402
 
+from benchmarks.feedprocess import TIMEOUT_S, expect, feed_process, spawn  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 CLIENTS = 4
 RATE = 10_000.0
 RUNS = 3
-TIMEOUT_S = 600.0
 LATENCY_TARGET_MS = 2.0
 DROP_TARGET = 0.10
 
 
 # ---- the feed server (its own process) ------------------------------------------------------
-
-
-def feed_process(frames_path: str, rate: float | None, report) -> None:
-    """Serves the frames to one client once told "go": at ``rate``/s, or as fast as read."""
-    frames = Path(frames_path).read_bytes().splitlines()
-    asyncio.run(_feed(frames, rate, report))
-
-
-async def _feed(frames: list[bytes], rate: float | None, report) -> None:
-    finished = asyncio.Event()
-
-    async def handle(ws: ServerConnection) -> None:
-        await ws.send(connected_frame("disk-sync", time.time_ns() // 10**6))
-        if finished.is_set():
-            await ws.wait_closed()
-            return
-        await asyncio.to_thread(report.recv)  # "go"
-        start = time.perf_counter()
-        if rate is None:
-            for frame in frames:
-                await ws.send(frame, text=True)
-        else:
-            sent = 0
-            while sent < len(frames):
-                due = min(len(frames), int((time.perf_counter() - start) * rate) + 1)
-                for frame in frames[sent:due]:
-                    await ws.send(frame, text=True)
-                sent = due
-                await asyncio.sleep(0.0005)
-        await (await ws.ping())
-        report.send(("read", time.perf_counter() - start))
-        finished.set()
-        await ws.close(1000)
-
-    async with serve(handle, "127.0.0.1", 0, compression=None, max_size=None) as server:
-        report.send(("port", server.sockets[0].getsockname()[1]))
-        await finished.wait()
-        await asyncio.sleep(0.5)
-
-
-# ---- a relay client (its own process) -------------------------------------------------------
 
 
 def client_process(url: str, last_seq: int, report) -> None:
@@ -140,24 +96,6 @@ async def _client(url: str, last_seq: int, report) -> None:
 # ---- one measured run -----------------------------------------------------------------------
 
 
-def spawn(target, *args):
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    process = ctx.Process(target=target, args=(*args, theirs), daemon=True)
-    process.start()
-    theirs.close()
-    return process, ours
-
-
-def expect(pipe, kind: str):
-    if not pipe.poll(TIMEOUT_S):
-        raise RuntimeError(f"no {kind!r} within {TIMEOUT_S:.0f} s")
-    got, value = pipe.recv()
-    if got != kind:
-        raise RuntimeError(f"got {got!r}, expected {kind!r}")
-    return value
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,7 +112,7 @@ class Run:
 
 
 def measure_bare(frames_path: Path, n: int) -> float:
-    feed, pipe = spawn(feed_process, str(frames_path), None)
+    feed, pipe = spawn(feed_process, str(frames_path), None, True)
     port = expect(pipe, "port")
 
     async def count() -> int:
@@ -199,7 +137,7 @@ def measure_recorder(
 ) -> Run:
     """The real CLI, with ``--serve`` and ``clients`` attached before the first frame when
     ``clients``; fails unless it appended exactly n and each client got every seq once."""
-    feed, pipe = spawn(feed_process, str(frames_path), rate)
+    feed, pipe = spawn(feed_process, str(frames_path), rate, True)
     port = expect(pipe, "port")
     serve_args = ["--serve", str(free_port())] if clients else []
     recorder = subprocess.Popen(
