@@ -54,6 +54,8 @@ def test_an_import_into_an_empty_prefix_gives_the_blocks_a_local_import_gives(
     local = tmp_path / "local"
     _import(store_env, first, later, local)
     assert _blocks(url) == _blocks(local)
+    stored = {s.path.name: s.path.read_bytes() for s in ArchiveLayout.open(url).segments()}
+    assert stored == {s.path.name: s.path.read_bytes() for s in ArchiveLayout(local).segments()}
     assert [b[0] for b in _blocks(url)] == [*range(1001, 1041), *range(1101, 1111)]
     gaps = ArchiveLayout.open(url).gap_rows(["from_seq", "to_seq", "cause"])
     assert gaps == [{"from_seq": 1041, "to_seq": 1100, "cause": "import"}]

@@ -22,7 +22,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import NodeFile
 from replica.maintenance.node_import import (
@@ -35,6 +34,7 @@ from replica.maintenance.node_import import (
 from replica.maintenance.node_order import OrderCheck
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
+from replica.schemas.files import publish_parquet
 from replica.schemas.seqspace import MARKER, NODE, marker_path, recorded_kind, refusal
 from replica.schemas.storage import Location
 from replica.schemas.storepath import StorePath
@@ -77,14 +77,13 @@ def _uploader(scratch: Path, root: StorePath) -> Callable[[str], None]:
 
 
 def _publisher(scratch: Path, root: StorePath, upload: Callable[[str], None]) -> Publish:
-    """Write a table of the archive in scratch with the local code, then upload it."""
+    """Write a table of the archive in scratch with the local code (the same bytes as on
+    disk), then upload it."""
 
     def publish(table: pa.Table, path: Path, options: dict[str, Any]) -> None:
         assert isinstance(path, StorePath)
         relative = path.key[len(root.key) :].lstrip("/")
-        built = scratch / relative
-        built.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, built, **options)
+        publish_parquet(table, scratch / relative, **options)
         upload(relative)
 
     return publish
