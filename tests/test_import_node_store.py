@@ -108,3 +108,31 @@ def test_cluster_on_a_store_is_refused_in_one_line(
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "--cluster on an object store is not supported" in result.stderr
+
+
+def test_an_import_killed_before_its_gaps_has_them_recorded_by_the_next_run(
+    tmp_path: Path, object_store: ObjectStore, store_env: dict[str, str]
+) -> None:
+    url = _url(object_store)
+    files = [node_file(tmp_path, 3000, 5), node_file(tmp_path, 3010, 5)]
+    _import(store_env, *files, url)
+    layout = ArchiveLayout.open(url)
+    for path in layout.table_files(layout.gaps_dir):  # as if killed after the segments
+        path.unlink()
+    out = _import(store_env, *files, url)
+    assert "0 blocks imported, 10 already present, 0 segments written, 1 gaps recorded" in out
+    assert layout.gap_rows(["from_seq", "to_seq"]) == [{"from_seq": 3006, "to_seq": 3010}]
+
+
+def test_wrong_credentials_are_one_line_without_the_secret(
+    tmp_path: Path, object_store: ObjectStore
+) -> None:
+    wrong = "wrong-SECRET-91c3"
+    path = node_file(tmp_path, 10, 5)
+    result = replica(
+        "import-node", path, _url(object_store), env=object_store.env(secret=wrong), timeout=300
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "check the credentials" in result.stderr
+    assert wrong not in result.stderr + result.stdout
