@@ -230,8 +230,7 @@ def test_wrong_credentials_are_one_line_without_the_secret(
 
 @pytest.mark.parametrize(
     "command",
-    [("heal", "{url}", "{demo}"),
-     ("import-node", "{demo}", "{url}")],
+    [("heal", "{url}", "{demo}")],
 )  # fmt: skip
 def test_commands_that_write_refuse_a_bucket_in_one_line(
     demo: Path, url: str, object_store: ObjectStore, command: tuple[str, ...]

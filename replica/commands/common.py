@@ -60,16 +60,18 @@ def refuse_store(value: str, ctx: click.Context | None) -> None:
 
 
 class NewArchiveDir(click.Path):
-    """The ARCHIVE of a command that may create it (``import-node``): a local directory."""
+    """The ARCHIVE of a command that may create it (``import-node``): a local directory, or
+    ``s3://bucket/prefix`` (its store at ``--endpoint-url``), which need not hold anything yet."""
 
     def __init__(self) -> None:
         super().__init__(file_okay=False, path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from replica.schemas.storage import is_remote
+        from replica.schemas.storepath import store_root
 
         if is_remote(value):
-            refuse_store(value, ctx)
+            return store_root(value, ctx.meta.get(_ENDPOINT_KEY) if ctx is not None else None)
         return super().convert(value, param, ctx)
 
 

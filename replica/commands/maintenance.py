@@ -212,6 +212,7 @@ def decode(
 @click.command(name="import-node")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.argument("archive", type=NEW_ARCHIVE_DIR)
+@endpoint_option
 @cluster_option
 @click.pass_context
 def import_node_command(
@@ -224,6 +225,10 @@ def import_node_command(
     line the node has not finished is skipped until it has. Holes between segments are recorded
     as gaps. A progress bar on a terminal, then a summary. Exits 1 if a file has a bad line (the
     others are imported), 4 if a recorder, replica compact or replica decode holds ARCHIVE.
+
+    On s3://bucket/prefix each new segment is built locally and uploaded to its final key, and
+    running one import per prefix at a time (no compact or decode meanwhile) is up to you: a
+    store has no lock. --cluster is refused there.
     """
     from replica.maintenance.node_import import import_node
 

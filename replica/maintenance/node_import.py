@@ -12,7 +12,8 @@ blocks of a file become new segments, one per run of consecutive blocks in one U
 each stays inside its date/hour partition. Holes left between segments are then recorded as
 gaps with cause "import". The recorder's lock is held throughout, so an import and a
 recorder never write one archive at once, and so is the maintenance lock, so that a compaction
-never merges or swaps a day's segments under an import.
+never merges or swaps a day's segments under an import. An archive on an object store is
+imported into by ``node_import_store``, which plans the same way and publishes by upload.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import BadLine, Blocks, NodeFile, node_files, read_blocks
 from replica.maintenance.node_order import BlockMark, OrderCheck, capped
@@ -43,15 +43,18 @@ from replica.schemas.archive import (
     raw_write_options,
 )
 from replica.schemas.cluster import Cluster
-from replica.schemas.errors import ArchiveError
+from replica.schemas.errors import ArchiveError, UsageError
 from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
 from replica.schemas.seqranges import Range, span, subtract, union
 from replica.schemas.seqspace import NODE, NODE_SOURCE_PREFIX, claim
+from replica.schemas.storepath import StorePath, parquet_file
 
 CAUSE = "import"
 TASK = "replica import-node"
+# Writes a table to its final path (local, or a store's key) with these Parquet write options.
+Publish = Callable[[pa.Table, Path, dict[str, Any]], object]
 
 
 @dataclass
@@ -83,6 +86,12 @@ def import_node(
     imported and is named in ``failed``; the others are.
     """
     files = node_files(paths)
+    if isinstance(root, StorePath):
+        if cluster is not None:
+            raise UsageError(f"{root}: import-node --cluster on an object store is not supported")
+        from replica.maintenance.node_import_store import import_node_to_store
+
+        return import_node_to_store(files, root, on_progress)
     layout = ArchiveLayout(Path(root))
     recorder_rule = "an import and a recorder never write one archive at once"
     maintenance_rule = (
@@ -107,9 +116,9 @@ def import_node(
         else:
             order = OrderCheck()
             for done, node_file in enumerate(files, 1):
-                _import_file(node_file, layout, segments, summary, order)
+                import_file(node_file, layout, segments, summary, order, _publish_locally)
                 report(done, len(files))
-        summary.gaps = _record_holes(layout, segments)
+        summary.gaps = record_holes(layout, segments, _publish_locally)
         return summary
 
 
@@ -137,12 +146,17 @@ def _remove_abandoned_temporaries(layout: ArchiveLayout) -> None:
             temporary.unlink(missing_ok=True)
 
 
-def _import_file(
+def _publish_locally(table: pa.Table, path: Path, options: dict[str, Any]) -> None:
+    publish_parquet(table, path, **options)
+
+
+def import_file(
     node_file: NodeFile,
     layout: ArchiveLayout,
     segments: list[Segment],
     summary: ImportSummary,
     order: OrderCheck,
+    publish: Publish,
 ) -> None:
     """Write the blocks of one file that the archive lacks; ``segments`` gains the new ones."""
     summary.files += 1
@@ -154,7 +168,7 @@ def _import_file(
     metadata = node_metadata(node_file)
     for start, stop, target in plan_file(node_file, blocks, layout, segments, summary, order):
         table = blocks_table(blocks, start, stop, metadata)
-        publish_parquet(table, target, **raw_write_options(table))
+        publish(table, target, raw_write_options(table))
 
 
 def unreadable(node_file: NodeFile, exc: BadLine | OSError) -> str:
@@ -289,7 +303,7 @@ def _held(segment: Segment, lo: int, hi: int) -> int:
     """How many seqs of lo-hi (within its name range) the segment holds: read from its footer
     when it has no holes, else from its seq column."""
     with _reading(segment):
-        parquet = pq.ParquetFile(segment.path)
+        parquet = parquet_file(segment.path)
         if parquet.metadata.num_rows == span(segment.first_seq, segment.last_seq):
             return span(lo, hi)
         seqs = parquet.read(columns=["seq"]).column("seq")
@@ -300,14 +314,14 @@ def _held(segment: Segment, lo: int, hi: int) -> int:
 def _edge_ts_ms(segment: Segment, *, last: bool) -> int:
     """The ts_ms of the segment's first or last command, reading one row group."""
     with _reading(segment):
-        parquet = pq.ParquetFile(segment.path)
+        parquet = parquet_file(segment.path)
         group = parquet.num_row_groups - 1 if last else 0
         ts_ms = parquet.read_row_group(group, columns=["ts_ms"]).column("ts_ms")
         edge: int = ts_ms[-1 if last else 0].as_py()
         return edge
 
 
-def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
+def record_holes(layout: ArchiveLayout, segments: list[Segment], publish: Publish) -> int:
     """Record every hole between segment name ranges that no gap record covers yet; returns
     how many records were written. Holes are computed from the whole archive, so a run that
     imports nothing still completes the records of a run that stopped before writing them."""
@@ -339,5 +353,5 @@ def _record_holes(layout: ArchiveLayout, segments: list[Segment]) -> int:
         by_path.setdefault(path, []).append(row)
     for path, file_rows in by_path.items():
         table = pa.Table.from_pylist(file_rows, schema=GAP_SCHEMA)
-        publish_parquet(table, path, compression="zstd")
+        publish(table, path, {"compression": "zstd"})
     return len(rows)
