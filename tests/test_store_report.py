@@ -56,3 +56,17 @@ def test_a_report_written_to_a_bucket_is_refused_in_one_line(
         f"replica: error: -o {url}/report.html: the report is written to a local file; "
         "give a local path\n"
     )
+
+
+def test_wrong_credentials_are_one_line_without_the_secret(
+    archives: tuple[Path, str], object_store: ObjectStore, tmp_path: Path
+) -> None:
+    _, url = archives
+    wrong = "wrong-SECRET-4e2b77"
+    out = tmp_path / "report.html"
+    result = replica("report", url, "-o", out, env=object_store.env(secret=wrong))
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "check the credentials" in result.stderr
+    assert wrong not in result.stderr + result.stdout
+    assert not out.exists()
