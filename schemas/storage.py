@@ -68,11 +68,14 @@ def store_error(location: Location, exc: OSError) -> StorageError:
 @dataclass(frozen=True)
 class Location:
     """Where an archive is: ``root`` is a path inside ``filesystem`` (``bucket/prefix`` on S3,
-    an absolute path locally), ``url`` what to call it in messages (it never holds a secret)."""
+    an absolute path locally), ``url`` what to call it in messages (it never holds a secret);
+    ``endpoint`` the S3 endpoint it was opened with, if any, so that a cluster worker can open
+    the same store (it holds no secret either: workers take credentials from their own chain)."""
 
     filesystem: pafs.FileSystem
     root: str
     url: str
+    endpoint: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -106,17 +109,22 @@ def locate(archive: str | os.PathLike[str], endpoint_url: str | None = None) -> 
     if not parts.hostname:
         raise StorageUrlError(f"{text}: an S3 URL names a bucket, as s3://bucket/prefix")
     root = f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
-    return Location(s3_filesystem(endpoint_url), root, f"s3://{root}")
+    endpoint = _endpoint(endpoint_url)
+    return Location(s3_filesystem(endpoint), root, f"s3://{root}", endpoint)
 
 
-def s3_filesystem(endpoint_url: str | None = None) -> pafs.S3FileSystem:
-    """An S3 client with the credential chain, endpoint and region described above."""
-    endpoint = (
+def _endpoint(endpoint_url: str | None) -> str | None:
+    return (
         endpoint_url
         or os.environ.get("AWS_ENDPOINT_URL_S3")
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
     )
+
+
+def s3_filesystem(endpoint_url: str | None = None) -> pafs.S3FileSystem:
+    """An S3 client with the credential chain, endpoint and region described above."""
+    endpoint = _endpoint(endpoint_url)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     options: dict[str, object] = {
         "region": region,

@@ -105,10 +105,7 @@ def verify_command(
     from replica.maintenance.days import selected_days
     from replica.maintenance.verify import verify
     from replica.schemas.archive import ArchiveLayout
-    from replica.schemas.storepath import StorePath
 
-    if cluster is not None and isinstance(archive, StorePath):
-        raise UsageError(f"{archive}: verify --cluster on an object store is not supported yet")
     # Built first, so that a bad range is refused before the archive is read.
     replay = open_archive(archive).replay(**selection) if digest else None
     days = selected_days(ArchiveLayout(archive), day and day.date(), since and since.date())

@@ -25,7 +25,8 @@ from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.node_order import BlockMark, OrderCheck, segment_problems
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
 from replica.schemas.seqranges import Range
-from replica.schemas.storepath import parquet_file
+from replica.schemas.storage import is_remote
+from replica.schemas.storepath import parquet_file, store_root
 
 # A row group is read in two parts, each on one thread: the integer columns whole, then the
 # payloads in batches.
@@ -234,12 +235,16 @@ class SegmentResult:
         return self.check
 
 
-def check_segment_task(path: str, first_seq: int, last_seq: int, node: bool) -> SegmentResult:
+def check_segment_task(
+    path: str, first_seq: int, last_seq: int, node: bool, endpoint: str | None = None
+) -> SegmentResult:
     """``check_segment`` on a cluster worker: plain strings in, a picklable result out. For a
-    node archive (``node``) the blocks are checked in order within the segment only."""
+    node archive (``node``) the blocks are checked in order within the segment only. ``path``
+    may be an ``s3://`` URL, opened at ``endpoint`` with the worker's own credential chain."""
     noted = _Noted()
     order = _MarkedOrder() if node else None
-    check = check_segment(Segment(Path(path), first_seq, last_seq), noted, order)
+    file = store_root(path, endpoint) if is_remote(path) else Path(path)
+    check = check_segment(Segment(file, first_seq, last_seq), noted, order)
     first, last = (order.first, order.last) if order else (None, None)
     return SegmentResult(check, noted.problems, noted.unchecksummed, first, last)
 
