@@ -45,7 +45,7 @@ class RecorderConfig:
     store: str | None = None
     endpoint_url: str | None = None
     upload_backoff: BackoffPolicy = field(
-        default_factory=lambda: BackoffPolicy(initial=1.0, cap=30.0, jitter=1.0)
+        default_factory=lambda: BackoffPolicy(initial=1.0, cap=10.0, jitter=1.0)
     )
 
     def __post_init__(self) -> None:
