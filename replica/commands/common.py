@@ -85,6 +85,13 @@ def _keep_endpoint(ctx: click.Context, param: click.Parameter, value: str | None
     ctx.meta[_ENDPOINT_KEY] = value
 
 
+def given_endpoint(ctx: click.Context) -> str | None:
+    """The ``--endpoint-url`` given, for a command that reaches a store itself (``record``'s
+    uploads, ``sync``, ``sql``) rather than through its ARCHIVE argument."""
+    endpoint: str | None = ctx.meta.get(_ENDPOINT_KEY)
+    return endpoint
+
+
 # Eager, so that it is known when ARCHIVE is converted, wherever it stands on the line.
 endpoint_option = click.option(
     "--endpoint-url",
@@ -92,9 +99,8 @@ endpoint_option = click.option(
     is_eager=True,
     expose_value=False,
     callback=_keep_endpoint,
-    help="For an s3:// ARCHIVE: the S3-compatible store's endpoint (default: "
-    "$AWS_ENDPOINT_URL, else AWS S3). Credentials come from the AWS chain: environment, "
-    "profile or instance role.",
+    help="For an s3:// URL: the S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL, "
+    "else AWS S3). Credentials come from the AWS chain: environment, profile or instance role.",
 )
 
 _RANGE_OPTIONS = (

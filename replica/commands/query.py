@@ -11,8 +11,14 @@ from typing import IO
 
 import click
 
-from replica.commands.common import READABLE_ARCHIVE, date_option, endpoint_option, since_option
-from replica.commands.storage import ARCHIVE_OR_URL, ENDPOINT_OPTION
+from replica.commands.common import (
+    READABLE_ARCHIVE,
+    date_option,
+    endpoint_option,
+    given_endpoint,
+    since_option,
+)
+from replica.commands.storage import ARCHIVE_OR_URL
 from replica.schemas.errors import UsageError
 
 
@@ -70,15 +76,16 @@ def _is_query_text(arg: str, options: set[str]) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the result to FILE (replaced whole once the query succeeds).",
 )
-@ENDPOINT_OPTION
+@endpoint_option
+@click.pass_context
 def sql(
+    ctx: click.Context,
     archive: Path | str,
     query: str | None,
     query_file: IO[str] | None,
     views: bool,
     fmt: str,
     output: Path | None,
-    endpoint_url: str | None,
 ) -> None:
     """Run QUERY with DuckDB over views of ARCHIVE: raw_cmds, gaps, quarantine, completeness
     and every decoded table, each with <stem>_utc timestamps beside the integer ones.
@@ -92,6 +99,7 @@ def sql(
     from replica.sql import connect, view_statements
     from replica.sql_storage import open_tree
 
+    endpoint_url = given_endpoint(ctx)
     if views:
         click.echo("\n".join(view_statements(open_tree(archive, endpoint_url))))
         return

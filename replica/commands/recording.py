@@ -14,8 +14,7 @@ import click
 from click.core import ParameterSource
 
 from replica.commands.clients import client_api_key, client_options
-from replica.commands.common import tune_garbage_collector
-from replica.commands.storage import ENDPOINT_OPTION
+from replica.commands.common import endpoint_option, given_endpoint, tune_garbage_collector
 from replica.options import Duration, UtcTime, api_key_from
 from replica.schemas.errors import ReplicaError, UsageError
 from replica.schemas.redact import redact
@@ -111,7 +110,7 @@ log = logging.getLogger(__name__)
     "until uploaded (default: $XDG_STATE_HOME/replica/record/<hash of ARCHIVE>, "
     "$XDG_STATE_HOME defaulting to ~/.local/state).",
 )
-@ENDPOINT_OPTION
+@endpoint_option
 @click.pass_context
 def record(
     ctx: click.Context,
@@ -134,7 +133,6 @@ def record(
     serve_api_key_env: str | None,
     serve_api_key_file: Path | None,
     spool_dir: Path | None,
-    endpoint_url: str | None,
 ) -> None:
     """Tail the Disk-Sync feed at URL into ARCHIVE until stopped.
 
@@ -168,6 +166,7 @@ def record(
     store = archive if is_remote(archive) else None
     if store is None and Path(archive).exists() and not Path(archive).is_dir():
         raise UsageError(f"ARCHIVE {archive} is a file; give a directory or s3://bucket/prefix")
+    endpoint_url = given_endpoint(ctx)
     if store is None and (spool_dir is not None or endpoint_url is not None):
         raise UsageError(
             "--spool-dir and --endpoint-url are for an s3:// ARCHIVE; a local archive keeps "

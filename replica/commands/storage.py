@@ -7,12 +7,7 @@ from typing import Any
 
 import click
 
-ENDPOINT_OPTION = click.option(
-    "--endpoint-url",
-    metavar="URL",
-    help="The S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL, else AWS S3). "
-    "Credentials come from the AWS chain: environment, profile or instance role.",
-)
+from replica.commands.common import endpoint_option, given_endpoint
 
 
 class ArchiveOrUrl(click.ParamType[Path | str]):
@@ -36,18 +31,19 @@ ARCHIVE_OR_URL = ArchiveOrUrl()
 @click.command()
 @click.argument("archive")
 @click.argument("dest")
-@ENDPOINT_OPTION
+@endpoint_option
 @click.option(
     "--delete",
     is_flag=True,
     help="Then remove the sealed files DEST has and ARCHIVE no longer does (those a compaction "
     "replaced).",
 )
-def sync(archive: str, dest: str, endpoint_url: str | None, delete: bool) -> None:
+@click.pass_context
+def sync(ctx: click.Context, archive: str, dest: str, delete: bool) -> None:
     """Copy ARCHIVE's sealed files to DEST: a local archive to s3://bucket/prefix, or back.
 
     Files DEST already holds at the same size and SHA-256 are skipped, so a second run copies
     nothing; the spool, locks and staging directories are never copied."""
     from replica.maintenance.sync import sync as run_sync
 
-    click.echo(run_sync(archive, dest, endpoint_url, delete).line())
+    click.echo(run_sync(archive, dest, given_endpoint(ctx), delete).line())
