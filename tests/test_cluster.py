@@ -21,29 +21,14 @@ from replica.schemas.errors import ArchiveError
 from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
 from tests.conftest import replica
+from tests.localcluster import GUARD_S, local_cluster
 from tests.rawarchive import feed_rows, write_archive
 from tests.test_import_node import BASE, block, node_file
-
-GUARD_S = 300  # against a hang, not a measure
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[distributed.Client]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            scheduler_port=0,
-            dashboard_address=None,
-            worker_dashboard_address=None,
-            # its HTTP server (health, metrics) runs even so: on a free port, not 8787
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        ) as local,
-        distributed.Client(local, set_as_default=False) as client,
-    ):
-        client.wait_for_workers(2, timeout=GUARD_S)
+    with local_cluster() as client:
         yield client
 
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 import replica
 from tests.conftest import PATIENCE_S
 from tests.rawarchive import write_segment
-from tests.served import Served
+from tests.served import Served, free_port, scrape
 
 FIRST, LAST = 1000, 1399
 REAL_GAP = range(1250, 1260)
@@ -118,25 +117,6 @@ def rows_in_spool(archive: Path) -> list[dict]:
         for recv_us, item in records
         if isinstance(item, Command)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The metrics page as name{labels} -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=PATIENCE_S) as page:
-        text = page.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
 
 
 async def read_until_last(ws: ClientConnection) -> list[str]:

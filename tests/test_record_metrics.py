@@ -22,29 +22,10 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import PATIENCE_S
 from tests.feedserver import Close, ScriptedFeed, Send, Signal, WaitFor, frame
+from tests.served import free_port, scrape
 from tests.test_cli import start_recording, summary_of
 
 QUIET = ("--status-seconds", "60", "--segment-rows", "40")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The metrics page as name{labels} -> value."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=PATIENCE_S) as page:
-        text = page.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
 
 
 def scrape_until(port: int, condition: Callable[[dict[str, float]], bool], what: str) -> dict:

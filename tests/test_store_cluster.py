@@ -16,10 +16,9 @@ from replica.schemas.storepath import store_root
 
 from replica.maintenance.verify import verify
 from tests.conftest import replica
+from tests.localcluster import GUARD_S, local_cluster
 from tests.objectstore import SECRET_KEY, ObjectStore
 from tests.rawarchive import feed_rows, write_archive
-
-GUARD_S = 300  # against a hang, not a measure
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +29,7 @@ def cluster(object_store: ObjectStore) -> Iterator[distributed.Client]:
     os.environ.update(credentials)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
-        with (
-            distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                scheduler_port=0,
-                dashboard_address=None,
-                worker_dashboard_address=None,
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            ) as local,
-            distributed.Client(local, set_as_default=False) as client,
-        ):
-            client.wait_for_workers(2, timeout=GUARD_S)
+        with local_cluster() as client:
             yield client
     finally:
         for name, value in saved.items():
