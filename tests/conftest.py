@@ -93,3 +93,11 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSto
         pytest.skip(f"the weed binary cannot run here: {exc}")
     with running_store(tmp_path_factory.mktemp("objectstore")) as store:
         yield store
+
+
+@pytest.fixture
+def store_env(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The store's environment, set in this process too (for in-process API calls)."""
+    for name, value in object_store.env().items():
+        monkeypatch.setenv(name, value)
+    return object_store.env()

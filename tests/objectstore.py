@@ -9,6 +9,7 @@ is given a free loopback port here, and the extra servers (WebDAV, Iceberg, Lanc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -43,12 +44,20 @@ _PORT_FLAGS = (
 )
 
 
+_PREFIXES = itertools.count()
+
+
 @dataclass(frozen=True)
 class ObjectStore:
     endpoint: str
     bucket: str
     metrics_url: str = ""  # Prometheus text: bytes each bucket sent, for the range-read test
     ports: dict[str, int] = field(default_factory=dict, compare=False)  # to restart it alike
+
+    def fresh_url(self, name: str) -> str:
+        """``s3://BUCKET/NAME-N``: a prefix no other test of this process has used, for a test
+        that needs an archive of its own in the session's one bucket."""
+        return f"s3://{self.bucket}/{name}-{next(_PREFIXES)}"
 
     def env(self, secret: str = SECRET_KEY) -> dict[str, str]:
         """The environment a user sets to reach the store (the secret never as an argument)."""

@@ -5,12 +5,10 @@ runs, or after a run was killed halfway, sees every seq exactly once."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 import threading
 from pathlib import Path
 
-import pytest
 from replica.replay.reader import read_selected
 from replica.replay.records import ReplayGap
 from replica.replay.selection import Selection
@@ -23,18 +21,9 @@ from tests.conftest import replica
 from tests.objectstore import ObjectStore
 from tests.rawarchive import feed_rows, write_archive
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def store_env(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in object_store.env().items():
-        monkeypatch.setenv(name, value)
-    return object_store.env()
-
 
 def _synced(archive: Path, store: ObjectStore) -> str:
-    url = f"s3://{store.bucket}/compact-{next(_prefixes)}"
+    url = store.fresh_url("compact")
     result = replica("sync", archive, url, env=store.env(), timeout=300)
     assert result.returncode == 0, result.stderr
     return url

@@ -4,7 +4,6 @@ decoded again; and after a compaction on the store, decoding gives the same tabl
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from replica.maintenance.compact import compact
 from tests.compactarchive import AFTER, build_archive, decoded_tables
 from tests.conftest import replica
 from tests.objectstore import ObjectStore
-
-_prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _synced(archive: Path, store: ObjectStore) -> str:
-    url = f"s3://{store.bucket}/decode-{next(_prefixes)}"
+    url = store.fresh_url("decode")
     result = replica("sync", archive, url, env=store.env(), timeout=300)
     assert result.returncode == 0, result.stderr
     return url

@@ -4,10 +4,8 @@ so importing again adds nothing and overlapping files add only their new blocks.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
-import pytest
 from replica.replay.records import ReplayGap
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.seqspace import FEED, write_marker
@@ -17,18 +15,9 @@ from tests.conftest import replica
 from tests.objectstore import ObjectStore
 from tests.test_import_node import node_file
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def store_env(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in object_store.env().items():
-        monkeypatch.setenv(name, value)
-    return object_store.env()
-
 
 def _url(store: ObjectStore) -> str:
-    return f"s3://{store.bucket}/import-{next(_prefixes)}"
+    return store.fresh_url("import")
 
 
 def _import(env: dict[str, str], *args: str | Path) -> str:

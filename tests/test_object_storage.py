@@ -4,7 +4,6 @@ out of every message."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from pathlib import Path
@@ -14,8 +13,6 @@ import pytest
 
 from tests.conftest import replica
 from tests.objectstore import ACCESS_KEY, SECRET_KEY, ObjectStore
-
-_prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +25,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _url(store: ObjectStore, name: str) -> str:
     """A prefix of its own per test, so that tests sharing the store never see each other."""
-    return f"s3://{store.bucket}/{name}-{next(_prefixes)}"
+    return store.fresh_url(name)
 
 
 def _summary(stdout: str) -> tuple[int, int, int]:

@@ -5,7 +5,6 @@ loopback): every seq the feed sent is on the store exactly once, after a clean s
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import signal
@@ -27,11 +26,10 @@ from tests.test_cli import start_recording, summary_of, wait_for
 
 RECORD_ARGS = ("--segment-seconds", "0.25", "--status-seconds", "0.5")
 STOP_WITHIN_S = 120.0  # a guard against hanging: a stop waits for the last uploads
-_prefixes = itertools.count()
 
 
 def _prefix(store: ObjectStore, name: str) -> str:
-    return f"{store.bucket}/{name}-{os.getpid()}-{next(_prefixes)}"
+    return store.fresh_url(name).removeprefix("s3://")
 
 
 def _client(store: ObjectStore) -> pafs.S3FileSystem:

@@ -4,7 +4,6 @@ no secret in any message."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -14,7 +13,6 @@ import replica as api
 from tests.conftest import replica
 from tests.objectstore import SECRET_KEY, ObjectStore
 
-_prefixes = itertools.count()
 QUERIES = [
     "SELECT count(*), min(seq), max(seq) FROM raw_cmds",
     "SELECT * FROM completeness",
@@ -33,7 +31,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _uploaded(demo: Path, store: ObjectStore) -> str:
-    url = f"s3://{store.bucket}/sql-{next(_prefixes)}"
+    url = store.fresh_url("sql")
     result = replica("sync", demo, url, env=store.env())
     assert result.returncode == 0, result.stderr
     return url

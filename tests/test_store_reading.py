@@ -6,7 +6,6 @@ secret; commands that write refuse a URL in one line."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import re
 import urllib.request
@@ -23,7 +22,6 @@ from tests.objectstore import SECRET_KEY, ObjectStore
 from tests.replayarchives import rows_for, write_segments
 from tests.served import Served
 
-_prefixes = itertools.count()
 SELECTIONS = [
     (),
     ("--start", "2026-11-21"),
@@ -42,7 +40,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _synced(demo: Path, store: ObjectStore) -> str:
-    url = f"s3://{store.bucket}/read-{next(_prefixes)}"
+    url = store.fresh_url("read")
     result = replica("sync", demo, url, env=store.env())
     assert result.returncode == 0, result.stderr
     return url
