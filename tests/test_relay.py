@@ -210,10 +210,17 @@ def test_clients_from_a_sealed_segment_the_spool_the_live_edge_and_now_get_the_l
 
     feed = streaming_feed(first_sent, go)
     with feed, Recording(feed.url, archive, tmp_path / "record.log") as recording:
-        wait_until(lambda: live_edge(layout) == FIRST_BATCH, "the first batch archived")
-        # Where the clients start: 500 is in a sealed segment, 2200 only in the spool.
-        assert [s.last_seq for s in layout.segments()] == [1000, 2000]
-        received = asyncio.run(clients(recording.url))
+        try:
+            # Where the clients start: 500 is in a sealed segment, 2200 only in the spool. The
+            # spool write and the seal of 1001..2000 land in either order, so wait for both.
+            wait_until(
+                lambda: live_edge(layout) == FIRST_BATCH
+                and [s.last_seq for s in layout.segments()] == [1000, 2000],
+                "the first batch archived: two sealed segments and the rest spooled",
+            )
+            received = asyncio.run(clients(recording.url))
+        finally:
+            go.set()  # a failure before the clients' go must not leave the feed waiting for it
         recording.stop()
     seqs = ledger(archive)
     assert seqs == [seq for seq in range(1, LAST + 1) if seq not in FEED_GAP]
