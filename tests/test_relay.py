@@ -214,8 +214,10 @@ def test_clients_from_a_sealed_segment_the_spool_the_live_edge_and_now_get_the_l
             # Where the clients start: 500 is in a sealed segment, 2200 only in the spool. The
             # spool write and the seal of 1001..2000 land in either order, so wait for both.
             wait_until(
-                lambda: live_edge(layout) == FIRST_BATCH
-                and [s.last_seq for s in layout.segments()] == [1000, 2000],
+                lambda: (
+                    live_edge(layout) == FIRST_BATCH
+                    and [s.last_seq for s in layout.segments()] == [1000, 2000]
+                ),
                 "the first batch archived: two sealed segments and the rest spooled",
             )
             received = asyncio.run(clients(recording.url))
