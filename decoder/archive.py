@@ -236,7 +236,7 @@ def decode_segment_task(
     first_seq: int,
     last_seq: int,
     spec: MessageSpec,
-    endpoint: str | None = None,
+    endpoint: str | None,
 ) -> dict[str, int]:
     """Decode one segment on a cluster worker: plain strings in, rows per table out. Its
     Decoder is built once per worker thread and spec, as a pool worker builds its own. ``root``

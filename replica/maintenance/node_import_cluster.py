@@ -52,7 +52,7 @@ def scan_file_task(path: str, height: int) -> FileScan:
     return FileScan(None, blocks)
 
 
-def write_runs_task(path: str, height: int, runs: Runs, endpoint: str | None = None) -> None:
+def write_runs_task(path: str, height: int, runs: Runs, endpoint: str | None) -> None:
     """Read the file again and publish the segments planned of it: each target an archive's
     path, or an ``s3://`` URL opened at ``endpoint`` with the worker's own credentials."""
     node_file = NodeFile(Path(path), height)
