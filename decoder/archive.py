@@ -4,7 +4,10 @@ A segment counts as decoded when its ``_segments`` file exists and names the run
 version and the segment's size, so a nightly run decodes only what is new or what an older
 decoder wrote, and a second run does nothing. Each output file is replaced atomically and the
 ``_segments`` file is written last: a run killed halfway leaves every file whole, and the next
-run redoes the segment it was in.
+run redoes the segment it was in. That holds for each segment alone, so segments are decoded in
+parallel the same way wherever they run: on local worker processes (``--jobs``) or as tasks on a
+Dask cluster (``--cluster``), on disk or on an object store, whose workers open the store
+themselves (``schemas.storepath.opened``).
 
 Decoded files of a raw segment that no longer exists are left alone: whoever removed the raw
 file (a compaction, or a retention policy that keeps only decoded tables) knows whether they are
@@ -44,7 +47,7 @@ from replica.decoder.store_output import decode_segment_to_store
 from replica.schemas.archive import ArchiveLayout, Segment, raw_batch_rows
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.decoded import DECODED_DIR, DECODED_ZSTD_LEVEL, SEGMENTS_TABLE, decoded_path
-from replica.schemas.errors import ArchiveError, UsageError
+from replica.schemas.errors import ArchiveError
 from replica.schemas.files import (
     TEMPORARY_GLOB,
     ReplacingParquetWriter,
@@ -52,7 +55,14 @@ from replica.schemas.files import (
     writer_alive,
 )
 from replica.schemas.lock import maintenance_lock
-from replica.schemas.storepath import StorePath, parquet_file, read_schema
+from replica.schemas.storepath import (
+    StorePath,
+    opened,
+    parquet_file,
+    read_schema,
+    task_endpoint,
+    task_path,
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,10 @@ def _is_current(root: Path, segment: Segment, version: bytes) -> bool:
 def remove_abandoned_temporaries(root: Path, *, all_of_them: bool = False) -> None:
     """A decode killed mid-write leaves its temporary files; one still running keeps its own.
     ``all_of_them`` once every task of a cluster run has finished: a worker killed on another
-    machine left them, whose pid says nothing here."""
+    machine left them, whose pid says nothing here. A store has none: an object is visible
+    only once its upload completes."""
+    if isinstance(root, StorePath):
+        return
     for temporary in (root / DECODED_DIR).glob(TEMPORARY_GLOB):
         if all_of_them or not writer_alive(temporary):
             temporary.unlink(missing_ok=True)
@@ -201,23 +214,39 @@ def _start_worker(spec: MessageSpec) -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def _decode_in_worker(root: Path, segment: Segment) -> dict[str, int]:
+def _decode_in_worker(
+    root: str, path: str, first_seq: int, last_seq: int, endpoint: str | None
+) -> dict[str, int]:
     assert _worker_decoder is not None
-    return decode_segment(root, segment, _worker_decoder)
+    segment = Segment(opened(path, endpoint), first_seq, last_seq)
+    return decode_segment(opened(root, endpoint), segment, _worker_decoder)
+
+
+def _task(root: Path, segment: Segment) -> tuple[str, str, int, int]:
+    """A segment as a task is given it: plain strings, a store's URLs (never a credential)."""
+    return task_path(root), task_path(segment.path), segment.first_seq, segment.last_seq
 
 
 _task_decoders = threading.local()  # per worker thread: the spec and its Decoder
 
 
 def decode_segment_task(
-    root: str, path: str, first_seq: int, last_seq: int, spec: MessageSpec
+    root: str,
+    path: str,
+    first_seq: int,
+    last_seq: int,
+    spec: MessageSpec,
+    endpoint: str | None,
 ) -> dict[str, int]:
     """Decode one segment on a cluster worker: plain strings in, rows per table out. Its
-    Decoder is built once per worker thread and spec, as a pool worker builds its own."""
+    Decoder is built once per worker thread and spec, as a pool worker builds its own. ``root``
+    and ``path`` may be ``s3://`` URLs, opened at ``endpoint`` with the worker's own
+    credentials."""
     cached = getattr(_task_decoders, "cached", None)
     if cached is None or cached[0] != spec:
         cached = _task_decoders.cached = (spec, Decoder(spec.load()))
-    return decode_segment(Path(root), Segment(Path(path), first_seq, last_seq), cached[1])
+    segment = Segment(opened(path, endpoint), first_seq, last_seq)
+    return decode_segment(opened(root, endpoint), segment, cached[1])
 
 
 @contextmanager
@@ -263,7 +292,8 @@ def _decode_in_parallel(
                 segment = queue.popleft()
                 if in_pool:
                     with _sigint_held():  # a worker may be started here
-                        future = pool.submit(_decode_in_worker, root, segment)
+                        task = (*_task(root, segment), task_endpoint(root))
+                        future = pool.submit(_decode_in_worker, *task)
                 else:
                     future = here.submit(decode_segment, root, segment, decoder)
                 running[future] = (segment, in_pool)
@@ -300,23 +330,19 @@ def decode_archive(
     ``jobs - 1`` worker processes; memory stays bounded by a few segments whatever the
     archive's size. ``cluster`` (a Dask scheduler's address, or a ``distributed.Client``)
     decodes each segment as a task on its workers instead, which must see the archive at the
-    same path. ``on_progress(done, total)`` counts the
-    segments to decode, from (0, total) before the first.
+    same path, or for ``s3://`` the same store, with credentials of their own.
+    ``on_progress(done, total)`` counts the segments to decode, from (0, total) before the
+    first.
     """
     layout = ArchiveLayout.open(root)
     if isinstance(layout.root, StorePath):
-        if jobs > 1 or cluster is not None:
-            raise UsageError(
-                f"{layout.root}: an archive on an object store is decoded by one process "
-                "for now; leave out --jobs and --cluster"
-            )
         superseded = layout.listing()[1]
         if superseded:
             raise ArchiveError(
                 f"a compaction was interrupted ({superseded[0].path} lies inside a merged "
                 f"segment); run 'replica compact {layout.root}' to finish it, then decode"
             )
-        return _decode_archive(layout.root, spec, 1, on_progress, None)
+        return _decode_archive(layout.root, spec, jobs, on_progress, cluster)
     with maintenance_lock(layout, "replica decode"):
         unfinished = layout.compaction_journals()
         if unfinished:
@@ -353,10 +379,7 @@ def _decode_archive(
     if cluster is not None:
         # absolute: a worker elsewhere has its own working directory
         where = MessageSpec(spec.descriptor_set and Path(spec.descriptor_set).absolute(), spec.name)
-        tasks = [
-            (str(root.absolute()), str(s.path.absolute()), s.first_seq, s.last_seq, where)
-            for s in pending
-        ]
+        tasks = [(*_task(root, s), where, task_endpoint(root)) for s in pending]
         sizes = [s.last_seq - s.first_seq + 1 for s in pending]
         for i, rows, error in run_tasks(
             cluster, decode_segment_task, tasks, (OSError, pa.ArrowException), sizes

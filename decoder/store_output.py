@@ -5,7 +5,8 @@ there, unchanged), and the files go up to their final keys in the order the loca
 the tables first, each visible only once its upload completes (``schemas.transfer``), then the
 stale outputs of an earlier decode are deleted, and the ``_segments`` marker goes up last. A run
 killed at any point leaves the old marker, or none, beside whole files: the segment is only
-decoded again.
+decoded again. So each segment is its own unit of work: ``--jobs`` worker processes and cluster
+tasks run this, each in a scratch directory of its own, on the segments they are given.
 """
 
 from __future__ import annotations

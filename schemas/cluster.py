@@ -1,9 +1,9 @@
 """Running one task per unit of work (a segment, a file) on a Dask distributed cluster.
 
 A backfill too large for one machine runs as tasks on the workers of a ``dask.distributed``
-cluster, which read and write the same archive (a shared filesystem, or for ``verify`` the
-same object store, whose endpoint a task carries and whose credentials each worker takes from
-its own AWS chain). The tasks are the same
+cluster, which read and write the same archive (a shared filesystem, or the same object store,
+whose endpoint a task carries and whose credentials each worker takes from its own AWS chain:
+``storepath.task_path`` and ``opened``). The tasks are the same
 functions the local process pool runs, each taking plain paths and strings, and each one
 idempotent: a worker killed mid-task leaves only temporary files, and the scheduler runs the task
 again on another worker. The client keeps what needs every unit at once (progress, the summary,

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from replica.schemas.errors import UsageError
-from replica.schemas.storage import Location, locate, store_error
+from replica.schemas.storage import Location, is_remote, locate, store_error
 
 if TYPE_CHECKING:
     _PathType = Path
@@ -212,6 +212,27 @@ def store_root(url: str, endpoint_url: str | None = None) -> StorePath:
     """The root of the archive at ``s3://bucket/prefix`` (no request is made yet)."""
     location = locate(url, endpoint_url)
     return StorePath(location, location.root)
+
+
+# ---- a path handed to a task in another process or on a cluster worker ------------------------
+
+
+def task_path(path: Path) -> str:
+    """``path`` as a task is given it: absolute (a worker has its own working directory), or
+    the object's ``s3://`` URL, which holds no secret."""
+    return str(path.absolute())
+
+
+def task_endpoint(path: Path) -> str | None:
+    """The endpoint a task opens ``path``'s store at: never a credential, which each worker
+    takes from its own AWS chain (environment, profile, instance role)."""
+    return path.location.endpoint if isinstance(path, StorePath) else None
+
+
+def opened(path: str, endpoint: str | None) -> Path:
+    """What a task makes of a ``task_path``: the object on the store at ``endpoint``, or the
+    local path."""
+    return store_root(path, endpoint) if is_remote(path) else Path(path)
 
 
 # ---- Parquet, wherever the file is ------------------------------------------------------------

@@ -86,19 +86,6 @@ def test_a_feed_archive_on_the_store_is_refused_in_one_line(
     assert ArchiveLayout.open(url).segments() == []
 
 
-def test_cluster_on_a_store_is_refused_in_one_line(
-    tmp_path: Path, object_store: ObjectStore
-) -> None:
-    url = _url(object_store)
-    path = node_file(tmp_path, 10, 5)
-    result = replica(
-        "import-node", path, url, "--cluster", "tcp://127.0.0.1:9", env=object_store.env()
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert "--cluster on an object store is not supported" in result.stderr
-
-
 def test_an_import_killed_before_its_gaps_has_them_recorded_by_the_next_run(
     tmp_path: Path, object_store: ObjectStore, store_env: dict[str, str]
 ) -> None:

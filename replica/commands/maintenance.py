@@ -31,7 +31,7 @@ cluster_option = click.option(
     "--cluster",
     metavar="tcp://HOST:PORT",
     help="Run the work as tasks on this Dask scheduler's workers, which must see ARCHIVE at the "
-    "same path (needs replica[cluster]).",
+    "same path, or reach its s3:// store with credentials of their own (needs replica[cluster]).",
 )
 
 
@@ -165,7 +165,7 @@ def decode(
     decoded; running it again changes nothing. A progress bar on a terminal, then a summary of
     rows per table. Exits 1 if a segment could not be decoded (the others are decoded), 130
     on SIGINT (Ctrl-C), after which a second run goes on where it stopped. On
-    s3://bucket/prefix a segment's tables are uploaded before its marker, by one process.
+    s3://bucket/prefix each process or worker uploads a segment's tables before its marker.
     """
     from replica.decoder.archive import MessageSpec, decode_archive, pending_segments
     from replica.decoder.core import Decoder
@@ -225,7 +225,7 @@ def import_node_command(
 
     On s3://bucket/prefix each new segment is built locally and uploaded to its final key, and
     running one import per prefix at a time (no compact or decode meanwhile) is up to you: a
-    store has no lock. --cluster is refused there.
+    store has no lock. With --cluster the workers build and upload the segments.
     """
     from replica.maintenance.node_import import import_node
 

@@ -43,7 +43,7 @@ from replica.schemas.archive import (
     raw_write_options,
 )
 from replica.schemas.cluster import Cluster
-from replica.schemas.errors import ArchiveError, UsageError
+from replica.schemas.errors import ArchiveError
 from replica.schemas.files import publish_parquet, writer_alive
 from replica.schemas.lock import ArchiveLock
 from replica.schemas.metadata import RECORDER_KEY, SOURCE_KEY
@@ -78,8 +78,8 @@ def import_node(
     """Import the node files ``paths`` (files, or directories searched for them) into the
     archive at ``root``, created if missing. ``on_progress(done, total)`` counts files, from
     (0, total) before the first. ``cluster`` (a Dask scheduler's address, or a
-    ``distributed.Client``) reads and writes the files on its workers, which must see them and
-    the archive at the same paths.
+    ``distributed.Client``) reads and writes the files on its workers, which must see them at
+    the same paths, and the archive too, or for ``s3://`` the same store.
 
     Raises ``UsageError`` for a path that is not a node file, ``ArchiveLocked`` while a
     recorder, a compaction or a decode runs on the archive. A file with a bad line is not
@@ -87,11 +87,9 @@ def import_node(
     """
     files = node_files(paths)
     if isinstance(root, StorePath):
-        if cluster is not None:
-            raise UsageError(f"{root}: import-node --cluster on an object store is not supported")
         from replica.maintenance.node_import_store import import_node_to_store
 
-        return import_node_to_store(files, root, on_progress)
+        return import_node_to_store(files, root, on_progress, cluster)
     layout = ArchiveLayout(Path(root))
     recorder_rule = "an import and a recorder never write one archive at once"
     maintenance_rule = (

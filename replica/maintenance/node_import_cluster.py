@@ -7,7 +7,8 @@ process then plans every file in order exactly as a local import does (what the 
 what files before it add, the order of blocks across files), and the workers write the planned
 segments, each file's read again. A segment is published atomically under a name given by its
 seqs and never rewritten, so a task run again after its worker was killed writes only what is
-still missing, byte for byte what the first would have written.
+still missing, byte for byte what the first would have written. On an object store the workers
+upload each segment to its final key, visible only once whole (``node_import_store``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from replica.maintenance.node_import import (
     plan_file,
     unreadable,
 )
+from replica.maintenance.node_import_store import publish_to_store
 from replica.maintenance.node_order import OrderCheck
 from replica.schemas.archive import ArchiveLayout, Segment, raw_write_options
 from replica.schemas.cluster import Cluster, run_tasks
 from replica.schemas.files import publish_parquet
+from replica.schemas.storepath import StorePath, opened, task_endpoint, task_path
 
 Runs = list[tuple[int, int, str]]  # blocks [start, stop) of a file, and the segment they make
 
@@ -49,14 +52,19 @@ def scan_file_task(path: str, height: int) -> FileScan:
     return FileScan(None, blocks)
 
 
-def write_runs_task(path: str, height: int, runs: Runs) -> None:
-    """Read the file again and publish the segments planned of it."""
+def write_runs_task(path: str, height: int, runs: Runs, endpoint: str | None) -> None:
+    """Read the file again and publish the segments planned of it: each target an archive's
+    path, or an ``s3://`` URL opened at ``endpoint`` with the worker's own credentials."""
     node_file = NodeFile(Path(path), height)
     blocks = read_blocks(node_file)
     metadata = node_metadata(node_file)
     for start, stop, target in runs:
         table = blocks_table(blocks, start, stop, metadata)
-        publish_parquet(table, Path(target), **raw_write_options(table))
+        segment = opened(target, endpoint)
+        if isinstance(segment, StorePath):
+            publish_to_store(table, segment, raw_write_options(table))
+        else:
+            publish_parquet(table, segment, **raw_write_options(table))
 
 
 def import_on_cluster(
@@ -72,12 +80,13 @@ def import_on_cluster(
     scans: list[FileScan | None] = [None] * len(files)
     # Absolute paths for the workers, which have their own working directories; messages name
     # the files as they were given.
-    scan_tasks = [(str(f.path.absolute()), f.height) for f in files]
+    scan_tasks = [(task_path(f.path), f.height) for f in files]
     for index, scan, _ in run_tasks(cluster, scan_file_task, scan_tasks, ()):
         scans[index] = scan
     order = OrderCheck()
     planned: set[Path] = set()
-    writes: list[tuple[str, int, Runs]] = []
+    writes: list[tuple[str, int, Runs, str | None]] = []
+    endpoint = task_endpoint(layout.root)
     done = 0
     for node_file, scan in zip(files, scans, strict=True):
         assert scan is not None
@@ -89,13 +98,15 @@ def import_on_cluster(
             assert scan.blocks is not None
             runs = plan_file(node_file, scan.blocks, layout, segments, summary, order, planned)
         if runs:
-            planned_runs = [(start, stop, str(target.absolute())) for start, stop, target in runs]
-            writes.append((str(node_file.path.absolute()), node_file.height, planned_runs))
+            planned_runs = [(start, stop, task_path(target)) for start, stop, target in runs]
+            writes.append((task_path(node_file.path), node_file.height, planned_runs, endpoint))
         else:
             done += 1
             report(done, len(files))
     for _ in run_tasks(cluster, write_runs_task, writes, ()):
         done += 1
         report(done, len(files))
+    if isinstance(layout.root, StorePath):  # no temporaries: an upload is visible once whole
+        return
     for temporary in layout.temporary_files():  # of killed workers: every task has finished
         temporary.unlink(missing_ok=True)

@@ -10,7 +10,8 @@ the holes are recorded by the run that completes.
 
 There is no lock on a store (a lock object would outlive a killed run and need a lease): running
 one import per prefix at a time, and no recorder, compaction or decode on it meanwhile, is the
-operator's job, as for ``compact_store``.
+operator's job, as for ``compact_store``. On a cluster the workers upload the segments, each
+built in a scratch directory of their own, and this process the marker and the gap files.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from replica.maintenance.node_files import NodeFile
 from replica.maintenance.node_import import (
     TASK,
     ImportSummary,
-    Publish,
     import_file,
     record_holes,
 )
 from replica.maintenance.node_order import OrderCheck
 from replica.schemas.archive import ArchiveLayout
+from replica.schemas.cluster import Cluster
 from replica.schemas.errors import UsageError
 from replica.schemas.files import publish_parquet
-from replica.schemas.seqspace import MARKER, NODE, marker_path, recorded_kind, refusal
+from replica.schemas.seqspace import NODE, marker_path, recorded_kind, refusal
 from replica.schemas.storage import Location
 from replica.schemas.storepath import StorePath
 from replica.schemas.transfer import SealedFile, copy_with_retries
@@ -45,55 +46,56 @@ def import_node_to_store(
     files: list[NodeFile],
     root: StorePath,
     on_progress: Callable[[int, int], None] | None = None,
+    cluster: Cluster | None = None,
 ) -> ImportSummary:
-    """``import_node`` for an archive whose ``root`` is on a store, created if missing."""
+    """``import_node`` for an archive whose ``root`` is on a store, created if missing. With
+    ``cluster``, the files are read and the segments built and uploaded on its workers
+    (``node_import_cluster``), planned here alike."""
     layout = ArchiveLayout(root)
     report = on_progress or (lambda done, total: None)
-    with tempfile.TemporaryDirectory(prefix="replica-import-") as scratch:
-        upload = _uploader(Path(scratch), root)
-        _claim(layout, Path(scratch), upload)
-        summary = ImportSummary()
-        segments = layout.segments()
-        report(0, len(files))
-        order, publish = OrderCheck(), _publisher(Path(scratch), root, upload)
+    _claim(layout)
+    summary = ImportSummary()
+    segments = layout.segments()
+    report(0, len(files))
+    if cluster is not None:
+        from replica.maintenance.node_import_cluster import import_on_cluster
+
+        import_on_cluster(files, layout, segments, summary, cluster, report)
+    else:
+        order = OrderCheck()
         for done, node_file in enumerate(files, 1):
-            import_file(node_file, layout, segments, summary, order, publish)
+            import_file(node_file, layout, segments, summary, order, publish_to_store)
             report(done, len(files))
-        summary.gaps = record_holes(layout, segments, publish)
-        return summary
+    summary.gaps = record_holes(layout, segments, publish_to_store)
+    return summary
 
 
-def _uploader(scratch: Path, root: StorePath) -> Callable[[str], None]:
-    """Upload the scratch file at ``relative`` to the same key under ``root``, then drop it."""
-    local = Location(pafs.LocalFileSystem(), str(scratch), str(scratch))
-    store = Location(root.location.filesystem, root.key, str(root))
-
-    def upload(relative: str) -> None:
-        built = scratch / relative
-        copy_with_retries(local, store, SealedFile(relative, built.stat().st_size))
-        built.unlink()
-
-    return upload
+def publish_to_store(table: pa.Table, path: Path, options: dict[str, Any]) -> None:
+    """Write a table of the archive in a scratch directory with the local code (the same bytes
+    as on disk), then upload it to ``path``'s key."""
+    assert isinstance(path, StorePath)
+    with tempfile.TemporaryDirectory(prefix="replica-import-") as scratch:
+        built = Path(scratch) / path.name
+        publish_parquet(table, built, **options)
+        _upload(built, path)
 
 
-def _publisher(scratch: Path, root: StorePath, upload: Callable[[str], None]) -> Publish:
-    """Write a table of the archive in scratch with the local code (the same bytes as on
-    disk), then upload it."""
-
-    def publish(table: pa.Table, path: Path, options: dict[str, Any]) -> None:
-        assert isinstance(path, StorePath)
-        relative = path.key[len(root.key) :].lstrip("/")
-        publish_parquet(table, scratch / relative, **options)
-        upload(relative)
-
-    return publish
+def _upload(built: Path, path: StorePath) -> None:
+    """The local file ``built`` to ``path``'s key, visible once whole (``schemas.transfer``)."""
+    local = Location(pafs.LocalFileSystem(), str(built.parent), str(built.parent))
+    store = Location(path.location.filesystem, path.parent.key, str(path.parent))
+    copy_with_retries(local, store, SealedFile(built.name, built.stat().st_size))
 
 
-def _claim(layout: ArchiveLayout, scratch: Path, upload: Callable[[str], None]) -> None:
+def _claim(layout: ArchiveLayout) -> None:
     """``seqspace.claim`` on a store: refuse a feed archive, upload the marker if absent."""
     found = recorded_kind(layout)
     if found is not None and found != NODE:
         raise UsageError(refusal(layout.root, found, TASK, NODE))
-    if not marker_path(layout.root).exists():
-        (scratch / MARKER).write_text(NODE + "\n")
-        upload(MARKER)
+    marker = marker_path(layout.root)
+    if not marker.exists():
+        assert isinstance(marker, StorePath)
+        with tempfile.TemporaryDirectory(prefix="replica-import-") as scratch:
+            built = Path(scratch) / marker.name
+            built.write_text(NODE + "\n")
+            _upload(built, marker)

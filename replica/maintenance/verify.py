@@ -36,7 +36,7 @@ from replica.schemas.errors import UsageError
 from replica.schemas.heals import HEAL_SCHEMA, healed_ranges
 from replica.schemas.seqranges import Range, holes, span, subtract, union
 from replica.schemas.seqspace import NODE, recorded_kind
-from replica.schemas.storepath import StorePath, parquet_file
+from replica.schemas.storepath import parquet_file, task_endpoint, task_path
 
 Ranges = list[Range]  # sorted, disjoint
 
@@ -191,12 +191,9 @@ def _segment_checks(
             yield check_segment(segment, report, order)
         return
     node = order is not None
-    # absolute: a worker elsewhere has its own working directory; on a store, the object's URL
-    # and the store's endpoint (never a credential: workers take theirs from their own chain)
-    stored = [s.path for s in scope.segments[:1] if isinstance(s.path, StorePath)]
-    endpoint = stored[0].location.endpoint if stored else None
     tasks = [
-        (str(s.path.absolute()), s.first_seq, s.last_seq, node, endpoint) for s in scope.segments
+        (task_path(s.path), s.first_seq, s.last_seq, node, task_endpoint(s.path))
+        for s in scope.segments
     ]
     results: list[SegmentResult | None] = [None] * len(tasks)
     for index, result, _ in run_tasks(cluster, check_segment_task, tasks, ()):

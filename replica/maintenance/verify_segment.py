@@ -25,8 +25,7 @@ from replica.maintenance.checksums import has_page_checksums
 from replica.maintenance.node_order import BlockMark, OrderCheck, segment_problems
 from replica.schemas.archive import MS_PER_HOUR, RAW_SCHEMA, Segment, hour_partition
 from replica.schemas.seqranges import Range
-from replica.schemas.storage import is_remote
-from replica.schemas.storepath import parquet_file, store_root
+from replica.schemas.storepath import opened, parquet_file
 
 # A row group is read in two parts, each on one thread: the integer columns whole, then the
 # payloads in batches.
@@ -243,8 +242,7 @@ def check_segment_task(
     may be an ``s3://`` URL, opened at ``endpoint`` with the worker's own credential chain."""
     noted = _Noted()
     order = _MarkedOrder() if node else None
-    file = store_root(path, endpoint) if is_remote(path) else Path(path)
-    check = check_segment(Segment(file, first_seq, last_seq), noted, order)
+    check = check_segment(Segment(opened(path, endpoint), first_seq, last_seq), noted, order)
     first, last = (order.first, order.last) if order else (None, None)
     return SegmentResult(check, noted.problems, noted.unchecksummed, first, last)
 
