@@ -41,7 +41,6 @@ from replica.decoder.node_frame import (
     read_block,
     signed_actions,
 )
-from replica.decoder.node_hot import hot_facts
 from replica.decoder.node_values import lower
 from replica.schemas.decoded import ACTIONS_SCHEMA, BLOCKS_SCHEMA
 from replica.schemas.nodetime import block_time_ns
@@ -179,8 +178,6 @@ class NodeColumns:
         """Add one action's row and facts; the action a multiSig wraps, if it is one."""
         signed, problems, user, status, response = pending
         seq, time_ms, round_ = place[0], place[1], place[2]
-        if type(signed) is TypedSignedAction and self._hot(place, idx, outer, pending, counts):
-            return None
         (kind, nonce, vault, expires, text), more = own_fields(signed)
         for why in problems or more:  # a signed action not an object: that alone
             self.note(seq, idx, time_ms, kind, why)
@@ -209,37 +206,6 @@ class NodeColumns:
              response_text, text, len(facts), outer)
         )  # fmt: skip
         return wrapped
-
-    def _hot(
-        self, place: _Place, idx: int, outer: int | None, pending: _Pending, counts: dict[str, int]
-    ) -> bool:
-        """Add a usual order, cancel or cancelByCloid action (``node_hot``) and say so; add
-        nothing and say False for any other."""
-        signed, _, user, status, response = pending
-        assert isinstance(signed, TypedSignedAction)
-        action = bytes(signed.action)
-        try:
-            hot = hot_facts(action, status, response)
-            if hot is None:
-                return False
-            text, response_text = action.decode(), raw_text(response)
-        except UnicodeDecodeError:
-            return False
-        kind, table, facts = hot
-        seq, time_ms, round_ = place[0], place[1], place[2]
-        if facts:
-            fact_idx = counts.get(table, 0)
-            counts[table] = fact_idx + len(facts)
-            self.facts.setdefault(table, []).extend(
-                (seq, fact_idx + i, time_ms, kind, round_, user, *values, idx)
-                for i, values in enumerate(facts)
-            )
-        self.actions.append(
-            (seq, idx, time_ms, kind, round_, *place[3:], signed.nonce,
-             lower(signed.vaultAddress), signed.expiresAfter, user, status, response_text, text,
-             len(facts), outer)
-        )  # fmt: skip
-        return True
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
         """Each table's name, columns and rows (a fact's rows with its action's idx beyond)."""
