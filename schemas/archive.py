@@ -13,6 +13,7 @@ here is a change of the archive format.
       .lock                                                       held by a recorder, import or heal
       .maintenance.lock                                           taken in turn by maintenance
       .compact/                                                   a compaction's or heal's new days
+      .heal/date=YYYY-MM-DD/<unit>.parquet                        a store heal's unpublished records
       .compacted/date=YYYY-MM-DD.json                             a compacted day's file set
 
 (*) of the ts_ms of the segment's first command: no ts_ms in a segment is after its hour, but a
@@ -24,7 +25,8 @@ name only once complete (see ``schemas.files``); temporary files start with a do
 
 A segment whose seq range lies inside a larger one's of the same hour is superseded, and readers
 leave it out (``covering``): on an object store, which has no rename, a compaction publishes its
-merged segment before it deletes the inputs.
+merged segment before it deletes the inputs, and a heal uploads the two pieces of a segment it
+adds seqs inside (named inside its range) before it deletes that segment.
 """
 
 from __future__ import annotations

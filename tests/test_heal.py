@@ -256,7 +256,7 @@ def dying(module, name):
     setattr(module, name, wrapper)
 
 module, name = {
-    "build": (heal_write, "_write"),
+    "build": (heal_write, "write_file"),
     "journal": (staging.DayStaging, "publish"),
     "swap": (staging, "swap_in"),
     "settle": (staging, "settle"),

@@ -226,22 +226,6 @@ def test_wrong_credentials_are_one_line_without_the_secret(
     assert SECRET_KEY not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize(
-    "command",
-    [("heal", "{url}", "{demo}")],
-)  # fmt: skip
-def test_commands_that_write_refuse_a_bucket_in_one_line(
-    demo: Path, url: str, object_store: ObjectStore, command: tuple[str, ...]
-) -> None:
-    args = [arg.format(url=url, demo=demo) for arg in command]
-    result = replica(*args, env=object_store.env())
-    assert result.returncode == 2
-    assert result.stderr == (
-        f"replica: error: {url}: replica {command[0]} on an object store is not supported "
-        "yet; run it on a local archive and copy that with 'replica sync'\n"
-    )
-
-
 def test_duckdb_on_a_bucket_writes_views_that_read_the_bucket(
     demo: Path, url: str, object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

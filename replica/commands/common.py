@@ -14,7 +14,7 @@ import click
 from replica.options import UtcTime
 from replica.replay.digest import CommandDigest
 from replica.replay.records import ReplayGap
-from replica.schemas.errors import ReplicaError, UsageError
+from replica.schemas.errors import ReplicaError
 
 if TYPE_CHECKING:
     from replica.replay.stream import Replay
@@ -26,17 +26,11 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 class ArchiveDir(click.ParamType[Path]):
     """The ARCHIVE argument of every command that reads an archive: one that exists, by the
     rule of ``ArchiveLayout.open``, so that a typo or an empty directory is refused (exit 2)
-    before anything is read, locked or created in it.
-
-    ``on_store``: the command takes ``s3://bucket/prefix`` too (its store at ``--endpoint-url``,
-    see ``endpoint_option``): the readers, and ``compact`` and ``decode``, which publish by the
-    store's rule; the other commands that write refuse a URL in one line before anything is
-    read."""
+    before anything is read, locked or created in it. It may be ``s3://bucket/prefix`` (its
+    store at ``--endpoint-url``, see ``endpoint_option``): the readers, and the commands that
+    write, which publish by the store's rule."""
 
     name = "archive"
-
-    def __init__(self, on_store: bool = False) -> None:
-        self.on_store = on_store
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         from replica.schemas.archive import ArchiveLayout
@@ -44,19 +38,8 @@ class ArchiveDir(click.ParamType[Path]):
 
         if not is_remote(value):
             return ArchiveLayout.open(Path(value)).root
-        if not self.on_store:
-            refuse_store(value, ctx)
         endpoint_url = ctx.meta.get(_ENDPOINT_KEY) if ctx is not None else None
         return ArchiveLayout.open(value, endpoint_url).root
-
-
-def refuse_store(value: str, ctx: click.Context | None) -> None:
-    """The one line a command that writes gives for an archive on an object store."""
-    command = f"replica {ctx.info_name}" if ctx is not None else "this command"
-    raise UsageError(
-        f"{value}: {command} on an object store is not supported yet; run it on a local "
-        "archive and copy that with 'replica sync'"
-    )
 
 
 class NewArchiveDir(click.Path):
@@ -75,8 +58,7 @@ class NewArchiveDir(click.Path):
         return super().convert(value, param, ctx)
 
 
-ARCHIVE_DIR = ArchiveDir()
-READABLE_ARCHIVE = ArchiveDir(on_store=True)
+READABLE_ARCHIVE = ArchiveDir()
 NEW_ARCHIVE_DIR = NewArchiveDir()
 _ENDPOINT_KEY = "replica.endpoint_url"
 

@@ -12,7 +12,7 @@ from replica.commands.common import endpoint_option, given_endpoint
 
 class ArchiveOrUrl(click.ParamType[Path | str]):
     """An ARCHIVE that may be on an object store: a URL is kept as given (its store is reached
-    when the command runs), a local path is checked as ``ARCHIVE_DIR`` checks it."""
+    when the command runs), a local path is checked as ``READABLE_ARCHIVE`` checks it."""
 
     name = "archive"
 

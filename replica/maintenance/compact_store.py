@@ -48,7 +48,7 @@ def compact_store(layout: ArchiveLayout, date: dt.date | None, now: dt.datetime)
         if reason is not None:
             summary.skipped[day] = reason
             continue
-        if _retire_superseded(layout, day):
+        if retire_superseded(layout, day):
             summary.finished.append(day.isoformat())
         done = _compact_day(layout, day, days)
         if done.segments_in or date is not None:
@@ -72,7 +72,7 @@ def _compact_day(layout: ArchiveLayout, day: dt.date, days: list[dt.date]) -> Da
             summary.bytes_in += sum(s.path.stat().st_size for s in group.inputs)
             summary.bytes_out += size
             for segment in group.inputs:
-                _retire(layout, segment)
+                retire_segment(layout, segment)
     return summary
 
 
@@ -82,17 +82,18 @@ def _hour(hour_dir: Path) -> Location:
     return Location(hour_dir.location.filesystem, hour_dir.key, str(hour_dir))
 
 
-def _retire_superseded(layout: ArchiveLayout, day: dt.date) -> bool:
-    """Delete what a killed run left: segments inside a merged one. Whether there were any."""
+def retire_superseded(layout: ArchiveLayout, day: dt.date | None) -> bool:
+    """Delete what a killed run left: segments inside a larger one (a compaction's inputs, a
+    heal's unpublished pieces), of ``day`` or of every day. Whether there were any."""
     superseded = layout.listing(day)[1]
     for segment in superseded:
-        _retire(layout, segment)
+        retire_segment(layout, segment)
     return bool(superseded)
 
 
-def _retire(layout: ArchiveLayout, segment: Segment) -> None:
-    """Delete a merged input: its decoded files first, then the raw object, which is what says
-    (to the next run) that the input still has to go."""
+def retire_segment(layout: ArchiveLayout, segment: Segment) -> None:
+    """Delete a superseded segment (a merged input, a segment a heal split): its decoded files
+    first, then the raw object, which is what says (to the next run) that it still has to go."""
     decoded = layout.root / DECODED_DIR
     date_dir, _ = segment.partition
     for table in decoded.iterdir() if decoded.is_dir() else []:

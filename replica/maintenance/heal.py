@@ -11,6 +11,8 @@ It takes turns with compact, decode and import-node (the maintenance lock). Besi
 recorder (which holds ``.lock``) it fills only closed days and only seqs below the archive's
 last, which no recorder writes again; with no recorder it holds ``.lock`` itself, so none starts
 meanwhile, and fills everything. Running it again with the same sources changes nothing.
+
+An archive on an object store is healed by the same code, published by ``heal_store``.
 """
 
 from __future__ import annotations
@@ -18,31 +20,31 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from replica.maintenance.compact_raw import spooled_days, why_open
 from replica.maintenance.heal_gaps import record_holes
 from replica.maintenance.heal_rows import ArchiveRows, Pending
-from replica.maintenance.heal_sources import Source, open_source
-from replica.maintenance.heal_write import write_day
+from replica.maintenance.heal_sources import ArchiveSource, Source, open_source
+from replica.maintenance.heal_write import DayResult, write_day
 from replica.maintenance.staging import finish_interrupted
 from replica.recorder.quarantine import FRAME_TEXT_CAP
 from replica.replay.records import ReplayRecord
-from replica.schemas.archive import QUARANTINE_SCHEMA, ArchiveLayout
+from replica.schemas.archive import QUARANTINE_SCHEMA, ArchiveLayout, Segment
 from replica.schemas.errors import ArchiveError, ArchiveLocked, UsageError
 from replica.schemas.files import publish_parquet
 from replica.schemas.frames import command_frame
 from replica.schemas.lock import ArchiveLock, maintenance_lock
 from replica.schemas.seqspace import meaning, recorded_kind
+from replica.schemas.storepath import StorePath, read_table
 
 TASK = "replica heal"
 # Rows held before the days they belong to are written: bounds memory on a large heal.
@@ -63,8 +65,37 @@ class HealSummary:
     finished: list[str] = field(default_factory=list)  # days an interrupted run left, finished
 
 
+# Writes one day's added rows (``heal_write.write_day``'s arguments).
+WriteDay: TypeAlias = Callable[
+    [
+        ArchiveLayout,
+        date,
+        pa.Table,
+        list[Segment],
+        dict[bytes, bytes],
+        str,
+        Callable[[int, int], bool],
+    ],
+    DayResult,
+]
+
+
 @dataclass(frozen=True)
-class _Policy:
+class Publisher:
+    """How a heal puts what it writes where readers look: a day's raw rows and heal records
+    (``write_day``), and a gap or quarantine file (``publish``). On disk by directory swap and
+    rename; on a store by its own rule (``heal_store``)."""
+
+    write_day: WriteDay
+    publish: Callable[[pa.Table, Path], None]
+
+
+def _publish_local(table: pa.Table, path: Path) -> None:
+    publish_parquet(table, path, compression="zstd")
+
+
+@dataclass(frozen=True)
+class Policy:
     """What may be added while a recorder may be running (``live``): closed days only, and
     seqs no higher than the archive's last."""
 
@@ -72,6 +103,12 @@ class _Policy:
     last_seq: int | None
     now: datetime
     spooled: dict[date, str]
+
+    @classmethod
+    def of(cls, layout: ArchiveLayout, live: bool, spooled: dict[date, str]) -> Policy:
+        segments = layout.segments()
+        last = segments[-1].last_seq if segments else None
+        return cls(live, last, datetime.now(UTC), spooled)
 
     def why_not(self, day: date, seq: int) -> str | None:
         if not self.live:
@@ -102,14 +139,23 @@ class _Policy:
         return self.why_not(_day(after_ts_ms), last_seq) is None
 
 
-def heal(archive: str | os.PathLike[str], sources: Iterable[str | os.PathLike[str]]) -> HealSummary:
-    """Fill the archive at ``archive`` from ``sources`` (archives, or node files for a node
-    archive). Raises ``UsageError`` for a source of another seq space, ``ArchiveLocked`` while
-    compact, decode or import-node runs on it."""
-    layout = ArchiveLayout.open(Path(archive))
+def heal(
+    archive: str | os.PathLike[str],
+    sources: Iterable[str | os.PathLike[str]],
+    endpoint_url: str | None = None,
+) -> HealSummary:
+    """Fill the archive at ``archive`` (a directory, or ``s3://...``: see ``heal_store``) from
+    ``sources`` (archives, local or ``s3://...``, or node files for a node archive), stores at
+    ``endpoint_url`` if given. Raises ``UsageError`` for a source of another seq space,
+    ``ArchiveLocked`` while compact, decode or import-node runs on a local archive."""
+    layout = ArchiveLayout.open(archive, endpoint_url)
     if not layout.raw_dir.is_dir():
         raise ArchiveError(f"{layout.root} is not an archive: it has no raw/ directory")
-    opened = [open_source(Path(path)) for path in sources]
+    opened = [open_source(path, endpoint_url) for path in sources]
+    if isinstance(layout.root, StorePath):
+        from replica.maintenance.heal_store import heal_store
+
+        return heal_store(layout, opened)
     with maintenance_lock(layout, TASK):
         recorder = ArchiveLock(layout.lock_path, TASK)
         try:
@@ -118,13 +164,24 @@ def heal(archive: str | os.PathLike[str], sources: Iterable[str | os.PathLike[st
         except ArchiveLocked:
             live = True  # a recorder runs: heal around it
         try:
-            return _heal_locked(layout, opened, live)
+            finished = finish_interrupted(layout)
+            policy = Policy.of(layout, live, spooled_days(layout) if live else {})
+            local = Publisher(write_day, _publish_local)
+            return heal_with(layout, opened, policy, local, finished)
         finally:
             recorder.release()
 
 
-def _heal_locked(layout: ArchiveLayout, sources: list[Source], live: bool) -> HealSummary:
-    summary = HealSummary(finished=finish_interrupted(layout))
+def heal_with(
+    layout: ArchiveLayout,
+    sources: list[Source],
+    policy: Policy,
+    publisher: Publisher,
+    finished: list[str],
+) -> HealSummary:
+    """The heal of ``layout`` from ``sources`` under ``policy``, written by ``publisher``;
+    ``finished`` names what the caller completed of an interrupted run."""
+    summary = HealSummary(finished=finished)
     kind = recorded_kind(layout)
     if kind is None:
         raise ArchiveError(
@@ -132,7 +189,7 @@ def _heal_locked(layout: ArchiveLayout, sources: list[Source], live: bool) -> He
             "fills an archive that replica record or replica import-node has written"
         )
     for source in sources:
-        if Path(source.name).resolve() == layout.root.resolve():
+        if isinstance(source, ArchiveSource) and source.root.resolve() == layout.root.resolve():
             raise UsageError(f"source {source.name} is the archive itself")
         other = source.kind()
         if other is not None and other != kind:
@@ -140,28 +197,25 @@ def _heal_locked(layout: ArchiveLayout, sources: list[Source], live: bool) -> He
                 f"source {source.name} holds {meaning(other)}, but {layout.root} holds "
                 f"{meaning(kind)}: a heal never mixes two seq spaces"
             )
-    if not live and any(layout.spool_dir.glob("*.wal")):
+    if not policy.live and any(layout.spool_dir.glob("*.wal")):
         raise ArchiveError(
             f"{layout.root} has spool files a stopped recorder has not sealed; start "
             "'replica record' on it once (it recovers them first), then heal"
         )
-    segments = layout.segments()
-    policy = _Policy(
-        live,
-        segments[-1].last_seq if segments else None,
-        datetime.now(UTC),
-        spooled_days(layout) if live else {},
-    )
     for source in sources:
         summary.sources.append(source.name)
-        _heal_from(layout, source, policy, summary)
+        _heal_from(layout, source, policy, publisher, summary)
         summary.warnings += source.warnings
-    summary.gaps += record_holes(layout, policy.may_record)
+    summary.gaps += record_holes(layout, policy.may_record, publisher.publish)
     return summary
 
 
 def _heal_from(
-    layout: ArchiveLayout, source: Source, policy: _Policy, summary: HealSummary
+    layout: ArchiveLayout,
+    source: Source,
+    policy: Policy,
+    publisher: Publisher,
+    summary: HealSummary,
 ) -> None:
     archive = ArchiveRows(layout.segments())
     pending = Pending()
@@ -189,12 +243,12 @@ def _heal_from(
         if allowed.any():
             pending.add(rows.take(new[allowed]), chunk.metadata)
         if pending.size >= PENDING_ROWS:
-            _write_pending(layout, pending, source.name, policy, summary)
+            _write_pending(layout, pending, source.name, policy, publisher, summary)
             archive = ArchiveRows(layout.segments())
-    _write_pending(layout, pending, source.name, policy, summary)
+    _write_pending(layout, pending, source.name, policy, publisher, summary)
     for why, count in skipped.items():
         summary.warnings.append(f"{count} seqs of {source.name} not added: {why}")
-    _quarantine(layout, conflicts)
+    _quarantine(layout, conflicts, publisher)
 
 
 def _day(ts_ms: int) -> date:
@@ -245,11 +299,18 @@ def _describe(payload: bytes) -> str:
 
 
 def _write_pending(
-    layout: ArchiveLayout, pending: Pending, source: str, policy: _Policy, summary: HealSummary
+    layout: ArchiveLayout,
+    pending: Pending,
+    source: str,
+    policy: Policy,
+    publisher: Publisher,
+    summary: HealSummary,
 ) -> None:
     for day, rows, metadata in pending.take_days():
         segments = layout.segments()
-        result = write_day(layout, day, rows, segments, metadata, source, policy.may_record)
+        result = publisher.write_day(
+            layout, day, rows, segments, metadata, source, policy.may_record
+        )
         summary.added += result.added
         summary.segments_written += result.written
         summary.segments_rewritten += result.rewritten
@@ -257,14 +318,16 @@ def _write_pending(
         summary.warnings += result.warnings
 
 
-def _quarantine(layout: ArchiveLayout, conflicts: list[dict[str, Any]]) -> None:
+def _quarantine(
+    layout: ArchiveLayout, conflicts: list[dict[str, Any]], publisher: Publisher
+) -> None:
     """Quarantine each conflict once: one an earlier run quarantined (same seq, same frame) is
     reported again but not written again."""
     if not conflicts:
         return
     seen = set()
     for path in layout.table_files(layout.quarantine_dir):
-        table = pq.read_table(path, columns=["kind", "seq", "frame"])
+        table = read_table(path, columns=["kind", "seq", "frame"])
         for row in table.to_pylist():
             if row["kind"] == "conflict":
                 seen.add((row["seq"], row["frame"]))
@@ -273,4 +336,4 @@ def _quarantine(layout: ArchiveLayout, conflicts: list[dict[str, Any]]) -> None:
         unit = f"heal-{fresh[0]['recv_ts_us']}-{os.getpid()}"
         path = layout.unit_path(layout.quarantine_dir, fresh[0]["recv_ts_us"] // 1000, unit)
         table = pa.Table.from_pylist(fresh, schema=QUARANTINE_SCHEMA)
-        publish_parquet(table, path, compression="zstd")
+        publisher.publish(table, path)

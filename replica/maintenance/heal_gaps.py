@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from replica.schemas.archive import GAP_SCHEMA, ArchiveLayout, Segment
 from replica.schemas.errors import ArchiveError
-from replica.schemas.files import publish_parquet
 from replica.schemas.seqranges import subtract
+from replica.schemas.storepath import parquet_file
 
 CAUSE = "heal"
 
@@ -33,9 +32,14 @@ CAUSE = "heal"
 Run = tuple[int, int, Segment]
 
 
-def record_holes(layout: ArchiveLayout, allowed: Callable[[int, int], bool]) -> int:
+def record_holes(
+    layout: ArchiveLayout,
+    allowed: Callable[[int, int], bool],
+    publish: Callable[[pa.Table, Path], None],
+) -> int:
     """Record every hole between the archive's seqs that no gap record covers and that
-    ``allowed(after_ts_ms, last seq of the hole)``; returns how many records were written."""
+    ``allowed(after_ts_ms, last seq of the hole)``, each file put in place by ``publish``;
+    returns how many records were written."""
     rows = hole_rows(layout, layout.segments(), allowed, lambda segment: True)
     unit = f"heal-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
     by_path: dict[Path, list[dict[str, Any]]] = {}
@@ -43,7 +47,7 @@ def record_holes(layout: ArchiveLayout, allowed: Callable[[int, int], bool]) -> 
         path = layout.unit_path(layout.gaps_dir, row["after_ts_ms"], unit)
         by_path.setdefault(path, []).append(row)
     for path, file_rows in by_path.items():
-        publish_parquet(gap_table(file_rows), path, compression="zstd")
+        publish(gap_table(file_rows), path)
     return len(rows)
 
 
@@ -91,7 +95,7 @@ def _runs(segments: list[Segment]) -> list[Run]:
     runs: list[Run] = []
     for segment in segments:
         try:
-            parquet = pq.ParquetFile(segment.path)
+            parquet = parquet_file(segment.path)
             if parquet.metadata.num_rows == segment.last_seq - segment.first_seq + 1:
                 runs.append((segment.first_seq, segment.last_seq, segment))
                 continue
@@ -105,6 +109,16 @@ def _runs(segments: list[Segment]) -> list[Run]:
 
 
 def _ts_ms(segment: Segment, seq: int) -> int:
-    table = pq.read_table(segment.path, columns=["seq", "ts_ms"], filters=[("seq", "=", seq)])
-    ts_ms: int = table.column("ts_ms")[0].as_py()
-    return ts_ms
+    """The ts_ms of ``seq`` in the segment, from the row group its statistics place it in."""
+    parquet = parquet_file(segment.path)
+    column = parquet.schema_arrow.get_field_index("seq")
+    for index in range(parquet.num_row_groups):
+        stats = parquet.metadata.row_group(index).column(column).statistics
+        if stats is not None and stats.has_min_max and not stats.min <= seq <= stats.max:
+            continue
+        group = parquet.read_row_group(index, columns=["seq", "ts_ms"])
+        at = int(np.searchsorted(group.column("seq").to_numpy(), seq))
+        if at < group.num_rows and group.column("seq")[at].as_py() == seq:
+            ts_ms: int = group.column("ts_ms")[at].as_py()
+            return ts_ms
+    raise ArchiveError(f"segment {segment.path} does not hold seq {seq}; run 'replica verify'")

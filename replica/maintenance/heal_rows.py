@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from replica.schemas.archive import RAW_SCHEMA, Segment
 from replica.schemas.errors import ArchiveError
+from replica.schemas.storepath import parquet_file
 
 HELD_SCHEMA = pa.schema([RAW_SCHEMA.field("seq"), RAW_SCHEMA.field("raw")])
 _EPOCH = date(1970, 1, 1)
@@ -53,7 +53,7 @@ class ArchiveRows:
         return pa.concat_tables(found)
 
     def _read(self, path: Path, lo: int, hi: int) -> list[pa.Table]:
-        parquet = pq.ParquetFile(path)
+        parquet = parquet_file(path)
         seq_column = parquet.schema_arrow.get_field_index("seq")
         tables = []
         for index in range(parquet.num_row_groups):

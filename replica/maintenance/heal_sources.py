@@ -1,19 +1,20 @@
 """What ``replica heal`` fills an archive from: another archive of the same feed, or a node's
 replica_cmds files, read as chunks of raw rows in seq order.
 
-A source is only ever read. An archive source is read a row group at a time; a node file whole,
-its rows computed as ``replica import-node`` computes them, so a block healed from a file is
-byte for byte the block an import of that file would have written.
+A source is only ever read. An archive source, on a disk or an object store (``s3://...``, read
+as the readers read one, see ``schemas.storepath``), is read a row group at a time; a node file
+(local) whole, its rows computed as ``replica import-node`` computes them, so a block healed
+from a file is byte for byte the block an import of that file would have written.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from replica.maintenance.node_files import BadLine, node_files, read_blocks
 from replica.maintenance.node_import import blocks_table, node_metadata, order_warnings
@@ -21,6 +22,8 @@ from replica.maintenance.node_order import OrderCheck
 from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout
 from replica.schemas.errors import ArchiveError, UsageError
 from replica.schemas.seqspace import MARKER, NODE, recorded_kind
+from replica.schemas.storage import is_remote
+from replica.schemas.storepath import StorePath, parquet_file, store_root
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class ArchiveSource:
     def chunks(self) -> Iterator[Chunk]:
         for segment in ArchiveLayout(self.root).segments():
             try:
-                parquet = pq.ParquetFile(segment.path)
+                parquet = parquet_file(segment.path)
                 metadata = parquet.schema_arrow.metadata or {}
                 for index in range(parquet.num_row_groups):
                     rows = parquet.read_row_group(index)
@@ -92,13 +95,22 @@ class NodeSource:
 Source = ArchiveSource | NodeSource
 
 
-def open_source(path: Path) -> Source:
-    """An archive (a directory with raw/ or a seq-space marker), or node files (a file named by
-    its height, or a directory holding such files). Raises ``UsageError`` for anything else."""
+def open_source(given: str | os.PathLike[str], endpoint_url: str | None = None) -> Source:
+    """An archive (a directory or ``s3://`` prefix with raw/ or a seq-space marker), or node
+    files (a file named by its height, or a directory holding such files). Raises
+    ``UsageError`` for anything else."""
+    path = given if isinstance(given, StorePath) else Path(given)
+    if not isinstance(given, StorePath) and is_remote(os.fspath(given)):
+        path = store_root(os.fspath(given), endpoint_url)
     if not path.exists():
         raise UsageError(f"source {path} does not exist")
     if path.is_dir() and ((path / "raw").is_dir() or (path / MARKER).is_file()):
         return ArchiveSource(path)
+    if isinstance(path, StorePath):
+        raise UsageError(
+            f"source {path} is not an archive (it has no raw/ prefix); node files are read "
+            "from a local disk"
+        )
     if not node_files([path]):
         raise UsageError(
             f"source {path} is neither an archive (it has no raw/ directory) nor a node's "
