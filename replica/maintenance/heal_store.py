@@ -47,7 +47,7 @@ from replica.maintenance.heal_plan import heal_table, merged, plan_day, write_fi
 from replica.maintenance.heal_rows import ArchiveRows
 from replica.maintenance.heal_sources import Source
 from replica.maintenance.heal_write import DayResult
-from replica.maintenance.node_import_store import _uploader
+from replica.maintenance.node_import_store import upload_file
 from replica.schemas.archive import DATE_FILES, ArchiveLayout, Segment, day_partition, segment_name
 from replica.schemas.errors import ArchiveError
 from replica.schemas.heals import heals_dir
@@ -72,14 +72,15 @@ class _Store:
 
     def __init__(self, layout: ArchiveLayout, scratch: Path, root: StorePath) -> None:
         self.layout, self.scratch, self.root = layout, scratch, root
-        self.upload = _uploader(scratch, root)
 
     def put(self, table: pa.Table, path: Path) -> None:
         """``table`` to the key ``path`` (under the archive's root)."""
         assert isinstance(path, StorePath)
         relative = path.key[len(self.root.key) :].lstrip("/")
         write_file(table, self.scratch / relative)
-        self.upload(relative)
+        built = self.scratch / relative
+        upload_file(built, self.root / relative)
+        built.unlink()
 
     def write_day(
         self,

@@ -77,10 +77,10 @@ def publish_to_store(table: pa.Table, path: Path, options: dict[str, Any]) -> No
     with tempfile.TemporaryDirectory(prefix="replica-import-") as scratch:
         built = Path(scratch) / path.name
         publish_parquet(table, built, **options)
-        _upload(built, path)
+        upload_file(built, path)
 
 
-def _upload(built: Path, path: StorePath) -> None:
+def upload_file(built: Path, path: StorePath) -> None:
     """The local file ``built`` to ``path``'s key, visible once whole (``schemas.transfer``)."""
     local = Location(pafs.LocalFileSystem(), str(built.parent), str(built.parent))
     store = Location(path.location.filesystem, path.parent.key, str(path.parent))
@@ -98,4 +98,4 @@ def _claim(layout: ArchiveLayout) -> None:
         with tempfile.TemporaryDirectory(prefix="replica-import-") as scratch:
             built = Path(scratch) / marker.name
             built.write_text(NODE + "\n")
-            _upload(built, marker)
+            upload_file(built, marker)
