@@ -10,7 +10,8 @@ the row group's chunks whole (pyarrow's ``pre_buffer``: a row group's compressed
 megabytes, per reader). Segments are listed when reading starts: one a recorder seals later is
 not seen by a replay already under way. A listed segment that is gone when its turn comes, or
 while it is read (an object store cannot keep a deleted object readable), was merged into a
-larger one by ``replica compact``: segments are listed again, and reading goes on after the
+larger one by ``replica compact`` (or, on a store, split by ``replica heal``): segments are
+listed again, and reading goes on after the
 last seq read, so a replay across a compaction emits every command once.
 
 Data skipped only because its times lie outside the time range is still present in the
@@ -69,16 +70,17 @@ def read_selected(
             else:
                 try:
                     parquet = _open(segment, streamed=batch_bytes is not None)
-                except FileNotFoundError:
-                    break  # compacted since the listing
-                try:
                     for item in _read_segment(parquet, segment, selection, batch_rows, batch_bytes):
                         yield item
                         read_to = _last_seq(item)
+                except FileNotFoundError:
+                    break  # compacted since the listing
                 except ArchiveError:
                     if segment.path.exists():
                         raise
-                    break  # deleted while read (on a store, merged since the listing)
+                    # Deleted while opened or read: on a store, merged (or split by a heal)
+                    # since the listing, which a store says as a failed read, not as missing.
+                    break
             read_to = segment.last_seq
         else:
             return
