@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -34,6 +35,7 @@ from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, TooSlow, wire
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame
+from replica.schemas.metrics import LatencyCounts
 from websockets.http11 import Request
 
 # Live commands held for one client before it is too slow: tens of thousands of the feed's
@@ -106,6 +108,9 @@ class LiveHub:
         # with its unstarted generator; one that did leaves in its generator's ``finally``.
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self._limit_bytes = limit_bytes
+        # Set by a composer that exposes it (``record --serve --metrics-port``): each live
+        # command's time from its receipt (``recv_ts_us``) to its send, per client.
+        self.latency: LatencyCounts | None = None
 
     def publish(self, records: list[ReplayRecord]) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
@@ -184,16 +189,21 @@ async def _client_frames(
                     break
                 subscriber.restart()
         while True:
-            batch = []
+            batch, received = [], []
+            latency = hub.latency
             for record, frame in await subscriber.take():
                 if last is not None and record.seq <= last:
                     continue
                 last = record.seq
                 if metrics is not None:
                     metrics.follow_lag(record.recv_ts_us)
+                if latency is not None:
+                    received.append(record.recv_ts_us)
                 batch.append(frame)
             if batch:
-                yield batch
+                yield batch  # resumed once the batch is written to the client's socket
+                if latency is not None:
+                    latency.observe(received, time.time_ns() // 1000)
     finally:
         hub.unsubscribe(subscriber)
         if metrics is not None:
