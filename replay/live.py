@@ -22,8 +22,10 @@ import asyncio
 import itertools
 import time
 import weakref
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from replica.replay.follow import Follow, Position, live_edge
@@ -47,35 +49,45 @@ CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
 RECORD_OVERHEAD_BYTES = 250
 
 
-# A live command and its ``wire_frame``, built once for every client that follows.
-LiveItem = tuple[ReplayRecord, bytes]
+class LiveBatch(NamedTuple):
+    """Commands published together, in seq order, and their ``wire_frame``s: built once and
+    shared by every client that follows, so a client costs a batch, not each command, a few
+    operations (the seam with the archive aside)."""
 
+    seqs: list[int]
+    frames: list[bytes]
+    received_us: list[int]  # each command's recv_ts_us, for the relay latency
+    held_bytes: int  # what a client is owed for it: its frames, and the allowance per command
 
-def held_bytes(item: LiveItem) -> int:
-    """What one client is owed for a command: its frame, the bytes still to send it."""
-    return len(item[1]) + RECORD_OVERHEAD_BYTES
+    @classmethod
+    def of(cls, records: list[ReplayRecord]) -> LiveBatch:
+        frames = [wire_frame(command_frame(record)) for record in records]
+        held = sum(map(len, frames)) + RECORD_OVERHEAD_BYTES * len(frames)
+        seqs = [record.seq for record in records]
+        return cls(seqs, frames, [record.recv_ts_us for record in records], held)
 
 
 class Subscriber:
     """One client's buffer of live commands, bounded by bytes."""
 
     def __init__(self, limit_bytes: int) -> None:
-        self._items: deque[LiveItem] = deque()
+        self._batches: deque[LiveBatch] = deque()
         self._limit_bytes = limit_bytes
         self._bytes = 0
+        self._commands = 0
         self._ready = asyncio.Event()
         self.overflowed = False
 
-    def offer(self, items: list[LiveItem]) -> None:
+    def offer(self, batch: LiveBatch) -> None:
         if self.overflowed:
             return
-        size = sum(map(held_bytes, items))
-        if self._bytes + size > self._limit_bytes:
+        if self._bytes + batch.held_bytes > self._limit_bytes:
             self.overflowed = True
             self._forget()  # it will be closed (or caught up from the archive again)
         else:
-            self._items.extend(items)
-            self._bytes += size
+            self._batches.append(batch)
+            self._bytes += batch.held_bytes
+            self._commands += len(batch.seqs)
         self._ready.set()
 
     def restart(self) -> None:
@@ -84,22 +96,24 @@ class Subscriber:
         self.overflowed = False
 
     def _forget(self) -> None:
-        self._items.clear()
+        self._batches.clear()
         self._bytes = 0
+        self._commands = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Commands held."""
+        return self._commands
 
-    async def take(self) -> list[LiveItem]:
+    async def take(self) -> list[LiveBatch]:
         """Everything buffered, once there is something: sent as one write, not one each."""
-        while not self._items:
+        while not self._batches:
             if self.overflowed:
                 raise TooSlow
             self._ready.clear()
             await self._ready.wait()
-        items = list(self._items)
+        batches = list(self._batches)
         self._forget()
-        return items
+        return batches
 
 
 class LiveHub:
@@ -114,11 +128,11 @@ class LiveHub:
 
     def publish(self, records: list[ReplayRecord]) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
-        if not self._subscribers:
+        if not self._subscribers or not records:
             return
-        items = [(record, wire_frame(command_frame(record))) for record in records]
+        batch = LiveBatch.of(records)
         for subscriber in list(self._subscribers):
-            subscriber.offer(items)
+            subscriber.offer(batch)
 
     @property
     def clients(self) -> int:
@@ -189,21 +203,26 @@ async def _client_frames(
                     break
                 subscriber.restart()
         while True:
-            batch, received = [], []
-            latency = hub.latency
-            for record, frame in await subscriber.take():
-                if last is not None and record.seq <= last:
+            frames: list[bytes] = []
+            received: list[int] = []
+            for batch in await subscriber.take():
+                seqs = batch.seqs
+                if last is None or seqs[0] > last:
+                    skip = 0
+                elif seqs[-1] > last:  # the seam: this batch began before what was read
+                    skip = bisect_right(seqs, last)
+                else:
                     continue
-                last = record.seq
+                last = seqs[-1]
+                frames += batch.frames[skip:] if skip else batch.frames
+                received += batch.received_us[skip:] if skip else batch.received_us
+            if frames:
+                yield frames  # resumed once the frames are written to the client's socket
+                if hub.latency is not None:
+                    hub.latency.observe(received, time.time_ns() // 1000)
                 if metrics is not None:
-                    metrics.follow_lag(record.recv_ts_us)
-                if latency is not None:
-                    received.append(record.recv_ts_us)
-                batch.append(frame)
-            if batch:
-                yield batch  # resumed once the batch is written to the client's socket
-                if latency is not None:
-                    latency.observe(received, time.time_ns() // 1000)
+                    for received_us in received:
+                        metrics.follow_lag(received_us)
     finally:
         hub.unsubscribe(subscriber)
         if metrics is not None:

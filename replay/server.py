@@ -207,8 +207,9 @@ class DiskSyncServer:
                         async with connection.send_context():
                             connection.transport.write(b"".join(frame))
                         watch.sent += len(frame)
-                        for wire in frame:
-                            sent_bytes(_text_bytes(wire))
+                        if self._metrics is not None:  # per frame: only when counted
+                            for wire in frame:
+                                sent_bytes(_text_bytes(wire))
                     watch.sending = False
         except ConnectionClosed:
             pass
