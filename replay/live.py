@@ -24,7 +24,7 @@ import time
 import weakref
 from bisect import bisect_right
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -33,7 +33,7 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, TooSlow, wire_frame
+from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frame
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame
@@ -68,18 +68,37 @@ class LiveBatch(NamedTuple):
 
 
 class Subscriber:
-    """One client's buffer of live commands, bounded by bytes."""
+    """One client's buffer of live commands, bounded by bytes.
 
-    def __init__(self, limit_bytes: int) -> None:
+    While its client is live and idle (its send task waits in ``take`` on an empty buffer), a
+    batch offered to it is written straight to the client's socket (``sink``), in the call
+    that publishes it; otherwise, or when the socket will not take it now, it is buffered for
+    the send task. ``last`` is the last seq the client was sent, by either way."""
+
+    def __init__(self, limit_bytes: int, sink: Sink | None = None) -> None:
         self._batches: deque[LiveBatch] = deque()
         self._limit_bytes = limit_bytes
         self._bytes = 0
         self._commands = 0
         self._ready = asyncio.Event()
+        self._idle = False
+        self._sink = sink
+        self.last: int | None = None
+        self.sent: Callable[[list[int]], None] | None = None  # told each batch's recv times
         self.overflowed = False
 
     def offer(self, batch: LiveBatch) -> None:
         if self.overflowed:
+            return
+        if (
+            self._idle
+            and self._sink is not None
+            and (self.last is None or batch.seqs[0] > self.last)
+            and self._sink.write(batch.frames)
+        ):
+            self.last = batch.seqs[-1]
+            if self.sent is not None:
+                self.sent(batch.received_us)
             return
         if self._bytes + batch.held_bytes > self._limit_bytes:
             self.overflowed = True
@@ -110,7 +129,11 @@ class Subscriber:
             if self.overflowed:
                 raise TooSlow
             self._ready.clear()
-            await self._ready.wait()
+            self._idle = True
+            try:
+                await self._ready.wait()
+            finally:
+                self._idle = False
         batches = list(self._batches)
         self._forget()
         return batches
@@ -143,8 +166,10 @@ class LiveHub:
         """Live commands waiting in all clients' buffers (for metrics)."""
         return sum(len(subscriber) for subscriber in list(self._subscribers))
 
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber(self._limit_bytes)
+    def subscribe(self, sink: Sink | None = None) -> Subscriber:
+        """A new client's buffer; with its connection's ``sink``, written to directly while
+        the client is idle."""
+        subscriber = Subscriber(self._limit_bytes, sink)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -168,13 +193,13 @@ def follow_frames(
 
     clients = itertools.count(1)
 
-    def frames(request: Request) -> AsyncGenerator[str | list[bytes], None]:
+    def frames(request: Request, sink: Sink) -> AsyncGenerator[str | list[bytes], None]:
         query = parse_query(urlsplit(request.path).query, default_speed=None)
         selection = query.selection
         if query.speed is not None or selection != Selection(from_seq=selection.from_seq):
             raise UsageError("a followed archive takes only from_seq; it is sent as it grows")
         # Subscribed now, before the connected frame: live means from the moment of connecting.
-        subscriber = hub.subscribe()
+        subscriber = hub.subscribe(sink)
         return _client_frames(
             layout, hub, subscriber, selection.from_seq, metrics, str(next(clients))
         )
@@ -192,12 +217,13 @@ async def _client_frames(
 ) -> AsyncGenerator[str | list[bytes], None]:
     if metrics is not None:
         metrics.watch_backlog(client, subscriber.__len__)
+    subscriber.sent = _sent_counter(hub.latency, metrics)
     try:
-        last = None if from_seq is None else from_seq - 1
-        if last is not None:
+        if from_seq is not None:
+            subscriber.last = from_seq - 1
             while True:
-                async for record in _archived_after(layout, last):
-                    last = record.seq
+                async for record in _archived_after(layout, subscriber.last):
+                    subscriber.last = record.seq
                     yield command_frame(record)
                 if not subscriber.overflowed:
                     break
@@ -206,27 +232,42 @@ async def _client_frames(
             frames: list[bytes] = []
             received: list[int] = []
             for batch in await subscriber.take():
-                seqs = batch.seqs
+                seqs, last = batch.seqs, subscriber.last
                 if last is None or seqs[0] > last:
                     skip = 0
                 elif seqs[-1] > last:  # the seam: this batch began before what was read
                     skip = bisect_right(seqs, last)
                 else:
                     continue
-                last = seqs[-1]
+                subscriber.last = seqs[-1]
                 frames += batch.frames[skip:] if skip else batch.frames
                 received += batch.received_us[skip:] if skip else batch.received_us
             if frames:
                 yield frames  # resumed once the frames are written to the client's socket
-                if hub.latency is not None:
-                    hub.latency.observe(received, time.time_ns() // 1000)
-                if metrics is not None:
-                    for received_us in received:
-                        metrics.follow_lag(received_us)
+                if subscriber.sent is not None:
+                    subscriber.sent(received)
     finally:
         hub.unsubscribe(subscriber)
         if metrics is not None:
             metrics.forget_backlog(client)
+
+
+def _sent_counter(
+    latency: LatencyCounts | None, metrics: ServeMetrics | None
+) -> Callable[[list[int]], None] | None:
+    """What counts a batch once sent to a client, from its commands' recv_ts_us: the relay
+    latency (``record --serve``) and the follow lag (``serve --follow``), when asked for."""
+    if latency is None and metrics is None:
+        return None
+
+    def sent(received: list[int]) -> None:
+        if latency is not None:
+            latency.observe(received, time.time_ns() // 1000)
+        if metrics is not None:
+            for received_us in received:
+                metrics.follow_lag(received_us)
+
+    return sent
 
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
