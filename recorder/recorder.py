@@ -415,6 +415,7 @@ class Recorder:
                 run.writers.pump(run.session)
             else:
                 self._relay.pump(run.session, run.writers)
+                run.writers.sync_spool()  # the relay's writes, durable at the plain cadence
             run.writers.check()
         except ArchiveError as exc:
             self._failure = exc

@@ -3,11 +3,13 @@ order, once the spool write that holds it has returned.
 
 A command reaches the hook only after its spool chunk was written: the kernel holds it, so a
 kill -9 of the recorder cannot lose from the archive anything a relay's client saw (the next
-run recovers it from the spool). Only a crash of the machine (a power cut) before the spool
-thread's fdatasync can lose the last fraction of a millisecond of writes, and a client may have
-seen those: after a power cut, a client resuming with ``from_seq`` can find a seq it saw
-missing from the archive. Waiting for the fdatasync would close that window at the cost of a
-thread round trip per batch, which the issue's rule (kill -9) does not ask for.
+run recovers it from the spool). What a crash of the machine (a power cut) can lose is what
+was written since the spool's last fdatasync, which the spool thread makes at the recorder's
+maintenance cadence (``MAINTENANCE_US``, 50 ms), as the plain recorder flushes: a client may
+have seen those commands, so after a power cut a client resuming with ``from_seq`` can find
+seqs it saw missing from the archive (a seq jump, as a gap). Waiting for an fdatasync before
+relaying would close that window at the cost of a thread round trip and a disk sync per
+batch, which the issue's rule (kill -9) does not ask for.
 
 The commands are read from the session's units (the columns ``_append`` fills, in seq order),
 not from the spool records, so that duplicates, commands held for a missing seq and merge

@@ -9,11 +9,12 @@ feed's TCP window holds the rest), rather than grow until the process is killed 
 
 With a relay (``record --serve``) the spool is written on the event loop itself
 (``spool_on_loop``): each write returns once its chunk is in the page cache, and the spool
-thread makes it durable (fdatasync), coalescing the writes made meanwhile into one sync. So the
+thread makes the writes made since the last sync durable (fdatasync) when the recorder asks,
+at its maintenance cadence (``sync_spool``), as often as the plain recorder flushes. So the
 relay can hand a batch to its clients in the same turn of the loop that received it, without a
-round trip through a thread, and still only after its spool write: a kill -9 of the process
-cannot lose what the kernel holds (a power cut can lose the last unsynced writes, see
-``relay.py``).
+round trip through a thread or a sync per burst, and still only after its spool write: a
+kill -9 of the process cannot lose what the kernel holds (a power cut can lose the writes of
+the last maintenance interval, see ``relay.py``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Writers:
         self._spool_writes: deque[Future[None]] = deque()  # or, on the loop, their syncs
         self._spool_on_loop = spool_on_loop
         self._sync_pending = False  # a sync is queued that has not started yet
+        self._unsynced = False  # spool writes made on the loop since the last sync was queued
         self._backlog_bytes = 0
         self._backlog_warned = -math.inf
         self.files_written = 0
@@ -109,7 +111,8 @@ class Writers:
             self._writes.append((self._writer_thread.submit(self._publish, item), held))
 
     def _write_spool_op(self, op: SpoolOp) -> None:
-        """On the loop: write now, sync on the spool thread (a close syncs first, there)."""
+        """On the loop: write now, sync later on the spool thread (``sync_spool``; a close
+        syncs first, there)."""
         if type(op) is SpoolClose:
             self._spool_writes.append(self._spool_thread.submit(self._spool.close, op.unit_id))
             return
@@ -120,12 +123,18 @@ class Writers:
                 self._spool.open(op.unit_id, op.header, sync=False)
         except OSError as exc:
             raise self._failed("spool", exc) from exc
-        if not self._sync_pending:
+        self._unsynced = True
+
+    def sync_spool(self) -> None:
+        """Queue an fdatasync of the spool writes made on the loop since the last one (unless
+        one is queued and not started yet: it will cover them)."""
+        if self._unsynced and not self._sync_pending:
+            self._unsynced = False
             self._sync_pending = True
             self._spool_writes.append(self._spool_thread.submit(self._sync_spool))
 
     def _sync_spool(self) -> None:
-        self._sync_pending = False  # before the sync: a write from now on queues another
+        self._sync_pending = False  # before the sync: writes from now on are for the next
         self._spool.sync()
 
     def check(self) -> None:
