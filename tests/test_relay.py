@@ -103,8 +103,9 @@ def test_each_archived_command_is_relayed_once_in_order_after_its_spool_write(
 ) -> None:
     """In process, on the hook alone: duplicates within a connection and after a reconnect, a
     real gap, seals every 100 rows, and (7) open units handing their rows to the writer in
-    chunks; what is relayed is exactly the archive, in order, and each batch is on disk
-    (spooled or sealed) when it is relayed."""
+    chunks; what is relayed is exactly the archive, in order, and each batch is in the archive's
+    files (written to the spool, or sealed) when it is relayed: read back from them by another
+    reader, as recovery after a kill -9 would read them."""
     if chunk_rows is not None:
         monkeypatch.setattr("replica.recorder.recorder.RAW_ROW_GROUP_ROWS", chunk_rows)
     layout = ArchiveLayout(tmp_path)
@@ -214,8 +215,10 @@ def test_clients_from_a_sealed_segment_the_spool_the_live_edge_and_now_get_the_l
             # Where the clients start: 500 is in a sealed segment, 2200 only in the spool. The
             # spool write and the seal of 1001..2000 land in either order, so wait for both.
             wait_until(
-                lambda: live_edge(layout) == FIRST_BATCH
-                and [s.last_seq for s in layout.segments()] == [1000, 2000],
+                lambda: (
+                    live_edge(layout) == FIRST_BATCH
+                    and [s.last_seq for s in layout.segments()] == [1000, 2000]
+                ),
                 "the first batch archived: two sealed segments and the rest spooled",
             )
             received = asyncio.run(clients(recording.url))
