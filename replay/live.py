@@ -24,8 +24,8 @@ import time
 import weakref
 from bisect import bisect_right
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import NamedTuple
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from replica.replay.follow import Follow, Position, live_edge
@@ -33,10 +33,10 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frame
+from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frames
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
-from replica.schemas.frames import command_frame
+from replica.schemas.frames import command_frame, command_frames
 from replica.schemas.metrics import LatencyCounts
 from websockets.http11 import Request
 
@@ -60,11 +60,15 @@ class LiveBatch(NamedTuple):
     held_bytes: int  # what a client is owed for it: its frames, and the allowance per command
 
     @classmethod
-    def of(cls, records: list[ReplayRecord]) -> LiveBatch:
-        frames = [wire_frame(command_frame(record)) for record in records]
+    def of(cls, records: Sequence[tuple[Any, ...]]) -> LiveBatch:
+        """From commands whose first fields are ``ReplayRecord``'s first six (seq, ts_ms,
+        ingest_ts_us, publish_ts_us, recv_ts_us, raw): records, or the recorder's rows,
+        taken as columns so that no per-command object is made on the way."""
+        columns = list(zip(*records, strict=True))
+        seqs, ts_ms, ingest_ts_us, publish_ts_us, received_us, raws = columns[:6]
+        frames = wire_frames(command_frames(seqs, raws, ts_ms, ingest_ts_us, publish_ts_us))
         held = sum(map(len, frames)) + RECORD_OVERHEAD_BYTES * len(frames)
-        seqs = [record.seq for record in records]
-        return cls(seqs, frames, [record.recv_ts_us for record in records], held)
+        return cls(list(seqs), frames, list(received_us), held)
 
 
 class Subscriber:
@@ -149,7 +153,7 @@ class LiveHub:
         # command's time from its receipt (``recv_ts_us``) to its send, per client.
         self.latency: LatencyCounts | None = None
 
-    def publish(self, records: list[ReplayRecord]) -> None:
+    def publish(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
         if not self._subscribers or not records:
             return

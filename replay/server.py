@@ -65,16 +65,26 @@ FrameSource = Callable[[Request, "Sink"], AsyncGenerator[str | list[bytes], None
 def wire_frame(text: str) -> bytes:
     """A text frame as it goes on the wire from this server (RFC 6455: final, unmasked, never
     compressed): built once, a live command is written as is to every client that follows."""
-    data = text.encode()
-    size = len(data)
-    if size < 126:
-        return bytes((0x81, size)) + data
-    if size < 65536:
-        return _HEAD_16.pack(0x81, 126, size) + data
-    return _HEAD_64.pack(0x81, 127, size) + data
+    return wire_frames([text])[0]
 
 
 _HEAD_16, _HEAD_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
+_HEADS_7 = [bytes((0x81, size)) for size in range(126)]
+
+
+def wire_frames(texts: list[str]) -> list[bytes]:
+    """``wire_frame`` of each text, in one pass (a relay's batch)."""
+    frames = []
+    for text in texts:
+        data = text.encode()
+        size = len(data)
+        if size < 126:
+            frames.append(_HEADS_7[size] + data)
+        elif size < 65536:
+            frames.append(_HEAD_16.pack(0x81, 126, size) + data)
+        else:
+            frames.append(_HEAD_64.pack(0x81, 127, size) + data)
+    return frames
 
 
 def _text_bytes(wire: bytes) -> int:
