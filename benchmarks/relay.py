@@ -1,10 +1,19 @@
 """Benchmark: what ``replica record --serve`` costs, measured in one run.
 
-Latency: the feed sends realistic frames (``fixtures.make_feed``) at 10,000 commands/s to the
-real ``replica record --serve`` CLI while 4 clients, each in its own process, read live. A
-command's relay latency is the time a client received it minus its ``recv_ts_us`` in the
-archive (when the recorder received it): the recorder's spool write, the hand-off to the
-relay, the send, one loopback hop and the client's read. Target: p99 <= 2 ms.
+Latency, as the issue defines it: from the recorder's receipt of a command to the relay's send
+of it. The feed sends realistic frames (``fixtures.make_feed``) at 10,000 commands/s to the
+real ``replica record --serve --metrics-port`` CLI while 4 clients, each in its own process,
+read live. The recorder itself counts, for each command and each client it is sent to live,
+the time from its ``recv_ts_us`` to the write of its frame to that client's socket, in the
+``replica_record_relay_latency_seconds`` histogram; the benchmark scrapes it once the clients
+have every command. Its p50 and p99 are interpolated within the histogram's buckets, as
+Prometheus' ``histogram_quantile`` does; the verdict is exact, since 2 ms is a bucket bound:
+at least 99% of the sends within 2 ms. Target: p99 <= 2 ms.
+
+Informational, not the target: the latency at the clients (a client's arrival time minus the
+command's ``recv_ts_us`` in the archive), which adds the loopback hop and the wait of the
+client's process for a core on a machine whose 2 cores run the feed, the recorder and the 4
+clients.
 
 Throughput: the feed sends N frames as fast as they are read to (a) a bare ``websockets``
 client that only counts them, (b) ``replica record`` and (c) ``replica record --serve`` with 4
@@ -12,7 +21,15 @@ clients attached from before the first frame, reading everything live. msgs/s is
 feed's time from its first frame to the pong that proves the recorder read the last one (as
 in benchmarks/record.py); each of (a), (b), (c) runs ``RUNS`` times, alternating, best of each
 counted. The relay's cost is the drop of (c)/(a) against (b)/(a): target <= 10%. A client the
-relay closed with 1013 (it fell 10,000 commands behind) is reported, not hidden.
+relay closed with 1013 (it fell 10,000 commands behind) is reported, not hidden. (b) and (c)
+run without ``--metrics-port``: the relay, not the optional metrics, is measured.
+
+The clients are as cheap as a client can be, because they compete with the recorder for the
+same cores, and what is measured is the recorder's cost: each does the WebSocket upgrade, then
+only reads the socket's bytes (and the time of each read) until its last command's frame has
+come; it splits the bytes into frames and checks their seqs after the run. They read
+everything the relay sends, as fast as it sends it: a real client that parses each frame as it
+comes costs its own CPU, not the recorder's.
 
 Every process runs on this machine's cores (feed, recorder, 4 clients), so the figures are as
 noisy as the machine is busy.
@@ -27,19 +44,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from array import array
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,37 +80,73 @@ DROP_TARGET = 0.10
 
 
 def client_process(url: str, last_seq: int, report) -> None:
-    asyncio.run(_client(url, last_seq, report))
-
-
-async def _client(url: str, last_seq: int, report) -> None:
-    """Reads live until ``last_seq``; reports each seq and the wall time it arrived (us)."""
+    """Reads live until ``last_seq``'s frame has come; reports each seq and the wall time its
+    frame's last byte arrived (us), and the close code if the relay closed it."""
+    port = int(url.rsplit(":", 1)[1])
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         try:
-            ws = await connect(url, max_size=None, compression=None)
+            sock = socket.create_connection(("127.0.0.1", port))
             break
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.05)
-    seqs, times = array("q"), array("q")
-    closed = None
-    async with ws:
-        await ws.recv()
-        report.send(("ready", None))
-        try:
-            async for text in ws:
-                now = time.time_ns() // 1000
-                at = text.index('"seq":') + 6
-                seq = int(text[at : text.index(",", at)])
-                seqs.append(seq)
-                times.append(now)
-                if seq >= last_seq:
-                    break
-        except ConnectionClosed as exc:
-            closed = exc.rcvd.code if exc.rcvd else -1
-    report.send(("done", (seqs.tobytes(), times.tobytes(), closed)))
+            time.sleep(0.05)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    head, rest = head.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"upgrade refused: {head.decode(errors='replace')}")
+    report.send(("ready", None))  # subscribed before the 101: live from here
+    chunks, arrivals = [rest], array("q", [time.time_ns() // 1000])
+    marker = f'"seq":{last_seq},'.encode()
+    tail = rest
+    while True:
+        chunk = sock.recv(1 << 20)
+        now = time.time_ns() // 1000
+        if not chunk:
+            break
+        chunks.append(chunk)
+        arrivals.append(now)
+        if marker in chunk or marker in tail[-64:] + chunk[:64]:
+            break
+        tail = chunk
+    sock.close()
+    report.send(("done", split_frames(b"".join(chunks), arrivals, [len(c) for c in chunks])))
+
+
+def split_frames(data: bytes, arrivals: array, sizes: list[int]) -> tuple[bytes, bytes, int | None]:
+    """The seqs of the command frames in ``data`` (server frames: never masked) and when each
+    arrived (its read's time), and the close code if a close frame came."""
+    ends = list(itertools.accumulate(sizes))
+    seqs, times, closed = array("q"), array("q"), None
+    pos, read = 0, 0
+    while pos + 2 <= len(data):
+        opcode, size = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        start = pos + 2
+        if size == 126:
+            size, start = int.from_bytes(data[start : start + 2], "big"), start + 2
+        elif size == 127:
+            size, start = int.from_bytes(data[start : start + 8], "big"), start + 8
+        payload = data[start : start + size]
+        pos = start + size
+        while ends[read] < pos:
+            read += 1
+        if opcode == 8:
+            closed = int.from_bytes(payload[:2], "big")
+            break
+        if payload.startswith(b'{"type":"replica_cmd"'):
+            at = payload.index(b'"seq":') + 6
+            seqs.append(int(payload[at : payload.index(b",", at)]))
+            times.append(arrivals[read])
+    return seqs.tobytes(), times.tobytes(), closed
 
 
 # ---- one measured run -----------------------------------------------------------------------
@@ -104,11 +160,33 @@ def free_port() -> int:
 
 
 class Run:
-    """What one run measured: msgs/s, and per client its (seqs, arrival times, close code)."""
+    """What one run measured: msgs/s, per client its (seqs, arrival times, close code), and
+    the recorder's relay latency histogram (cumulative counts by bound, in s) if scraped."""
 
-    def __init__(self, msgs_s: float, clients: list[tuple[array, array, int | None]]) -> None:
+    def __init__(
+        self,
+        msgs_s: float,
+        clients: list[tuple[array, array, int | None]],
+        histogram: list[tuple[float, float]],
+    ) -> None:
         self.msgs_s = msgs_s
         self.clients = clients
+        self.histogram = histogram
+
+
+HISTOGRAM = "replica_record_relay_latency_seconds_bucket"
+
+
+def scrape_histogram(port: int) -> list[tuple[float, float]]:
+    """The recorder's relay latency buckets: (upper bound in s, cumulative count), ascending."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as page:
+        text = page.read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(HISTOGRAM):
+            bound = line[line.index('le="') + 4 : line.index('"}')]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    return sorted(buckets)
 
 
 def measure_bare(frames_path: Path, n: int) -> float:
@@ -133,13 +211,23 @@ def measure_bare(frames_path: Path, n: int) -> float:
 
 
 def measure_recorder(
-    frames_path: Path, n: int, last_seq: int, archive: Path, clients: int, rate: float | None
+    frames_path: Path,
+    n: int,
+    last_seq: int,
+    archive: Path,
+    clients: int,
+    rate: float | None,
+    metrics: bool = False,
 ) -> Run:
     """The real CLI, with ``--serve`` and ``clients`` attached before the first frame when
-    ``clients``; fails unless it appended exactly n and each client got every seq once."""
+    ``clients`` (and ``--metrics-port``, scraped once the clients have every command, when
+    ``metrics``); fails unless it appended exactly n and each client got every seq once."""
     feed, pipe = spawn(feed_process, str(frames_path), rate, True)
     port = expect(pipe, "port")
     serve_args = ["--serve", str(free_port())] if clients else []
+    metrics_port = free_port()
+    if metrics:
+        serve_args += ["--metrics-port", str(metrics_port)]
     recorder = subprocess.Popen(
         [
             *(sys.executable, "-m", "replica", "record", f"ws://127.0.0.1:{port}", archive),
@@ -162,6 +250,7 @@ def measure_recorder(
         for _, reader in readers:
             seqs, times, closed = expect(reader, "done")
             got.append((array("q", seqs), array("q", times), closed))
+        histogram = scrape_histogram(metrics_port) if metrics else []
         recorder.send_signal(signal.SIGTERM)
         out, err = recorder.communicate(timeout=TIMEOUT_S)
     finally:
@@ -180,7 +269,7 @@ def measure_recorder(
     for seqs, _, closed in got:
         if closed is None and list(seqs) != sorted(set(seqs)):
             raise RuntimeError("a client got a seq twice or out of order")
-    return Run(n / read_s, got)
+    return Run(n / read_s, got, histogram)
 
 
 def latencies_ms(archive: Path, run: Run) -> list[float]:
@@ -198,6 +287,25 @@ def latencies_ms(archive: Path, run: Run) -> list[float]:
 
 def quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def histogram_quantile_ms(buckets: list[tuple[float, float]], q: float) -> float:
+    """The q-quantile of a cumulative histogram, interpolated linearly within its bucket (as
+    Prometheus' ``histogram_quantile``); the last finite bound if it is in the +Inf bucket."""
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            return (lower + (bound - lower) * (rank - below) / max(count - below, 1)) * 1000
+        lower, below = bound, count
+    return lower * 1000
+
+
+def share_within(buckets: list[tuple[float, float]], bound_s: float) -> float:
+    """The share of the histogram's counts at or under ``bound_s`` (one of its bounds)."""
+    return dict(buckets)[bound_s] / buckets[-1][1]
 
 
 def closed_clients(run: Run) -> int:
@@ -237,11 +345,23 @@ def main() -> None:
 
         archive = Path(tmp) / "paced"
         paced = measure_recorder(
-            paced_path, int(RATE * seconds), paced_last, archive, CLIENTS, RATE
+            paced_path, int(RATE * seconds), paced_last, archive, CLIENTS, RATE, metrics=True
         )
+        sends = paced.histogram
+        p50, p99 = histogram_quantile_ms(sends, 0.5), histogram_quantile_ms(sends, 0.99)
+        within = share_within(sends, LATENCY_TARGET_MS / 1000)
         lat = latencies_ms(archive, paced)
-        p50, p99, worst = quantile(lat, 0.5), quantile(lat, 0.99), lat[-1]
-        print(f"latency at {RATE:,.0f}/s, {CLIENTS} clients: p50 {p50:.2f} ms p99 {p99:.2f} ms")
+        at_clients = quantile(lat, 0.5), quantile(lat, 0.99), lat[-1]
+        print(
+            f"relay latency at {RATE:,.0f}/s, {CLIENTS} clients (receipt to send, from the "
+            f"recorder): p50 {p50:.2f} ms p99 {p99:.2f} ms, {within:.2%} within "
+            f"{LATENCY_TARGET_MS} ms, of {sends[-1][1]:,.0f} sends"
+        )
+        print(
+            "at the clients (informational): p50 {:.2f} ms p99 {:.2f} ms max {:.2f} ms".format(
+                *at_clients
+            )
+        )
 
         bare, plain, relayed = [], [], []
         for run in range(1, runs + 1):
@@ -267,9 +387,12 @@ def main() -> None:
     plain_ratio, relay_ratio = plain_best / bare_best, best_relayed.msgs_s / bare_best
     drop = 1 - relay_ratio / plain_ratio
     rows = [
-        ("relay latency p50 ms", f"{p50:.2f}", ""),
+        ("relay latency p50 ms", f"{p50:.2f}", "receipt to send, in the recorder"),
         ("relay latency p99 ms", f"{p99:.2f}", f"<= {LATENCY_TARGET_MS}"),
-        ("relay latency max ms", f"{worst:.2f}", ""),
+        (f"sends within {LATENCY_TARGET_MS} ms", f"{within:.2%}", ">= 99%"),
+        ("at clients p50 ms", f"{at_clients[0]:.2f}", "informational"),
+        ("at clients p99 ms", f"{at_clients[1]:.2f}", "informational"),
+        ("at clients max ms", f"{at_clients[2]:.2f}", "informational"),
         ("clients closed (latency run)", f"{closed_clients(paced)}", ""),
         ("bare client msgs/s", f"{bare_best:,.0f}", ""),
         ("recorder msgs/s", f"{plain_best:,.0f}", ""),
@@ -282,7 +405,7 @@ def main() -> None:
     print()
     for name, value, note in rows:
         print(f"{name:<30}{value:>12}   {note}".rstrip())
-    print(f"{verdict(p99 <= LATENCY_TARGET_MS)} relay latency p99 {p99:.2f} ms")
+    print(f"{verdict(within >= 0.99)} relay latency p99 {p99:.2f} ms ({within:.2%} within 2 ms)")
     print(f"{verdict(drop <= DROP_TARGET)} throughput drop with {CLIENTS} clients {drop:.3f}")
     print(f"total {time.perf_counter() - began:.1f} s")
     if args.json:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from replica.recorder.recorder import Recorder
 from replica.recorder.session import FeedSession
-from replica.schemas.metrics import expose, new_registry
+from replica.schemas.metrics import LatencyCounts, expose, new_registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 # Feed lag buckets, in seconds: the feed publishes within milliseconds; seconds mean trouble.
 LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LAG_BOUNDS_US = [round(bound * 1e6) for bound in LAG_BUCKETS_S]
+# Relay latency buckets, in seconds: the relay's budget is 2 ms (issue 15); tens of ms is a
+# client's buffer or the machine's CPU behind.
+RELAY_LATENCY_BUCKETS_S = (
+    *(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 
 
 def _nothing() -> int:
@@ -83,12 +88,15 @@ class RecorderMetrics:
     """A collector over one ``Recorder``: register it, then ``expose`` it.
 
     ``relay_clients`` and ``relay_backlog`` report a relay of the recording to local clients,
-    when one is composed with it: callables that its composer sets (0 without one)."""
+    when one is composed with it: callables that its composer sets (0 without one), and
+    ``relay_latency`` the counts its composer hands the relay to fill (each live command's time
+    from the recorder's receipt to its send to a client, per client)."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.registry: CollectorRegistry = new_registry()
         self.relay_clients: Callable[[], int] = _nothing
         self.relay_backlog: Callable[[], int] = _nothing
+        self.relay_latency = LatencyCounts(RELAY_LATENCY_BUCKETS_S)
         self._recorder = recorder
         self._lag = FeedLag()
         recorder.on_maintenance = self._lag.observe
@@ -173,6 +181,15 @@ class RecorderMetrics:
             "relay_backlog_frames",
             "Commands waiting in the relay clients' send buffers, all together.",
             self.relay_backlog(),
+        )
+        buckets, sum_s = self.relay_latency.snapshot()
+        bounds = [*map(str, RELAY_LATENCY_BUCKETS_S), "+Inf"]
+        yield HistogramMetricFamily(
+            "replica_record_relay_latency_seconds",
+            "Seconds from a command's receipt here (recv_ts_us) to its send to a relay client, "
+            "once per client it is sent to live.",
+            buckets=list(zip(bounds, buckets, strict=True)),
+            sum_value=sum_s,
         )
 
     def _endpoints(self, session: FeedSession | None) -> Iterator[Metric]:

@@ -96,7 +96,7 @@ class Recorder:
 
     def __init__(self, config: RecorderConfig, on_archived: OnArchived | None = None) -> None:
         self.config = config
-        self._relay = None if on_archived is None else Relay(on_archived, self._spool_idle)
+        self._relay = None if on_archived is None else Relay(on_archived)
         self._layout = ArchiveLayout(Path(config.archive))
         # Recording to a store: the layout is the local staging archive, uploaded from.
         self._store = locate(config.store, config.endpoint_url) if config.store else None
@@ -116,6 +116,7 @@ class Recorder:
         self._recovered_files = 0
         self._recovered_frames = 0
         self._next_maintenance = 0
+        self._relay_scheduled = False  # a relay pump is queued for the end of this burst
         self._status = StatusLog(config.status_seconds)
         self._pause_warned = -math.inf
         # Called at each maintenance with the session, before its sealed units go to the
@@ -235,7 +236,10 @@ class Recorder:
         if uploader is not None:
             await asyncio.to_thread(uploader.start)
         published = uploader.add if uploader else None
-        run = self._run = _Run(session, Writers(self._layout, self._metadata, published))
+        writers = Writers(
+            self._layout, self._metadata, published, spool_on_loop=self._relay is not None
+        )
+        run = self._run = _Run(session, writers)
         if self._stop_reason is not None:
             run.stopping.set()
         loop = asyncio.get_running_loop()
@@ -341,9 +345,12 @@ class Recorder:
                     await ws.close()
                 receive = session.receive
                 sealed = session.sealed  # a list the session appends each sealed unit to
+                relay = self._relay is not None
                 async for frame in ws:
                     now = time.time_ns() // 1000
                     receive(frame, now, index)
+                    if relay and not self._relay_scheduled:
+                        self._relay_soon(run)
                     if now >= self._next_maintenance or sealed:
                         self._maintain(run, now)
                         if writers.behind:
@@ -403,13 +410,12 @@ class Recorder:
         run.session.tick(now_us)
         if self.on_maintenance is not None:
             self.on_maintenance(run.session)
-        if self._relay is None:
-            run.writers.pump(run.session)
-        else:
-            self._relay.pump(run.session, run.writers)
-            if self._relay.idle:  # nothing to wait for: the next frame is pumped at once
-                self._next_maintenance = 0
         try:
+            if self._relay is None:
+                run.writers.pump(run.session)
+            else:
+                self._relay.pump(run.session, run.writers)
+                run.writers.sync_spool()  # the relay's writes, durable at the plain cadence
             run.writers.check()
         except ArchiveError as exc:
             self._failure = exc
@@ -418,10 +424,21 @@ class Recorder:
         waiting = self._uploader.waiting if self._uploader else None
         self._status.due(run.session, self.endpoints_up, run.writers.backlog, waiting)
 
-    def _spool_idle(self) -> None:
-        """A relayed spool write landed and none is in flight: pump what came meanwhile."""
-        if self._run is not None and not self._run.stopping.is_set():
-            self._maintain(self._run, _now_us())
+    def _relay_soon(self, run: _Run) -> None:
+        """Pumps the relay once the receive loop has taken every frame that had arrived: the
+        callback runs in the loop's next turn, before any frame received after this one, so a
+        burst is spooled and relayed as one batch, at once."""
+        self._relay_scheduled = True
+        asyncio.get_running_loop().call_soon(self._relay_now, run)
+
+    def _relay_now(self, run: _Run) -> None:
+        self._relay_scheduled = False
+        assert self._relay is not None
+        try:
+            self._relay.pump(run.session, run.writers)
+        except ArchiveError as exc:
+            self._failure = exc
+            self.stop("error")
 
     async def _wait_for_the_writer(self, run: _Run) -> None:
         """Stop reading the feed while the writer is too far behind (the ticker goes on

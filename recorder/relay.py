@@ -1,21 +1,28 @@
 """The recorder's hook for a relay (``replica record --serve``): each archived command, in seq
-order, once the spool write that holds it is on disk.
+order, once the spool write that holds it has returned.
 
-A command reaches the hook only after its spool chunk was written and fdatasync'd, so nothing a
-relay's client saw can be lost from the archive by a kill -9 (or a power cut) of the recorder.
+A command reaches the hook only after its spool chunk was written: the kernel holds it, so a
+kill -9 of the recorder cannot lose from the archive anything a relay's client saw (the next
+run recovers it from the spool). What a crash of the machine (a power cut) can lose is what
+was written since the spool's last fdatasync, which the spool thread makes at the recorder's
+maintenance cadence (``MAINTENANCE_US``, 50 ms), as the plain recorder flushes: a client may
+have seen those commands, so after a power cut a client resuming with ``from_seq`` can find
+seqs it saw missing from the archive (a seq jump, as a gap). Waiting for an fdatasync before
+relaying would close that window at the cost of a thread round trip and a disk sync per
+batch, which the issue's rule (kill -9) does not ask for.
+
 The commands are read from the session's units (the columns ``_append`` fills, in seq order),
 not from the spool records, so that duplicates, commands held for a missing seq and merge
 markers never reach a client: exactly the archive's commands do.
 
-Latency is a group commit: while a spool write is in flight, new commands wait; when it lands,
-the recorder pumps at once what came meanwhile (``idle``), so a command waits for at most the
-write in flight and its own, rather than the 50 ms maintenance cadence, and a fast feed still
-gets large, few writes.
+Latency: the recorder pumps once per burst of frames (as soon as its receive loop has taken
+every frame that had arrived, ``Recorder._relay_soon``): the spool write is made on the event
+loop (``Writers(spool_on_loop=True)``) and the batch is handed to ``on_archived`` in the same
+call, so nothing waits for a timer, a thread or the disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 from collections.abc import Callable
 
@@ -29,37 +36,22 @@ OnArchived = Callable[[list[ArchivedCommand]], None]
 
 class Relay:
     """Hands ``on_archived`` each batch of commands archived since the last pump, on the event
-    loop's thread, once its spool write is on disk (never if that write failed)."""
+    loop's thread, once the spool write holding it has returned (never if it failed)."""
 
-    def __init__(self, on_archived: OnArchived, wake: Callable[[], None]) -> None:
+    def __init__(self, on_archived: OnArchived) -> None:
         self._on_archived = on_archived
-        self._wake = wake  # called on the loop when no write is in flight: pump now
         # The open unit's rows at the last take (its ``seq`` column, which a chunk handed to
         # the writer keeps while the unit starts new columns), and how far they were read.
         self._columns: array[int] | None = None
         self._taken = 0
-        self._in_flight = 0
-
-    @property
-    def idle(self) -> bool:
-        """No relayed spool write is in flight: the next command should be pumped at once."""
-        return self._in_flight == 0
 
     def pump(self, session: FeedSession, writers: Writers) -> None:
-        """``writers.pump``, and the commands archived since the last call relayed after it."""
+        """``writers.pump`` (which writes the spool, on the loop), then the commands archived
+        since the last call relayed."""
         batch = self._take(session)  # before the pump takes the sealed units
         writers.pump(session)
-        if not batch:
-            return
-        self._in_flight += 1
-        loop = asyncio.get_running_loop()
-        writers.after_spooled(lambda: loop.call_soon_threadsafe(self._spooled, batch))
-
-    def _spooled(self, batch: list[ArchivedCommand]) -> None:
-        self._in_flight -= 1
-        self._on_archived(batch)
-        if not self._in_flight:
-            self._wake()
+        if batch:
+            self._on_archived(batch)
 
     def _take(self, session: FeedSession) -> list[ArchivedCommand]:
         """The commands appended since the last take: the rest of the rows the open unit held

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,9 +204,13 @@ def read_spool(path: Path) -> SpoolContents:
 
 
 class SpoolWriter:
-    """Appends chunks to one spool file per unit; every call returns with the data on disk.
+    """Appends chunks to one spool file per unit.
 
-    Runs on the spool thread: the event loop never waits on it.
+    By default every call returns with the data on disk (written and fdatasync'd), on the
+    spool thread, so the event loop never waits on it. With ``sync=False`` a call returns once
+    the chunk is written (in the page cache, where a kill -9 of the process cannot lose it) and
+    ``sync`` makes every such write durable later: the relay's mode (``Writers``), where the
+    loop writes and the spool thread syncs. ``close`` syncs what is still unsynced first.
     """
 
     def __init__(self, spool_dir: Path) -> None:
@@ -213,21 +218,39 @@ class SpoolWriter:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, BinaryIO] = {}
         self._compressor = zstandard.ZstdCompressor(level=1, write_checksum=True)
+        # Units written with sync=False and not synced since: written on one thread, synced
+        # on another, so the set is only touched under the lock.
+        self._unsynced: set[str] = set()
+        self._lock = threading.Lock()
 
     def path(self, unit_id: str) -> Path:
         return self._dir / f"{unit_id}{SUFFIX}"
 
-    def open(self, unit_id: str, header: dict[str, object]) -> None:
+    def open(self, unit_id: str, header: dict[str, object], *, sync: bool = True) -> None:
         sink = open(self.path(unit_id), "ab")  # noqa: SIM115 - closed in close()
         self._files[unit_id] = sink
-        self._write(sink, encode_chunk(HEADER, json.dumps(header).encode()))
+        self._write(unit_id, encode_chunk(HEADER, json.dumps(header).encode()), sync)
 
-    def append(self, unit_id: str, records: list[SpoolRecord]) -> None:
+    def append(self, unit_id: str, records: list[SpoolRecord], *, sync: bool = True) -> None:
         body = encode_records(records, self._compressor)
-        self._write(self._files[unit_id], encode_chunk(RECORDS, body))
+        self._write(unit_id, encode_chunk(RECORDS, body), sync)
+
+    def sync(self) -> None:
+        """fdatasync every file written with ``sync=False`` since the last sync."""
+        with self._lock:
+            units = list(self._unsynced)
+            self._unsynced.clear()
+        for unit_id in units:
+            os.fdatasync(self._files[unit_id].fileno())
 
     def close(self, unit_id: str) -> None:
-        self._files.pop(unit_id).close()
+        with self._lock:
+            unsynced = unit_id in self._unsynced
+            self._unsynced.discard(unit_id)
+        sink = self._files.pop(unit_id)
+        if unsynced:
+            os.fdatasync(sink.fileno())
+        sink.close()
 
     def delete(self, unit_id: str) -> None:
         self.path(unit_id).unlink(missing_ok=True)
@@ -238,15 +261,20 @@ class SpoolWriter:
         self.delete(unit_id)
 
     def close_all(self) -> None:
+        self.sync()
         for sink in self._files.values():
             sink.close()
         self._files.clear()
 
-    @staticmethod
-    def _write(sink: BinaryIO, chunk: bytes) -> None:
+    def _write(self, unit_id: str, chunk: bytes, sync: bool) -> None:
+        sink = self._files[unit_id]
         sink.write(chunk)
         sink.flush()
-        os.fdatasync(sink.fileno())
+        if sync:
+            os.fdatasync(sink.fileno())
+        else:
+            with self._lock:
+                self._unsynced.add(unit_id)
 
 
 def damaged_dir(spool_dir: Path) -> Path:

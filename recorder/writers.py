@@ -6,6 +6,15 @@ chunks of open units' rows wait in memory until written, so once ``MAX_BACKLOG_U
 ``MAX_BACKLOG_BYTES`` of them (or ``MAX_BACKLOG_SPOOL_WRITES`` spool writes, which hold frames
 too) wait, ``behind`` tells the recorder to stop reading until the writers catch up (the
 feed's TCP window holds the rest), rather than grow until the process is killed for its memory.
+
+With a relay (``record --serve``) the spool is written on the event loop itself
+(``spool_on_loop``): each write returns once its chunk is in the page cache, and the spool
+thread makes the writes made since the last sync durable (fdatasync) when the recorder asks,
+at its maintenance cadence (``sync_spool``), as often as the plain recorder flushes. So the
+relay can hand a batch to its clients in the same turn of the loop that received it, without a
+round trip through a thread or a sync per burst, and still only after its spool write: a
+kill -9 of the process cannot lose what the kernel holds (a power cut can lose the writes of
+the last maintenance interval, see ``relay.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ class Writers:
         layout: ArchiveLayout,
         metadata: dict[bytes, str],
         published: Callable[[list[Path]], None] | None = None,
+        *,
+        spool_on_loop: bool = False,
     ) -> None:
         self._layout = layout
         self._metadata = metadata
@@ -54,7 +65,10 @@ class Writers:
         self._writer_thread = ThreadPoolExecutor(1, "replica-writer")
         # each publish and the bytes it holds
         self._writes: deque[tuple[Future[int], int]] = deque()
-        self._spool_writes: deque[Future[None]] = deque()
+        self._spool_writes: deque[Future[None]] = deque()  # or, on the loop, their syncs
+        self._spool_on_loop = spool_on_loop
+        self._sync_pending = False  # a sync is queued that has not started yet
+        self._unsynced = False  # spool writes made on the loop since the last sync was queued
         self._backlog_bytes = 0
         self._backlog_warned = -math.inf
         self.files_written = 0
@@ -84,24 +98,44 @@ class Writers:
         )
 
     def pump(self, session: FeedSession) -> None:
-        """Hand the session's spool writes and sealed units to their threads, in order."""
+        """Hand the session's spool writes and sealed units to their threads, in order (with
+        ``spool_on_loop``, the spool writes are made before this returns)."""
         for op in session.take_spool_ops():
-            self._spool_writes.append(self._spool_thread.submit(self._apply_spool_op, op))
+            if self._spool_on_loop:
+                self._write_spool_op(op)
+            else:
+                self._spool_writes.append(self._spool_thread.submit(self._apply_spool_op, op))
         for item in session.take_sealed():
             held = item.held_bytes
             self._backlog_bytes += held
             self._writes.append((self._writer_thread.submit(self._publish, item), held))
 
-    def after_spooled(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` on the spool thread once every spool write handed over so far is on
-        disk; never if one of them failed (the run fails on it instead)."""
-        pending = [write for write in self._spool_writes if not write.done()]
+    def _write_spool_op(self, op: SpoolOp) -> None:
+        """On the loop: write now, sync later on the spool thread (``sync_spool``; a close
+        syncs first, there)."""
+        if type(op) is SpoolClose:
+            self._spool_writes.append(self._spool_thread.submit(self._spool.close, op.unit_id))
+            return
+        try:
+            if type(op) is SpoolAppend:
+                self._spool.append(op.unit_id, op.records, sync=False)
+            elif type(op) is SpoolOpen:
+                self._spool.open(op.unit_id, op.header, sync=False)
+        except OSError as exc:
+            raise self._failed("spool", exc) from exc
+        self._unsynced = True
 
-        def then() -> None:
-            if not any(write.exception() for write in pending):
-                callback()
+    def sync_spool(self) -> None:
+        """Queue an fdatasync of the spool writes made on the loop since the last one (unless
+        one is queued and not started yet: it will cover them)."""
+        if self._unsynced and not self._sync_pending:
+            self._unsynced = False
+            self._sync_pending = True
+            self._spool_writes.append(self._spool_thread.submit(self._sync_spool))
 
-        self._spool_thread.submit(then)
+    def _sync_spool(self) -> None:
+        self._sync_pending = False  # before the sync: writes from now on are for the next
+        self._spool.sync()
 
     def check(self) -> None:
         """Count what was written; raise ``ArchiveError`` for a write that failed."""
@@ -142,11 +176,14 @@ class Writers:
     def _result(self, future: Future[T], what: str) -> T:
         exc = future.exception()
         if exc is not None:
-            raise ArchiveError(
-                f"cannot write the {what} in {self._layout.root}: {exc}; frames already "
-                "spooled are recovered when the recorder starts again"
-            ) from exc
+            raise self._failed(what, exc) from exc
         return future.result()
+
+    def _failed(self, what: str, exc: BaseException) -> ArchiveError:
+        return ArchiveError(
+            f"cannot write the {what} in {self._layout.root}: {exc}; frames already "
+            "spooled are recovered when the recorder starts again"
+        )
 
     def _apply_spool_op(self, op: SpoolOp) -> None:
         if type(op) is SpoolAppend:

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import weakref
+from bisect import bisect_right
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from replica.replay.follow import Follow, Position, live_edge
@@ -30,10 +33,11 @@ from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.selection import Selection
-from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, TooSlow, wire_frame
+from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frames
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
-from replica.schemas.frames import command_frame
+from replica.schemas.frames import command_frame, command_frames
+from replica.schemas.metrics import LatencyCounts
 from websockets.http11 import Request
 
 # Live commands held for one client before it is too slow: tens of thousands of the feed's
@@ -45,35 +49,68 @@ CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
 RECORD_OVERHEAD_BYTES = 250
 
 
-# A live command and its ``wire_frame``, built once for every client that follows.
-LiveItem = tuple[ReplayRecord, bytes]
+class LiveBatch(NamedTuple):
+    """Commands published together, in seq order, and their ``wire_frame``s: built once and
+    shared by every client that follows, so a client costs a batch, not each command, a few
+    operations (the seam with the archive aside)."""
 
+    seqs: list[int]
+    frames: list[bytes]
+    received_us: list[int]  # each command's recv_ts_us, for the relay latency
+    held_bytes: int  # what a client is owed for it: its frames, and the allowance per command
 
-def held_bytes(item: LiveItem) -> int:
-    """What one client is owed for a command: its frame, the bytes still to send it."""
-    return len(item[1]) + RECORD_OVERHEAD_BYTES
+    @classmethod
+    def of(cls, records: Sequence[tuple[Any, ...]]) -> LiveBatch:
+        """From commands whose first fields are ``ReplayRecord``'s first six (seq, ts_ms,
+        ingest_ts_us, publish_ts_us, recv_ts_us, raw): records, or the recorder's rows,
+        taken as columns so that no per-command object is made on the way."""
+        columns = list(zip(*records, strict=True))
+        seqs, ts_ms, ingest_ts_us, publish_ts_us, received_us, raws = columns[:6]
+        frames = wire_frames(command_frames(seqs, raws, ts_ms, ingest_ts_us, publish_ts_us))
+        held = sum(map(len, frames)) + RECORD_OVERHEAD_BYTES * len(frames)
+        return cls(list(seqs), frames, list(received_us), held)
 
 
 class Subscriber:
-    """One client's buffer of live commands, bounded by bytes."""
+    """One client's buffer of live commands, bounded by bytes.
 
-    def __init__(self, limit_bytes: int) -> None:
-        self._items: deque[LiveItem] = deque()
+    While its client is live and idle (its send task waits in ``take`` on an empty buffer), a
+    batch offered to it is written straight to the client's socket (``sink``), in the call
+    that publishes it; otherwise, or when the socket will not take it now, it is buffered for
+    the send task. ``last`` is the last seq the client was sent, by either way."""
+
+    def __init__(self, limit_bytes: int, sink: Sink | None = None) -> None:
+        self._batches: deque[LiveBatch] = deque()
         self._limit_bytes = limit_bytes
         self._bytes = 0
+        self._commands = 0
         self._ready = asyncio.Event()
+        self._idle = False
+        self._sink = sink
+        self.last: int | None = None
+        self.sent: Callable[[list[int]], None] | None = None  # told each batch's recv times
         self.overflowed = False
 
-    def offer(self, items: list[LiveItem]) -> None:
+    def offer(self, batch: LiveBatch) -> None:
         if self.overflowed:
             return
-        size = sum(map(held_bytes, items))
-        if self._bytes + size > self._limit_bytes:
+        if (
+            self._idle
+            and self._sink is not None
+            and (self.last is None or batch.seqs[0] > self.last)
+            and self._sink.write(batch.frames)
+        ):
+            self.last = batch.seqs[-1]
+            if self.sent is not None:
+                self.sent(batch.received_us)
+            return
+        if self._bytes + batch.held_bytes > self._limit_bytes:
             self.overflowed = True
             self._forget()  # it will be closed (or caught up from the archive again)
         else:
-            self._items.extend(items)
-            self._bytes += size
+            self._batches.append(batch)
+            self._bytes += batch.held_bytes
+            self._commands += len(batch.seqs)
         self._ready.set()
 
     def restart(self) -> None:
@@ -82,22 +119,28 @@ class Subscriber:
         self.overflowed = False
 
     def _forget(self) -> None:
-        self._items.clear()
+        self._batches.clear()
         self._bytes = 0
+        self._commands = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Commands held."""
+        return self._commands
 
-    async def take(self) -> list[LiveItem]:
+    async def take(self) -> list[LiveBatch]:
         """Everything buffered, once there is something: sent as one write, not one each."""
-        while not self._items:
+        while not self._batches:
             if self.overflowed:
                 raise TooSlow
             self._ready.clear()
-            await self._ready.wait()
-        items = list(self._items)
+            self._idle = True
+            try:
+                await self._ready.wait()
+            finally:
+                self._idle = False
+        batches = list(self._batches)
         self._forget()
-        return items
+        return batches
 
 
 class LiveHub:
@@ -106,14 +149,17 @@ class LiveHub:
         # with its unstarted generator; one that did leaves in its generator's ``finally``.
         self._subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self._limit_bytes = limit_bytes
+        # Set by a composer that exposes it (``record --serve --metrics-port``): each live
+        # command's time from its receipt (``recv_ts_us``) to its send, per client.
+        self.latency: LatencyCounts | None = None
 
-    def publish(self, records: list[ReplayRecord]) -> None:
+    def publish(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
-        if not self._subscribers:
+        if not self._subscribers or not records:
             return
-        items = [(record, wire_frame(command_frame(record))) for record in records]
+        batch = LiveBatch.of(records)
         for subscriber in list(self._subscribers):
-            subscriber.offer(items)
+            subscriber.offer(batch)
 
     @property
     def clients(self) -> int:
@@ -124,8 +170,10 @@ class LiveHub:
         """Live commands waiting in all clients' buffers (for metrics)."""
         return sum(len(subscriber) for subscriber in list(self._subscribers))
 
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber(self._limit_bytes)
+    def subscribe(self, sink: Sink | None = None) -> Subscriber:
+        """A new client's buffer; with its connection's ``sink``, written to directly while
+        the client is idle."""
+        subscriber = Subscriber(self._limit_bytes, sink)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -149,13 +197,13 @@ def follow_frames(
 
     clients = itertools.count(1)
 
-    def frames(request: Request) -> AsyncGenerator[str | list[bytes], None]:
+    def frames(request: Request, sink: Sink) -> AsyncGenerator[str | list[bytes], None]:
         query = parse_query(urlsplit(request.path).query, default_speed=None)
         selection = query.selection
         if query.speed is not None or selection != Selection(from_seq=selection.from_seq):
             raise UsageError("a followed archive takes only from_seq; it is sent as it grows")
         # Subscribed now, before the connected frame: live means from the moment of connecting.
-        subscriber = hub.subscribe()
+        subscriber = hub.subscribe(sink)
         return _client_frames(
             layout, hub, subscriber, selection.from_seq, metrics, str(next(clients))
         )
@@ -173,31 +221,57 @@ async def _client_frames(
 ) -> AsyncGenerator[str | list[bytes], None]:
     if metrics is not None:
         metrics.watch_backlog(client, subscriber.__len__)
+    subscriber.sent = _sent_counter(hub.latency, metrics)
     try:
-        last = None if from_seq is None else from_seq - 1
-        if last is not None:
+        if from_seq is not None:
+            subscriber.last = from_seq - 1
             while True:
-                async for record in _archived_after(layout, last):
-                    last = record.seq
+                async for record in _archived_after(layout, subscriber.last):
+                    subscriber.last = record.seq
                     yield command_frame(record)
                 if not subscriber.overflowed:
                     break
                 subscriber.restart()
         while True:
-            batch = []
-            for record, frame in await subscriber.take():
-                if last is not None and record.seq <= last:
+            frames: list[bytes] = []
+            received: list[int] = []
+            for batch in await subscriber.take():
+                seqs, last = batch.seqs, subscriber.last
+                if last is None or seqs[0] > last:
+                    skip = 0
+                elif seqs[-1] > last:  # the seam: this batch began before what was read
+                    skip = bisect_right(seqs, last)
+                else:
                     continue
-                last = record.seq
-                if metrics is not None:
-                    metrics.follow_lag(record.recv_ts_us)
-                batch.append(frame)
-            if batch:
-                yield batch
+                subscriber.last = seqs[-1]
+                frames += batch.frames[skip:] if skip else batch.frames
+                received += batch.received_us[skip:] if skip else batch.received_us
+            if frames:
+                yield frames  # resumed once the frames are written to the client's socket
+                if subscriber.sent is not None:
+                    subscriber.sent(received)
     finally:
         hub.unsubscribe(subscriber)
         if metrics is not None:
             metrics.forget_backlog(client)
+
+
+def _sent_counter(
+    latency: LatencyCounts | None, metrics: ServeMetrics | None
+) -> Callable[[list[int]], None] | None:
+    """What counts a batch once sent to a client, from its commands' recv_ts_us: the relay
+    latency (``record --serve``) and the follow lag (``serve --follow``), when asked for."""
+    if latency is None and metrics is None:
+        return None
+
+    def sent(received: list[int]) -> None:
+        if latency is not None:
+            latency.observe(received, time.time_ns() // 1000)
+        if metrics is not None:
+            for received_us in received:
+                metrics.follow_lag(received_us)
+
+    return sent
 
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:

@@ -53,26 +53,38 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 log = logging.getLogger(__name__)
 
-# A source yields frames, or batches of ``wire_frame``s written to the socket at once.
-FrameSource = Callable[[Request], AsyncGenerator[str | list[bytes], None]]
+# A source yields frames, or batches of ``wire_frame``s written to the socket at once; a live
+# source may also write batches through its connection's ``Sink`` between its yields.
+FrameSource = Callable[[Request, "Sink"], AsyncGenerator[str | list[bytes], None]]
 
 
 def wire_frame(text: str) -> bytes:
     """A text frame as it goes on the wire from this server (RFC 6455: final, unmasked, never
     compressed): built once, a live command is written as is to every client that follows."""
-    data = text.encode()
-    size = len(data)
-    if size < 126:
-        return bytes((0x81, size)) + data
-    if size < 65536:
-        return _HEAD_16.pack(0x81, 126, size) + data
-    return _HEAD_64.pack(0x81, 127, size) + data
+    return wire_frames([text])[0]
 
 
 _HEAD_16, _HEAD_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
+_HEADS_7 = [bytes((0x81, size)) for size in range(126)]
+
+
+def wire_frames(texts: list[str]) -> list[bytes]:
+    """``wire_frame`` of each text, in one pass (a relay's batch)."""
+    frames = []
+    for text in texts:
+        data = text.encode()
+        size = len(data)
+        if size < 126:
+            frames.append(_HEADS_7[size] + data)
+        elif size < 65536:
+            frames.append(_HEAD_16.pack(0x81, 126, size) + data)
+        else:
+            frames.append(_HEAD_64.pack(0x81, 127, size) + data)
+    return frames
 
 
 def _text_bytes(wire: bytes) -> int:
@@ -110,6 +122,9 @@ class DiskSyncServer:
         self._frames: weakref.WeakKeyDictionary[
             ServerConnection, AsyncGenerator[str | list[bytes], None]
         ] = weakref.WeakKeyDictionary()
+        self._watches: weakref.WeakKeyDictionary[ServerConnection, _SendWatch] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start listening; returns the port (useful with port 0)."""
@@ -150,7 +165,8 @@ class DiskSyncServer:
             log.info("%s: refused (401): invalid or missing API key", _peer(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing API key\n")
         try:
-            self._frames[connection] = self._source(request)
+            watch = self._watches[connection] = _SendWatch()
+            self._frames[connection] = self._source(request, Sink(connection, watch, self._metrics))
         except UsageError as exc:
             log.info("%s: refused (400): %s", _peer(connection), exc)
             return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
@@ -171,7 +187,7 @@ class DiskSyncServer:
         peer = _peer(connection)
         if self._metrics is not None:
             self._metrics.clients.inc()
-        watch = _SendWatch()
+        watch = self._watches.pop(connection)
         watchdog = asyncio.create_task(self._close_if_stalled(connection, peer, watch))
         sender = asyncio.create_task(self._send(connection, peer, watch))
         try:
@@ -207,8 +223,9 @@ class DiskSyncServer:
                         async with connection.send_context():
                             connection.transport.write(b"".join(frame))
                         watch.sent += len(frame)
-                        for wire in frame:
-                            sent_bytes(_text_bytes(wire))
+                        if self._metrics is not None:  # per frame: only when counted
+                            for wire in frame:
+                                sent_bytes(_text_bytes(wire))
                     watch.sending = False
         except ConnectionClosed:
             pass
@@ -261,6 +278,41 @@ def _peer(connection: ServerConnection) -> str:
     return f"{host}:{port}"
 
 
+class Sink:
+    """A connection's socket, for a live source to write a batch of ``wire_frame``s to from
+    the very call that publishes it (``replay.live``), rather than through a wake-up of the
+    connection's send task in a later turn of the loop. ``write`` writes only while that task
+    is idle, the connection open and its write buffer under websockets' limit, and says
+    whether it did: otherwise the source hands the batch to its send task as usual, which
+    waits for the client (flow control, the slow-client watchdog, 1013)."""
+
+    __slots__ = ("_connection", "_metrics", "_watch")
+
+    def __init__(
+        self, connection: ServerConnection, watch: _SendWatch, metrics: ServeMetrics | None
+    ) -> None:
+        self._connection = connection
+        self._watch = watch
+        self._metrics = metrics
+
+    def write(self, frames: list[bytes]) -> bool:
+        connection, watch = self._connection, self._watch
+        transport = connection.transport
+        if (
+            watch.sending
+            or connection.paused
+            or connection.protocol.state is not State.OPEN
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(b"".join(frames))
+        watch.sent += len(frames)
+        if self._metrics is not None:
+            for wire in frames:
+                self._metrics.sent_text(_text_bytes(wire))
+        return True
+
+
 class _SendWatch:
     """What the send loop is doing, for the watchdog: costs two stores and an add per frame."""
 
@@ -275,7 +327,7 @@ def archive_frames(layout: ArchiveLayout, default_speed: float | None) -> FrameS
     """A source that gives each connection its own replay of the archive, selected and paced
     by its query string (see ``replay.query``); ``default_speed`` when it names no speed."""
 
-    def frames(request: Request) -> AsyncGenerator[str, None]:
+    def frames(request: Request, _sink: Sink) -> AsyncGenerator[str, None]:
         query = parse_query(urlsplit(request.path).query, default_speed)
         replay = Replay(layout, query.selection, speed=query.speed, batch_bytes=CLIENT_BATCH_BYTES)
         log.info("new replay: %s at speed %s", _describe(query.selection), query.speed or "max")

@@ -21,7 +21,7 @@ from replica.decoder.archive import decode_archive
 from replica.maintenance.verify import GapRecord, read_gaps, verify
 from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.replay.records import ReplayGap
-from replica.replay.server import DiskSyncServer
+from replica.replay.server import DiskSyncServer, Sink
 from replica.results import table_text
 from replica.schemas.errors import ReplicaError, UsageError
 from replica.sql import connect
@@ -56,7 +56,7 @@ async def run_demo(directory: Path, say: Callable[[str], None]) -> None:
     frames = _fixture_frames()
     last_seq = json.loads(frames[-1])["seq"]
 
-    async def fixture_feed(_request: Request) -> AsyncGenerator[str, None]:
+    async def fixture_feed(_request: Request, _sink: Sink) -> AsyncGenerator[str, None]:
         for frame in frames:
             yield frame
 

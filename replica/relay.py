@@ -18,7 +18,6 @@ from pathlib import Path
 
 from replica.recorder.relay import ArchivedCommand
 from replica.replay.live import LiveHub, follow_frames
-from replica.replay.records import ReplayRecord
 from replica.replay.server import DiskSyncServer
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import ReplicaError
@@ -33,7 +32,7 @@ class RecordRelay:
         self.server = DiskSyncServer(source, api_key=api_key)
 
     def publish(self, batch: list[ArchivedCommand]) -> None:
-        self.hub.publish([ReplayRecord(*fields, None) for fields in batch])
+        self.hub.publish(batch)  # its rows are a ReplayRecord's first fields, in order
 
     async def start(self, host: str, port: int) -> int:
         """Listens; returns the port (0 picks a free one)."""

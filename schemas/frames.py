@@ -13,6 +13,7 @@ together. What a reader makes of a frame that does not fit is ``recorder.frames`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Protocol
 
 import msgspec
@@ -66,6 +67,25 @@ def command_frame(cmd: CommandFields) -> str:
         f'"ts_ms":{cmd.ts_ms},"ingest_ts_us":{cmd.ingest_ts_us},'
         f'"publish_ts_us":{cmd.publish_ts_us}}}'
     )
+
+
+def command_frames(
+    seqs: Iterable[int],
+    raws: Iterable[bytes],
+    ts_ms: Iterable[int],
+    ingest_ts_us: Iterable[int],
+    publish_ts_us: Iterable[int],
+) -> list[str]:
+    """``command_frame`` of each command given as columns, in one pass: a relay frames every
+    command it sends, so this skips a call and five attribute reads per command. The text is
+    ``command_frame``'s, character for character (tests/test_frames.py holds them equal)."""
+    return [
+        f'{{"type":"replica_cmd","seq":{seq},"raw_hex":"{raw.hex()}",'
+        f'"ts_ms":{ts},"ingest_ts_us":{ingest},"publish_ts_us":{publish}}}'
+        for seq, raw, ts, ingest, publish in zip(
+            seqs, raws, ts_ms, ingest_ts_us, publish_ts_us, strict=True
+        )
+    ]
 
 
 def connected_frame(feed: str, ts_ms: int) -> str:

@@ -313,7 +313,9 @@ def test_the_api_follows_with_for_and_async_for(archive: Path) -> None:
 
 def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> None:
     """A client that reads, but slower than commands come, fills its bounded buffer: the hub
-    never waits for it, and it is closed with 1013 rather than skip commands."""
+    never waits for it, and it is closed with 1013 rather than skip commands. The first
+    command goes straight to its socket (it was idle), and fills the connection's write buffer;
+    the next is buffered, and overflows."""
     hub = LiveHub(limit_bytes=10)
     metrics = ServeMetrics()
     server = DiskSyncServer(follow_frames(ArchiveLayout(archive), hub, metrics), metrics=metrics)
@@ -323,8 +325,8 @@ def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> 
         try:
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 await ws.recv()  # connected: subscribed
-                for row in rows(list(range(2000, 2100))):  # all at once: faster than it reads
-                    hub.publish([ReplayRecord(*row.values(), None)])
+                for seq in range(2000, 2100):  # all at once: faster than it reads
+                    hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x" * 65536, None)])
                 frames = []
                 with pytest.raises(ConnectionClosedError) as closed:
                     async with asyncio.timeout(PATIENCE_S):
@@ -336,7 +338,9 @@ def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> 
             await server.close()
 
     code, frames = asyncio.run(main())
-    assert code == 1013 and frames == []
+    assert code == 1013
+    assert [json.loads(frame)["seq"] for frame in frames] == list(range(2000, 2000 + len(frames)))
+    assert len(frames) < 100
     assert metrics.registry.get_sample_value("replica_serve_slow_client_closes_total") == 1
 
 
@@ -353,3 +357,29 @@ def test_a_clients_live_buffer_is_bounded_by_bytes_not_by_commands() -> None:
 
     assert buffered(100, 2000) == (2000, False)
     assert buffered(64 * 1024, 400) == (0, True)
+
+
+def test_an_idle_live_client_is_sent_a_command_in_the_call_that_publishes_it(
+    archive: Path,
+) -> None:
+    """A client waiting for live commands gets each batch written to its socket by
+    ``publish`` itself: nothing is left in its buffer for its send task to pick up in a later
+    turn of the loop (the relay's latency: no hop between the recorder and the socket)."""
+    hub = LiveHub()
+    server = DiskSyncServer(follow_frames(ArchiveLayout(archive), hub))
+
+    async def main() -> list[tuple[int, int]]:
+        port = await server.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await ws.recv()  # connected: subscribed, and its send task waits for commands
+                got = []
+                for seq in (5000, 5001):
+                    hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x", None)])
+                    held = hub.backlog()  # before this task lets the loop run anything else
+                    got.append((held, json.loads(await ws.recv())["seq"]))
+                return got
+        finally:
+            await server.close()
+
+    assert asyncio.run(main()) == [(0, 5000), (0, 5001)]

@@ -20,6 +20,7 @@ from replica.schemas.frames import (
     ConnectedFrame,
     ReplicaCmdFrame,
     command_frame,
+    command_frames,
     connected_frame,
 )
 
@@ -257,6 +258,14 @@ def test_a_command_frame_parses_back_to_its_command(cmd):
     text = command_frame(cmd)
     assert parse_frame(text) == cmd
     assert list(json.loads(text)) == ["type", *ReplicaCmdFrame.__struct_fields__]
+
+
+@PROPERTY
+@given(st.lists(commands, max_size=20))
+def test_command_frames_from_columns_are_each_commands_command_frame(cmds):
+    """The relay's one-pass framing writes exactly what ``command_frame`` writes."""
+    columns = [[getattr(cmd, name) for cmd in cmds] for name in ("seq", "raw", *INT_FIELDS[1:])]
+    assert command_frames(*columns) == [command_frame(cmd) for cmd in cmds]
 
 
 @PROPERTY

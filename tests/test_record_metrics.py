@@ -4,6 +4,7 @@ run's JSON summary."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -220,3 +221,42 @@ def test_relay_clients_are_counted_while_connected(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 0
+
+
+def test_relay_latency_counts_each_live_command_once_per_client(tmp_path: Path) -> None:
+    """With --serve, ``replica_record_relay_latency_seconds`` counts each command sent live to
+    each client (receipt to send), and not those a client with from_seq read from the archive:
+    20 archived before the clients connect, 10 live to both, 20 counts."""
+    metrics_port, serve_port = free_port(), free_port()
+    live, done = threading.Event(), threading.Event()
+    with ScriptedFeed([Send.cmds(1, 20), WaitFor(live), Send.cmds(21, 30), WaitFor(done)]) as feed:
+        args = ("--metrics-port", metrics_port, "--serve", serve_port, *QUIET)
+        proc = start_recording(feed.url, tmp_path / "archive", *args)
+        name = "replica_record_relay_latency_seconds"
+        try:
+            scrape_until(metrics_port, lambda p: p["replica_record_last_seq"] == 20, "the feed")
+            url = f"ws://127.0.0.1:{serve_port}"
+            with ws_connect(f"{url}/?from_seq=1") as past, ws_connect(url) as now:
+                for client in (past, now):
+                    client.recv(timeout=PATIENCE_S)  # connected: it is subscribed
+                assert [seq_of(past.recv(timeout=PATIENCE_S)) for _ in range(20)] == [*range(1, 21)]
+                live.set()
+                for client in (past, now):
+                    assert [seq_of(client.recv(timeout=PATIENCE_S)) for _ in range(10)] == [
+                        *range(21, 31)
+                    ]
+                page = scrape_until(metrics_port, lambda p: p[f"{name}_count"] == 20, "sends")
+            buckets = [value for key, value in page.items() if key.startswith(f"{name}_bucket")]
+            assert buckets == sorted(buckets)
+            assert page[f'{name}_bucket{{le="+Inf"}}'] == 20
+            assert page[f"{name}_sum"] >= 0
+        finally:
+            done.set()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 0
+
+
+def seq_of(text: str | bytes) -> int:
+    seq: int = json.loads(text)["seq"]
+    return seq

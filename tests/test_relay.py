@@ -103,8 +103,9 @@ def test_each_archived_command_is_relayed_once_in_order_after_its_spool_write(
 ) -> None:
     """In process, on the hook alone: duplicates within a connection and after a reconnect, a
     real gap, seals every 100 rows, and (7) open units handing their rows to the writer in
-    chunks; what is relayed is exactly the archive, in order, and each batch is on disk
-    (spooled or sealed) when it is relayed."""
+    chunks; what is relayed is exactly the archive, in order, and each batch is in the archive's
+    files (written to the spool, or sealed) when it is relayed: read back from them by another
+    reader, as recovery after a kill -9 would read them."""
     if chunk_rows is not None:
         monkeypatch.setattr("replica.recorder.recorder.RAW_ROW_GROUP_ROWS", chunk_rows)
     layout = ArchiveLayout(tmp_path)

@@ -201,6 +201,7 @@ def record(
         if relay is not None:
             metrics.relay_clients = lambda: relay.hub.clients
             metrics.relay_backlog = relay.hub.backlog
+            relay.hub.latency = metrics.relay_latency
         metrics.expose(metrics_host, metrics_port)
         log.info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
     tune_garbage_collector()
