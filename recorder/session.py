@@ -146,10 +146,11 @@ class FeedSession(SessionOutput):
     def receive(self, frame: str | bytes, recv_us: int, endpoint: int = 0) -> None:
         self.stats.frames += 1
         if self._several and type(frame) is str:
-            # Another endpoint's copy of a command delivered first, the same text: no parse.
-            seq = self._recent.seq_of_text(frame)
-            if seq is not None:
-                self._echo(seq, recv_us, endpoint)
+            # Another endpoint's copy of a command delivered first, the same text: no parse. An
+            # endpoint delivers in order, so its next frame is most likely the seq after its last.
+            last = self._states[endpoint].last_seq
+            if last is not None and self._recent.is_text_of(frame, last + 1):
+                self._echo(last + 1, recv_us, endpoint)
                 return
         try:
             cmd = parse_frame(frame)

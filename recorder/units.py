@@ -215,9 +215,11 @@ class RecentPayloads:
         self._seqs = [-1] * size
         self._raws: list[bytes | None] = [None] * size
         # With several endpoints: the frame texts of the last ``size`` seqs first delivered, so
-        # that another endpoint's identical copy is known by its text alone, unparsed.
+        # that another endpoint's identical copy is known by its text alone, unparsed. Found by
+        # the seq that endpoint delivers next, not by a hash of the text: no hashing of a frame
+        # (SipHash of ~1 kB costs more than the whole comparison), no dict to keep.
         self._texts: list[str | None] = [None] * size
-        self._text_seqs: dict[str, int] = {}
+        self._text_seqs = [-1] * size
 
     def remember(self, seq: int, raw: bytes) -> None:
         slot = seq & self._mask
@@ -227,15 +229,14 @@ class RecentPayloads:
     def remember_text(self, seq: int, text: str) -> None:
         """``text`` delivered ``seq`` first (it is archived, or held until it is)."""
         slot = seq & self._mask
-        old = self._texts[slot]
-        if old is not None:
-            self._text_seqs.pop(old, None)
+        self._text_seqs[slot] = seq
         self._texts[slot] = text
-        self._text_seqs[text] = seq
 
-    def seq_of_text(self, text: str) -> int | None:
-        """The seq a frame of exactly this text delivered first, if it is still remembered."""
-        return self._text_seqs.get(text)
+    def is_text_of(self, text: str, seq: int) -> bool:
+        """Whether ``text`` is exactly the frame that delivered ``seq`` first, still remembered.
+        An equal text is the same frame, its seq included: a copy, known without a parse."""
+        slot = seq & self._mask
+        return self._text_seqs[slot] == seq and self._texts[slot] == text
 
     def lookup(self, seq: int) -> bytes | None:
         slot = seq & self._mask

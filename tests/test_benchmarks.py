@@ -9,6 +9,7 @@ each costs only a Python start-up.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Small sizes: about 90 s for all eight on 2 cores.
@@ -139,3 +141,29 @@ def test_run_fails_when_a_benchmark_fails(capsys: pytest.CaptureFixture) -> None
         line.startswith("query ") and "exited 2" in line and line.endswith("FAILED")
         for line in out.splitlines()
     )
+
+
+def test_the_bulk_feed_server_sends_the_frames_a_per_frame_server_sends(tmp_path: Path) -> None:
+    """The two-endpoint benchmark's bulk server frames the file itself: a websockets client
+    must read from it exactly the text messages the frame-by-frame server sends, then a close
+    with 1000, and the server must report its read time."""
+    feedprocess = importlib.import_module("benchmarks.feedprocess")
+    frames = ['{"seq":1}', "x" * 125, "y" * 126, "z" * 70_000, "ü" * 40]
+    path = tmp_path / "frames.jsonl"
+    path.write_text("\n".join(frames) + "\n", encoding="utf-8")
+
+    async def read_all(port: int) -> tuple[list[object], int | None]:
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
+            got = [message async for message in ws]
+            return got, ws.close_code
+
+    process, pipe = feedprocess.spawn(feedprocess.bulk_feed_process, str(path))
+    try:
+        got, code = asyncio.run(read_all(feedprocess.expect(pipe, "port")))
+        assert feedprocess.expect(pipe, "read") > 0
+    finally:
+        process.join(30)
+        if process.exitcode is None:
+            process.kill()
+    assert got[1:] == frames  # after the connected greeting
+    assert code == 1000
