@@ -11,7 +11,10 @@ Parquet page of about 1 MiB; an idle client must hold no more than its batches o
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -91,3 +94,38 @@ def test_an_idle_client_holds_its_batches_not_the_row_group(
         f"(at most {HELD_PER_CLIENT / 1e6:.2f} MB expected; {busiest / CLIENTS / 1e6:.2f} MB "
         "while they were reading)"
     )
+
+
+def open_segments() -> int:
+    """Parquet files this process has open."""
+    fds = Path("/proc/self/fd")
+    return sum(os.readlink(fd).endswith(".parquet") for fd in fds.iterdir() if fd.is_symlink())
+
+
+def test_an_idle_clients_reader_closes_its_segment_and_reads_on_where_it_stopped(
+    big_row_group: ArchiveLayout,
+) -> None:
+    """The client stops reading in the middle of the row group: its reader closes the file
+    (parked), and when it reads again it gets every command once, in seq order."""
+    server = DiskSyncServer(replayed(big_row_group), slow_client_timeout=10 * PATIENCE_S)
+
+    async def main() -> tuple[int, list[int]]:
+        port = await server.start()
+        try:
+            url = f"ws://127.0.0.1:{port}/?speed=max"
+            async with connect(url, max_queue=1, compression=None) as ws:
+                await ws.recv()  # connected
+                seqs = [json.loads(await ws.recv())["seq"]]
+                deadline = time.monotonic() + PATIENCE_S
+                while open_segments() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                still_open = open_segments()
+                seqs += [json.loads(await ws.recv())["seq"] for _ in range(ROWS - 1)]
+            return still_open, seqs
+        finally:
+            async with asyncio.timeout(PATIENCE_S):
+                await server.close()
+
+    still_open, seqs = asyncio.run(main())
+    assert still_open == 0
+    assert seqs == list(range(ROWS))
