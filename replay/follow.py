@@ -24,8 +24,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pyarrow as pa
-from replica.replay.reader import read_selected
+from replica.replay.reader import SkippedSpan, read_selected
 from replica.replay.records import ReplayGap, ReplayRecord
+from replica.replay.resumable import Resumable
 from replica.replay.selection import Selection
 from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout
 from replica.schemas.seqranges import span
@@ -98,19 +99,31 @@ class Position:
         self.last = after
         self._spool = SpoolTail(layout.spool_dir)
         self._batch_bytes = batch_bytes
+        self._reader: Resumable | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """One pass over what is archived after ``last``: the spool first, then the segments
         listed now, then what only the spool holds (``items`` drops what is not after
-        ``last``)."""
+        ``last``). With ``batch_bytes``, the pass's reader can be parked (``park``)."""
         spooled = self._spool.new_commands()
         selection = Selection(from_seq=None if self.last is None else self.last + 1)
-        for batch in read_selected(self.layout, selection, _BATCH_ROWS, self._batch_bytes):
+        read: Iterator[pa.RecordBatch | SkippedSpan]
+        if self._batch_bytes is None:
+            read = read_selected(self.layout, selection, _BATCH_ROWS)
+        else:
+            read = self._reader = Resumable(self.layout, selection, _BATCH_ROWS, self._batch_bytes)
+        for batch in read:
             if isinstance(batch, pa.RecordBatch):  # no time range, so nothing is skipped
                 yield batch
         if spooled:
             by_seq = {row[0]: row for row in reversed(spooled)}  # a seq received twice: the first
             yield _as_batch([by_seq[seq] for seq in sorted(by_seq)])
+
+    def park(self) -> None:
+        """Lets the pass's reader go of its open segment (see ``Resumable``): never while
+        ``batches`` is being advanced."""
+        if self._reader is not None:
+            self._reader.park()
 
     def items(self, batch: pa.RecordBatch) -> Iterator[ReplayRecord | ReplayGap]:
         columns = [column.to_pylist() for column in batch.columns]

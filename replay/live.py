@@ -32,6 +32,7 @@ from replica.replay.follow import Follow, Position, live_edge
 from replica.replay.metrics import ServeMetrics
 from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
+from replica.replay.resumable import ParkWhenIdle
 from replica.replay.selection import Selection
 from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frames
 from replica.schemas.archive import ArchiveLayout
@@ -276,11 +277,18 @@ def _sent_counter(
 
 async def _archived_after(layout: ArchiveLayout, last: int) -> AsyncIterator[ReplayRecord]:
     """One pass over the commands archived (sealed or spooled) after ``last``, read on a worker
-    thread in batches of a client's byte budget."""
+    thread in batches of a client's byte budget; a reader left idle is parked (see
+    ``replay.resumable``)."""
     loop = asyncio.get_running_loop()
     position = Position(layout, last, CLIENT_BATCH_BYTES)
     batches = position.batches()
-    while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
-        for item in position.items(batch):
-            if type(item) is ReplayRecord:  # a gap is the client's seq jump
-                yield item
+    parking = ParkWhenIdle(position.park)
+    try:
+        while (batch := await loop.run_in_executor(None, next, batches, None)) is not None:
+            parking.idle()
+            for item in position.items(batch):
+                if type(item) is ReplayRecord:  # a gap is the client's seq jump
+                    yield item
+            parking.busy()
+    finally:
+        parking.busy()

@@ -7,12 +7,12 @@ minute or a month. A reader given ``batch_bytes`` (a server's, one per client) h
 batches carry about that many bytes of payloads (rows per batch from the row group's mean
 payload size), and it streams each column chunk through a small buffer rather than loading
 the row group's chunks whole (pyarrow's ``pre_buffer``: a row group's compressed bytes,
-megabytes, per reader). Segments are listed when reading starts: one a recorder seals later is
-not seen by a replay already under way. A listed segment that is gone when its turn comes, or
-while it is read (an object store cannot keep a deleted object readable), was merged into a
-larger one by ``replica compact`` (or, on a store, split by ``replica heal``): segments are
-listed again, and reading goes on after the
-last seq read, so a replay across a compaction emits every command once.
+megabytes, per reader); ``replay.resumable`` lets such a reader close its segment while idle.
+Segments are listed when reading starts: one a recorder seals later is not seen by a replay
+already under way. A listed segment that is gone when its turn comes, or while it is read (an
+object store cannot keep a deleted object readable), was merged into a larger one by ``replica
+compact`` (or, on a store, split by ``replica heal``): segments are listed again, and reading
+goes on after the last seq read, so a replay across a compaction emits every command once.
 
 Data skipped only because its times lie outside the time range is still present in the
 archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seqs as held.
@@ -20,7 +20,7 @@ archive: it is reported as a ``SkippedSpan`` so that gap tracking counts its seq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -45,17 +45,22 @@ class SkippedSpan(NamedTuple):
 
 
 def read_selected(
-    layout: ArchiveLayout, selection: Selection, batch_rows: int, batch_bytes: int | None = None
-) -> Iterator[pa.RecordBatch | SkippedSpan]:
+    layout: ArchiveLayout,
+    selection: Selection,
+    batch_rows: int,
+    batch_bytes: int | None = None,
+    listed: Callable[[], list[Segment]] | None = None,
+) -> Generator[pa.RecordBatch | SkippedSpan]:
     """Batches of raw rows (all columns, seq-sorted) within the seq range, in seq order: of
     ``batch_rows`` rows, or fewer where they would carry more than ``batch_bytes`` of payloads.
+    ``listed``, when given, lists the segments instead of ``layout.segments``.
 
     Rows are not filtered by time (see ``Selection.time_mask``); whole row groups and segments
     out of the time range are skipped and reported as ``SkippedSpan``.
     """
     read_to = None  # the last seq of the last segment read
     while True:
-        for segment in layout.segments():
+        for segment in (listed or layout.segments)():
             if selection.to_seq is not None and segment.first_seq > selection.to_seq:
                 return
             if not selection.holds_seqs(segment.first_seq, segment.last_seq):
@@ -72,7 +77,7 @@ def read_selected(
                     parquet = _open(segment, streamed=batch_bytes is not None)
                     for item in _read_segment(parquet, segment, selection, batch_rows, batch_bytes):
                         yield item
-                        read_to = _last_seq(item)
+                        read_to = last_seq(item)
                 except FileNotFoundError:
                     break  # compacted since the listing
                 except ArchiveError:
@@ -88,7 +93,7 @@ def read_selected(
             selection = replace(selection, from_seq=read_to + 1)
 
 
-def _last_seq(item: pa.RecordBatch | SkippedSpan) -> int:
+def last_seq(item: pa.RecordBatch | SkippedSpan) -> int:
     """The last seq an item of ``read_selected`` stands for (batches are seq-sorted)."""
     if isinstance(item, SkippedSpan):
         return item.last_seq

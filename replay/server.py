@@ -19,8 +19,9 @@ source with a bounded buffer of its own (``serve --follow``) raises ``TooSlow`` 
 and gets the same 1013. ``metrics``, when given, counts clients, frames, bytes and 1013s.
 
 A connection's memory is bounded by bytes, not by the archive's row groups: its replay reads
-batches of about ``CLIENT_BATCH_BYTES`` of payloads (one in hand, one read ahead), and
-websockets buffers at most its default write limit (32 KiB) above the socket's own buffers.
+batches of about ``CLIENT_BATCH_BYTES`` of payloads (one in hand, one read ahead), its reader
+lets go of the Parquet page it is in once idle (``replay.resumable``), and websockets buffers
+at most its default write limit (32 KiB) above the socket's own buffers.
 
 A connection's replay lives exactly as long as the connection: however far off its next
 command is, a client that leaves (or a server that stops) ends it and frees its memory, files

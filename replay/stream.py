@@ -26,6 +26,7 @@ from replica.replay.gaps import GapCauses, GapTracker
 from replica.replay.pacing import Pacer
 from replica.replay.reader import RAW_COLUMNS, SkippedSpan, read_selected, recorded_gaps
 from replica.replay.records import ReplayGap, ReplayRecord
+from replica.replay.resumable import ParkWhenIdle, Resumable
 from replica.replay.schedule import Schedule, check_clock, check_speed
 from replica.replay.selection import Selection
 from replica.schemas.archive import ArchiveLayout
@@ -154,14 +155,18 @@ class Replay:
     # ---- chunks into records and gaps --------------------------------------------------------
 
     def _batches(self) -> Iterator[pa.RecordBatch | SkippedSpan]:
-        return read_selected(self.layout, self.selection, BATCH_ROWS, self._batch_bytes)
+        if self._batch_bytes is not None:
+            return Resumable(self.layout, self.selection, BATCH_ROWS, self._batch_bytes)
+        return read_selected(self.layout, self.selection, BATCH_ROWS)
 
     def _chunks(self, slicer: _Slicer) -> Iterator[_Chunk]:
         for batch in chain(_read_ahead(self._batches()), [None]):
             yield from slicer.chunks(batch)
 
     async def _chunks_async(self, slicer: _Slicer) -> AsyncIterator[_Chunk]:
-        async for batch in _read_ahead_async(self._batches()):
+        batches = self._batches()
+        parking = ParkWhenIdle(batches.park) if isinstance(batches, Resumable) else None
+        async for batch in _read_ahead_async(batches, parking):
             for chunk in slicer.chunks(batch):
                 yield chunk
 
@@ -279,8 +284,11 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
             yield item
 
 
-async def _read_ahead_async(items: Iterator[T]) -> AsyncIterator[T | None]:
+async def _read_ahead_async(
+    items: Iterator[T], parking: ParkWhenIdle | None = None
+) -> AsyncIterator[T | None]:
     """``_read_ahead`` for asyncio, then None: the event loop runs while the worker reads.
+    With ``parking``, a read done and not followed by the next for a while parks the reader.
 
     The read is handed to the executor at once, not from a task: a consumer that never
     suspends (a precise wait spins) would otherwise start it only when it needs the result."""
@@ -288,8 +296,15 @@ async def _read_ahead_async(items: Iterator[T]) -> AsyncIterator[T | None]:
     ahead = loop.run_in_executor(None, next, items, None)
     try:
         while (item := await ahead) is not None:
+            if parking is not None:
+                parking.busy()  # before the next read: the reader is never parked under one
             ahead = loop.run_in_executor(None, next, items, None)
+            if parking is not None:
+                ahead.add_done_callback(parking.idle)
             yield item
     finally:
+        if parking is not None:
+            ahead.remove_done_callback(parking.idle)
+            parking.busy()
         ahead.cancel()
     yield None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from replica.replay.server import DiskSyncServer, archive_frames
+from replica.replay.server import CLIENT_BATCH_BYTES, DiskSyncServer, archive_frames
 from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
@@ -201,8 +201,9 @@ def test_an_archive_that_fails_under_a_replay_closes_it_with_1011(
 
 def test_clients_that_leave_a_slow_replay_free_its_batches_at_once(tmp_path: Path) -> None:
     """At speed 0.000001 a client's second command is due in 10,000 s; each of these reads
-    the first and leaves. Their replays end with them: the Parquet batches they had read
-    ahead (about 1 MB each) are freed, not held until the command would have been due."""
+    the first and leaves. Their replays end with them: what they had read (a batch of about
+    ``CLIENT_BATCH_BYTES`` in hand and one ahead, and the open segment of a reader not parked
+    yet) is freed, not held until the command would have been due."""
     write_segments(tmp_path, rows_for(list(range(1000)), size=1024), row_group_rows=1000)
     server = DiskSyncServer(archive_frames(ArchiveLayout(tmp_path), default_speed=None))
 
@@ -220,4 +221,4 @@ def test_clients_that_leave_a_slow_replay_free_its_batches_at_once(tmp_path: Pat
         return held, pa.total_allocated_bytes() - before
 
     held, left = run(server, clients)
-    assert held > 20 * 1_000_000 and left <= 0
+    assert held > 20 * CLIENT_BATCH_BYTES and left <= 0

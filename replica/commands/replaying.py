@@ -182,7 +182,18 @@ class _WriteGuard:
             raise KeyboardInterrupt
 
 
-@click.command()
+class _ServeCommand(click.Command):
+    """Chooses Arrow's allocator for the server (``replay.memory``) before parsing arguments:
+    converting ARCHIVE loads pyarrow, which reads the choice once."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from replica.replay.memory import choose_server_pool
+
+        choose_server_pool()
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_ServeCommand)
 @click.argument("archive", type=READABLE_ARCHIVE)
 @endpoint_option
 @client_options(
