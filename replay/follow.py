@@ -31,15 +31,20 @@ from replica.replay.selection import Selection
 from replica.schemas.archive import RAW_SCHEMA, ArchiveLayout
 from replica.schemas.seqranges import span
 from replica.schemas.spool import SpooledCommand, SpoolTail
+from replica.schemas.storepath import StorePath
 
 POLL_S = 0.2  # between looks for new segments once the follower has caught up
+# On an object store a look is a LIST request, billed and slower, and what it can find (an
+# uploaded segment) comes at the recorder's seal cadence, not by the command.
+STORE_POLL_S = 2.0
 _BATCH_ROWS = 8192
 
 
 def live_edge(layout: ArchiveLayout) -> int | None:
     """The last seq archived now, sealed or spooled, or None in an archive with neither."""
     segments = layout.segments()
-    seqs = [seq for seq, *_ in SpoolTail(layout.spool_dir).new_commands()]
+    spool = _spool_of(layout)
+    seqs = [seq for seq, *_ in spool.new_commands()] if spool is not None else []
     if segments:
         seqs.append(segments[-1].last_seq)
     return max(seqs, default=None)
@@ -57,11 +62,12 @@ class Follow:
         *,
         from_seq: int | None = None,
         after_seq: int | None = None,
-        poll_s: float = POLL_S,
+        poll_s: float | None = None,
     ) -> None:
         self.layout = layout
         self._after = after_seq if from_seq is None else from_seq - 1
-        self._poll_s = poll_s
+        on_store = isinstance(layout.root, StorePath)
+        self._poll_s = poll_s if poll_s is not None else STORE_POLL_S if on_store else POLL_S
 
     def __iter__(self) -> Iterator[ReplayRecord | ReplayGap]:
         position = Position(self.layout, self._after)
@@ -97,7 +103,7 @@ class Position:
     ) -> None:
         self.layout = layout
         self.last = after
-        self._spool = SpoolTail(layout.spool_dir)
+        self._spool = _spool_of(layout)
         self._batch_bytes = batch_bytes
         self._reader: Resumable | None = None
 
@@ -105,7 +111,7 @@ class Position:
         """One pass over what is archived after ``last``: the spool first, then the segments
         listed now, then what only the spool holds (``items`` drops what is not after
         ``last``). With ``batch_bytes``, the pass's reader can be parked (``park``)."""
-        spooled = self._spool.new_commands()
+        spooled = self._spool.new_commands() if self._spool is not None else []
         selection = Selection(from_seq=None if self.last is None else self.last + 1)
         read: Iterator[pa.RecordBatch | SkippedSpan]
         if self._batch_bytes is None:
@@ -134,6 +140,12 @@ class Position:
                 yield ReplayGap(self.last + 1, seq - 1, span(self.last + 1, seq - 1), None)
             self.last = seq
             yield ReplayRecord(seq, ts_ms, ingest, publish, recv, raw, None)
+
+
+def _spool_of(layout: ArchiveLayout) -> SpoolTail | None:
+    """The recorder's spool; none on an object store, where a recorder keeps its spool on its
+    own disk (``--spool-dir``): a follower there sees a command once its segment is uploaded."""
+    return None if isinstance(layout.root, StorePath) else SpoolTail(layout.spool_dir)
 
 
 def _as_batch(rows: list[SpooledCommand]) -> pa.RecordBatch:

@@ -27,7 +27,6 @@ from replica.replay.selection import Selection, utc_ms
 from replica.replay.stream import Replay
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
-from replica.schemas.storepath import StoreNotSupported, StorePath
 
 
 class DecodedCommand(NamedTuple):
@@ -55,15 +54,6 @@ def open(path: str | os.PathLike[str], endpoint_url: str | None = None) -> Archi
     the store at ``endpoint_url`` (else ``$AWS_ENDPOINT_URL``, else AWS S3) with the AWS
     credential chain; such an archive replays, but does not follow."""
     return Archive(ArchiveLayout.open(path, endpoint_url))
-
-
-def refuse_following(layout: ArchiveLayout) -> None:
-    """Following reads the recorder's spool, which is on its local disk, not on a store."""
-    if isinstance(layout.root, StorePath):
-        raise StoreNotSupported(
-            f"{layout.root}: following an archive on an object store is not supported yet "
-            "(the recorder's spool is on its own disk); follow the local archive"
-        )
 
 
 class Archive:
@@ -148,7 +138,6 @@ class Archive:
                     "follow replays from from_seq as the archive grows; it takes no "
                     + ", ".join(named or ["precise, fail_on_gap, decode or clock"])
                 )
-            refuse_following(self.layout)
             return Follow(self.layout, from_seq=selection.from_seq)
         return Replay(
             self.layout,

@@ -1,13 +1,19 @@
 """The read commands on ``s3://bucket/prefix``, against a real store (SeaweedFS on loopback): a
 recorded archive synced there replays, serves, lists its gaps, counts and verifies exactly as the
-local one; a day's read never opens another day's objects; a store error is one line with no
-secret; commands that write refuse a URL in one line."""
+local one; a day's read never opens another day's objects; a follower sees what is uploaded
+after it began; a store error is one line with no secret."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -17,8 +23,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 import replica as api
-from tests.conftest import replica
+from tests.conftest import PATIENCE_S, replica
 from tests.objectstore import SECRET_KEY, ObjectStore
+from tests.rawarchive import payload_rows, write_archive
 from tests.replayarchives import rows_for, write_segments
 from tests.served import Served
 
@@ -94,8 +101,6 @@ def test_the_python_api_replays_a_bucket_as_the_local_archive(
         return [item async for item in api.open(url).replay(speed=1e9)]
 
     assert [tuple(r)[:6] for r in asyncio.run(replayed())] == [tuple(r)[:6] for r in expected]
-    with pytest.raises(api.UsageError, match="following an archive on an object store"):
-        api.open(url).replay(follow=True)
 
 
 def test_an_endpoint_given_as_an_option_is_used(
@@ -202,12 +207,32 @@ def test_serve_from_a_bucket_sends_the_frames_replay_prints(
     assert len(frames) > 100
 
 
-def test_following_a_bucket_is_refused_in_one_line(url: str, object_store: ObjectStore) -> None:
-    for command in (("replay", url, "--follow"), ("serve", url, "--port", "0", "--follow")):
-        result = replica(*command, env=object_store.env())
-        assert result.returncode == 2
-        assert result.stderr.count("\n") == 1, result.stderr
-        assert "following an archive on an object store is not supported" in result.stderr
+def test_following_a_bucket_yields_each_segment_once_it_is_uploaded(
+    tmp_path: Path, object_store: ObjectStore
+) -> None:
+    """A follower of a bucket sees the sealed segments a recorder (here: sync) uploads after
+    it started, from its from_seq on, each command once and in order."""
+    local, url = tmp_path / "archive", object_store.fresh_url("follow")
+    rows = payload_rows([b"p%d" % i for i in range(300)])
+    write_archive(local, rows[:200], per_segment=100)
+    assert replica("sync", local, url, env=object_store.env()).returncode == 0
+    command = [sys.executable, "-m", "replica", "replay", url, "--follow", "--from-seq", "1150"]
+    follower = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, **object_store.env()}
+    )
+    watchdog = threading.Timer(PATIENCE_S, follower.kill)  # a follower that prints nothing
+    watchdog.start()
+    try:
+        assert follower.stdout is not None
+        seqs = [json.loads(follower.stdout.readline())["seq"] for _ in range(50)]
+        write_archive(local, rows[200:], per_segment=100)  # sealed after the follower began
+        assert replica("sync", local, url, env=object_store.env()).returncode == 0
+        seqs += [json.loads(follower.stdout.readline())["seq"] for _ in range(100)]
+    finally:
+        watchdog.cancel()
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=PATIENCE_S)
+    assert seqs == list(range(1150, 1300))
 
 
 @pytest.mark.parametrize(

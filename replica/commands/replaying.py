@@ -92,7 +92,8 @@ def replay_command(
     including --end. Each gap in the range is a warning on stderr (an error with
     --fail-on-gap), and so is a selection that holds no command. At a speed other than max,
     every frame is flushed when it is due. SIGINT stops it after a whole line, exit 130.
-    ARCHIVE may be s3://bucket/prefix (not with --follow).
+    ARCHIVE may be s3://bucket/prefix; followed there, a command comes once its segment is
+    uploaded (the recorder's spool is on its own disk).
     """
     from replica.archive import open as open_archive
 
@@ -233,10 +234,10 @@ def serve(
     With --follow, a client takes only from_seq: without it, it gets commands from the moment
     it connects; with it, the archived ones from there, then live, with no gap or duplicate at
     the seam. A client whose buffer of live commands (16 MiB) fills is closed with 1013.
-    ARCHIVE may be s3://bucket/prefix (not with --follow).
+    ARCHIVE may be s3://bucket/prefix; followed there, a command comes once its segment is
+    uploaded (the recorder's spool is on its own disk).
     """
     from replica.archive import open as open_archive
-    from replica.archive import refuse_following
     from replica.replay.server import DiskSyncServer, archive_frames
 
     api_key = client_api_key(api_key_env, api_key_file, host, archive, "--api-key")
@@ -248,7 +249,6 @@ def serve(
     layout = open_archive(archive).layout
     hub = None
     if follow:
-        refuse_following(layout)
         from replica.replay.live import LiveHub, follow_frames
 
         hub = LiveHub()
