@@ -11,8 +11,6 @@ to a recording, and only when metrics are asked for.
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
 
 # Feed lag buckets, in seconds: the feed publishes within milliseconds; seconds mean trouble.
 LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_LAG_BOUNDS_US = [round(bound * 1e6) for bound in LAG_BUCKETS_S]
 # Relay latency buckets, in seconds: the relay's budget is 2 ms (issue 15); tens of ms is a
 # client's buffer or the machine's CPU behind.
 RELAY_LATENCY_BUCKETS_S = (
@@ -39,16 +36,12 @@ def _nothing() -> int:
 
 
 class FeedLag:
-    """Histogram counts of each archived command's ``recv_ts_us - publish_ts_us`` (negative, a
-    clock ahead of ours, counts as 0), from the columns of the units it is appended to.
-
-    ``observe`` runs on the event loop, ``snapshot`` on the scrape's thread: a lock keeps the
-    counts and sum of one observe together."""
+    """Histogram counts (``counts``) of each archived command's ``recv_ts_us -
+    publish_ts_us`` (negative, a clock ahead of ours, counts as 0), from the columns of the
+    units it is appended to: ``observe`` runs on the event loop, a scrape reads ``counts``."""
 
     def __init__(self) -> None:
-        self._counts = [0] * (len(_LAG_BOUNDS_US) + 1)
-        self._sum_us = 0
-        self._lock = threading.Lock()
+        self.counts = LatencyCounts(LAG_BUCKETS_S)
         self._unit_id: str | None = None  # the unit observed last, and its rows observed
         self._rows = 0
 
@@ -58,30 +51,15 @@ class FeedLag:
         units = [*session.sealed, session.open_unit]
         ids = [unit.unit_id for unit in units]
         start, offset = (ids.index(self._unit_id), self._rows) if self._unit_id in ids else (0, 0)
-        counts = [0] * len(self._counts)
-        total = 0
         for unit in units[start:]:
-            for recv_us, publish_us in zip(
-                unit.recv_ts_us[offset:], unit.publish_ts_us[offset:], strict=True
-            ):
-                lag = recv_us - publish_us if recv_us > publish_us else 0
-                counts[bisect_left(_LAG_BOUNDS_US, lag)] += 1
-                total += lag
+            self.counts.count(
+                recv_us - publish_us
+                for recv_us, publish_us in zip(
+                    unit.recv_ts_us[offset:], unit.publish_ts_us[offset:], strict=True
+                )
+            )
             offset = 0
         self._unit_id, self._rows = units[-1].unit_id, len(units[-1].recv_ts_us)
-        with self._lock:
-            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
-            self._sum_us += total
-
-    def snapshot(self) -> tuple[list[int], float]:
-        """Cumulative counts per bucket (the last is +Inf), and the sum in seconds."""
-        with self._lock:
-            counts, sum_us = self._counts, self._sum_us
-        cumulative, running = [], 0
-        for count in counts:
-            running += count
-            cumulative.append(running)
-        return cumulative, sum_us / 1e6
 
 
 class RecorderMetrics:
@@ -168,7 +146,7 @@ class RecorderMetrics:
             kinds.add_metric([kind], count)
         yield kinds
         yield from self._endpoints(session)
-        buckets, sum_s = self._lag.snapshot()
+        buckets, sum_s = self._lag.counts.snapshot()
         bounds = [*map(str, LAG_BUCKETS_S), "+Inf"]
         yield HistogramMetricFamily(
             "replica_record_feed_lag_seconds",

@@ -56,9 +56,14 @@ class LatencyCounts:
 
     def observe(self, since_us: Iterable[int], now_us: int) -> None:
         """Counts ``now_us - t`` for each ``t`` (a negative one, a clock stepped back, as 0)."""
+        self.count(now_us - then for then in since_us)
+
+    def count(self, latencies_us: Iterable[int]) -> None:
+        """Counts each latency (a negative one, a clock stepped back or ahead, as 0)."""
         bounds, counts, total = self._bounds_us, [0] * len(self._counts), 0
-        for then in since_us:
-            latency = now_us - then if now_us > then else 0
+        for latency in latencies_us:
+            if latency < 0:
+                latency = 0
             counts[bisect_left(bounds, latency)] += 1
             total += latency
         with self._lock:

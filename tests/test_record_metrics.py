@@ -179,7 +179,7 @@ def test_feed_lag_counts_each_archived_command_once_across_seals() -> None:
     session.receive(frame(8), publish_us + 7 * 10_000 - 5_000)  # a clock ahead: lag 0
     assert len(session.sealed) == 1
     lag.observe(session)
-    cumulative, sum_s = lag.snapshot()
+    cumulative, sum_s = lag.counts.snapshot()
     bounds = [*LAG_BUCKETS_S, float("inf")]
     expected = [sum(1 for ms in [*lags_ms, 0] if ms / 1000 <= bound) for bound in bounds]
     assert cumulative == expected
