@@ -6,9 +6,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +19,8 @@ from replica.recorder.recorder import Recorder, RecorderConfig, Summary
 from replica.schemas.archive import ArchiveLayout
 
 from tests.objectstore import ObjectStore, running_store, weed_binary
+
+T = TypeVar("T")
 
 FAST_BACKOFF = BackoffPolicy(initial=0.05, cap=0.2, jitter=0.0)
 PATIENCE_S = 20.0  # a guard against hanging, never a performance expectation
@@ -79,6 +83,36 @@ def replica(*args: str | Path, env: dict | None = None, timeout: float = 60):
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def replica_while_reading(
+    read: Callable[[], T], *args: str | Path, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[T]]:
+    """``replica(*args)`` while another thread calls ``read`` in a loop, once more after the
+    command ended: the command's result and what each read returned. A read that raises fails
+    the test (a reader must never see an archive half changed)."""
+    done, seen, errors = threading.Event(), [], []
+
+    def read_in_a_loop() -> None:
+        while True:
+            last = done.is_set()
+            try:
+                seen.append(read())
+            except BaseException as exc:  # reported by the test's thread below
+                errors.append(exc)
+                return
+            if last:
+                return
+
+    reader = threading.Thread(target=read_in_a_loop)
+    reader.start()
+    try:
+        result = replica(*args, env=env, timeout=600)
+    finally:
+        done.set()
+        reader.join(timeout=600)
+    assert errors == []
+    return result, seen
 
 
 @pytest.fixture(scope="session")

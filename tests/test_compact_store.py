@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
 from pathlib import Path
 
 from replica.replay.reader import read_selected
@@ -17,7 +16,7 @@ from replica.schemas.archive import ArchiveLayout
 import replica as api
 from replica.maintenance.compact import compact
 from tests.compactarchive import AFTER, START_MS, decoded_archive
-from tests.conftest import replica
+from tests.conftest import replica, replica_while_reading
 from tests.objectstore import ObjectStore
 from tests.rawarchive import feed_rows, write_archive
 
@@ -49,29 +48,9 @@ def test_a_replay_in_a_loop_sees_each_seq_once_while_compact_runs_on_the_store(
     url = _synced(archive, object_store)
     expected = _replayed(str(archive))
     before = len(ArchiveLayout.open(url).segments())
-    done, seen, errors = threading.Event(), [], []
-
-    def read_in_a_loop() -> None:
-        while True:
-            last = done.is_set()
-            try:
-                seen.append(_replayed(url))
-            except BaseException as exc:  # reported by the test's thread below
-                errors.append(exc)
-                return
-            if last:
-                return
-
-    reader = threading.Thread(target=read_in_a_loop)
-    reader.start()
-    try:
-        result = replica("compact", url, env=store_env, timeout=600)
-    finally:
-        done.set()
-        reader.join(timeout=600)
+    result, seen = replica_while_reading(lambda: _replayed(url), "compact", url, env=store_env)
     assert result.returncode == 0, result.stderr
     assert "segments merged into" in result.stdout
-    assert errors == []
     assert len(seen) >= 2 and set(seen) == {expected}
     layout = ArchiveLayout.open(url)
     assert layout.listing()[1] == [] and len(layout.segments()) < before

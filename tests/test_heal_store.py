@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from replica.schemas.storepath import read_table
 import replica as api
 from replica.maintenance.heal import heal
 from replica.maintenance.verify import read_gaps
-from tests.conftest import raw_rows, replica
+from tests.conftest import raw_rows, replica, replica_while_reading
 from tests.objectstore import ObjectStore
 from tests.test_heal import ROWS, build
 
@@ -116,28 +115,10 @@ def test_a_replay_in_a_loop_sees_each_seq_once_while_heal_runs_on_the_store(
     archive, source, expected = archives
     url = _synced(archive, object_store, "heal-reading")
     before, after = set(_replayed_seqs(url)), [row["seq"] for row in expected]
-    done, seen, errors = threading.Event(), [], []
-
-    def read_in_a_loop() -> None:
-        while True:
-            last = done.is_set()
-            try:
-                seen.append(_replayed_seqs(url))
-            except BaseException as exc:  # reported by the test's thread below
-                errors.append(exc)
-                return
-            if last:
-                return
-
-    reader = threading.Thread(target=read_in_a_loop)
-    reader.start()
-    try:
-        result = replica("heal", url, "--from", source, env=store_env, timeout=600)
-    finally:
-        done.set()
-        reader.join(timeout=600)
+    result, seen = replica_while_reading(
+        lambda: _replayed_seqs(url), "heal", url, "--from", source, env=store_env
+    )
     assert result.returncode == 0, result.stderr
-    assert errors == []
     assert len(seen) >= 2 and seen[-1] == after
     for seqs in seen:  # each seq at most once (checked while reading), none of before lost
         assert before <= set(seqs) <= set(after)
