@@ -25,8 +25,10 @@ from replica.schemas.errors import ArchiveError, UsageError
 
 S3_SCHEME = "s3"
 # A request that fails for a transient reason (a 5xx, a throttle, a dropped connection) is
-# retried this many times in all, with the SDK's exponential backoff and full jitter.
-S3_ATTEMPTS = 6
+# tried this many times in all, with the SDK's exponential backoff and full jitter: the AWS
+# SDKs' standard default. Six made a wrong endpoint a 16 s wait for its one line; what must
+# outlast an outage retries on its own (the recorder's uploader, forever, at most every 10 s).
+S3_ATTEMPTS = 3
 
 
 class StorageUrlError(UsageError):
