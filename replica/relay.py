@@ -10,25 +10,47 @@ A client with ``from_seq`` is served as ``serve --follow`` serves it (``follow_f
 subscribes, then reads the sealed segments and the spool from ``from_seq``, then its buffer.
 Because a command is published only after its spool write, whatever was published before the
 client subscribed is on disk for that read: no gap and no duplicate at the seam.
+
+A recording to an object store keeps its spool, and each sealed file until it is uploaded, in
+its local staging directory (``--spool-dir``): its clients read the past from ``StagedStore``,
+the store's segments and the staging directory's together.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from replica.recorder.relay import ArchivedCommand
 from replica.replay.live import LiveHub, follow_frames
 from replica.replay.server import DiskSyncServer
-from replica.schemas.archive import ArchiveLayout
+from replica.schemas.archive import ArchiveLayout, Segment
 from replica.schemas.errors import ReplicaError
+
+
+class StagedStore(ArchiveLayout):
+    """What a recorder writing to a store has archived, seen from its own machine: the spool
+    and the sealed files not uploaded yet in ``staging``, and the segments on ``store``. A
+    segment in both (uploaded, not yet removed here) is read from here; one removed from here
+    under a read is read again from the store (``read_selected`` lists again)."""
+
+    def __init__(self, staging: Path, store: ArchiveLayout) -> None:
+        super().__init__(staging)
+        self._store = store
+
+    def _named_segments(self, day: date | None) -> list[Segment]:
+        local = super()._named_segments(day)
+        here = {(segment.first_seq, segment.last_seq) for segment in local}
+        stored = self._store._named_segments(day)
+        return local + [s for s in stored if (s.first_seq, s.last_seq) not in here]
 
 
 class RecordRelay:
     """The clients' side of a recording: ``publish`` is the recorder's ``on_archived``."""
 
-    def __init__(self, archive: Path, api_key: str | None) -> None:
+    def __init__(self, layout: ArchiveLayout, api_key: str | None) -> None:
         self.hub = LiveHub()  # its ``clients`` and ``backlog()`` are the relay's load
-        source = follow_frames(ArchiveLayout(Path(archive)), self.hub)
+        source = follow_frames(layout, self.hub)
         self.server = DiskSyncServer(source, api_key=api_key)
 
     def publish(self, batch: list[ArchivedCommand]) -> None:

@@ -5,6 +5,8 @@ loopback): every seq the feed sent is on the store exactly once, after a clean s
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -18,11 +20,13 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.conftest import PATIENCE_S, replica
 from tests.feedserver import Close, Pause, ScriptedFeed, Send, WaitFor, frame
 from tests.objectstore import ACCESS_KEY, SECRET_KEY, ObjectStore, running_store
 from tests.test_cli import start_recording, summary_of, wait_for
+from tests.test_relay import Recording
 
 RECORD_ARGS = ("--segment-seconds", "0.25", "--status-seconds", "0.5")
 STOP_WITHIN_S = 120.0  # a guard against hanging: a stop waits for the last uploads
@@ -321,13 +325,36 @@ def test_store_options_with_a_local_archive_are_refused(
     assert "Traceback" not in result.stderr
 
 
-def test_serving_a_recording_to_a_bucket_is_refused(tmp_path: Path) -> None:
-    """--serve reads back what it records, which a store recording does not keep locally."""
-    args = ("--spool-dir", tmp_path / "spool", "--serve", "0")
-    result = replica("record", "ws://127.0.0.1:9", "s3://bucket/prefix", *args)
-    assert result.returncode == 2, result.stderr
-    assert "--serve reads back what it records" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "spool").exists()
+def test_a_recording_to_a_bucket_serves_its_clients_from_the_store_the_staging_and_live(
+    object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--serve on a store recording: a client from seq 1 reads what is already uploaded (from
+    the store), then what is sealed or spooled locally, then live, each seq once in order."""
+    for name, value in object_store.env().items():
+        monkeypatch.setenv(name, value)
+    prefix, go = _prefix(object_store, "relay"), threading.Event()
+
+    async def client(url: str, last: int) -> list[int]:
+        async with connect(f"{url}/?from_seq=1", max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "connected"
+            seqs = [json.loads(await ws.recv())["seq"]]
+            go.set()  # the rest of the feed is sent while this client reads
+            async with asyncio.timeout(PATIENCE_S):
+                while seqs[-1] < last:
+                    seqs.append(json.loads(await ws.recv())["seq"])
+            return seqs
+
+    feed = ScriptedFeed([Send.cmds(1, 1500), WaitFor(go), Send.cmds(1501, 3000)])
+    args = ("--spool-dir", tmp_path / "spool", *RECORD_ARGS)
+    with feed, Recording(feed.url, f"s3://{prefix}", tmp_path / "record.log", *args) as recording:
+        try:
+            wait_for(lambda: store_last(object_store, prefix) == 1500, "1..1500 on the store")
+            wait_for(lambda: not local_files(tmp_path / "spool"), "1..1500 only on the store")
+            assert asyncio.run(client(recording.url, 3000)) == list(range(1, 3001))
+        finally:
+            go.set()
+        recording.stop()
+    assert store_seqs(object_store, prefix) == list(range(1, 3001))
 
 
 @pytest.mark.benchmark

@@ -52,7 +52,7 @@ _ENV_HELP = (
 
 
 def client_api_key(
-    env_name: str | None, key_file: Path | None, host: str, what: Path, keys: str
+    env_name: str | None, key_file: Path | None, host: str, what: str | Path, keys: str
 ) -> str | None:
     """The key clients must present, or None to check none, which is said as a warning when
     the address is reachable from other machines."""

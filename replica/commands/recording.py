@@ -172,16 +172,11 @@ def record(
             "--spool-dir and --endpoint-url are for an s3:// ARCHIVE; a local archive keeps "
             "its spool inside it"
         )
-    if store is not None and ctx.params["serve"] is not None:
-        raise UsageError(
-            "--serve reads back what it records, which an s3:// ARCHIVE does not keep locally: "
-            "record to the store and run 'replica serve' on a synced copy, or record locally "
-            "with --serve and 'replica sync' to the store"
-        )
-    relay = _relay(ctx, Path(archive), serve_host, serve_api_key_env, serve_api_key_file)
+    staging = (spool_dir or default_spool_dir(archive)) if store else Path(archive)
+    relay = _relay(ctx, archive, staging, endpoint_url, serve_api_key_env, serve_api_key_file)
     config = RecorderConfig(
         urls=urls,
-        archive=(spool_dir or default_spool_dir(archive)) if store else archive,
+        archive=staging,
         store=store,
         endpoint_url=endpoint_url,
         api_key=api_key,
@@ -211,22 +206,31 @@ def record(
 
 def _relay(
     ctx: click.Context,
-    archive: Path,
-    host: str,
+    archive: str,
+    staging: Path,
+    endpoint_url: str | None,
     api_key_env: str | None,
     api_key_file: Path | None,
 ) -> RecordRelay | None:
-    """The clients' side of ``--serve``, or None without it."""
+    """The clients' side of ``--serve``, or None without it: reading the past from the local
+    archive, or from a store recording's staging directory and its store."""
     if ctx.params["serve"] is None:
         for name in ("serve_host", "serve_api_key_env", "serve_api_key_file"):
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
                 flag = "--" + name.replace("_", "-")
                 raise UsageError(f"{flag} is for the clients of --serve PORT, which is not given")
         return None
-    from replica.relay import RecordRelay
+    from replica.relay import RecordRelay, StagedStore
+    from replica.schemas.archive import ArchiveLayout
+    from replica.schemas.storage import is_remote
+    from replica.schemas.storepath import store_root
 
+    host = ctx.params["serve_host"]
     api_key = client_api_key(api_key_env, api_key_file, host, archive, "--serve-api-key")
-    return RecordRelay(archive, api_key)
+    layout = ArchiveLayout(staging)
+    if is_remote(archive):
+        layout = StagedStore(staging, ArchiveLayout(store_root(archive, endpoint_url)))
+    return RecordRelay(layout, api_key)
 
 
 async def _record(
