@@ -3,7 +3,9 @@
 Each view reads its table's files through a hive-partitioned glob, so a filter on ``date`` (and
 ``hour`` for ``raw_cmds``) opens only that partition's files. The globs name ``date=*`` and
 ``hour=*`` rather than ``*``: DuckDB's ``*`` also matches hidden directories, which is where
-writers stage files before publishing them.
+writers stage files before publishing them. A connection for a query or a session (not a
+database file) reads the files listed when it is made instead, where that listing holds
+segments a larger one supersedes (the publish rule of a store, see ``covering``).
 
 Every integer timestamp column ``<stem>_ms``, ``_us`` or ``_ns`` keeps its integers and gains a
 readable ``<stem>_utc`` TIMESTAMP (UTC, no zone) at the column's own precision; where a table
@@ -39,6 +41,7 @@ from replica.schemas.archive import (
     HOUR_FILES,
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
+    covering_files,
 )
 from replica.schemas.decoded import DECODED_DIR, DECODED_VIEWS
 from replica.schemas.errors import ArchiveError
@@ -95,6 +98,10 @@ class TableView:
     # Decoded files written by different decoder versions may differ in columns.
     decoded: bool = False
     tree: ArchiveTree | None = dataclass_field(default=None, compare=False)
+    # The files to read instead of the glob: those a listing found, less each inside a larger
+    # one (``covering_files``), when it found any such (a compaction or heal on a store between
+    # its upload and its deletes).
+    files: tuple[str, ...] | None = None
 
     def union_by_name(self) -> bool:
         """Whether the view must union its files by name. That holds every file's footer in
@@ -109,8 +116,11 @@ class TableView:
         derived = "".join(f", {expr} AS {name}" for name, expr in _readable_times(self.schema))
         if self.has_files:
             types = ", ".join(f"'{p}': {_PARTITION_TYPES[p]}" for p in self.partitions)
+            where = _quote(self.glob)
+            if self.files is not None:
+                where = f"[{', '.join(map(_quote, self.files))}]"
             source = (
-                f"SELECT *{derived} FROM read_parquet({_quote(self.glob)}, "
+                f"SELECT *{derived} FROM read_parquet({where}, "
                 f"hive_partitioning = true, hive_types = {{{types}}}"
                 f"{', union_by_name = true' if self.union_by_name() else ''})"
             )
@@ -148,27 +158,33 @@ def _readable_times(schema: pa.Schema) -> list[tuple[str, str]]:
     ]
 
 
-def table_views(root: str | os.PathLike[str] | ArchiveTree) -> list[TableView]:
-    """The views of every table the archive has, raw first, decoded tables by name."""
+def table_views(
+    root: str | os.PathLike[str] | ArchiveTree, pinned: bool = False
+) -> list[TableView]:
+    """The views of every table the archive has, raw first, decoded tables by name. ``pinned``
+    (for a connection that lives for one query or session, not a database file): a table whose
+    listing holds files superseded by a larger one reads the covering files listed now, so that
+    each seq is counted once while a compaction or heal on a store is between its upload and its
+    deletes; otherwise every view reads its glob, which sees the files present when it runs."""
     tree = root if isinstance(root, ArchiveTree) else open_tree(root)
     views = [
-        _view(tree, "raw_cmds", "raw", HOUR_FILES, RAW_SCHEMA, ("date", "hour")),
-        _view(tree, "gaps", "gaps", DATE_FILES, GAP_SCHEMA, ("date",)),
-        _view(tree, "quarantine", "quarantine", DATE_FILES, QUARANTINE_SCHEMA, ("date",)),
-        _view(tree, "heals", HEALS_DIR, DATE_FILES, HEAL_SCHEMA, ("date",)),
+        _view(tree, "raw_cmds", "raw", HOUR_FILES, RAW_SCHEMA, ("date", "hour"), pinned),
+        _view(tree, "gaps", "gaps", DATE_FILES, GAP_SCHEMA, ("date",), pinned),
+        _view(tree, "quarantine", "quarantine", DATE_FILES, QUARANTINE_SCHEMA, ("date",), pinned),
+        _view(tree, "heals", HEALS_DIR, DATE_FILES, HEAL_SCHEMA, ("date",), pinned),
     ]
     for name, table_dir in (("arrivals", ARRIVALS_DIR), ("connections", CONNECTIONS_DIR)):
         found = tree.glob(f"{table_dir}/{DATE_FILES}")
         if found:  # only in an archive recorded from several endpoints
             schema = tree.schema(found[0])
-            views.append(_view(tree, name, table_dir, DATE_FILES, schema, ("date",)))
+            views.append(_view(tree, name, table_dir, DATE_FILES, schema, ("date",), pinned))
     schemas = dict(Decoder().schemas)  # every table the default contract can give, files or not
     for name in _decoded_tables(tree):
         first = tree.glob(f"{DECODED_DIR}/{name}/{DATE_FILES}")
         if first:
             schemas[name] = tree.schema(first[0])
     for name, schema in sorted(schemas.items()):
-        view = _view(tree, name, f"{DECODED_DIR}/{name}", DATE_FILES, schema, ("date",))
+        view = _view(tree, name, f"{DECODED_DIR}/{name}", DATE_FILES, schema, ("date",), pinned)
         views.append(replace(view, decoded=True))
     return views
 
@@ -205,21 +221,25 @@ def _view(
     pattern: str,
     schema: pa.Schema,
     partitions: tuple[str, ...],
+    pinned: bool,
 ) -> TableView:
-    has_files = bool(tree.glob(f"{table_dir}/{pattern}"))
+    found = tree.glob(f"{table_dir}/{pattern}")
     glob = f"{tree.root}/{table_dir}/{pattern}"
-    return TableView(name, glob, schema, partitions, has_files, tree=tree)
+    kept = covering_files(found) if pinned else found
+    files = tuple(kept) if len(kept) < len(found) else None
+    return TableView(name, glob, schema, partitions, bool(found), tree=tree, files=files)
 
 
 def view_statements(
     root: str | os.PathLike[str] | ArchiveTree,
     create: str = "CREATE VIEW",
     query: str | None = None,
+    pinned: bool = False,
 ) -> list[str]:
     """The SQL that defines the views on ``root``, ``completeness`` last: every view, or with
     ``query`` those it names and the views they read (every view if it names none, as ``SHOW
     TABLES`` does not)."""
-    views = table_views(root)
+    views = table_views(root, pinned)
     wanted = {view.name for view in views} | {"completeness"}
     words = None
     if query is not None:
@@ -261,7 +281,8 @@ def connect(
     Defining a view costs DuckDB a glob and a footer read, which a query answered from metadata
     notices; so with ``query``, only the views it needs are defined."""
     tree = open_tree(root, endpoint_url)
-    statements = view_statements(tree, "CREATE OR REPLACE VIEW", query)
+    pinned = os.fspath(database) == ":memory:"  # a database file's views must see new files
+    statements = view_statements(tree, "CREATE OR REPLACE VIEW", query, pinned)
     connection = duckdb.connect(os.fspath(database))
     try:
         tree.register(connection)

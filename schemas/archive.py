@@ -352,6 +352,19 @@ class ArchiveLayout:
         )
 
 
+def covering_files(paths: list[str]) -> list[str]:
+    """``covering`` over file paths or URLs given as text, as a SQL view lists them: those
+    named as segments less each inside a larger one in its own directory, and every other file
+    as it is. In the given order."""
+    named = {}
+    for text in paths:
+        match = _SEGMENT_NAME.match(text.rpartition("/")[2])
+        if match:
+            named[text] = Segment(Path(text), int(match[1]), int(match[2]))
+    kept = {segment.path for segment in covering(list(named.values()))}
+    return [text for text in paths if text not in named or named[text].path in kept]
+
+
 def covering(segments: list[Segment]) -> list[Segment]:
     """``segments`` less each one whose seq range lies wholly inside a larger range of another
     in its own hour directory: the publish rule of archives without rename (a compaction merges

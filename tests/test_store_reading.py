@@ -235,6 +235,22 @@ def test_following_a_bucket_yields_each_segment_once_it_is_uploaded(
     assert seqs == list(range(1150, 1300))
 
 
+def test_sql_counts_each_seq_once_while_a_merged_segment_and_its_inputs_are_both_listed(
+    tmp_path: Path, object_store: ObjectStore
+) -> None:
+    """The instant of a compaction on a store after its upload and before its deletes: SQL
+    reads the covering segment, not the inputs too."""
+    url, rows = object_store.fresh_url("sql-window"), payload_rows([b"p%d" % i for i in range(200)])
+    write_archive(tmp_path / "inputs", rows, per_segment=100)
+    write_archive(tmp_path / "merged", rows, per_segment=200)
+    for archive in ("inputs", "merged"):
+        assert replica("sync", tmp_path / archive, url, env=object_store.env()).returncode == 0
+    query = "select count(*), count(distinct seq) from raw_cmds"
+    result = replica("sql", url, query, "--format", "csv", env=object_store.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "200,200"
+
+
 @pytest.mark.parametrize(
     "command", [("replay",), ("gaps",), ("stats",), ("verify",), ("serve", "--port", "0")]
 )
