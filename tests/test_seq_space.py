@@ -180,10 +180,13 @@ def test_a_damaged_marker_is_one_line(tmp_path: Path, text: str) -> None:
 
 
 def test_completeness_of_overlapping_files_stays_within_0_and_100(tmp_path: Path) -> None:
-    """Two files holding the same seqs (a verify problem) count them once at most."""
+    """Two files holding the same seqs (a verify problem) count them once at most. The twin's
+    name overlaps the segment's without lying inside it: a file named inside a larger one is
+    superseded, and no reader reads it (``covering``)."""
     archive = feed_archive(tmp_path / "archive")
     [segment] = ArchiveLayout(archive).segments()
-    twin = segment.path.with_name(f"{segment.first_seq:020d}-{segment.first_seq + 5:020d}.parquet")
+    first, last = segment.first_seq + 1, segment.last_seq + 1
+    twin = segment.path.with_name(f"{first:020d}-{last:020d}.parquet")
     twin.write_bytes(segment.path.read_bytes())
     with connect(archive) as db:
         [(recorded, missing, percent)] = db.sql(
