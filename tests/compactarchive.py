@@ -20,19 +20,22 @@ DAY1, DAY2 = date(2026, 11, 20), date(2026, 11, 21)
 START_MS = 1_795_212_000_000  # 2026-11-20T22:00Z: hours 22 and 23 of DAY1, 00 to 02 of DAY2
 AFTER = datetime(2026, 11, 22, 1, tzinfo=UTC)  # both days closed
 PER_SEGMENT = 40
+STORE_SEGMENT_ROWS = 200  # three segments an hour: still something to merge in each
 
 
-def build_archive(root: Path, start_ms: int = START_MS) -> Path:
+def build_archive(root: Path, start_ms: int = START_MS, per_segment: int = PER_SEGMENT) -> Path:
+    """The archive; ``per_segment`` rows at most per segment (an object store's tests take
+    fewer, larger ones: each file there is a few requests)."""
     rows = feed_rows()
     for i, row in enumerate(rows):
         row["ts_ms"] = start_ms + 6_000 * i
-    write_archive(root, rows, PER_SEGMENT)
+    write_archive(root, rows, per_segment)
     write_gap_records(root, [(*FEED_GAP, "reconnect")])
     return root
 
 
-def decoded_archive(root: Path) -> Path:
-    decode_archive(build_archive(root))
+def decoded_archive(root: Path, per_segment: int = PER_SEGMENT) -> Path:
+    decode_archive(build_archive(root, per_segment=per_segment))
     return root
 
 

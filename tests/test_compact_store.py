@@ -15,7 +15,7 @@ from replica.schemas.archive import ArchiveLayout
 
 import replica as api
 from replica.maintenance.compact import compact
-from tests.compactarchive import AFTER, START_MS, decoded_archive
+from tests.compactarchive import AFTER, START_MS, STORE_SEGMENT_ROWS, decoded_archive
 from tests.conftest import replica, replica_while_reading
 from tests.objectstore import ObjectStore
 from tests.rawarchive import feed_rows, write_archive
@@ -44,7 +44,7 @@ def _replayed(archive: str) -> tuple[int, str]:
 def test_a_replay_in_a_loop_sees_each_seq_once_while_compact_runs_on_the_store(
     tmp_path: Path, object_store: ObjectStore, store_env: dict[str, str]
 ) -> None:
-    archive = decoded_archive(tmp_path / "archive")
+    archive = decoded_archive(tmp_path / "archive", STORE_SEGMENT_ROWS)
     url = _synced(archive, object_store)
     expected = _replayed(str(archive))
     before = len(ArchiveLayout.open(url).segments())
@@ -65,7 +65,7 @@ def test_a_killed_compaction_leaves_each_seq_once_and_a_rerun_deletes_its_inputs
 ) -> None:
     """What a run killed between its upload and its deletions leaves (the merged segments of
     a local compaction uploaded beside their inputs, some of which are deleted already)."""
-    archive = decoded_archive(tmp_path / "archive")
+    archive = decoded_archive(tmp_path / "archive", STORE_SEGMENT_ROWS)
     expected = _replayed(str(archive))
     url = _synced(archive, object_store)
     compacted = tmp_path / "compacted"

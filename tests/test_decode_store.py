@@ -12,7 +12,7 @@ from replica.decoder.archive import decode_archive
 from replica.schemas.archive import ArchiveLayout
 
 from replica.maintenance.compact import compact
-from tests.compactarchive import AFTER, build_archive, decoded_tables
+from tests.compactarchive import AFTER, STORE_SEGMENT_ROWS, build_archive, decoded_tables
 from tests.conftest import replica
 from tests.objectstore import ObjectStore
 
@@ -21,7 +21,7 @@ from tests.objectstore import ObjectStore
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A raw archive, and a copy decoded on disk: what the store's decode must give."""
     root = tmp_path_factory.mktemp("decodestore")
-    raw = build_archive(root / "raw")
+    raw = build_archive(root / "raw", per_segment=STORE_SEGMENT_ROWS)
     decoded = root / "decoded"
     shutil.copytree(raw, decoded)
     decode_archive(decoded)
