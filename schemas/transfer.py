@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 from replica.schemas.errors import ArchiveError
 from replica.schemas.storage import Location
+from replica.schemas.storepath import StorePath
 
 TABLE_DIRS = ("raw", "gaps", "quarantine", "heals", "arrivals", "connections", "decoded")
 MARKERS = ("seq-space",)
@@ -121,3 +122,11 @@ def _remove_bad_copy(target: Location, destination: str, size: int, damaged: boo
     with contextlib.suppress(OSError):
         if target.is_local or damaged or fs.get_file_info(destination).size != size:
             fs.delete_file(destination)
+
+
+def upload_file(built: Path, path: StorePath) -> None:
+    """The local file ``built`` to ``path``'s key, visible once whole: what a writer on a store
+    builds locally with the local code (the same bytes as on disk), then publishes."""
+    local = Location(pafs.LocalFileSystem(), str(built.parent), str(built.parent))
+    store = Location(path.location.filesystem, path.parent.key, str(path.parent))
+    copy_with_retries(local, store, SealedFile(built.name, built.stat().st_size))

@@ -47,11 +47,11 @@ from replica.maintenance.heal_plan import heal_table, merged, plan_day, write_fi
 from replica.maintenance.heal_rows import ArchiveRows
 from replica.maintenance.heal_sources import Source
 from replica.maintenance.heal_write import DayResult
-from replica.maintenance.node_import_store import upload_file
 from replica.schemas.archive import DATE_FILES, ArchiveLayout, Segment, day_partition, segment_name
 from replica.schemas.errors import ArchiveError
 from replica.schemas.heals import heals_dir
 from replica.schemas.storepath import StorePath, read_table
+from replica.schemas.transfer import upload_file
 
 PENDING_DIR = ".heal"  # heal records not yet published: hidden, so no reader's glob enters it
 

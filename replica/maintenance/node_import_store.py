@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from replica.maintenance.node_files import NodeFile
 from replica.maintenance.node_import import (
@@ -37,9 +36,8 @@ from replica.schemas.cluster import Cluster
 from replica.schemas.errors import UsageError
 from replica.schemas.files import publish_parquet
 from replica.schemas.seqspace import NODE, marker_path, recorded_kind, refusal
-from replica.schemas.storage import Location
 from replica.schemas.storepath import StorePath
-from replica.schemas.transfer import SealedFile, copy_with_retries
+from replica.schemas.transfer import upload_file
 
 
 def import_node_to_store(
@@ -78,13 +76,6 @@ def publish_to_store(table: pa.Table, path: Path, options: dict[str, Any]) -> No
         built = Path(scratch) / path.name
         publish_parquet(table, built, **options)
         upload_file(built, path)
-
-
-def upload_file(built: Path, path: StorePath) -> None:
-    """The local file ``built`` to ``path``'s key, visible once whole (``schemas.transfer``)."""
-    local = Location(pafs.LocalFileSystem(), str(built.parent), str(built.parent))
-    store = Location(path.location.filesystem, path.parent.key, str(path.parent))
-    copy_with_retries(local, store, SealedFile(built.name, built.stat().st_size))
 
 
 def _claim(layout: ArchiveLayout) -> None:
