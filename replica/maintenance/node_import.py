@@ -103,21 +103,33 @@ def import_node(
         _check_settled(layout)
         _remove_abandoned_temporaries(layout)
         claim(layout, NODE, TASK)
-        summary = ImportSummary()
-        segments = layout.segments()
-        report = on_progress or (lambda done, total: None)
-        report(0, len(files))
-        if cluster is not None:
-            from replica.maintenance.node_import_cluster import import_on_cluster
+        return import_files(files, layout, on_progress, cluster, _publish_locally)
 
-            import_on_cluster(files, layout, segments, summary, cluster, report)
-        else:
-            order = OrderCheck()
-            for done, node_file in enumerate(files, 1):
-                import_file(node_file, layout, segments, summary, order, _publish_locally)
-                report(done, len(files))
-        summary.gaps = record_holes(layout, segments, _publish_locally)
-        return summary
+
+def import_files(
+    files: list[NodeFile],
+    layout: ArchiveLayout,
+    on_progress: Callable[[int, int], None] | None,
+    cluster: Cluster | None,
+    publish: Publish,
+) -> ImportSummary:
+    """The import itself, once the archive is claimed (locked on disk): each file here through
+    ``publish``, or on ``cluster``'s workers, then the holes left recorded."""
+    summary = ImportSummary()
+    segments = layout.segments()
+    report = on_progress or (lambda done, total: None)
+    report(0, len(files))
+    if cluster is not None:
+        from replica.maintenance.node_import_cluster import import_on_cluster
+
+        import_on_cluster(files, layout, segments, summary, cluster, report)
+    else:
+        order = OrderCheck()
+        for done, node_file in enumerate(files, 1):
+            import_file(node_file, layout, segments, summary, order, publish)
+            report(done, len(files))
+    summary.gaps = record_holes(layout, segments, publish)
+    return summary
 
 
 def _check_settled(layout: ArchiveLayout) -> None:

@@ -24,13 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from replica.maintenance.node_files import NodeFile
-from replica.maintenance.node_import import (
-    TASK,
-    ImportSummary,
-    import_file,
-    record_holes,
-)
-from replica.maintenance.node_order import OrderCheck
+from replica.maintenance.node_import import TASK, ImportSummary, import_files
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.cluster import Cluster
 from replica.schemas.errors import UsageError
@@ -50,22 +44,8 @@ def import_node_to_store(
     ``cluster``, the files are read and the segments built and uploaded on its workers
     (``node_import_cluster``), planned here alike."""
     layout = ArchiveLayout(root)
-    report = on_progress or (lambda done, total: None)
     _claim(layout)
-    summary = ImportSummary()
-    segments = layout.segments()
-    report(0, len(files))
-    if cluster is not None:
-        from replica.maintenance.node_import_cluster import import_on_cluster
-
-        import_on_cluster(files, layout, segments, summary, cluster, report)
-    else:
-        order = OrderCheck()
-        for done, node_file in enumerate(files, 1):
-            import_file(node_file, layout, segments, summary, order, publish_to_store)
-            report(done, len(files))
-    summary.gaps = record_holes(layout, segments, publish_to_store)
-    return summary
+    return import_files(files, layout, on_progress, cluster, publish_to_store)
 
 
 def publish_to_store(table: pa.Table, path: Path, options: dict[str, Any]) -> None:
