@@ -77,8 +77,8 @@ class _Store:
         """``table`` to the key ``path`` (under the archive's root)."""
         assert isinstance(path, StorePath)
         relative = path.key[len(self.root.key) :].lstrip("/")
-        write_file(table, self.scratch / relative)
         built = self.scratch / relative
+        write_file(table, built)
         upload_file(built, self.root / relative)
         built.unlink()
 
