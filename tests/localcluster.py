@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import signal
+from collections.abc import Callable, Iterator
 
 import distributed
 
@@ -30,3 +32,17 @@ def local_cluster(workers: int = 2) -> Iterator[distributed.Client]:
     ):
         client.wait_for_workers(workers, timeout=GUARD_S)
         yield client
+
+
+def killing_a_worker(client: distributed.Client) -> tuple[Callable[[int, int], None], list[int]]:
+    """An ``on_progress`` that SIGKILLs one worker process once the first task is done (the
+    others queued or running), and the pids it killed."""
+    pids = list(client.run(os.getpid).values())
+    killed: list[int] = []
+
+    def kill_one(done: int, total: int) -> None:
+        if done == 1 and not killed:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    return kill_one, killed

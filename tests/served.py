@@ -3,6 +3,8 @@ the URL it listens on and for what it logged."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -11,7 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
 
 from tests.conftest import PATIENCE_S
 
@@ -73,3 +79,33 @@ class Served:
         if self.process.poll() is None:  # a test that failed midway leaves nothing running
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def stalled_and_reader(url: str) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
+    """Two clients of ``url``, each past its greeting: one that reads nothing more through a
+    4 KiB socket buffer (a client that stopped reading), and one that reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    async with (
+        connect(url, sock=sock, max_queue=1, max_size=None) as stalled,
+        connect(url, max_size=None) as reader,
+    ):
+        await stalled.recv()
+        await reader.recv()
+        yield stalled, reader
+
+
+async def close_code(stalled: ClientConnection, log: Path) -> int:
+    """The code the server closed ``stalled`` with, once ``log`` says it is closing it with
+    1013 (-1 if it sent none); the frames still buffered for it are read through first."""
+    async with asyncio.timeout(PATIENCE_S):
+        while "closing with 1013" not in log.read_text():
+            await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(PATIENCE_S):
+            while True:
+                await stalled.recv()
+    except ConnectionClosedError as closed:
+        return closed.rcvd.code if closed.rcvd else -1

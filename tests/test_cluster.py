@@ -21,7 +21,7 @@ from replica.schemas.errors import ArchiveError
 from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
 from tests.conftest import replica
-from tests.localcluster import GUARD_S, local_cluster
+from tests.localcluster import GUARD_S, killing_a_worker, local_cluster
 from tests.rawarchive import feed_rows, write_archive
 from tests.test_import_node import BASE, block, node_file
 
@@ -76,13 +76,7 @@ def test_a_worker_killed_mid_run_only_means_its_task_runs_elsewhere(
 ):
     local, clustered = _archive(tmp_path / "a", 100), _archive(tmp_path / "b", 100)
     expected = decode_archive(local)
-    pids = list(cluster.run(os.getpid).values())
-    killed: list[int] = []
-
-    def kill_one(done: int, total: int) -> None:
-        if done == 1 and not killed:  # the other tasks are queued or running
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+    kill_one, killed = killing_a_worker(cluster)
 
     summary = decode_archive(clustered, cluster=cluster, on_progress=kill_one)
     assert killed and summary.to_dict() == expected.to_dict()

@@ -15,7 +15,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 import replica
 from tests.conftest import PATIENCE_S
 from tests.rawarchive import write_segment
-from tests.served import Served, free_port, scrape
+from tests.served import Served, close_code, free_port, scrape, stalled_and_reader
 
 FIRST, LAST = 1000, 1399
 REAL_GAP = range(1250, 1260)
@@ -204,29 +203,13 @@ def test_serve_follow_closes_a_client_that_stops_reading_while_others_keep_up(
     writer = Writer(archive, [big[i : i + 10] for i in range(0, len(big), 10)], size=64 * 1024)
 
     async def clients(url: str, log: Path) -> tuple[int, list[int]]:
-        port = int(url.rsplit(":", 1)[1])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        async with (
-            connect(url, sock=sock, max_queue=1, max_size=None) as stalled,
-            connect(url, max_size=None) as reader,
-        ):
-            await stalled.recv()
-            await reader.recv()
+        async with stalled_and_reader(url) as (stalled, reader):
             writer.start()
             frames = []
             async with asyncio.timeout(PATIENCE_S):
                 while not frames or frames[-1] < big[-1]:
                     frames.append(json.loads(await reader.recv())["seq"])
-            async with asyncio.timeout(PATIENCE_S):
-                while "closing with 1013" not in log.read_text():
-                    await asyncio.sleep(0.05)
-            with pytest.raises(ConnectionClosedError) as closed:
-                async with asyncio.timeout(PATIENCE_S):
-                    while True:
-                        await stalled.recv()
-            return closed.value.rcvd.code if closed.value.rcvd else -1, frames
+            return await close_code(stalled, log), frames
 
     with Served(archive, tmp_path, "--follow", "--metrics-port", str(metrics_port)) as served:
         code, frames = asyncio.run(clients(served.url, served.log))

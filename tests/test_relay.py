@@ -27,12 +27,12 @@ from replica.replay.follow import live_edge
 from replica.replay.server import _text_bytes, wire_frame
 from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from tests.conftest import FAST_BACKOFF, PATIENCE_S, raw_rows, replica
 from tests.feedserver import Close, Live, Pause, ScriptedFeed, Send, Signal, WaitFor, frame
-from tests.served import wait_for_text
+from tests.served import close_code, stalled_and_reader, wait_for_text
 
 SEGMENT_ROWS = 1000
 
@@ -289,26 +289,10 @@ def test_a_client_that_stops_reading_gets_1013_while_the_archive_and_others_keep
     log = tmp_path / "record.log"
 
     async def clients(url: str) -> tuple[int, list[int]]:
-        port = int(url.rsplit(":", 1)[1])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        async with (
-            connect(url, sock=sock, max_queue=1, max_size=None) as stalled,
-            connect(url, max_size=None) as reader,
-        ):
-            await stalled.recv()
-            await reader.recv()
+        async with stalled_and_reader(url) as (stalled, reader):
             go.set()
             seqs = await read_through(reader, last)
-            async with asyncio.timeout(PATIENCE_S):
-                while "closing with 1013" not in log.read_text():
-                    await asyncio.sleep(0.05)
-            with pytest.raises(ConnectionClosedError) as closed:
-                async with asyncio.timeout(PATIENCE_S):
-                    while True:
-                        await stalled.recv()
-            return closed.value.rcvd.code if closed.value.rcvd else -1, seqs
+            return await close_code(stalled, log), seqs
 
     feed = ScriptedFeed([WaitFor(go), Send(big)], compression=None)
     with feed, Recording(feed.url, archive, log) as recording:

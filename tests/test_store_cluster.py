@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from replica.maintenance.node_import import import_node
 from replica.maintenance.verify import verify
 from tests.compactarchive import decoded_tables
 from tests.conftest import replica
-from tests.localcluster import GUARD_S, local_cluster
+from tests.localcluster import GUARD_S, killing_a_worker, local_cluster
 from tests.objectstore import SECRET_KEY, ObjectStore
 from tests.rawarchive import feed_rows, write_archive
 from tests.test_cluster import _node_files, _raw
@@ -122,14 +121,7 @@ def test_a_worker_killed_mid_decode_of_a_bucket_leaves_no_row_twice(
     raw, local = _raw_and_decoded_here(tmp_path, 100)
     url = _synced(raw, object_store, "cluster-kill")
     expected = decode_archive(local)
-    pids = list(cluster.run(os.getpid).values())
-    killed: list[int] = []
-
-    def kill_one(done: int, total: int) -> None:
-        if done == 1 and not killed:  # the other tasks are queued or running
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
-
+    kill_one, killed = killing_a_worker(cluster)
     stored = store_root(url, object_store.endpoint)
     summary = decode_archive(stored, cluster=cluster, on_progress=kill_one)
     assert killed and summary.to_dict() == expected.to_dict()
