@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import itertools
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -67,6 +65,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.feedprocess import TIMEOUT_S, expect, feed_process, spawn  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
+from benchmarks.rawclient import upgrade  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
 
 CLIENTS = 4
@@ -92,22 +91,11 @@ def client_process(url: str, last_seq: int, report) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(4096)
-    head, rest = head.split(b"\r\n\r\n", 1)
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"upgrade refused: {head.decode(errors='replace')}")
+    upgrade(sock, port)
     report.send(("ready", None))  # subscribed before the 101: live from here
-    chunks, arrivals = [rest], array("q", [time.time_ns() // 1000])
+    chunks, arrivals = [b""], array("q", [time.time_ns() // 1000])
     marker = f'"seq":{last_seq},'.encode()
-    tail = rest
+    tail = b""
     while True:
         chunk = sock.recv(1 << 20)
         now = time.time_ns() // 1000

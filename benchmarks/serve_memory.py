@@ -33,9 +33,7 @@ Targets are informational: the exit status is 0 unless a run itself fails.
 from __future__ import annotations
 
 import argparse
-import base64
 import multiprocessing
-import os
 import re
 import signal
 import socket
@@ -54,6 +52,7 @@ from replica.schemas.frames import command_frame  # noqa: E402
 import replica  # noqa: E402
 from benchmarks import replay as replay_bench  # noqa: E402
 from benchmarks.measures import verdict, write_json  # noqa: E402
+from benchmarks.rawclient import upgrade  # noqa: E402
 from fixtures.make_feed import START_SEQ  # noqa: E402
 
 TARGET_MB = 2.0
@@ -82,17 +81,7 @@ class IdleClients:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.settimeout(TIMEOUT_S)
         sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += sock.recv(1)  # byte by byte: nothing after the headers is taken
-        if not response.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(f"upgrade refused: {response!r}")
+        upgrade(sock, port, path)
         return sock
 
     def close(self) -> None:
