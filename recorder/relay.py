@@ -25,18 +25,22 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
+from typing import TypeAlias
 
 from replica.recorder.session import FeedSession
 from replica.recorder.writers import Writers
 
-# seq, ts_ms, ingest_ts_us, publish_ts_us, recv_ts_us, raw: the raw table's columns, in order
-ArchivedCommand = tuple[int, int, int, int, int, bytes]
-OnArchived = Callable[[list[ArchivedCommand]], None]
+# The raw table's columns, in order (seq, ts_ms, ingest_ts_us, publish_ts_us, recv_ts_us, raw),
+# of the commands archived since the last hand-off: slices of the units' own columns.
+ArchivedColumns: TypeAlias = (
+    "tuple[array[int], array[int], array[int], array[int], array[int], list[bytes]]"
+)
+OnArchived = Callable[[ArchivedColumns], None]
 
 
 class Relay:
-    """Hands ``on_archived`` each batch of commands archived since the last pump, on the event
-    loop's thread, once the spool write holding it has returned (never if it failed)."""
+    """Hands ``on_archived`` the commands archived since the last pump, on the event loop's
+    thread, once the spool write holding them has returned (never if it failed)."""
 
     def __init__(self, on_archived: OnArchived) -> None:
         self._on_archived = on_archived
@@ -48,27 +52,39 @@ class Relay:
     def pump(self, session: FeedSession, writers: Writers) -> None:
         """``writers.pump`` (which writes the spool, on the loop), then the commands archived
         since the last call relayed."""
-        batch = self._take(session)  # before the pump takes the sealed units
+        archived = self._take(session)  # before the pump takes the sealed units
         writers.pump(session)
-        if batch:
-            self._on_archived(batch)
+        if archived is not None:
+            self._on_archived(archived)
 
-    def _take(self, session: FeedSession) -> list[ArchivedCommand]:
+    def _take(self, session: FeedSession) -> ArchivedColumns | None:
         """The commands appended since the last take: the rest of the rows the open unit held
         then (sealed since, handed out as a chunk, or still open), then every row after them."""
-        batch: list[ArchivedCommand] = []
+        taken: ArchivedColumns | None = None
         for rows in (*session.sealed, session.open_unit):
             start = self._taken if rows.seq is self._columns else 0
             if len(rows.seq) > start:
-                batch += zip(
+                columns = (
                     rows.seq[start:],
                     rows.ts_ms[start:],
                     rows.ingest_ts_us[start:],
                     rows.publish_ts_us[start:],
                     rows.recv_ts_us[start:],
                     rows.raw[start:],
-                    strict=True,
                 )
+                taken = columns if taken is None else _joined(taken, columns)
         self._columns = session.open_unit.seq
         self._taken = len(self._columns)
-        return batch
+        return taken
+
+
+def _joined(first: ArchivedColumns, then: ArchivedColumns) -> ArchivedColumns:
+    """Two units' rows in one batch: rare (a seal within a burst)."""
+    return (
+        first[0] + then[0],
+        first[1] + then[1],
+        first[2] + then[2],
+        first[3] + then[3],
+        first[4] + then[4],
+        first[5] + then[5],
+    )

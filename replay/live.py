@@ -25,7 +25,7 @@ import weakref
 from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from replica.replay.follow import Follow, Position, live_edge
@@ -34,7 +34,14 @@ from replica.replay.query import parse_query
 from replica.replay.records import ReplayRecord
 from replica.replay.resumable import ParkWhenIdle
 from replica.replay.selection import Selection
-from replica.replay.server import CLIENT_BATCH_BYTES, FrameSource, Sink, TooSlow, wire_frames
+from replica.replay.server import (
+    CLIENT_BATCH_BYTES,
+    FrameSource,
+    Sink,
+    TooSlow,
+    WireFrames,
+    wire_frames,
+)
 from replica.schemas.archive import ArchiveLayout
 from replica.schemas.errors import UsageError
 from replica.schemas.frames import command_frame, command_frames
@@ -50,26 +57,42 @@ CLIENT_BUFFER_BYTES = 16 * 1024 * 1024
 RECORD_OVERHEAD_BYTES = 250
 
 
-class LiveBatch(NamedTuple):
-    """Commands published together, in seq order, and their ``wire_frame``s: built once and
-    shared by every client that follows, so a client costs a batch, not each command, a few
-    operations (the seam with the archive aside)."""
+# Commands published together, as columns in the raw table's order: seq, ts_ms, ingest_ts_us,
+# publish_ts_us, recv_ts_us, raw (the recorder's own columns, sliced: no per-command object).
+CommandColumns = tuple[
+    Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[bytes]
+]
 
-    seqs: list[int]
-    frames: list[bytes]
-    received_us: list[int]  # each command's recv_ts_us, for the relay latency
+
+class LiveBatch(NamedTuple):
+    """Commands published together, in seq order, and their frames on the wire: built once
+    and shared by every client that follows, so a client costs a batch, not each command, a
+    few operations (the seam with the archive aside)."""
+
+    seqs: Sequence[int]
+    frames: WireFrames
+    ends: list[int]  # where each command's frame ends in ``frames.data``
+    text_ends: list[int]  # ... and its text, counted in text bytes
+    received_us: Sequence[int]  # each command's recv_ts_us, for the relay latency
     held_bytes: int  # what a client is owed for it: its frames, and the allowance per command
 
     @classmethod
-    def of(cls, records: Sequence[tuple[Any, ...]]) -> LiveBatch:
-        """From commands whose first fields are ``ReplayRecord``'s first six (seq, ts_ms,
-        ingest_ts_us, publish_ts_us, recv_ts_us, raw): records, or the recorder's rows,
-        taken as columns so that no per-command object is made on the way."""
-        columns = list(zip(*records, strict=True))
-        seqs, ts_ms, ingest_ts_us, publish_ts_us, received_us, raws = columns[:6]
-        frames = wire_frames(command_frames(seqs, raws, ts_ms, ingest_ts_us, publish_ts_us))
-        held = sum(map(len, frames)) + RECORD_OVERHEAD_BYTES * len(frames)
-        return cls(list(seqs), frames, list(received_us), held)
+    def of(cls, columns: CommandColumns) -> LiveBatch:
+        seqs, ts_ms, ingest_ts_us, publish_ts_us, received_us, raws = columns
+        texts = command_frames(seqs, raws, ts_ms, ingest_ts_us, publish_ts_us)
+        data, ends = wire_frames(texts)
+        text_ends = list(itertools.accumulate(map(len, texts)))
+        frames = WireFrames(data, len(texts), text_ends[-1])
+        held = len(data) + RECORD_OVERHEAD_BYTES * len(texts)
+        return cls(seqs, frames, ends, text_ends, received_us, held)
+
+    def after(self, skip: int) -> WireFrames:
+        """The frames of all but the first ``skip`` commands."""
+        if not skip:
+            return self.frames
+        count = len(self.seqs) - skip
+        text_bytes = self.text_ends[-1] - self.text_ends[skip - 1]
+        return WireFrames(self.frames.data[self.ends[skip - 1] :], count, text_bytes)
 
 
 class Subscriber:
@@ -89,7 +112,7 @@ class Subscriber:
         self._idle = False
         self._sink = sink
         self.last: int | None = None
-        self.sent: Callable[[list[int]], None] | None = None  # told each batch's recv times
+        self.sent: Callable[[Sequence[int]], None] | None = None  # told each batch's recv times
         self.overflowed = False
 
     def offer(self, batch: LiveBatch) -> None:
@@ -154,13 +177,25 @@ class LiveHub:
         # command's time from its receipt (``recv_ts_us``) to its send, per client.
         self.latency: LatencyCounts | None = None
 
-    def publish(self, records: Sequence[tuple[Any, ...]]) -> None:
+    def publish(self, columns: CommandColumns) -> None:
         """Hands new commands, in seq order, to every client; framed once for all of them."""
-        if not self._subscribers or not records:
+        if not self._subscribers or not columns[0]:
             return
-        batch = LiveBatch.of(records)
+        batch = LiveBatch.of(columns)
         for subscriber in list(self._subscribers):
             subscriber.offer(batch)
+
+    def publish_record(self, record: ReplayRecord) -> None:
+        self.publish(
+            (
+                [record.seq],
+                [record.ts_ms],
+                [record.ingest_ts_us],
+                [record.publish_ts_us],
+                [record.recv_ts_us],
+                [record.raw],
+            )
+        )
 
     @property
     def clients(self) -> int:
@@ -186,7 +221,7 @@ async def follow_archive(layout: ArchiveLayout, hub: LiveHub) -> None:
     """Publishes each command the recorder seals from now on; runs until cancelled."""
     async for item in Follow(layout, after_seq=live_edge(layout)):
         if type(item) is ReplayRecord:
-            hub.publish([item])
+            hub.publish_record(item)
 
 
 def follow_frames(
@@ -198,7 +233,7 @@ def follow_frames(
 
     clients = itertools.count(1)
 
-    def frames(request: Request, sink: Sink) -> AsyncGenerator[str | list[bytes], None]:
+    def frames(request: Request, sink: Sink) -> AsyncGenerator[str | WireFrames, None]:
         query = parse_query(urlsplit(request.path).query, default_speed=None)
         selection = query.selection
         if query.speed is not None or selection != Selection(from_seq=selection.from_seq):
@@ -219,7 +254,7 @@ async def _client_frames(
     from_seq: int | None,
     metrics: ServeMetrics | None,
     client: str,
-) -> AsyncGenerator[str | list[bytes], None]:
+) -> AsyncGenerator[str | WireFrames, None]:
     if metrics is not None:
         metrics.watch_backlog(client, subscriber.__len__)
     subscriber.sent = _sent_counter(hub.latency, metrics)
@@ -234,7 +269,7 @@ async def _client_frames(
                     break
                 subscriber.restart()
         while True:
-            frames: list[bytes] = []
+            frames: list[WireFrames] = []
             received: list[int] = []
             for batch in await subscriber.take():
                 seqs, last = batch.seqs, subscriber.last
@@ -245,10 +280,11 @@ async def _client_frames(
                 else:
                     continue
                 subscriber.last = seqs[-1]
-                frames += batch.frames[skip:] if skip else batch.frames
+                frames.append(batch.after(skip))
                 received += batch.received_us[skip:] if skip else batch.received_us
             if frames:
-                yield frames  # resumed once the frames are written to the client's socket
+                yield frames[0] if len(frames) == 1 else _joined(frames)
+                # ... resumed once the frames are written to the client's socket
                 if subscriber.sent is not None:
                     subscriber.sent(received)
     finally:
@@ -257,15 +293,21 @@ async def _client_frames(
             metrics.forget_backlog(client)
 
 
+def _joined(frames: list[WireFrames]) -> WireFrames:
+    data = b"".join(part.data for part in frames)
+    count = sum(part.frame_count for part in frames)
+    return WireFrames(data, count, sum(part.text_bytes for part in frames))
+
+
 def _sent_counter(
     latency: LatencyCounts | None, metrics: ServeMetrics | None
-) -> Callable[[list[int]], None] | None:
+) -> Callable[[Sequence[int]], None] | None:
     """What counts a batch once sent to a client, from its commands' recv_ts_us: the relay
     latency (``record --serve``) and the follow lag (``serve --follow``), when asked for."""
     if latency is None and metrics is None:
         return None
 
-    def sent(received: list[int]) -> None:
+    def sent(received: Sequence[int]) -> None:
         if latency is not None:
             latency.observe(received, time.time_ns() // 1000)
         if metrics is not None:

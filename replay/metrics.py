@@ -59,11 +59,11 @@ class ServeMetrics:
         )
 
     def sent(self, frame: str) -> None:
-        self.sent_text(len(frame.encode()))
+        self.sent_texts(1, len(frame.encode()))
 
-    def sent_text(self, size: int) -> None:
-        """A frame of ``size`` bytes of text."""
-        self.frames.inc()
+    def sent_texts(self, count: int, size: int) -> None:
+        """``count`` frames of ``size`` bytes of text in all."""
+        self.frames.inc(count)
         self.bytes.inc(size)
 
     def follow_lag(self, recv_ts_us: int) -> None:

@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
+import itertools
 import logging
 import struct
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from http import HTTPStatus
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from replica.replay.metrics import ServeMetrics
@@ -58,40 +61,41 @@ from websockets.protocol import State
 
 log = logging.getLogger(__name__)
 
-# A source yields frames, or batches of ``wire_frame``s written to the socket at once; a live
-# source may also write batches through its connection's ``Sink`` between its yields.
-FrameSource = Callable[[Request, "Sink"], AsyncGenerator[str | list[bytes], None]]
+
+class WireFrames(NamedTuple):
+    """Text frames as they go on the wire from this server (RFC 6455: final, unmasked, never
+    compressed), end to end: built once, a live batch is one socket write to every client that
+    follows."""
+
+    data: bytes
+    frame_count: int
+    text_bytes: int  # their texts' bytes, for the metrics
 
 
-def wire_frame(text: str) -> bytes:
-    """A text frame as it goes on the wire from this server (RFC 6455: final, unmasked, never
-    compressed): built once, a live command is written as is to every client that follows."""
-    return wire_frames([text])[0]
-
+# A source yields frames, or ``WireFrames`` written to the socket at once; a live source may
+# also write them through its connection's ``Sink`` between its yields.
+FrameSource = Callable[[Request, "Sink"], AsyncGenerator[str | WireFrames, None]]
 
 _HEAD_16, _HEAD_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
-_HEADS_7 = [bytes((0x81, size)) for size in range(126)]
 
 
-def wire_frames(texts: list[str]) -> list[bytes]:
-    """``wire_frame`` of each text, in one pass (a relay's batch)."""
-    frames = []
-    for text in texts:
-        data = text.encode()
-        size = len(data)
-        if size < 126:
-            frames.append(_HEADS_7[size] + data)
-        elif size < 65536:
-            frames.append(_HEAD_16.pack(0x81, 126, size) + data)
-        else:
-            frames.append(_HEAD_64.pack(0x81, 127, size) + data)
-    return frames
+@functools.cache
+def _head(size: int) -> bytes:
+    """A final, unmasked text frame's header for a text of ``size`` bytes."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65536:
+        return _HEAD_16.pack(0x81, 126, size)
+    return _HEAD_64.pack(0x81, 127, size)
 
 
-def _text_bytes(wire: bytes) -> int:
-    """The length of a ``wire_frame``'s text: its header is 2, 4 or 10 bytes."""
-    short = wire[1] & 0x7F
-    return short if short < 126 else len(wire) - (4 if short == 126 else 10)
+def wire_frames(texts: list[bytes]) -> tuple[bytes, list[int]]:
+    """``texts`` (UTF-8) as text frames end to end, and the offset where each frame ends: one
+    copy of the bytes, however many clients are sent them."""
+    pieces: list[bytes] = [b""] * (2 * len(texts))
+    pieces[::2] = map(_head, map(len, texts))
+    pieces[1::2] = texts
+    return b"".join(pieces), list(itertools.accumulate(map(len, pieces)))[1::2]
 
 
 class TooSlow(Exception):
@@ -121,7 +125,7 @@ class DiskSyncServer:
         self._slow_client_timeout = slow_client_timeout
         self._server: Server | None = None
         self._frames: weakref.WeakKeyDictionary[
-            ServerConnection, AsyncGenerator[str | list[bytes], None]
+            ServerConnection, AsyncGenerator[str | WireFrames, None]
         ] = weakref.WeakKeyDictionary()
         self._watches: weakref.WeakKeyDictionary[ServerConnection, _SendWatch] = (
             weakref.WeakKeyDictionary()
@@ -206,7 +210,7 @@ class DiskSyncServer:
             async with contextlib.aclosing(self._frames.pop(connection)) as frames:
                 # Its ts_ms is this server's wall clock, as on the live feed.
                 sent = self._metrics.sent if self._metrics is not None else _not_counted
-                sent_bytes = self._metrics.sent_text if self._metrics is not None else _not_counted
+                sent_texts = self._metrics.sent_texts if self._metrics is not None else _not_counted
                 connected = connected_frame(FEED_NAME, time.time_ns() // 10**6)
                 await connection.send(connected)
                 sent(connected)
@@ -222,11 +226,9 @@ class DiskSyncServer:
                         # server never negotiates an extension (compression=None), so the bytes
                         # are what the protocol would have written, frame by frame.
                         async with connection.send_context():
-                            connection.transport.write(b"".join(frame))
-                        watch.sent += len(frame)
-                        if self._metrics is not None:  # per frame: only when counted
-                            for wire in frame:
-                                sent_bytes(_text_bytes(wire))
+                            connection.transport.write(frame.data)
+                        watch.sent += frame.frame_count
+                        sent_texts(frame.frame_count, frame.text_bytes)
                     watch.sending = False
         except ConnectionClosed:
             pass
@@ -270,7 +272,7 @@ class DiskSyncServer:
             connection.transport.abort()  # it never read again: drop it
 
 
-def _not_counted(frame: str | int) -> None:
+def _not_counted(*_: object) -> None:
     pass
 
 
@@ -280,7 +282,7 @@ def _peer(connection: ServerConnection) -> str:
 
 
 class Sink:
-    """A connection's socket, for a live source to write a batch of ``wire_frame``s to from
+    """A connection's socket, for a live source to write a batch of ``WireFrames`` to from
     the very call that publishes it (``replay.live``), rather than through a wake-up of the
     connection's send task in a later turn of the loop. ``write`` writes only while that task
     is idle, the connection open and its write buffer under websockets' limit, and says
@@ -296,7 +298,7 @@ class Sink:
         self._watch = watch
         self._metrics = metrics
 
-    def write(self, frames: list[bytes]) -> bool:
+    def write(self, frames: WireFrames) -> bool:
         connection, watch = self._connection, self._watch
         transport = connection.transport
         if (
@@ -306,11 +308,10 @@ class Sink:
             or transport.is_closing()
         ):
             return False
-        transport.write(b"".join(frames))
-        watch.sent += len(frames)
+        transport.write(frames.data)
+        watch.sent += frames.frame_count
         if self._metrics is not None:
-            for wire in frames:
-                self._metrics.sent_text(_text_bytes(wire))
+            self._metrics.sent_texts(frames.frame_count, frames.text_bytes)
         return True
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from replica.recorder.relay import ArchivedCommand
+from replica.recorder.relay import ArchivedColumns
 from replica.replay.live import LiveHub, follow_frames
 from replica.replay.server import DiskSyncServer
 from replica.schemas.archive import ArchiveLayout, Segment
@@ -53,8 +53,8 @@ class RecordRelay:
         source = follow_frames(layout, self.hub)
         self.server = DiskSyncServer(source, api_key=api_key)
 
-    def publish(self, batch: list[ArchivedCommand]) -> None:
-        self.hub.publish(batch)  # its rows are a ReplayRecord's first fields, in order
+    def publish(self, archived: ArchivedColumns) -> None:
+        self.hub.publish(archived)
 
     async def start(self, host: str, port: int) -> int:
         """Listens; returns the port (0 picks a free one)."""

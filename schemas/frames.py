@@ -75,13 +75,13 @@ def command_frames(
     ts_ms: Iterable[int],
     ingest_ts_us: Iterable[int],
     publish_ts_us: Iterable[int],
-) -> list[str]:
-    """``command_frame`` of each command given as columns, in one pass: a relay frames every
-    command it sends, so this skips a call and five attribute reads per command. The text is
-    ``command_frame``'s, character for character (tests/test_frames.py holds them equal)."""
+) -> list[bytes]:
+    """``command_frame`` of each command given as columns, UTF-8, in one pass: a relay frames
+    every command it sends, so this skips a call and five attribute reads per command. The text
+    is ``command_frame``'s, character for character (tests/test_frames.py holds them equal)."""
     return [
         f'{{"type":"replica_cmd","seq":{seq},"raw_hex":"{raw.hex()}",'
-        f'"ts_ms":{ts},"ingest_ts_us":{ingest},"publish_ts_us":{publish}}}'
+        f'"ts_ms":{ts},"ingest_ts_us":{ingest},"publish_ts_us":{publish}}}'.encode()
         for seq, raw, ts, ingest, publish in zip(
             seqs, raws, ts_ms, ingest_ts_us, publish_ts_us, strict=True
         )

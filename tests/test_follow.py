@@ -309,7 +309,7 @@ def test_a_client_whose_live_buffer_fills_is_closed_with_1013(archive: Path) -> 
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 await ws.recv()  # connected: subscribed
                 for seq in range(2000, 2100):  # all at once: faster than it reads
-                    hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x" * 65536, None)])
+                    hub.publish_record(ReplayRecord(seq, 0, 0, 0, 0, b"x" * 65536, None))
                 frames = []
                 with pytest.raises(ConnectionClosedError) as closed:
                     async with asyncio.timeout(PATIENCE_S):
@@ -335,7 +335,7 @@ def test_a_clients_live_buffer_is_bounded_by_bytes_not_by_commands() -> None:
         hub = LiveHub()
         subscriber = hub.subscribe()
         for seq in range(1, count + 1):
-            hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x" * size, None)])
+            hub.publish_record(ReplayRecord(seq, 0, 0, 0, 0, b"x" * size, None))
         return len(subscriber), subscriber.overflowed
 
     assert buffered(100, 2000) == (2000, False)
@@ -358,7 +358,7 @@ def test_an_idle_live_client_is_sent_a_command_in_the_call_that_publishes_it(
                 await ws.recv()  # connected: subscribed, and its send task waits for commands
                 got = []
                 for seq in (5000, 5001):
-                    hub.publish([ReplayRecord(seq, 0, 0, 0, 0, b"x", None)])
+                    hub.publish_record(ReplayRecord(seq, 0, 0, 0, 0, b"x", None))
                     held = hub.backlog()  # before this task lets the loop run anything else
                     got.append((held, json.loads(await ws.recv())["seq"]))
                 return got

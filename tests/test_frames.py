@@ -265,7 +265,7 @@ def test_a_command_frame_parses_back_to_its_command(cmd):
 def test_command_frames_from_columns_are_each_commands_command_frame(cmds):
     """The relay's one-pass framing writes exactly what ``command_frame`` writes."""
     columns = [[getattr(cmd, name) for cmd in cmds] for name in ("seq", "raw", *INT_FIELDS[1:])]
-    assert command_frames(*columns) == [command_frame(cmd) for cmd in cmds]
+    assert command_frames(*columns) == [command_frame(cmd).encode() for cmd in cmds]
 
 
 @PROPERTY

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 from replica.recorder.recorder import Recorder, RecorderConfig
+from replica.recorder.relay import ArchivedColumns
 from replica.replay.follow import live_edge
-from replica.replay.server import _text_bytes, wire_frame
+from replica.replay.server import wire_frames
 from replica.schemas.archive import ArchiveLayout
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -112,11 +113,12 @@ def test_each_archived_command_is_relayed_once_in_order_after_its_spool_write(
     relayed: list[int] = []
     not_yet_on_disk: list[int] = []
 
-    def on_archived(batch: list[tuple[int, int, int, int, int, bytes]]) -> None:
+    def on_archived(archived: ArchivedColumns) -> None:
+        seqs = archived[0]
         edge = live_edge(layout)
-        if edge is None or edge < batch[-1][0]:
-            not_yet_on_disk.append(batch[-1][0])
-        relayed.extend(fields[0] for fields in batch)
+        if edge is None or edge < seqs[-1]:
+            not_yet_on_disk.append(seqs[-1])
+        relayed.extend(seqs)
 
     feed = ScriptedFeed(
         [Send.cmds(0, 299), Send.cmds(250, 310), Close(1011)],
@@ -156,7 +158,7 @@ def test_with_two_endpoints_commands_held_for_a_missing_seq_are_relayed_when_rel
         config = RecorderConfig(
             urls=(us.url, jp.url), archive=tmp_path, backoff=FAST_BACKOFF, gap_wait=PATIENCE_S
         )
-        recorder = Recorder(config, on_archived=lambda b: relayed.extend(f[0] for f in b))
+        recorder = Recorder(config, on_archived=lambda archived: relayed.extend(archived[0]))
 
         async def main() -> None:
             task = asyncio.create_task(recorder.run())
@@ -377,10 +379,11 @@ def test_after_a_kill_9_clients_resume_from_their_last_seq_and_see_the_restart_g
     assert before["past"][0] == seqs[0]
 
 
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
-def test_a_wire_frame_is_the_text_frame_websockets_would_send(size: int) -> None:
-    """The relay writes prebuilt frames to every client: byte for byte websockets' own."""
-    text = "x" * size
-    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
-    assert wire_frame(text) == expected
-    assert _text_bytes(expected) == size
+def test_wire_frames_are_the_text_frames_websockets_would_send() -> None:
+    """The relay writes prebuilt frames to every client: byte for byte websockets' own, end to
+    end, each header sized for its text (7-, 16- and 64-bit lengths)."""
+    texts = [b"x" * size for size in (0, 125, 126, 65535, 65536, 3)]
+    data, ends = wire_frames(texts)
+    expected = [Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[]) for text in texts]
+    assert data == b"".join(expected)
+    assert ends == list(itertools.accumulate(map(len, expected)))
