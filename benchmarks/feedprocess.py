@@ -57,10 +57,10 @@ def feed_process(frames_path: str, rate: float | None, wait_for_go: bool, report
     asyncio.run(_feed(frames, rate, wait_for_go, report))
 
 
-def bulk_feed_process(frames_path: str, report) -> None:
+def bulk_feed_process(frames_path: str, wait_for_go: bool, report) -> None:
     """``feed_process`` as fast as read, each frame's bytes on the wire built beforehand."""
     frames = Path(frames_path).read_bytes().splitlines()
-    asyncio.run(_feed(frames, None, False, report, wire=text_frames(frames)))
+    asyncio.run(_feed(frames, None, wait_for_go, report, wire=text_frames(frames)))
 
 
 def text_frames(frames: list[bytes]) -> bytes:

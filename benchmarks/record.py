@@ -86,7 +86,7 @@ SIZE_TARGET = 1.15
 def start_feed_server(frames_path: Path, bulk: bool = False):
     """A fresh server process (a bulk one if ``bulk``); returns (process, pipe end, port)."""
     if bulk:
-        process, pipe = spawn(bulk_feed_process, str(frames_path))
+        process, pipe = spawn(bulk_feed_process, str(frames_path), False)
     else:
         process, pipe = spawn(feed_process, str(frames_path), None, False)
     return process, pipe, expect(pipe, "port")

@@ -20,11 +20,18 @@ client that only counts them, (b) ``replica record`` and (c) ``replica record --
 clients attached from before the first frame, reading everything live. msgs/s is N over the
 feed's time from its first frame to the pong that proves the recorder read the last one (as
 in benchmarks/record.py); each of (a), (b), (c) runs ``RUNS`` times, alternating, best of each
-counted. The relay's cost is the drop of (c)/(a) against (b)/(a): target <= 10%. A client the
-relay closed with 1013 (it fell 10,000 commands behind) is reported, not hidden. (b) and (c)
-run without ``--metrics-port``: the relay, not the optional metrics, is measured. The
-recorder's CPU time per command (user + system, its threads included) is reported for (b) and
-(c) too, with its drop: what the relay costs the recorder itself, whatever the feed, the
+counted. The relay's cost is the drop of (c)/(a) against (b)/(a): target <= 10%. These runs
+are isolated from the processes around the measured one: the feed is the bulk server
+(``bulk_feed_process``, as record.py's two-endpoint runs use), and the measured process (the
+bare client, or the recorder with all its threads) runs on one core while the feed and the 4
+clients run on the other. The real feed runs on the vendor's machines; the clients do run
+beside a real recorder, but on 2 cores every µs of theirs (a loopback read of each frame, four
+times) would count as the relay's, while the question is what relaying costs the recorder.
+The same pair, unisolated on the frame-by-frame server, is run once and reported beside. A
+client the relay closed with 1013 (it fell 10,000 commands behind) is reported, not hidden.
+(b) and (c) run without ``--metrics-port``: the relay, not the optional metrics, is measured.
+The recorder's CPU time per command (user + system, its threads included) is reported for (b)
+and (c) too, with its drop: what the relay costs the recorder itself, whatever the feed, the
 clients and the neighbours take of the cores.
 
 The clients are as cheap as a client can be, because they compete with the recorder for the
@@ -34,8 +41,8 @@ come; it splits the bytes into frames and checks their seqs after the run. They 
 everything the relay sends, as fast as it sends it: a real client that parses each frame as it
 comes costs its own CPU, not the recorder's.
 
-Every process runs on this machine's cores (feed, recorder, 4 clients), so the figures are as
-noisy as the machine is busy.
+Every process runs on this machine's cores (feed, recorder, 4 clients, and whatever else runs
+there), so the figures are as noisy as the machine is busy.
 
     python benchmarks/relay.py [--commands N] [--seconds S] [--quick] [--json FILE]
 
@@ -47,8 +54,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
+import os
 import resource
 import signal
 import socket
@@ -67,7 +76,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-from benchmarks.feedprocess import TIMEOUT_S, expect, feed_process, spawn  # noqa: E402
+from benchmarks.feedprocess import (  # noqa: E402
+    TIMEOUT_S,
+    bulk_feed_process,
+    expect,
+    feed_process,
+    spawn,
+)
 from benchmarks.measures import verdict, write_json  # noqa: E402
 from benchmarks.rawclient import upgrade  # noqa: E402
 from fixtures.make_feed import feed_frames  # noqa: E402
@@ -78,6 +93,11 @@ RUNS = 3
 LATENCY_TARGET_MS = 2.0
 DROP_TARGET = 0.10
 _PAGE = 4096
+# The throughput runs' cores: the measured process (the bare client, or the recorder with its
+# threads) on one, the feed and the relay's clients on the others (all on one, on one core).
+_CORES = sorted(os.sched_getaffinity(0))
+MEASURED_CORES = {_CORES[0]}
+OTHER_CORES = set(_CORES[1:]) or MEASURED_CORES
 
 
 # ---- the feed server (its own process) ------------------------------------------------------
@@ -194,8 +214,22 @@ def scrape_histogram(port: int) -> list[tuple[float, float]]:
     return sorted(buckets)
 
 
-def measure_bare(frames_path: Path, n: int) -> float:
-    feed, pipe = spawn(feed_process, str(frames_path), None, True)
+def on_cores(cores: set[int], target, *args) -> None:
+    """``target(*args)`` in this (spawned) process, on ``cores`` only."""
+    os.sched_setaffinity(0, cores)
+    target(*args)
+
+
+def start_feed(frames_path: Path, rate: float | None, isolated: bool):
+    """A feed server process waiting for "go" (isolated: a bulk one, on the other cores);
+    returns it and its pipe."""
+    if isolated:
+        return spawn(on_cores, OTHER_CORES, bulk_feed_process, str(frames_path), True)
+    return spawn(feed_process, str(frames_path), rate, True)
+
+
+def measure_bare(frames_path: Path, n: int, isolated: bool) -> float:
+    feed, pipe = start_feed(frames_path, None, isolated)
     port = expect(pipe, "port")
 
     async def count() -> int:
@@ -207,7 +241,12 @@ def measure_bare(frames_path: Path, n: int) -> float:
                 got += 1
             return got
 
-    got = asyncio.run(count())
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, MEASURED_CORES if isolated else cores)
+    try:
+        got = asyncio.run(count())
+    finally:
+        os.sched_setaffinity(0, cores)
     read_s = expect(pipe, "read")
     feed.join(30)
     if got != n:
@@ -223,11 +262,12 @@ def measure_recorder(
     clients: int,
     rate: float | None,
     metrics: bool = False,
+    isolated: bool = False,
 ) -> Run:
     """The real CLI, with ``--serve`` and ``clients`` attached before the first frame when
     ``clients`` (and ``--metrics-port``, scraped once the clients have every command, when
     ``metrics``); fails unless it appended exactly n and each client got every seq once."""
-    feed, pipe = spawn(feed_process, str(frames_path), rate, True)
+    feed, pipe = start_feed(frames_path, rate, isolated)
     port = expect(pipe, "port")
     serve_args = ["--serve", str(free_port())] if clients else []
     metrics_port = free_port()
@@ -242,13 +282,18 @@ def measure_recorder(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=functools.partial(os.sched_setaffinity, 0, MEASURED_CORES) if isolated else None,
     )
     readers = []
     try:
         if clients:
             url = f"ws://127.0.0.1:{serve_args[1]}"
             capacity = 2 * frames_path.stat().st_size  # room for the frames and their headers
-            readers = [spawn(client_process, url, last_seq, capacity) for _ in range(clients)]
+            args = (client_process, url, last_seq, capacity)
+            readers = [
+                spawn(on_cores, OTHER_CORES, *args) if isolated else spawn(*args)
+                for _ in range(clients)
+            ]
             for _, reader in readers:
                 expect(reader, "ready")
         pipe.send("go")
@@ -375,27 +420,37 @@ def main() -> None:
 
         bare, plain, relayed = [], [], []
         for run in range(1, runs + 1):
-            bare.append(measure_bare(burst_path, n))
+            bare.append(measure_bare(burst_path, n, isolated=True))
             print(f"run {run} bare                {bare[-1]:>9,.0f} msgs/s")
+            archive = Path(tmp) / f"plain-{run}"
             plain.append(
-                measure_recorder(burst_path, n, burst_last, Path(tmp) / f"plain-{run}", 0, None)
+                measure_recorder(burst_path, n, burst_last, archive, 0, None, isolated=True)
             )
             print(f"run {run} recorder            {plain[-1].msgs_s:>9,.0f} msgs/s")
+            archive = Path(tmp) / f"relay-{run}"
             relayed.append(
-                measure_recorder(
-                    burst_path, n, burst_last, Path(tmp) / f"relay-{run}", CLIENTS, None
-                )
+                measure_recorder(burst_path, n, burst_last, archive, CLIENTS, None, isolated=True)
             )
             print(
                 f"run {run} recorder, {CLIENTS} clients {relayed[-1].msgs_s:>9,.0f} msgs/s "
                 f"({closed_clients(relayed[-1])} closed with 1013)"
             )
+        # The same pair once on the frame-by-frame server, whose CPU competes for the cores.
+        plain_fbf = measure_recorder(burst_path, n, burst_last, Path(tmp) / "plain-fbf", 0, None)
+        relayed_fbf = measure_recorder(
+            burst_path, n, burst_last, Path(tmp) / "relay-fbf", CLIENTS, None
+        )
+        print(
+            f"frame-by-frame server: recorder {plain_fbf.msgs_s:,.0f} msgs/s, with {CLIENTS} "
+            f"clients {relayed_fbf.msgs_s:,.0f} msgs/s"
+        )
 
     bare_best = max(bare)
     plain_best = max(run.msgs_s for run in plain)
     best_relayed = max(relayed, key=lambda run: run.msgs_s)
     plain_ratio, relay_ratio = plain_best / bare_best, best_relayed.msgs_s / bare_best
     drop = 1 - relay_ratio / plain_ratio
+    drop_fbf = 1 - relayed_fbf.msgs_s / plain_fbf.msgs_s
     plain_cpu = min(run.cpu_us for run in plain)
     relayed_cpu = min(run.cpu_us for run in relayed)
     rows = [
@@ -412,6 +467,7 @@ def main() -> None:
         ("ratio recorder/bare", f"{plain_ratio:.3f}", ""),
         (f"ratio recorder+{CLIENTS}/bare", f"{relay_ratio:.3f}", ""),
         ("throughput drop", f"{drop:.3f}", f"<= {DROP_TARGET}"),
+        ("... frame-by-frame server", f"{drop_fbf:.3f}", "one run, the server's CPU too"),
         ("clients closed (best run)", f"{closed_clients(best_relayed)}", ""),
         ("recorder CPU us/command", f"{plain_cpu:.1f}", "least of the runs"),
         (f"... with {CLIENTS} clients", f"{relayed_cpu:.1f}", "least of the runs"),

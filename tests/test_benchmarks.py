@@ -157,7 +157,7 @@ def test_the_bulk_feed_server_sends_the_frames_a_per_frame_server_sends(tmp_path
             got = [message async for message in ws]
             return got, ws.close_code
 
-    process, pipe = feedprocess.spawn(feedprocess.bulk_feed_process, str(path))
+    process, pipe = feedprocess.spawn(feedprocess.bulk_feed_process, str(path), False)
     try:
         got, code = asyncio.run(read_all(feedprocess.expect(pipe, "port")))
         assert feedprocess.expect(pipe, "read") > 0
