@@ -155,10 +155,12 @@ def _wait_ready(process: subprocess.Popen[bytes], store: ObjectStore, log: Path)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL after 2 s: its data is a temporary directory, and a graceful stop of
+    ``weed mini`` takes about 12 s, spent at the end of the suite on one worker."""
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
