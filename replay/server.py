@@ -79,7 +79,7 @@ FrameSource = Callable[[Request, "Sink"], AsyncGenerator[str | WireFrames, None]
 _HEAD_16, _HEAD_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)  # bounded: a recorder runs for months
 def _head(size: int) -> bytes:
     """A final, unmasked text frame's header for a text of ``size`` bytes."""
     if size < 126:

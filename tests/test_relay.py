@@ -22,11 +22,16 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from replica.recorder.recorder import Recorder, RecorderConfig
 from replica.recorder.relay import ArchivedColumns
 from replica.replay.follow import live_edge
+from replica.replay.live import LiveBatch
+from replica.replay.records import ReplayRecord
 from replica.replay.server import wire_frames
 from replica.schemas.archive import ArchiveLayout
+from replica.schemas.frames import command_frame
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
@@ -387,3 +392,28 @@ def test_wire_frames_are_the_text_frames_websockets_would_send() -> None:
     expected = [Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[]) for text in texts]
     assert data == b"".join(expected)
     assert ends == list(itertools.accumulate(map(len, expected)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=12),
+    st.integers(min_value=0),
+    st.data(),
+)
+def test_a_live_batch_after_any_seam_is_the_frames_of_the_commands_after_it(
+    raws: list[bytes], first_seq: int, data: st.DataObject
+) -> None:
+    """The seam with the archive sends a batch from its ``skip``-th command: exactly those
+    commands' frames, counted as frames and text bytes as the metrics count them."""
+    seqs = list(range(first_seq, first_seq + len(raws)))
+    times = [seq * 7 for seq in seqs]
+    batch = LiveBatch.of((seqs, times, times, times, times, raws))
+    skip = data.draw(st.integers(0, len(raws) - 1))
+    texts = [
+        command_frame(ReplayRecord(seq, t, t, t, t, raw, None)).encode()
+        for seq, t, raw in zip(seqs, times, raws, strict=True)
+    ][skip:]
+    sent = batch.after(skip)
+    assert sent.data == wire_frames(texts)[0]
+    assert sent.frame_count == len(texts)
+    assert sent.text_bytes == sum(map(len, texts))
