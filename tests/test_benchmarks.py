@@ -23,7 +23,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Small sizes: about 90 s for all eight on 2 cores.
 SMALL = {
     "record": ["--quick"],
-    "decode": ["--commands", "3000", "--blocks", "4"],
+    "decode": ["--commands", "3000", "--blocks", "4", "--jobs-blocks", "4"],
     "replay": ["--commands", "5000", "--paced", "200"],
     "query": ["--commands", "50000"],
     "age": ["--short", "3", "--long", "12", "--large-rows", "20000"],
