@@ -128,6 +128,7 @@ def client_process(url: str, last_seq: int, capacity: int, report) -> None:
     size = 0
     while True:
         if size == len(buffer):  # more than the capacity asked for: grow, copying
+            view.release()  # a bytearray with a view on it cannot grow
             buffer.extend(bytes(len(buffer)))
             view = memoryview(buffer)
         got = sock.recv_into(view[size:])
