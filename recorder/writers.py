@@ -117,10 +117,7 @@ class Writers:
             self._spool_writes.append(self._spool_thread.submit(self._spool.close, op.unit_id))
             return
         try:
-            if type(op) is SpoolAppend:
-                self._spool.append(op.unit_id, op.records, sync=False)
-            elif type(op) is SpoolOpen:
-                self._spool.open(op.unit_id, op.header, sync=False)
+            self._apply_spool_op(op, sync=False)
         except OSError as exc:
             raise self._failed("spool", exc) from exc
         self._unsynced = True
@@ -185,11 +182,12 @@ class Writers:
             "spooled are recovered when the recorder starts again"
         )
 
-    def _apply_spool_op(self, op: SpoolOp) -> None:
+    def _apply_spool_op(self, op: SpoolOp, sync: bool = True) -> None:
+        """One spool write; without ``sync``, made durable later (``sync_spool``)."""
         if type(op) is SpoolAppend:
-            self._spool.append(op.unit_id, op.records)
+            self._spool.append(op.unit_id, op.records, sync=sync)
         elif type(op) is SpoolOpen:
-            self._spool.open(op.unit_id, op.header)
+            self._spool.open(op.unit_id, op.header, sync=sync)
         elif type(op) is SpoolClose:
             self._spool.close(op.unit_id)
 
