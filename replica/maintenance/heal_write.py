@@ -22,7 +22,7 @@ import pyarrow as pa
 from replica.maintenance.heal_gaps import gap_table, hole_rows
 from replica.maintenance.heal_plan import heal_table, merged, plan_day, write_file
 from replica.maintenance.staging import DayStaging
-from replica.schemas.archive import ArchiveLayout, Segment
+from replica.schemas.archive import ArchiveLayout, Segment, day_partition
 from replica.schemas.heals import heals_dir
 
 
@@ -52,7 +52,7 @@ def write_day(
     result = DayResult(warnings=plan.warnings)
     if not plan.rewrites and not plan.new:
         return result
-    partition = f"date={day.isoformat()}"
+    partition = day_partition(day)
     live_raw = layout.raw_dir / partition
     live_heals = heals_dir(layout) / partition
     for live in (live_raw, live_heals):
