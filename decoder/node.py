@@ -12,7 +12,8 @@ doubles (the exact strings stay in ``actions.action``). Optional fields are some
 sometimes null, and both read as null.
 
 The block's frame is decoded by msgspec into typed structs in one C pass, leaving each action
-and response as raw JSON; only the actions that carry a fact are parsed further. A block whose
+and response as raw JSON; only the actions that carry a fact are parsed further. A regular block
+has them parsed a type at a time (``node_batch``); any other, action by action. A block whose
 frame is not what the node writes is not a block (``NotABlock``). Nothing wrong with one action
 spoils its block, each leaving one ``undecoded`` row that names the action (its ``idx``) and says
 why. Every signed action keeps its ``actions`` row whatever is wrong with it: a type, nonce,
@@ -27,12 +28,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+from replica.decoder.node_batch import batched_rows
 from replica.decoder.node_facts import FACT_COLUMNS, FACT_KEYS, FACTS_OF_ACTION
 from replica.decoder.node_frame import (
     ACTION_ERRORS,
     NULL,
     AnySignedAction,
+    Block,
+    LooseBlock,
     SignedAction,
+    TypedBlock,
     TypedSignedAction,
     describe,
     own_fields,
@@ -89,6 +94,16 @@ def _wrapped(signed: AnySignedAction, status: str | None, response: msgspec.Raw)
     return inner, [], lower(payload.multiSigUser), status, response
 
 
+# Blocks of fewer signed actions are read action by action: below this, reading a type at a
+# time costs more in calls than it saves (measured on one core: 18 against 9 µs for one action,
+# 57 against 66 µs for 8, 650 against 1,060 µs for 128).
+BATCHED_FROM_ACTIONS = 8
+
+
+def _actions(block: TypedBlock) -> int:
+    return sum(len(bundle.signed_actions) for _, bundle in block.abci_block.signed_action_bundles)
+
+
 # An action's place: seq, time_ms, block round, bundle hash, broadcaster, broadcaster nonce.
 _Place = tuple[int, int, int | None, str, str | None, int | None]
 # An action to add: its signed fields, and the user, status and response it was given.
@@ -138,6 +153,27 @@ class NodeColumns:
         time_ns = block_time_ns(abci.time)
         self._payloads[seq] = (ts_ms, len(payload))
         time_ms = time_ns // 1_000_000
+        batched = None
+        if isinstance(block, TypedBlock) and _actions(block) >= BATCHED_FROM_ACTIONS:
+            batched = batched_rows(block, seq, time_ms)
+        if batched is not None:
+            actions, facts = batched
+            self.actions += actions
+            for table, rows in facts.items():
+                self.facts.setdefault(table, []).extend(rows)
+            top_level = len(actions)
+        else:
+            top_level = self._add_actions(seq, time_ms, block)
+        self.blocks.append(
+            (seq, 0, time_ms, abci.round, time_ns, abci.parent_round, lower(abci.proposer),
+             raw_text(abci.hardfork), len(abci.signed_action_bundles), top_level,
+             block.resps is not None)
+        )  # fmt: skip
+
+    def _add_actions(self, seq: int, time_ms: int, block: TypedBlock | Block | LooseBlock) -> int:
+        """Add a block's actions one by one, each read on its own (``own_fields``, ``_facts``),
+        which says what is wrong with each; returns the number of top-level actions."""
+        abci = block.abci_block
         responses = dict(block.resps.Full) if block.resps is not None else {}
         counts: dict[str, int] = {}
         inner: list[tuple[_Place, int, _Pending]] = []
@@ -166,11 +202,7 @@ class NodeColumns:
             if wrapped is not None:
                 inner.append((place, next_idx, wrapped))
             next_idx += 1
-        self.blocks.append(
-            (seq, 0, time_ms, abci.round, time_ns, abci.parent_round, lower(abci.proposer),
-             raw_text(abci.hardfork), len(abci.signed_action_bundles), idx,
-             block.resps is not None)
-        )  # fmt: skip
+        return idx
 
     def _action(
         self, place: _Place, idx: int, outer: int | None, pending: _Pending, counts: dict[str, int]

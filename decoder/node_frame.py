@@ -111,13 +111,13 @@ class _Result(msgspec.Struct):
     response: msgspec.Raw = NULL
 
 
-class _Response(msgspec.Struct):
+class Response(msgspec.Struct):
     user: str | None = None
     res: _Result | None = None
 
 
 class _Responses(msgspec.Struct):
-    Full: list[tuple[str, list[_Response]]]
+    Full: list[tuple[str, list[Response]]]
 
 
 class Block(msgspec.Struct):
@@ -144,6 +144,7 @@ _decode_block = msgspec.json.Decoder(Block).decode
 _decode_loose_block = msgspec.json.Decoder(LooseBlock).decode
 _decode_signed = msgspec.json.Decoder(SignedAction).decode
 _decode_type = msgspec.json.Decoder(_ActionType).decode
+_decode_types = msgspec.json.Decoder(list[_ActionType]).decode
 _decode_signed_fields = msgspec.json.Decoder(_SignedFields).decode
 _decode_int = msgspec.json.Decoder(int | None).decode
 _decode_str = msgspec.json.Decoder(str | None).decode
@@ -165,6 +166,12 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     return str(exc)
+
+
+def action_types(actions: list[msgspec.Raw]) -> list[str]:
+    """The type of each action, read in one pass (as ``own_fields`` reads one); raises
+    ``msgspec.DecodeError`` if one has none."""
+    return [action.type for action in _decode_types(b"[" + b",".join(actions) + b"]")]
 
 
 def _field(decode: Callable[[bytes], Any], raw: bytes, name: str, problems: list[str]) -> Any:

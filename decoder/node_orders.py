@@ -9,10 +9,20 @@ nothing. Without responses (the node's default) every status is null.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import msgspec
-from replica.decoder.node_values import Facts, Float, decoder, lower, number, uint64
+from replica.decoder.node_values import (
+    Facts,
+    Float,
+    decoder,
+    json_array,
+    lower,
+    number,
+    uint64,
+)
 
 
 class _Limit(msgspec.Struct):
@@ -126,7 +136,7 @@ def outcome(statuses: list[Any], i: int) -> Outcome:
     return name, None, sz, px, uint64(body.get("oid"))
 
 
-def _order(order: _Order, target: int | str | None, result: Outcome) -> tuple[Any, ...]:
+def _order(order: _Order, result: Outcome, target: int | str | None = None) -> tuple[Any, ...]:
     """An orders row's fact columns (see FACT_COLUMNS): the order, the order it replaces, and
     its outcome, whose oid is the order's own."""
     kind = order.t
@@ -146,33 +156,107 @@ def _order(order: _Order, target: int | str | None, result: Outcome) -> tuple[An
             filled_sz, avg_px)  # fmt: skip
 
 
+# The facts of some actions of one type, given each one's statuses: for each fact, the
+# position of its action in the list, and its values.
+GroupFacts = tuple[list[int], list[tuple[Any, ...]]]
+
+
+def _group_facts(
+    actions: list[Any],
+    statuses: list[list[Any]],
+    elements: Callable[[Any], list[Any]],
+    values: Callable[[Any, Outcome], tuple[Any, ...]],
+) -> GroupFacts:
+    """A fact per element of each action (an order, a cancel), with the element's outcome."""
+    positions: list[int] = []
+    facts: list[tuple[Any, ...]] = []
+    for position, (action, answer) in enumerate(zip(actions, statuses, strict=True)):
+        for i, element in enumerate(elements(action)):
+            positions.append(position)
+            facts.append(values(element, outcome(answer, i)))
+    return positions, facts
+
+
+def _order_facts(actions: list[_OrderAction], statuses: list[list[Any]]) -> GroupFacts:
+    return _group_facts(actions, statuses, attrgetter("orders"), _order)
+
+
+def _cancel_facts(actions: list[_CancelAction], statuses: list[list[Any]]) -> GroupFacts:
+    return _group_facts(
+        actions, statuses, attrgetter("cancels"),
+        lambda cancel, result: (cancel.a, cancel.o, None, *result[:2]),
+    )  # fmt: skip
+
+
+def _cancel_by_cloid_facts(
+    actions: list[_CancelByCloidAction], statuses: list[list[Any]]
+) -> GroupFacts:
+    return _group_facts(
+        actions, statuses, attrgetter("cancels"),
+        lambda cancel, result: (cancel.asset, None, lower(cancel.cloid), *result[:2]),
+    )  # fmt: skip
+
+
+def _one(table: str, facts: GroupFacts) -> Facts:
+    for values in facts[1]:
+        yield table, values
+
+
 def orders(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    statuses = _statuses(response)
-    for i, order in enumerate(_decode_orders(action).orders):
-        yield "orders", _order(order, None, outcome(statuses, i))
+    return _one("orders", _order_facts([_decode_orders(action)], [_statuses(response)]))
 
 
 def modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
     change = _decode_modify(action)
-    yield "orders", _order(change.order, change.oid, outcome(_statuses(response), 0))
+    yield "orders", _order(change.order, outcome(_statuses(response), 0), change.oid)
 
 
 def batch_modify(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
     statuses = _statuses(response)
     for i, change in enumerate(_decode_modifies(action).modifies):
-        yield "orders", _order(change.order, change.oid, outcome(statuses, i))
+        yield "orders", _order(change.order, outcome(statuses, i), change.oid)
 
 
 def cancels(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    statuses = _statuses(response)
-    for i, cancel in enumerate(_decode_cancels(action).cancels):
-        yield "cancels", (cancel.a, cancel.o, None, *outcome(statuses, i)[:2])
+    return _one("cancels", _cancel_facts([_decode_cancels(action)], [_statuses(response)]))
 
 
 def cancels_by_cloid(action: bytes, user: str | None, response: msgspec.Raw) -> Facts:
-    statuses = _statuses(response)
-    for i, cancel in enumerate(_decode_cancels_by_cloid(action).cancels):
-        yield "cancels", (cancel.asset, None, lower(cancel.cloid), *outcome(statuses, i)[:2])
+    facts = _cancel_by_cloid_facts([_decode_cancels_by_cloid(action)], [_statuses(response)])
+    return _one("cancels", facts)
+
+
+class Batched(NamedTuple):
+    """A hot action type read many actions at a time: a decoder of a JSON array of such
+    actions, the table of their facts, and their facts given each one's statuses (the same
+    values ``FACTS_OF_ACTION``'s handler of that type gives for each action alone)."""
+
+    decode: Callable[[bytes], list[Any]]
+    table: str
+    facts: Callable[[list[Any], list[list[Any]]], GroupFacts]
+
+
+# The types that make up nearly all of a busy block (order 80%, cancelByCloid 12%, cancel 8%).
+BATCHED = {
+    "order": Batched(decoder(list[_OrderAction]), "orders", _order_facts),
+    "cancel": Batched(decoder(list[_CancelAction]), "cancels", _cancel_facts),
+    "cancelByCloid": Batched(
+        decoder(list[_CancelByCloidAction]), "cancels", _cancel_by_cloid_facts
+    ),
+}
+_decode_many_statuses = msgspec.json.Decoder(list[_StatusResponse | str | None]).decode
+
+
+def statuses_of(responses: list[msgspec.Raw]) -> list[list[Any]]:
+    """``_statuses`` of each response: in one pass, or one by one when one is not as usual."""
+    try:
+        parsed = _decode_many_statuses(json_array(responses))
+    except msgspec.DecodeError:
+        return [_statuses(response) for response in responses]
+    return [
+        p.data.statuses if isinstance(p, _StatusResponse) and p.data is not None else []
+        for p in parsed
+    ]
 
 
 ORDER_COLUMNS = {
