@@ -61,7 +61,7 @@ def batched_rows(block: TypedBlock, seq: int, time_ms: int) -> tuple[Rows, dict[
         kinds = action_types(raws)
         texts = [bytes(raw).decode() for raw in raws]
         response_texts = [raw_text(response) for response in responses]
-    except (ValueError, RecursionError):
+    except ACTION_ERRORS:
         return None
     if "multiSig" in kinds:
         return None
