@@ -115,9 +115,10 @@ def _fitting_rows(
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a batch is decoded. A busy block makes tens
     of thousands of objects that live until its rows are converted (structs, row tuples), and
-    each collection walks all of them: with the collector on, decoding a mainnet-shaped block
-    took 40% longer. Decoding makes no reference cycles; whatever it frees, reference counting
-    frees at once, and the collector runs again after the batch."""
+    each collection walks all of them: with the collector on, ``replica decode`` took 5 to 10%
+    longer on mainnet-shaped blocks (19.5 to 21.5 against 18.4 to 19.4 ms a block). Decoding
+    makes no reference cycles; whatever it frees, reference counting frees at once, and the
+    collector runs again after the batch."""
     if not gc.isenabled():
         yield
         return

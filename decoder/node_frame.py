@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
-from replica.decoder.node_values import lower
+from replica.decoder.node_values import json_array, lower
 from replica.schemas.nodetime import block_time_ns
 
 # Raw JSON fields: absent reads as null. (msgspec takes no ``Raw | None``.)
@@ -171,7 +171,7 @@ def describe(exc: Exception) -> str:
 def action_types(actions: list[msgspec.Raw]) -> list[str]:
     """The type of each action, read in one pass (as ``own_fields`` reads one); raises
     ``msgspec.DecodeError`` if one has none."""
-    return [action.type for action in _decode_types(b"[" + b",".join(actions) + b"]")]
+    return [action.type for action in _decode_types(json_array(actions))]
 
 
 def _field(decode: Callable[[bytes], Any], raw: bytes, name: str, problems: list[str]) -> Any:
