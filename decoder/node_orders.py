@@ -94,22 +94,27 @@ _decode_modify = decoder(_Modify)
 _decode_modifies = decoder(_ModifyAction)
 _decode_cancels = decoder(_CancelAction)
 _decode_cancels_by_cloid = decoder(_CancelByCloidAction)
-_decode_statuses = msgspec.json.Decoder(_StatusResponse | str | None).decode
+# A response as the node writes it: an object with statuses, or (for "err") a string.
+_StatusAnswer = _StatusResponse | str | None
+_decode_statuses = msgspec.json.Decoder(_StatusAnswer).decode
 
 # status, error, filled_sz, avg_px, oid
 Outcome = tuple[str | None, str | None, float | None, float | None, int | None]
 _NO_OUTCOME: Outcome = (None, None, None, None, None)
 
 
-def _statuses(response: msgspec.Raw) -> list[Any]:
-    """The response's statuses, or none: an unexpected response costs the outcomes only."""
-    try:
-        parsed = _decode_statuses(response)
-    except msgspec.DecodeError:
-        return []
+def _statuses_in(parsed: _StatusAnswer) -> list[Any]:
     if isinstance(parsed, _StatusResponse) and parsed.data is not None:
         return parsed.data.statuses
     return []
+
+
+def _statuses(response: msgspec.Raw) -> list[Any]:
+    """The response's statuses, or none: an unexpected response costs the outcomes only."""
+    try:
+        return _statuses_in(_decode_statuses(response))
+    except msgspec.DecodeError:
+        return []
 
 
 def outcome(statuses: list[Any], i: int) -> Outcome:
@@ -258,7 +263,7 @@ BATCHED = {
     "modify": Batched(decoder(list[_Modify]), "orders", _modify_facts),
     "batchModify": Batched(decoder(list[_ModifyAction]), "orders", _batch_modify_facts),
 }
-_decode_many_statuses = msgspec.json.Decoder(list[_StatusResponse | str | None]).decode
+_decode_many_statuses = msgspec.json.Decoder(list[_StatusAnswer]).decode
 
 
 def statuses_of(responses: list[msgspec.Raw]) -> list[list[Any]]:
@@ -267,10 +272,7 @@ def statuses_of(responses: list[msgspec.Raw]) -> list[list[Any]]:
         parsed = _decode_many_statuses(json_array(responses))
     except msgspec.DecodeError:
         return [_statuses(response) for response in responses]
-    return [
-        p.data.statuses if isinstance(p, _StatusResponse) and p.data is not None else []
-        for p in parsed
-    ]
+    return [_statuses_in(answer) for answer in parsed]
 
 
 ORDER_COLUMNS = {
